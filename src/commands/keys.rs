@@ -1,0 +1,931 @@
+//! The generic keyspace family (Redis 7.0 db.c, expire.c, object.c):
+//! DEL UNLINK EXISTS TOUCH TYPE KEYS SCAN RANDOMKEY RENAME RENAMENX COPY MOVE
+//! OBJECT EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
+//!
+//! Keyed commands run on the shard owning their keys. RENAME, RENAMENX and
+//! COPY whose two keys live on different shards run as small transactions
+//! (both keys locked, one hop to read/remove the source, one to write the
+//! destination). KEYS, SCAN and RANDOMKEY visit every shard; the SCAN cursor
+//! carries the shard index in its low part (`dict_cursor * nshards + shard`).
+
+use super::table::{Combine, Ctx, Table};
+use crate::keyspace::db::idle_secs;
+use crate::keyspace::{Db, Entry};
+use crate::protocol::reply::err;
+use crate::protocol::{Args, Reply};
+use crate::runtime::locks::fingerprint;
+use crate::runtime::tx::TxLocks;
+use crate::runtime::{self, Shard};
+use crate::server::client::Client;
+use crate::util::glob::glob_match;
+use crate::util::num::string2ll;
+use std::future::Future;
+use std::pin::Pin;
+
+type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+const SAME_OBJECT: &str = "ERR source and destination objects are the same";
+const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
+/// Redis's LFU_INIT_VAL: the counter of a freshly created object under an LFU policy.
+const LFU_INIT_VAL: i64 = 5;
+
+pub fn register(t: &mut Table) {
+    t.keyed_split("del", del, Combine::Sum);
+    t.keyed_split("unlink", del, Combine::Sum);
+    t.keyed_split("exists", exists, Combine::Sum);
+    t.keyed_split("touch", touch, Combine::Sum);
+    t.keyed("type", type_cmd);
+    t.asynch("keys", keys_cmd);
+    t.asynch("scan", scan_cmd);
+    t.asynch("randomkey", randomkey_cmd);
+    t.keyed_custom("rename", rename, rename_cross);
+    t.keyed_custom("renamenx", renamenx, renamenx_cross);
+    t.keyed_custom("copy", copy, copy_cross);
+    t.keyed("move", move_cmd);
+    t.client("object", object_container);
+    t.keyed("object|encoding", object_encoding);
+    t.keyed("object|refcount", object_refcount);
+    t.keyed("object|idletime", object_idletime);
+    t.keyed("object|freq", object_freq);
+    t.client("object|help", object_help);
+    t.keyed("expire", expire);
+    t.keyed("pexpire", pexpire);
+    t.keyed("expireat", expireat);
+    t.keyed("pexpireat", pexpireat);
+    t.keyed("ttl", ttl);
+    t.keyed("pttl", pttl);
+    t.keyed("expiretime", expiretime);
+    t.keyed("pexpiretime", pexpiretime);
+    t.keyed("persist", persist);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// What C code sees of an argument through `ptr`: the bytes up to the first NUL
+/// (strcasecmp, "%s" and strtoul stop there).
+fn cstr(b: &[u8]) -> &[u8] {
+    match memchr::memchr(0, b) {
+        Some(z) => &b[..z],
+        None => b,
+    }
+}
+
+/// `!strcasecmp(arg->ptr, word)`.
+fn opt_is(arg: &[u8], word: &str) -> bool {
+    cstr(arg).eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Redis's addReplyErrorFormat: the formatted text loses CR/LF at both ends,
+/// and inner ones become spaces (done by `Reply::error_bytes`).
+fn error_fmt(out: &mut Reply, msg: &[u8]) {
+    let mut m = msg;
+    while let Some((&c, rest)) = m.split_last() {
+        if c == b'\r' || c == b'\n' {
+            m = rest;
+        } else {
+            break;
+        }
+    }
+    out.error_bytes(m);
+}
+
+/// True when the entry's TTL has passed (the same rule as `Db`'s lazy expiry).
+#[inline]
+fn is_expired(e: &Entry, now: u64) -> bool {
+    e.expire_at != 0 && e.expire_at <= now
+}
+
+/// Redis's lookupKeyRead / lookupKeyReadWithFlags(LOOKUP_NOTOUCH): lazy
+/// expiry, LRU touch unless `notouch`, and the keyspace hit/miss counters.
+fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8], notouch: bool) -> Option<&'a mut Entry> {
+    let now = ctx.now;
+    let dbi = ctx.db;
+    let s: &'a mut Shard = &mut *ctx.shard;
+    let e = if notouch { s.dbs[dbi].peek(key, now) } else { s.dbs[dbi].get(key, now) };
+    if e.is_some() {
+        s.stats.keyspace_hits += 1;
+    } else {
+        s.stats.keyspace_misses += 1;
+    }
+    e
+}
+
+/// dbSyncDelete after expireIfNeeded: an already expired key counts as absent.
+fn delete_key(db: &mut Db, key: &[u8], now: u64) -> bool {
+    if !db.volatile.is_empty() && db.peek(key, now).is_none() {
+        return false;
+    }
+    db.remove(key).is_some()
+}
+
+/// getIntFromObjectOrReply(c, o, &v, NULL).
+fn parse_int(arg: &[u8]) -> Result<i32, String> {
+    let v = string2ll(arg).ok_or_else(|| err::NOT_INT.to_string())?;
+    if v < i32::MIN as i64 || v > i32::MAX as i64 {
+        return Err(format!("ERR value is out of range, value must between {} and {}", i32::MIN, i32::MAX));
+    }
+    Ok(v as i32)
+}
+
+/// A database index as MOVE / COPY DB check it (selectDb).
+fn parse_db(arg: &[u8], databases: usize) -> Result<usize, String> {
+    let v = parse_int(arg)?;
+    if v < 0 || v as usize >= databases {
+        return Err(err::DB_INDEX.to_string());
+    }
+    Ok(v as usize)
+}
+
+/// The maxmemory policy has MAXMEMORY_FLAG_LFU.
+fn lfu_policy() -> bool {
+    use crate::config::MaxmemoryPolicy::*;
+    runtime::rt_ref().config.read().map(|c| matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu)).unwrap_or(false)
+}
+
+fn reply_status_or_int(out: &mut Reply, nx: bool, ok: bool) {
+    if nx {
+        out.int(ok as i64);
+    } else {
+        out.ok();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// DEL UNLINK EXISTS TOUCH TYPE
+// ---------------------------------------------------------------------------
+
+fn del(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    let mut n = 0;
+    for k in args.iter().skip(1) {
+        if delete_key(db, k, now) {
+            n += 1;
+        }
+    }
+    out.int(n);
+}
+
+fn exists(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let mut n = 0;
+    for k in args.iter().skip(1) {
+        if lookup_read(ctx, k, true).is_some() {
+            n += 1;
+        }
+    }
+    out.int(n);
+}
+
+fn touch(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let mut n = 0;
+    for k in args.iter().skip(1) {
+        if lookup_read(ctx, k, false).is_some() {
+            n += 1;
+        }
+    }
+    out.int(n);
+}
+
+fn type_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let name = lookup_read(ctx, args.get(1), true).map(|e| e.val.type_name()).unwrap_or("none");
+    out.status(name.as_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// KEYS SCAN RANDOMKEY (every shard)
+// ---------------------------------------------------------------------------
+
+/// The matching, not logically expired keys of one shard's db, as RESP bulks.
+/// Like Redis's KEYS, expired keys are skipped but not deleted.
+pub fn keys_shard(db: &Db, pattern: &[u8], now: u64) -> (usize, Vec<u8>) {
+    let allkeys = pattern == b"*";
+    let mut r = Reply::new(false);
+    let mut n = 0;
+    for (k, e) in db.keys.iter() {
+        if (allkeys || glob_match(pattern, k, false)) && !is_expired(e, now) {
+            r.bulk(k);
+            n += 1;
+        }
+    }
+    (n, r.buf)
+}
+
+fn keys_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(async move {
+        let pattern = args.get(1).to_vec();
+        let dbi = c.db;
+        let parts = runtime::broadcast(move |s: &mut Shard| keys_shard(&s.dbs[dbi], &pattern, runtime::now_ms())).await;
+        out.array_len(parts.iter().map(|p| p.0).sum());
+        for (_, bytes) in parts {
+            out.raw(&bytes);
+        }
+    })
+}
+
+/// parseScanCursorOrReply: strtoul() semantics (an optional sign, decimal
+/// digits, nothing after them; a leading space or an overflow is invalid).
+pub fn parse_scan_cursor(arg: &[u8]) -> Option<u64> {
+    let s = cstr(arg);
+    if let Some(&c) = s.first() {
+        if matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r') {
+            return None;
+        }
+    }
+    let mut i = 0;
+    let mut neg = false;
+    if let Some(&c) = s.first() {
+        if c == b'+' || c == b'-' {
+            neg = c == b'-';
+            i = 1;
+        }
+    }
+    let start = i;
+    let mut v: u64 = 0;
+    let mut overflow = false;
+    while i < s.len() && s[i].is_ascii_digit() {
+        match v.checked_mul(10).and_then(|x| x.checked_add((s[i] - b'0') as u64)) {
+            Some(x) => v = x,
+            None => overflow = true,
+        }
+        i += 1;
+    }
+    if i == start {
+        // No digits: strtoul leaves the end pointer at the start of the string.
+        return if s.is_empty() { Some(0) } else { None };
+    }
+    if i != s.len() || overflow {
+        return None;
+    }
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
+/// SCAN's options, shared by every shard step.
+#[derive(Clone)]
+pub struct ScanOpts {
+    pub count: usize,
+    /// None when there is no pattern or it is exactly "*".
+    pub pattern: Option<Vec<u8>>,
+    pub typename: Option<Vec<u8>>,
+}
+
+/// What one shard step of a SCAN produced.
+pub struct ScanStep {
+    /// Keys that passed the filters, as RESP bulks.
+    pub bulks: Vec<u8>,
+    pub nkeys: usize,
+    /// Keys collected before filtering (what COUNT bounds).
+    pub collected: usize,
+    /// Next dict cursor of this shard (0 = the shard is done).
+    pub cursor: u64,
+    /// Iterations left of the maxiterations budget.
+    pub iters_left: u64,
+}
+
+/// One shard's part of scanGenericCommand: dictScan until `want` keys were
+/// collected, the iteration budget runs out or the dict is done; then the
+/// MATCH, TYPE and expired-key filters (expired keys are deleted).
+pub fn scan_shard(s: &mut Shard, dbi: usize, cursor: u64, want: usize, iters: u64, opts: &ScanOpts, now: u64) -> ScanStep {
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut cur = cursor;
+    let mut iters = iters;
+    loop {
+        cur = s.dbs[dbi].keys.scan(cur, |k, _| keys.push(k.to_vec()));
+        if cur == 0 || keys.len() >= want {
+            break;
+        }
+        if iters == 0 {
+            break;
+        }
+        iters -= 1;
+    }
+    let mut r = Reply::new(false);
+    let mut nkeys = 0;
+    for k in &keys {
+        if let Some(p) = &opts.pattern {
+            if !glob_match(p, k, false) {
+                continue;
+            }
+        }
+        if let Some(t) = &opts.typename {
+            // lookupKeyReadWithFlags(LOOKUP_NOTOUCH) + getObjectTypeName.
+            let found = s.dbs[dbi].peek(k, now).map(|e| e.val.type_name());
+            if found.is_some() {
+                s.stats.keyspace_hits += 1;
+            } else {
+                s.stats.keyspace_misses += 1;
+            }
+            if !cstr(t).eq_ignore_ascii_case(found.unwrap_or("none").as_bytes()) {
+                continue;
+            }
+        }
+        // expireIfNeeded: a key that is present but logically expired is deleted.
+        let db = &mut s.dbs[dbi];
+        if db.keys.get(k).is_some_and(|e| is_expired(e, now)) {
+            db.peek(k, now);
+            continue;
+        }
+        r.bulk(k);
+        nkeys += 1;
+    }
+    ScanStep { bulks: r.buf, nkeys, collected: keys.len(), cursor: cur, iters_left: iters }
+}
+
+/// Parses SCAN's arguments after the cursor, as scanGenericCommand.
+pub fn parse_scan_opts(args: &Args) -> Result<ScanOpts, &'static str> {
+    let mut opts = ScanOpts { count: 10, pattern: None, typename: None };
+    let mut i = 2;
+    while i < args.len() {
+        let j = args.len() - i;
+        let a = args.get(i);
+        if opt_is(a, "count") && j >= 2 {
+            let v = string2ll(args.get(i + 1)).ok_or(err::NOT_INT)?;
+            if v < 1 {
+                return Err(err::SYNTAX);
+            }
+            opts.count = v.min(usize::MAX as i64 >> 4) as usize;
+            i += 2;
+        } else if opt_is(a, "match") && j >= 2 {
+            let p = args.get(i + 1);
+            opts.pattern = if p == b"*" { None } else { Some(p.to_vec()) };
+            i += 2;
+        } else if opt_is(a, "type") && j >= 2 {
+            opts.typename = Some(args.get(i + 1).to_vec());
+            i += 2;
+        } else {
+            return Err(err::SYNTAX);
+        }
+    }
+    Ok(opts)
+}
+
+fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(async move {
+        let Some(cursor) = parse_scan_cursor(args.get(1)) else {
+            out.error("ERR invalid cursor");
+            return;
+        };
+        let opts = match parse_scan_opts(&args) {
+            Ok(o) => o,
+            Err(e) => {
+                out.error(e);
+                return;
+            }
+        };
+        let n = runtime::nshards() as u64;
+        let dbi = c.db;
+        let mut shard = cursor % n;
+        let mut dcur = cursor / n;
+        let mut collected = 0usize;
+        // Redis's maxiterations: ten dict steps per requested element.
+        let mut iters = (opts.count as u64).saturating_mul(10);
+        let mut bulks: Vec<u8> = Vec::new();
+        let mut nkeys = 0usize;
+        let next = loop {
+            let want = opts.count - collected;
+            let o = opts.clone();
+            let step = runtime::call(shard as usize, move |s: &mut Shard| scan_shard(s, dbi, dcur, want, iters, &o, runtime::now_ms())).await;
+            bulks.extend_from_slice(&step.bulks);
+            nkeys += step.nkeys;
+            collected += step.collected;
+            iters = step.iters_left;
+            if step.cursor != 0 {
+                break step.cursor * n + shard;
+            }
+            // This shard is done: go on with the next one, from its start.
+            shard += 1;
+            dcur = 0;
+            if shard == n {
+                break 0;
+            }
+            if collected >= opts.count || iters == 0 {
+                break shard;
+            }
+            iters -= 1;
+        };
+        out.array_len(2);
+        let mut cur = Vec::with_capacity(20);
+        crate::util::num::write_u64(&mut cur, next);
+        out.bulk(&cur);
+        out.array_len(nkeys);
+        out.raw(&bulks);
+    })
+}
+
+/// A random live key of one shard's db (deleting expired keys it draws, as
+/// dbRandomKey), with the db's size afterwards.
+pub fn random_shard(s: &mut Shard, dbi: usize, now: u64) -> (usize, Option<Vec<u8>>) {
+    let mut x = s.rand() | 1;
+    let mut rng = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545F4914F6CDD1D)
+    };
+    let db = &mut s.dbs[dbi];
+    loop {
+        let (key, expired) = match db.keys.random(&mut rng) {
+            None => return (0, None),
+            Some((k, e)) => (k.to_vec(), is_expired(e, now)),
+        };
+        if expired {
+            db.peek(&key, now);
+            continue;
+        }
+        return (db.len(), Some(key));
+    }
+}
+
+fn randomkey_cmd<'a>(c: &'a mut Client, _args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(async move {
+        let dbi = c.db;
+        let parts = runtime::broadcast(move |s: &mut Shard| random_shard(s, dbi, runtime::now_ms())).await;
+        let total: u64 = parts.iter().map(|p| p.0 as u64).sum();
+        if total == 0 {
+            out.null();
+            return;
+        }
+        // Pick a shard with probability proportional to its size.
+        let mut r = runtime::with_shard(|s| s.rand()) % total;
+        for (len, key) in parts {
+            if r < len as u64 {
+                match key {
+                    Some(k) => out.bulk(&k),
+                    None => out.null(),
+                }
+                return;
+            }
+            r -= len as u64;
+        }
+        out.null();
+    })
+}
+
+// ---------------------------------------------------------------------------
+// RENAME RENAMENX COPY MOVE
+// ---------------------------------------------------------------------------
+
+fn rename(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    rename_generic(ctx, args, out, false)
+}
+
+fn renamenx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    rename_generic(ctx, args, out, true)
+}
+
+fn rename_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, nx: bool) {
+    let (src, dst) = (args.get(1), args.get(2));
+    let now = ctx.now;
+    let db = ctx.db();
+    if db.get(src, now).is_none() {
+        out.error(err::NO_SUCH_KEY);
+        return;
+    }
+    if src == dst {
+        reply_status_or_int(out, nx, false);
+        return;
+    }
+    if db.get(dst, now).is_some() && nx {
+        out.int(0);
+        return;
+    }
+    if let Some(e) = db.remove(src) {
+        db.set(dst, e.val, e.expire_at, now);
+    }
+    reply_status_or_int(out, nx, true);
+}
+
+fn rename_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(rename_cross_impl(c, args, out, false))
+}
+
+fn renamenx_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(rename_cross_impl(c, args, out, true))
+}
+
+/// Locks `(db, key)` pairs on their owning shards.
+async fn lock_keys(keys: &[(usize, &[u8])]) -> TxLocks {
+    let n = runtime::nshards();
+    let mut parts: Vec<(usize, Vec<u64>)> = Vec::new();
+    for (db, k) in keys {
+        let s = runtime::shard_of_key(k, n);
+        let fp = fingerprint(*db, k);
+        match parts.iter_mut().find(|p| p.0 == s) {
+            Some(p) => p.1.push(fp),
+            None => parts.push((s, vec![fp])),
+        }
+    }
+    TxLocks::acquire(parts).await
+}
+
+/// RENAME / RENAMENX whose keys live on different shards (so they differ).
+async fn rename_cross_impl(c: &mut Client, args: Args<'_>, out: &mut Reply, nx: bool) {
+    let dbi = c.db;
+    let n = runtime::nshards();
+    let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
+    let (ss, ds) = (runtime::shard_of_key(&src, n), runtime::shard_of_key(&dst, n));
+    let locks = lock_keys(&[(dbi, &src), (dbi, &dst)]).await;
+    if nx {
+        let k = src.clone();
+        let found = runtime::call(ss, move |s: &mut Shard| s.dbs[dbi].get(&k, runtime::now_ms()).is_some()).await;
+        if !found {
+            locks.release();
+            out.error(err::NO_SUCH_KEY);
+            return;
+        }
+        let k = dst.clone();
+        let taken = runtime::call(ds, move |s: &mut Shard| s.dbs[dbi].get(&k, runtime::now_ms()).is_some()).await;
+        if taken {
+            locks.release();
+            out.int(0);
+            return;
+        }
+    }
+    let k = src.clone();
+    let entry = runtime::call(ss, move |s: &mut Shard| {
+        let db = &mut s.dbs[dbi];
+        if !nx && db.get(&k, runtime::now_ms()).is_none() {
+            return None;
+        }
+        // Under the lock the key was found above; if active expiry removed it
+        // since, the renamed key would have expired by now anyway.
+        db.remove(&k)
+    })
+    .await;
+    if !nx && entry.is_none() {
+        locks.release();
+        out.error(err::NO_SUCH_KEY);
+        return;
+    }
+    if let Some(e) = entry {
+        runtime::call(ds, move |s: &mut Shard| {
+            let now = runtime::now_ms();
+            let db = &mut s.dbs[dbi];
+            db.get(&dst, now);
+            db.set(&dst, e.val, e.expire_at, now);
+        })
+        .await;
+    }
+    locks.release();
+    reply_status_or_int(out, nx, true);
+}
+
+struct CopyOpts {
+    dst_db: usize,
+    replace: bool,
+}
+
+fn parse_copy_opts(args: &Args, src_db: usize, databases: usize) -> Result<CopyOpts, String> {
+    let mut o = CopyOpts { dst_db: src_db, replace: false };
+    let mut j = 3;
+    while j < args.len() {
+        let additional = args.len() - j - 1;
+        if opt_is(args.get(j), "replace") {
+            o.replace = true;
+        } else if opt_is(args.get(j), "db") && additional >= 1 {
+            o.dst_db = parse_db(args.get(j + 1), databases)?;
+            j += 1;
+        } else {
+            return Err(err::SYNTAX.to_string());
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+fn copy(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let o = match parse_copy_opts(&args, ctx.db, ctx.shard.dbs.len()) {
+        Ok(o) => o,
+        Err(e) => return out.error(&e),
+    };
+    let (key, newkey) = (args.get(1), args.get(2));
+    if o.dst_db == ctx.db && key == newkey {
+        out.error(SAME_OBJECT);
+        return;
+    }
+    let Some(e) = lookup_read(ctx, key, false) else {
+        out.int(0);
+        return;
+    };
+    let (val, expire_at) = (e.val.clone(), e.expire_at);
+    let now = ctx.now;
+    let dst = &mut ctx.shard.dbs[o.dst_db];
+    if dst.get(newkey, now).is_some() && !o.replace {
+        out.int(0);
+        return;
+    }
+    dst.set(newkey, val, expire_at, now);
+    out.int(1);
+}
+
+fn copy_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
+    Box::pin(async move {
+        let dbi = c.db;
+        let databases = runtime::with_shard(|s| s.dbs.len());
+        let o = match parse_copy_opts(&args, dbi, databases) {
+            Ok(o) => o,
+            Err(e) => return out.error(&e),
+        };
+        let n = runtime::nshards();
+        let (key, newkey) = (args.get(1).to_vec(), args.get(2).to_vec());
+        let (ss, ds) = (runtime::shard_of_key(&key, n), runtime::shard_of_key(&newkey, n));
+        let locks = lock_keys(&[(dbi, &key), (o.dst_db, &newkey)]).await;
+        let src = runtime::call(ss, move |s: &mut Shard| {
+            let mut ctx = Ctx { shard: s, db: dbi, now: runtime::now_ms() };
+            lookup_read(&mut ctx, &key, false).map(|e| (e.val.clone(), e.expire_at))
+        })
+        .await;
+        let Some((val, expire_at)) = src else {
+            locks.release();
+            out.int(0);
+            return;
+        };
+        let (dst_db, replace) = (o.dst_db, o.replace);
+        let done = runtime::call(ds, move |s: &mut Shard| {
+            let now = runtime::now_ms();
+            let db = &mut s.dbs[dst_db];
+            if db.get(&newkey, now).is_some() && !replace {
+                return false;
+            }
+            db.set(&newkey, val, expire_at, now);
+            true
+        })
+        .await;
+        locks.release();
+        out.int(done as i64);
+    })
+}
+
+fn move_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let dst_db = match parse_db(args.get(2), ctx.shard.dbs.len()) {
+        Ok(d) => d,
+        Err(e) => return out.error(&e),
+    };
+    if dst_db == ctx.db {
+        out.error(SAME_OBJECT);
+        return;
+    }
+    let key = args.get(1);
+    let now = ctx.now;
+    if ctx.db().get(key, now).is_none() {
+        out.int(0);
+        return;
+    }
+    if ctx.shard.dbs[dst_db].get(key, now).is_some() {
+        out.int(0);
+        return;
+    }
+    if let Some(e) = ctx.db().remove(key) {
+        ctx.shard.dbs[dst_db].set(key, e.val, e.expire_at, now);
+    }
+    out.int(1);
+}
+
+// ---------------------------------------------------------------------------
+// OBJECT
+// ---------------------------------------------------------------------------
+
+/// Never reached: the arity check and the subcommand lookup come first.
+fn object_container(_c: &mut Client, args: Args, out: &mut Reply) {
+    let sub = args.iter().nth(1).unwrap_or(b"");
+    let mut m = b"ERR unknown subcommand '".to_vec();
+    m.extend_from_slice(&cstr(sub)[..cstr(sub).len().min(128)]);
+    m.extend_from_slice(b"'. Try OBJECT HELP.");
+    out.error_bytes(&m);
+}
+
+/// objectCommandLookup: no LRU touch, a null reply for a missing key.
+fn object_lookup<'a>(ctx: &'a mut Ctx, args: &Args, out: &mut Reply) -> Option<&'a mut Entry> {
+    let e = lookup_read(ctx, args.get(2), true);
+    if e.is_none() {
+        out.null();
+    }
+    e
+}
+
+fn object_encoding(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    if let Some(e) = object_lookup(ctx, &args, out) {
+        let enc = e.val.encoding();
+        out.bulk(enc.as_bytes());
+    }
+}
+
+fn object_refcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    if let Some(e) = object_lookup(ctx, &args, out) {
+        let rc = e.val.refcount();
+        out.int(rc);
+    }
+}
+
+fn object_idletime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now;
+    if let Some(e) = object_lookup(ctx, &args, out) {
+        let lru = e.lru;
+        if lfu_policy() {
+            out.error(LFU_SELECTED);
+            return;
+        }
+        out.int(idle_secs(lru, now) as i64);
+    }
+}
+
+fn object_freq(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    if object_lookup(ctx, &args, out).is_some() {
+        if !lfu_policy() {
+            out.error(LFU_NOT_SELECTED);
+            return;
+        }
+        // Access frequencies are not tracked: report a fresh object's counter.
+        out.int(LFU_INIT_VAL);
+    }
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+];
+
+/// addReplyHelp.
+fn object_help(_c: &mut Client, args: Args, out: &mut Reply) {
+    let mut head = cstr(args.get(0)).to_ascii_uppercase();
+    head.extend_from_slice(b" <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    out.array_len(OBJECT_HELP.len() + 3);
+    out.status(&head);
+    for l in OBJECT_HELP {
+        out.status(l.as_bytes());
+    }
+    out.status(b"HELP");
+    out.status(b"    Prints this help.");
+}
+
+// ---------------------------------------------------------------------------
+// EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST
+// ---------------------------------------------------------------------------
+
+const EXPIRE_NX: u8 = 1;
+const EXPIRE_XX: u8 = 2;
+const EXPIRE_GT: u8 = 4;
+const EXPIRE_LT: u8 = 8;
+
+fn expire(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now as i64;
+    expire_generic(ctx, args, out, now, true, "expire")
+}
+
+fn pexpire(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now as i64;
+    expire_generic(ctx, args, out, now, false, "pexpire")
+}
+
+fn expireat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    expire_generic(ctx, args, out, 0, true, "expireat")
+}
+
+fn pexpireat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    expire_generic(ctx, args, out, 0, false, "pexpireat")
+}
+
+/// parseExtendedExpireArgumentsOrReply.
+fn parse_expire_flags(args: &Args, out: &mut Reply) -> Option<u8> {
+    let mut flags = 0u8;
+    for i in 3..args.len() {
+        let a = args.get(i);
+        if opt_is(a, "nx") {
+            flags |= EXPIRE_NX;
+        } else if opt_is(a, "xx") {
+            flags |= EXPIRE_XX;
+        } else if opt_is(a, "gt") {
+            flags |= EXPIRE_GT;
+        } else if opt_is(a, "lt") {
+            flags |= EXPIRE_LT;
+        } else {
+            let mut m = b"ERR Unsupported option ".to_vec();
+            m.extend_from_slice(cstr(a));
+            error_fmt(out, &m);
+            return None;
+        }
+    }
+    if flags & EXPIRE_NX != 0 && flags & (EXPIRE_XX | EXPIRE_GT | EXPIRE_LT) != 0 {
+        out.error("ERR NX and XX, GT or LT options at the same time are not compatible");
+        return None;
+    }
+    if flags & EXPIRE_GT != 0 && flags & EXPIRE_LT != 0 {
+        out.error("ERR GT and LT options at the same time are not compatible");
+        return None;
+    }
+    Some(flags)
+}
+
+/// expireGenericCommand: `basetime` is 0 for the *AT forms, now for relative ones.
+fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, seconds: bool, name: &str) {
+    let Some(flags) = parse_expire_flags(&args, out) else { return };
+    let Some(mut when) = string2ll(args.get(2)) else {
+        out.error(err::NOT_INT);
+        return;
+    };
+    let invalid = || format!("ERR invalid expire time in '{name}' command");
+    if seconds {
+        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+            out.error(&invalid());
+            return;
+        }
+        when *= 1000;
+    }
+    if when > i64::MAX - basetime {
+        out.error(&invalid());
+        return;
+    }
+    when += basetime;
+
+    let key = args.get(1);
+    let now = ctx.now;
+    let db = ctx.db();
+    let Some(e) = db.get(key, now) else {
+        out.int(0);
+        return;
+    };
+    if flags != 0 {
+        let current: i64 = if e.expire_at == 0 { -1 } else { e.expire_at as i64 };
+        if flags & EXPIRE_NX != 0 && current != -1 {
+            out.int(0);
+            return;
+        }
+        if flags & EXPIRE_XX != 0 && current == -1 {
+            out.int(0);
+            return;
+        }
+        if flags & EXPIRE_GT != 0 && (when <= current || current == -1) {
+            out.int(0);
+            return;
+        }
+        if flags & EXPIRE_LT != 0 && current != -1 && when >= current {
+            out.int(0);
+            return;
+        }
+    }
+    // checkAlreadyExpired: a time in the past (or now) deletes the key.
+    if when <= now as i64 {
+        db.remove(key);
+    } else {
+        db.set_expire(key, when as u64);
+    }
+    out.int(1);
+}
+
+/// ttlGenericCommand.
+fn ttl_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, ms: bool, abs: bool) {
+    let now = ctx.now as i64;
+    let Some(e) = lookup_read(ctx, args.get(1), true) else {
+        out.int(-2);
+        return;
+    };
+    if e.expire_at == 0 {
+        out.int(-1);
+        return;
+    }
+    let expire = e.expire_at as i64;
+    let mut ttl = if abs { expire } else { expire - now };
+    if ttl < 0 {
+        ttl = 0;
+    }
+    out.int(if ms { ttl } else { ttl.wrapping_add(500) / 1000 });
+}
+
+fn ttl(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    ttl_generic(ctx, args, out, false, false)
+}
+
+fn pttl(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    ttl_generic(ctx, args, out, true, false)
+}
+
+fn expiretime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    ttl_generic(ctx, args, out, false, true)
+}
+
+fn pexpiretime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    ttl_generic(ctx, args, out, true, true)
+}
+
+fn persist(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    let now = ctx.now;
+    let db = ctx.db();
+    if db.get(key, now).is_none() {
+        out.int(0);
+        return;
+    }
+    out.int(db.persist(key) as i64);
+}

@@ -1,0 +1,24 @@
+//! Commands: the declarative table plus one file per command family.
+//!
+//! - `strings.rs`: GET, SET, INCR, APPEND, MSET, LCS, ...
+//! - `keys.rs`: DEL, EXISTS, EXPIRE, TTL, RENAME, COPY, SCAN, OBJECT, ...
+//! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
+//! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
+
+pub mod connection;
+pub mod doc;
+pub mod keys;
+pub mod meta;
+pub mod server;
+pub mod strings;
+pub mod table;
+
+pub use table::{table, Command, Ctx};
+
+/// Registers every implemented command.
+pub fn register_all(t: &mut table::Table) {
+    strings::register(t);
+    keys::register(t);
+    connection::register(t);
+    server::register(t);
+}

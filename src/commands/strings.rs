@@ -1,0 +1,966 @@
+//! The strings family, mirroring Redis 7.0.15's t_string.c: GET, SET (and its
+//! SETNX/SETEX/PSETEX/GETSET variants), GETDEL, GETEX, MGET, MSET, MSETNX,
+//! INCR/DECR/INCRBY/DECRBY/INCRBYFLOAT, APPEND, STRLEN, GETRANGE/SUBSTR,
+//! SETRANGE and LCS.
+//!
+//! GET and SET are the hot path: they parse options in place and allocate
+//! nothing but the stored key/value.
+
+use super::table::{Combine, Ctx, Table};
+use crate::keyspace::{Db, Entry, Value};
+use crate::protocol::reply::err;
+use crate::protocol::{Args, Reply};
+use crate::server::client::Client;
+use crate::util::num::{incr_by_float, string2ll};
+use std::future::Future;
+use std::pin::Pin;
+
+pub fn register(t: &mut Table) {
+    t.keyed("get", get);
+    t.keyed("set", set);
+    t.keyed("setnx", setnx);
+    t.keyed("setex", setex);
+    t.keyed("psetex", psetex);
+    t.keyed("getset", getset);
+    t.keyed("getdel", getdel);
+    t.keyed("getex", getex);
+    t.keyed_split("mget", mget, Combine::Merge);
+    t.keyed_split("mset", mset, Combine::AllOk);
+    t.keyed_custom("msetnx", msetnx, msetnx_cross);
+    t.keyed("incr", incr);
+    t.keyed("decr", decr);
+    t.keyed("incrby", incrby);
+    t.keyed("decrby", decrby);
+    t.keyed("incrbyfloat", incrbyfloat);
+    t.keyed("append", append);
+    t.keyed("strlen", strlen);
+    t.keyed("getrange", getrange);
+    t.keyed("substr", getrange);
+    t.keyed("setrange", setrange);
+    t.keyed_custom("lcs", lcs, lcs_cross);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// `ll2string` into a stack buffer (i64::MIN needs 20 bytes).
+#[inline]
+fn int_str(v: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    &buf[i..]
+}
+
+/// The string form of a value without allocating (ints are formatted into
+/// `buf`); None when the value is not a string.
+#[inline]
+#[allow(unreachable_patterns)]
+fn str_of<'a>(v: &'a Value, buf: &'a mut [u8; 20]) -> Option<&'a [u8]> {
+    match v {
+        Value::Int(i) => Some(int_str(*i, buf)),
+        Value::Str { data, .. } => Some(data),
+        _ => None,
+    }
+}
+
+/// addReplyBulk of a string value, or WRONGTYPE.
+#[inline]
+fn reply_str(out: &mut Reply, v: &Value) {
+    let mut buf = [0u8; 20];
+    match str_of(v, &mut buf) {
+        Some(b) => out.bulk(b),
+        None => out.error(err::WRONGTYPE),
+    }
+}
+
+/// Redis's lookupKeyRead: lazy expiry, LRU touch and the hit/miss counters.
+#[inline]
+fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Option<&'a mut Entry> {
+    let now = ctx.now;
+    let shard = &mut *ctx.shard;
+    let e = shard.dbs[ctx.db].get(key, now);
+    if e.is_some() {
+        shard.stats.keyspace_hits += 1;
+    } else {
+        shard.stats.keyspace_misses += 1;
+    }
+    e
+}
+
+/// getGenericCommand: replies the value (or null); false on WRONGTYPE.
+#[inline]
+fn get_generic(ctx: &mut Ctx, key: &[u8], out: &mut Reply) -> bool {
+    match lookup_read(ctx, key) {
+        None => {
+            out.null();
+            true
+        }
+        Some(e) => {
+            let mut buf = [0u8; 20];
+            match str_of(&e.val, &mut buf) {
+                Some(b) => {
+                    out.bulk(b);
+                    true
+                }
+                None => {
+                    out.error(err::WRONGTYPE);
+                    false
+                }
+            }
+        }
+    }
+}
+
+/// The argument as C sees it (`char *` stops at the first NUL), for option names.
+#[inline]
+fn cstr(b: &[u8]) -> &[u8] {
+    match memchr::memchr(0, b) {
+        Some(z) => &b[..z],
+        None => b,
+    }
+}
+
+/// The configured proto-max-bulk-len.
+fn proto_max_bulk_len() -> i64 {
+    crate::runtime::rt_ref().config.read().map(|c| c.proto_max_bulk_len()).unwrap_or(512 << 20).min(i64::MAX as u64) as i64
+}
+
+/// checkStringLength: false (after replying) when size+append is too big.
+fn check_string_length(size: i64, append: i64, out: &mut Reply) -> bool {
+    if size as i128 + append as i128 > proto_max_bulk_len() as i128 {
+        out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return false;
+    }
+    true
+}
+
+fn invalid_expire(cmd: &str, out: &mut Reply) {
+    out.error(&format!("ERR invalid expire time in '{cmd}' command"));
+}
+
+// ---------------------------------------------------------------------------
+// SET / GETEX option parsing (parseExtendedStringArgumentsOrReply)
+// ---------------------------------------------------------------------------
+
+const NX: u16 = 1 << 0;
+const XX: u16 = 1 << 1;
+const EX: u16 = 1 << 2;
+const PX: u16 = 1 << 3;
+const KEEPTTL: u16 = 1 << 4;
+const GET: u16 = 1 << 5;
+const EXAT: u16 = 1 << 6;
+const PXAT: u16 = 1 << 7;
+const PERSIST: u16 = 1 << 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ExtArgs {
+    flags: u16,
+    /// Argument index of the expire value, 0 when none.
+    expire: usize,
+    /// True when the expire is in milliseconds (PX, PXAT).
+    unit_ms: bool,
+}
+
+/// Parses SET (`set == true`, options from argv[3]) or GETEX (from argv[2])
+/// options; Err(()) means "ERR syntax error".
+fn parse_ext(args: &Args, set: bool) -> Result<ExtArgs, ()> {
+    let mut a = ExtArgs { flags: 0, expire: 0, unit_ms: false };
+    let argc = args.len();
+    let mut j = if set { 3 } else { 2 };
+    while j < argc {
+        let opt = cstr(args.get(j));
+        let has_next = j + 1 < argc;
+        let f = a.flags;
+        let eq = |w: &[u8]| opt.eq_ignore_ascii_case(w);
+        if eq(b"nx") && f & XX == 0 && set {
+            a.flags |= NX;
+        } else if eq(b"xx") && f & NX == 0 && set {
+            a.flags |= XX;
+        } else if eq(b"get") && set {
+            a.flags |= GET;
+        } else if eq(b"keepttl") && f & (PERSIST | EX | EXAT | PX | PXAT) == 0 && set {
+            a.flags |= KEEPTTL;
+        } else if eq(b"persist") && !set && f & (EX | EXAT | PX | PXAT | KEEPTTL) == 0 {
+            a.flags |= PERSIST;
+        } else if eq(b"ex") && f & (KEEPTTL | PERSIST | EXAT | PX | PXAT) == 0 && has_next {
+            a.flags |= EX;
+            a.expire = j + 1;
+            j += 1;
+        } else if eq(b"px") && f & (KEEPTTL | PERSIST | EX | EXAT | PXAT) == 0 && has_next {
+            a.flags |= PX;
+            a.unit_ms = true;
+            a.expire = j + 1;
+            j += 1;
+        } else if eq(b"exat") && f & (KEEPTTL | PERSIST | EX | PX | PXAT) == 0 && has_next {
+            a.flags |= EXAT;
+            a.expire = j + 1;
+            j += 1;
+        } else if eq(b"pxat") && f & (KEEPTTL | PERSIST | EX | EXAT | PX) == 0 && has_next {
+            a.flags |= PXAT;
+            a.unit_ms = true;
+            a.expire = j + 1;
+            j += 1;
+        } else {
+            return Err(());
+        }
+        j += 1;
+    }
+    Ok(a)
+}
+
+enum ExpireErr {
+    NotInt,
+    Invalid,
+}
+
+/// getExpireMillisecondsOrReply: the absolute expire time in ms.
+fn expire_ms(arg: &[u8], flags: u16, unit_ms: bool, now: u64) -> Result<i64, ExpireErr> {
+    let mut ms = string2ll(arg).ok_or(ExpireErr::NotInt)?;
+    if ms <= 0 || (!unit_ms && ms > i64::MAX / 1000) {
+        return Err(ExpireErr::Invalid);
+    }
+    if !unit_ms {
+        ms *= 1000;
+    }
+    if flags & (PX | EX) != 0 {
+        ms = ms.wrapping_add(now as i64);
+    }
+    if ms <= 0 {
+        return Err(ExpireErr::Invalid);
+    }
+    Ok(ms)
+}
+
+fn expire_or_reply(arg: &[u8], flags: u16, unit_ms: bool, now: u64, cmd: &str, out: &mut Reply) -> Option<i64> {
+    match expire_ms(arg, flags, unit_ms, now) {
+        Ok(ms) => Some(ms),
+        Err(ExpireErr::NotInt) => {
+            out.error(err::NOT_INT);
+            None
+        }
+        Err(ExpireErr::Invalid) => {
+            invalid_expire(cmd, out);
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// GET / SET and variants
+// ---------------------------------------------------------------------------
+
+fn get(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    get_generic(ctx, args.get(1), out);
+}
+
+/// What setGenericCommand replies when it sets / aborts (SETNX uses 1 / 0).
+#[derive(Clone, Copy)]
+enum SetReplies {
+    OkNull,
+    OneZero,
+}
+
+/// setGenericCommand. `expire` is the expire argument's index (0 = none).
+#[allow(clippy::too_many_arguments)]
+fn set_generic(ctx: &mut Ctx, cmd: &str, flags: u16, key: &[u8], val: &[u8], expire: usize, unit_ms: bool, args: &Args, replies: SetReplies, out: &mut Reply) {
+    let now = ctx.now;
+    let mut ms = 0i64;
+    if expire != 0 {
+        match expire_or_reply(args.get(expire), flags, unit_ms, now, cmd, out) {
+            Some(m) => ms = m,
+            None => return,
+        }
+    }
+    if flags & GET != 0 && !get_generic(ctx, key, out) {
+        return;
+    }
+    let db = ctx.db();
+    if flags & (NX | XX | KEEPTTL) != 0 {
+        // lookupKeyWrite: also drops the key if it has expired.
+        let found = db.get(key, now).is_some();
+        if (flags & NX != 0 && found) || (flags & XX != 0 && !found) {
+            if flags & GET == 0 {
+                match replies {
+                    SetReplies::OkNull => out.null(),
+                    SetReplies::OneZero => out.int(0),
+                }
+            }
+            return;
+        }
+    } else if !db.volatile.is_empty() {
+        // Expire a stale key first so the expired-keys count matches Redis.
+        db.peek(key, now);
+    }
+    let v = Value::from_bytes(val);
+    if expire != 0 {
+        db.set(key, v, ms as u64, now);
+    } else if flags & KEEPTTL != 0 {
+        db.set_keep_ttl(key, v, now);
+    } else {
+        db.set(key, v, 0, now);
+    }
+    if flags & GET == 0 {
+        match replies {
+            SetReplies::OkNull => out.ok(),
+            SetReplies::OneZero => out.int(1),
+        }
+    }
+}
+
+fn set(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let a = if args.len() == 3 {
+        ExtArgs { flags: 0, expire: 0, unit_ms: false }
+    } else {
+        match parse_ext(&args, true) {
+            Ok(a) => a,
+            Err(()) => return out.error(err::SYNTAX),
+        }
+    };
+    set_generic(ctx, "set", a.flags, args.get(1), args.get(2), a.expire, a.unit_ms, &args, SetReplies::OkNull, out);
+}
+
+fn setnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    set_generic(ctx, "setnx", NX, args.get(1), args.get(2), 0, false, &args, SetReplies::OneZero, out);
+}
+
+fn setex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    set_generic(ctx, "setex", EX, args.get(1), args.get(3), 2, false, &args, SetReplies::OkNull, out);
+}
+
+fn psetex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    set_generic(ctx, "psetex", PX, args.get(1), args.get(3), 2, true, &args, SetReplies::OkNull, out);
+}
+
+fn getset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    if !get_generic(ctx, key, out) {
+        return;
+    }
+    let now = ctx.now;
+    ctx.db().set(key, Value::from_bytes(args.get(2)), 0, now);
+}
+
+fn getdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    if !get_generic(ctx, key, out) {
+        return;
+    }
+    ctx.db().remove(key);
+}
+
+fn getex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let a = match parse_ext(&args, false) {
+        Ok(a) => a,
+        Err(()) => return out.error(err::SYNTAX),
+    };
+    let key = args.get(1);
+    let now = ctx.now;
+    let Some(e) = lookup_read(ctx, key) else { return out.null() };
+    if !e.val.is_string() {
+        return out.error(err::WRONGTYPE);
+    }
+    let mut ms = 0i64;
+    if a.expire != 0 {
+        match expire_or_reply(args.get(a.expire), a.flags, a.unit_ms, now, "getex", out) {
+            Some(m) => ms = m,
+            None => return,
+        }
+    }
+    reply_str(out, &e.val);
+    let db = ctx.db();
+    if a.flags & (PXAT | EXAT) != 0 && ms as u64 <= now {
+        db.remove(key);
+    } else if a.expire != 0 {
+        db.set_expire(key, ms as u64);
+    } else if a.flags & PERSIST != 0 {
+        db.persist(key);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// MGET / MSET / MSETNX
+// ---------------------------------------------------------------------------
+
+fn mget(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    out.array_len(args.len() - 1);
+    for i in 1..args.len() {
+        match lookup_read(ctx, args.get(i)) {
+            Some(e) => {
+                let mut buf = [0u8; 20];
+                match str_of(&e.val, &mut buf) {
+                    Some(b) => out.bulk(b),
+                    None => out.null(),
+                }
+            }
+            None => out.null(),
+        }
+    }
+}
+
+fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    let mut i = 1;
+    while i + 1 < args.len() {
+        db.set(args.get(i), Value::from_bytes(args.get(i + 1)), 0, now);
+        i += 2;
+    }
+    out.ok();
+}
+
+fn msetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    let mut i = 1;
+    while i < args.len() {
+        if db.get(args.get(i), now).is_some() {
+            return out.int(0);
+        }
+        i += 2;
+    }
+    let mut i = 1;
+    while i + 1 < args.len() {
+        db.set(args.get(i), Value::from_bytes(args.get(i + 1)), 0, now);
+        i += 2;
+    }
+    out.int(1);
+}
+
+/// MSETNX whose keys span shards: lock every key, check that none exists
+/// anywhere, then set them all, then unlock.
+fn msetnx_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+    Box::pin(async move {
+        use crate::runtime::{call, now_ms, tx};
+        let Some(cmd) = super::table::table().get("msetnx") else { return out.error("ERR unknown command 'msetnx'") };
+        let db = c.db;
+        let groups = tx::keys_by_shard(cmd, &args);
+        let locks = tx::TxLocks::acquire(tx::lock_parts(&args, db, &groups)).await;
+        let mut busy = false;
+        for (shard, idx) in &groups {
+            let keys: Vec<Vec<u8>> = idx.iter().map(|&i| args.get(i).to_vec()).collect();
+            let found = call(*shard, move |s: &mut crate::runtime::Shard| {
+                let now = now_ms();
+                let d = &mut s.dbs[db];
+                keys.iter().any(|k| d.get(k, now).is_some())
+            })
+            .await;
+            if found {
+                busy = true;
+                break;
+            }
+        }
+        if !busy {
+            for (shard, idx) in &groups {
+                let pairs: Vec<(Vec<u8>, Vec<u8>)> = idx.iter().map(|&i| (args.get(i).to_vec(), args.get(i + 1).to_vec())).collect();
+                call(*shard, move |s: &mut crate::runtime::Shard| {
+                    let now = now_ms();
+                    let d = &mut s.dbs[db];
+                    for (k, v) in &pairs {
+                        d.set(k, Value::from_bytes(v), 0, now);
+                    }
+                })
+                .await;
+            }
+        }
+        locks.release();
+        out.int(if busy { 0 } else { 1 });
+    })
+}
+
+// ---------------------------------------------------------------------------
+// INCR family
+// ---------------------------------------------------------------------------
+
+#[allow(unreachable_patterns)]
+fn incr_decr(ctx: &mut Ctx, key: &[u8], incr: i64, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    match db.get(key, now) {
+        None => {
+            db.set(key, Value::Int(incr), 0, now);
+            out.int(incr);
+        }
+        Some(e) => {
+            let old = match &e.val {
+                Value::Int(v) => *v,
+                Value::Str { data, .. } => match string2ll(data) {
+                    Some(v) => v,
+                    None => return out.error(err::NOT_INT),
+                },
+                _ => return out.error(err::WRONGTYPE),
+            };
+            let Some(v) = old.checked_add(incr) else { return out.error(err::OVERFLOW) };
+            // dbOverwrite / in-place update: the TTL stays.
+            e.val = Value::Int(v);
+            out.int(v);
+        }
+    }
+}
+
+fn incr(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    incr_decr(ctx, args.get(1), 1, out);
+}
+
+fn decr(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    incr_decr(ctx, args.get(1), -1, out);
+}
+
+fn incrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match string2ll(args.get(2)) {
+        Some(n) => incr_decr(ctx, args.get(1), n, out),
+        None => out.error(err::NOT_INT),
+    }
+}
+
+fn decrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match string2ll(args.get(2)) {
+        Some(i64::MIN) => out.error("ERR decrement would overflow"),
+        Some(n) => incr_decr(ctx, args.get(1), -n, out),
+        None => out.error(err::NOT_INT),
+    }
+}
+
+fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    let now = ctx.now;
+    let db = ctx.db();
+    match db.get(key, now) {
+        None => match incr_by_float(None, args.get(2)) {
+            Ok(r) => {
+                out.bulk(&r);
+                db.set(key, Value::plain(r), 0, now);
+            }
+            Err(e) => out.error(e.message()),
+        },
+        Some(e) => {
+            let mut buf = [0u8; 20];
+            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            match incr_by_float(Some(cur), args.get(2)) {
+                Ok(r) => {
+                    out.bulk(&r);
+                    e.val = Value::plain(r);
+                }
+                Err(er) => out.error(er.message()),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// APPEND / STRLEN / GETRANGE / SETRANGE
+// ---------------------------------------------------------------------------
+
+fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    let tail = args.get(2);
+    let now = ctx.now;
+    let db = ctx.db();
+    match db.get(key, now) {
+        None => {
+            db.set(key, Value::from_bytes(tail), 0, now);
+            out.int(tail.len() as i64);
+        }
+        Some(e) => {
+            let mut buf = [0u8; 20];
+            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            if !check_string_length(cur.len() as i64, tail.len() as i64, out) {
+                return;
+            }
+            let Some(data) = e.val.make_raw() else { return out.error(err::WRONGTYPE) };
+            data.extend_from_slice(tail);
+            out.int(data.len() as i64);
+        }
+    }
+}
+
+fn strlen(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match lookup_read(ctx, args.get(1)) {
+        None => out.int(0),
+        Some(e) => {
+            let mut buf = [0u8; 20];
+            match str_of(&e.val, &mut buf) {
+                Some(b) => out.int(b.len() as i64),
+                None => out.error(err::WRONGTYPE),
+            }
+        }
+    }
+}
+
+fn getrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(mut start) = string2ll(args.get(2)) else { return out.error(err::NOT_INT) };
+    let Some(mut end) = string2ll(args.get(3)) else { return out.error(err::NOT_INT) };
+    let Some(e) = lookup_read(ctx, args.get(1)) else { return out.bulk(b"") };
+    let mut buf = [0u8; 20];
+    let Some(s) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+    let len = s.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return out.bulk(b"");
+    }
+    if start < 0 {
+        start = len.wrapping_add(start);
+    }
+    if end < 0 {
+        end = len.wrapping_add(end);
+    }
+    if start < 0 {
+        start = 0;
+    }
+    if end < 0 {
+        end = 0;
+    }
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        out.bulk(b"");
+    } else {
+        out.bulk(&s[start as usize..=end as usize]);
+    }
+}
+
+fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    let value = args.get(3);
+    let Some(offset) = string2ll(args.get(2)) else { return out.error(err::NOT_INT) };
+    if offset < 0 {
+        return out.error("ERR offset is out of range");
+    }
+    let now = ctx.now;
+    let db = ctx.db();
+    match db.get(key, now) {
+        None => {
+            if value.is_empty() {
+                return out.int(0);
+            }
+            if !check_string_length(offset, value.len() as i64, out) {
+                return;
+            }
+            let off = offset as usize;
+            let mut data = Vec::new();
+            if data.try_reserve_exact(off + value.len()).is_err() {
+                return out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+            }
+            data.resize(off, 0);
+            data.extend_from_slice(value);
+            out.int(data.len() as i64);
+            db.set(key, Value::Str { data, raw: true }, 0, now);
+        }
+        Some(e) => {
+            let mut buf = [0u8; 20];
+            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            if value.is_empty() {
+                return out.int(cur.len() as i64);
+            }
+            if !check_string_length(offset, value.len() as i64, out) {
+                return;
+            }
+            let Some(data) = e.val.make_raw() else { return out.error(err::WRONGTYPE) };
+            let off = offset as usize;
+            let need = off + value.len();
+            if need > data.len() {
+                if data.try_reserve_exact(need - data.len()).is_err() {
+                    return out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+                }
+                data.resize(need, 0);
+            }
+            data[off..need].copy_from_slice(value);
+            out.int(data.len() as i64);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// LCS
+// ---------------------------------------------------------------------------
+
+const LCS_WRONGTYPE: &str = "ERR The specified keys must contain string values";
+
+/// The LCS computation and reply once both values are known (lcsCommand
+/// after its two lookups): option parsing, checks, the DP table, the reply.
+fn lcs_reply(a: &[u8], b: &[u8], args: &Args, out: &mut Reply) {
+    let mut minmatchlen: i64 = 0;
+    let (mut getlen, mut getidx, mut withmatchlen) = (false, false, false);
+    let argc = args.len();
+    let mut j = 3;
+    while j < argc {
+        let opt = cstr(args.get(j));
+        let more = argc - 1 - j;
+        if opt.eq_ignore_ascii_case(b"idx") {
+            getidx = true;
+        } else if opt.eq_ignore_ascii_case(b"len") {
+            getlen = true;
+        } else if opt.eq_ignore_ascii_case(b"withmatchlen") {
+            withmatchlen = true;
+        } else if opt.eq_ignore_ascii_case(b"minmatchlen") && more > 0 {
+            match string2ll(args.get(j + 1)) {
+                Some(v) => minmatchlen = v.max(0),
+                None => return out.error(err::NOT_INT),
+            }
+            j += 1;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+        j += 1;
+    }
+    if getlen && getidx {
+        return out.error("ERR If you want both the length and indexes, please just use IDX.");
+    }
+    if a.len() as u64 >= u32::MAX as u64 - 1 || b.len() as u64 >= u32::MAX as u64 - 1 {
+        return out.error("ERR String too long for LCS");
+    }
+    let alen = a.len();
+    let blen = b.len();
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    let bytes = cells as u128 * 4;
+    if bytes > proto_max_bulk_len() as u128 {
+        return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+    }
+    let mut lcs: Vec<u32> = Vec::new();
+    if usize::try_from(cells).ok().map(|n| lcs.try_reserve_exact(n)).map_or(true, |r| r.is_err()) {
+        return out.error("ERR Insufficient memory, failed allocating transient memory for LCS");
+    }
+    lcs.resize(cells as usize, 0);
+    let w = blen + 1;
+    for i in 1..=alen {
+        let ai = a[i - 1];
+        for jj in 1..=blen {
+            lcs[i * w + jj] = if ai == b[jj - 1] {
+                lcs[(i - 1) * w + jj - 1] + 1
+            } else {
+                let l1 = lcs[(i - 1) * w + jj];
+                let l2 = lcs[i * w + jj - 1];
+                l1.max(l2)
+            };
+        }
+    }
+    let total = lcs[alen * w + blen];
+    let computelcs = getidx || !getlen;
+    let mut idx = total as usize;
+    let mut result: Vec<u8> = if computelcs { vec![0; idx] } else { Vec::new() };
+    // (a_start, a_end, b_start, b_end, match_len)
+    let mut ranges: Vec<[u32; 5]> = Vec::new();
+    let alen32 = alen as u32;
+    let (mut astart, mut aend, mut bstart, mut bend) = (alen32, 0u32, 0u32, 0u32);
+    let (mut i, mut jj) = (alen, blen);
+    while computelcs && i > 0 && jj > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[jj - 1] {
+            result[idx - 1] = a[i - 1];
+            if astart == alen32 {
+                astart = (i - 1) as u32;
+                aend = (i - 1) as u32;
+                bstart = (jj - 1) as u32;
+                bend = (jj - 1) as u32;
+            } else if astart == i as u32 && bstart == jj as u32 {
+                astart -= 1;
+                bstart -= 1;
+            } else {
+                emit = true;
+            }
+            if astart == 0 || bstart == 0 {
+                emit = true;
+            }
+            idx -= 1;
+            i -= 1;
+            jj -= 1;
+        } else {
+            let l1 = lcs[(i - 1) * w + jj];
+            let l2 = lcs[i * w + jj - 1];
+            if l1 > l2 {
+                i -= 1;
+            } else {
+                jj -= 1;
+            }
+            if astart != alen32 {
+                emit = true;
+            }
+        }
+        let match_len = aend.wrapping_sub(astart).wrapping_add(1);
+        if emit {
+            if (minmatchlen == 0 || match_len as i64 >= minmatchlen) && getidx {
+                ranges.push([astart, aend, bstart, bend, match_len]);
+            }
+            astart = alen32;
+        }
+    }
+    drop(lcs);
+    if getidx {
+        out.map_len(2);
+        out.bulk(b"matches");
+        out.array_len(ranges.len());
+        for r in &ranges {
+            out.array_len(2 + withmatchlen as usize);
+            out.array_len(2);
+            out.int(r[0] as i64);
+            out.int(r[1] as i64);
+            out.array_len(2);
+            out.int(r[2] as i64);
+            out.int(r[3] as i64);
+            if withmatchlen {
+                out.int(r[4] as i64);
+            }
+        }
+        out.bulk(b"len");
+        out.int(total as i64);
+    } else if getlen {
+        out.int(total as i64);
+    } else {
+        out.bulk(&result);
+    }
+}
+
+/// A looked-up LCS operand: missing keys count as "".
+enum Operand {
+    Missing,
+    Found,
+    WrongType,
+}
+
+fn lcs_probe(ctx: &mut Ctx, key: &[u8]) -> Operand {
+    match lookup_read(ctx, key) {
+        None => Operand::Missing,
+        Some(e) if e.val.is_string() => Operand::Found,
+        Some(_) => Operand::WrongType,
+    }
+}
+
+fn lcs(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let (k1, k2) = (args.get(1), args.get(2));
+    let p1 = lcs_probe(ctx, k1);
+    let p2 = lcs_probe(ctx, k2);
+    if matches!(p1, Operand::WrongType) || matches!(p2, Operand::WrongType) {
+        return out.error(LCS_WRONGTYPE);
+    }
+    // Both lookups are done (expiry applied); read the values in place.
+    let db: &Db = ctx.db();
+    let (mut ba, mut bb) = ([0u8; 20], [0u8; 20]);
+    let a = match db.keys.get(k1) {
+        Some(e) => str_of(&e.val, &mut ba).unwrap_or(b""),
+        None => b"",
+    };
+    let b = match db.keys.get(k2) {
+        Some(e) => str_of(&e.val, &mut bb).unwrap_or(b""),
+        None => b"",
+    };
+    lcs_reply(a, b, &args, out);
+}
+
+/// LCS with its two keys on different shards: lock both, fetch both values
+/// (counting hits/misses where they live), release, compute here.
+fn lcs_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
+    Box::pin(async move {
+        use crate::runtime::{call, now_ms, nshards, shard_of_key, tx};
+        let db = c.db;
+        let n = nshards();
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::with_capacity(2);
+        for i in 1..=2 {
+            let s = shard_of_key(args.get(i), n);
+            match groups.iter_mut().find(|g| g.0 == s) {
+                Some(g) => g.1.push(i),
+                None => groups.push((s, vec![i])),
+            }
+        }
+        let locks = tx::TxLocks::acquire(tx::lock_parts(&args, db, &groups)).await;
+        let mut vals: Vec<Result<Option<Vec<u8>>, ()>> = Vec::with_capacity(2);
+        for i in 1..=2 {
+            let key = args.get(i).to_vec();
+            let shard = shard_of_key(&key, n);
+            let v = call(shard, move |s: &mut crate::runtime::Shard| {
+                let now = now_ms();
+                let mut ctx = Ctx { shard: s, db, now };
+                match lookup_read(&mut ctx, &key) {
+                    None => Ok(None),
+                    Some(e) => {
+                        let mut buf = [0u8; 20];
+                        match str_of(&e.val, &mut buf) {
+                            Some(b) => Ok(Some(b.to_vec())),
+                            None => Err(()),
+                        }
+                    }
+                }
+            })
+            .await;
+            vals.push(v);
+        }
+        locks.release();
+        let (a, b) = (vals.remove(0), vals.remove(0));
+        match (a, b) {
+            (Ok(a), Ok(b)) => lcs_reply(a.as_deref().unwrap_or(b""), b.as_deref().unwrap_or(b""), &args, out),
+            _ => out.error(LCS_WRONGTYPE),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args_of(words: &[&str]) -> (Vec<u8>, Vec<(usize, usize)>) {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for w in words {
+            let s = data.len();
+            data.extend_from_slice(w.as_bytes());
+            spans.push((s, data.len()));
+        }
+        (data, spans)
+    }
+
+    fn parse(words: &[&str], set: bool) -> Result<ExtArgs, ()> {
+        let (d, s) = args_of(words);
+        parse_ext(&Args::new(&d, &s), set)
+    }
+
+    #[test]
+    fn set_options_follow_redis_conflict_rules() {
+        assert_eq!(parse(&["set", "k", "v", "nx"], true).unwrap().flags, NX);
+        assert!(parse(&["set", "k", "v", "nx", "xx"], true).is_err());
+        assert_eq!(parse(&["set", "k", "v", "NX", "nx", "GET"], true).unwrap().flags, NX | GET);
+        let a = parse(&["set", "k", "v", "px", "10"], true).unwrap();
+        assert_eq!((a.flags, a.expire, a.unit_ms), (PX, 4, true));
+        // The same expire option may repeat (the last wins); different ones conflict.
+        assert_eq!(parse(&["set", "k", "v", "ex", "1", "ex", "2"], true).unwrap().expire, 6);
+        assert!(parse(&["set", "k", "v", "ex", "1", "px", "2"], true).is_err());
+        assert!(parse(&["set", "k", "v", "ex"], true).is_err());
+        assert!(parse(&["set", "k", "v", "keepttl", "ex", "1"], true).is_err());
+        assert!(parse(&["set", "k", "v", "persist"], true).is_err());
+        assert!(parse(&["getex", "k", "nx"], false).is_err());
+        assert!(parse(&["getex", "k", "keepttl"], false).is_err());
+        assert_eq!(parse(&["getex", "k", "persist"], false).unwrap().flags, PERSIST);
+        assert!(parse(&["getex", "k", "persist", "ex", "1"], false).is_err());
+        // C string semantics: an embedded NUL ends the option name.
+        assert_eq!(parse(&["set", "k", "v", "nx\0junk"], true).unwrap().flags, NX);
+    }
+
+    #[test]
+    fn expire_overflow_checks() {
+        assert!(matches!(expire_ms(b"0", EX, false, 1000), Err(ExpireErr::Invalid)));
+        assert!(matches!(expire_ms(b"abc", EX, false, 1000), Err(ExpireErr::NotInt)));
+        assert!(matches!(expire_ms(b"9223372036854776", EX, false, 1000), Err(ExpireErr::Invalid)));
+        assert!(matches!(expire_ms(b"9223372036854775807", PX, true, 1000), Err(ExpireErr::Invalid)));
+        assert_eq!(expire_ms(b"5", EX, false, 1000).ok(), Some(6000));
+        assert_eq!(expire_ms(b"5", EXAT, false, 1000).ok(), Some(5000));
+        assert_eq!(expire_ms(b"9223372036854775807", PXAT, true, 1000).ok(), Some(i64::MAX));
+    }
+
+    #[test]
+    fn int_formatting() {
+        let mut b = [0u8; 20];
+        assert_eq!(int_str(i64::MIN, &mut b), b"-9223372036854775808");
+        assert_eq!(int_str(0, &mut b), b"0");
+        assert_eq!(int_str(-7, &mut b), b"-7");
+    }
+}

@@ -1,0 +1,341 @@
+//! The declarative command table. Each entry joins Redis's metadata (arity,
+//! flags, key positions, ACL categories, docs: generated into `meta.rs`) with
+//! a handler and a cross-shard strategy. Dispatch, key extraction for
+//! sharding, COMMAND output and the NOAUTH/arity checks all read this table.
+
+use super::doc::{self, CommandMeta};
+use crate::keyspace::Db;
+use crate::protocol::{Args, Reply};
+use crate::runtime::Shard;
+use crate::server::client::Client;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+
+/// What a keyed handler sees: the owning shard, the client's db, the time of the batch.
+pub struct Ctx<'a> {
+    pub shard: &'a mut Shard,
+    pub db: usize,
+    pub now: u64,
+}
+
+impl Ctx<'_> {
+    #[inline]
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.shard.dbs[self.db]
+    }
+}
+
+/// Runs on the shard that owns all the command's keys; touches only that shard.
+pub type KeyedFn = fn(&mut Ctx, Args, &mut Reply);
+/// Runs on the connection's shard with the client's state, synchronously.
+pub type ClientFn = fn(&mut Client, Args, &mut Reply);
+/// Runs on the connection's shard and may visit other shards.
+pub type AsyncFn = for<'a> fn(&'a mut Client, Args<'a>, &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
+
+pub enum Handler {
+    Keyed(KeyedFn),
+    Client(ClientFn),
+    Async(AsyncFn),
+}
+
+/// How a keyed command whose keys live on several shards runs.
+#[derive(Clone, Copy)]
+pub enum Cross {
+    /// Keys never span shards (one key, or the handler rejects it).
+    None,
+    /// Split the keys by shard, run the same command on each part under the
+    /// transaction's locks, and combine the replies.
+    Split(Combine),
+    /// A command-specific multi-hop transaction (MSETNX, RENAME, COPY, LCS).
+    Custom(AsyncFn),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Combine {
+    /// Integer replies are added up (DEL, EXISTS, TOUCH, UNLINK).
+    Sum,
+    /// Array replies are merged back into key order (MGET).
+    Merge,
+    /// Every part answers +OK (MSET).
+    AllOk,
+}
+
+pub mod flags {
+    pub const WRITE: u32 = 1 << 0;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const NOAUTH: u32 = 1 << 4;
+    pub const FAST: u32 = 1 << 5;
+    pub const NOSCRIPT: u32 = 1 << 6;
+    pub const LOADING: u32 = 1 << 7;
+    pub const STALE: u32 = 1 << 8;
+    pub const PUBSUB: u32 = 1 << 9;
+    pub const MOVABLE: u32 = 1 << 10;
+    pub const ALLOW_BUSY: u32 = 1 << 11;
+    pub const NO_MULTI: u32 = 1 << 12;
+
+    pub fn parse(names: &[&str]) -> u32 {
+        names.iter().fold(0, |acc, n| {
+            acc | match *n {
+                "write" => WRITE,
+                "readonly" => READONLY,
+                "denyoom" => DENYOOM,
+                "admin" => ADMIN,
+                "no_auth" => NOAUTH,
+                "fast" => FAST,
+                "noscript" => NOSCRIPT,
+                "loading" => LOADING,
+                "stale" => STALE,
+                "pubsub" => PUBSUB,
+                "movablekeys" => MOVABLE,
+                "allow_busy" => ALLOW_BUSY,
+                "no_multi" => NO_MULTI,
+                _ => 0,
+            }
+        })
+    }
+}
+
+pub struct Command {
+    pub meta: &'static CommandMeta,
+    pub handler: Handler,
+    pub cross: Cross,
+    pub flags: u32,
+    /// Implemented subcommands of a container (sorted by name).
+    pub subs: Vec<&'static Command>,
+}
+
+impl Command {
+    #[inline]
+    pub fn name(&self) -> &'static str {
+        self.meta.name
+    }
+    #[inline]
+    pub fn has(&self, f: u32) -> bool {
+        self.flags & f != 0
+    }
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let a = self.meta.arity;
+        if a > 0 {
+            argc == a as usize
+        } else {
+            argc >= (-a) as usize
+        }
+    }
+
+    /// Key argument positions from the legacy (first, last, step) triple.
+    pub fn key_positions(&self, argc: usize) -> KeyPositions {
+        let m = self.meta;
+        if m.first_key <= 0 || argc <= m.first_key as usize {
+            return KeyPositions { next: 0, last: 0, step: 1, empty: true };
+        }
+        let first = m.first_key as usize;
+        let last = if m.last_key < 0 { argc as i64 + m.last_key as i64 } else { m.last_key as i64 };
+        let last = (last.max(0) as usize).min(argc - 1);
+        KeyPositions { next: first, last, step: m.key_step.max(1) as usize, empty: last < first }
+    }
+
+    pub fn subcommand_metas(&self) -> Vec<&'static CommandMeta> {
+        self.subs.iter().map(|c| c.meta).collect()
+    }
+}
+
+pub struct KeyPositions {
+    next: usize,
+    last: usize,
+    step: usize,
+    empty: bool,
+}
+
+impl Iterator for KeyPositions {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.empty || self.next > self.last {
+            return None;
+        }
+        let i = self.next;
+        self.next += self.step;
+        Some(i)
+    }
+}
+
+pub struct Table {
+    map: HashMap<&'static str, Command>,
+}
+
+impl Table {
+    fn meta(name: &str) -> &'static CommandMeta {
+        match name.split_once('|') {
+            None => doc::find(name),
+            Some((parent, sub)) => doc::find(parent).and_then(|p| p.subcommand(sub)),
+        }
+        .unwrap_or_else(|| panic!("no Redis metadata for command {name}: add it to tools/commands.txt"))
+    }
+
+    fn add(&mut self, name: &'static str, handler: Handler, cross: Cross) {
+        let meta = Self::meta(name);
+        let flags = flags::parse(meta.flags);
+        self.map.insert(meta.name, Command { meta, handler, cross, flags, subs: Vec::new() });
+    }
+
+    pub fn keyed(&mut self, name: &'static str, f: KeyedFn) {
+        self.add(name, Handler::Keyed(f), Cross::None)
+    }
+    pub fn keyed_split(&mut self, name: &'static str, f: KeyedFn, c: Combine) {
+        self.add(name, Handler::Keyed(f), Cross::Split(c))
+    }
+    pub fn keyed_custom(&mut self, name: &'static str, f: KeyedFn, cross: AsyncFn) {
+        self.add(name, Handler::Keyed(f), Cross::Custom(cross))
+    }
+    pub fn client(&mut self, name: &'static str, f: ClientFn) {
+        self.add(name, Handler::Client(f), Cross::None)
+    }
+    pub fn asynch(&mut self, name: &'static str, f: AsyncFn) {
+        self.add(name, Handler::Async(f), Cross::None)
+    }
+
+    pub fn get(&self, full_name: &str) -> Option<&Command> {
+        self.map.get(full_name)
+    }
+
+    /// Every implemented top-level command, sorted by name.
+    pub fn commands(&self) -> Vec<&Command> {
+        let mut v: Vec<&Command> = self.map.values().filter(|c| !c.meta.name.contains('|')).collect();
+        v.sort_by_key(|c| c.meta.name);
+        v
+    }
+}
+
+static TABLE: OnceLock<&'static Table> = OnceLock::new();
+
+pub fn table() -> &'static Table {
+    TABLE.get_or_init(|| {
+        let mut t = Table { map: HashMap::new() };
+        super::register_all(&mut t);
+        // Link containers to their implemented subcommands. The table is
+        // leaked once so commands can refer to each other with 'static lifetimes.
+        // Containers whose subcommands are registered get an entry of their own.
+        let parents: Vec<&'static str> = t.map.keys().filter_map(|n| n.split_once('|').map(|(p, _)| p)).collect();
+        for p in parents {
+            if !t.map.contains_key(p) {
+                t.add(Self::meta(p).name, Handler::Client(container_without_sub), Cross::None);
+            }
+        }
+        let t: &'static mut Table = Box::leak(Box::new(t));
+        let names: Vec<&'static str> = t.map.keys().copied().collect();
+        let mut links: Vec<(&'static str, &'static str)> = names
+            .iter()
+            .filter_map(|n| n.split_once('|').map(|(p, _)| (p, *n)))
+            .map(|(p, n)| (doc::find(p).map(|m| m.name).unwrap_or(p), n))
+            .collect();
+        links.sort();
+        let t_ptr: *mut Table = t;
+        for (parent, sub) in links {
+            // SAFETY: single-threaded initialisation inside get_or_init; the sub entry
+            // lives in the same leaked map, which is never resized after this point.
+            unsafe {
+                let sub_ref: &'static Command = match (*t_ptr).map.get(sub) {
+                    Some(c) => &*(c as *const Command),
+                    None => continue,
+                };
+                if let Some(p) = (*t_ptr).map.get_mut(parent) {
+                    p.subs.push(sub_ref);
+                }
+            }
+        }
+        &*t
+    })
+}
+
+/// A container reached with no subcommand: only possible if its arity allows
+/// that, in which case Redis reports the missing subcommand like an unknown one.
+fn container_without_sub(_c: &mut Client, args: Args, out: &mut Reply) {
+    if args.len() < 2 {
+        return out.error("ERR wrong number of arguments");
+    }
+    write_lookup_error(LookupError::UnknownSub, &args, out);
+}
+
+/// Why a request could not be mapped to a command.
+pub enum LookupError {
+    Unknown,
+    UnknownSub,
+}
+
+/// Redis's lookupCommand: the command, or for a container the subcommand.
+#[inline]
+pub fn lookup(args: &Args) -> Result<&'static Command, LookupError> {
+    let t = table();
+    if args.is_empty() {
+        return Err(LookupError::Unknown);
+    }
+    let name = args.get(0);
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return Err(LookupError::Unknown);
+    }
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let Ok(lname) = std::str::from_utf8(lower) else { return Err(LookupError::Unknown) };
+    let Some(cmd) = t.get(lname) else { return Err(LookupError::Unknown) };
+    if args.len() < 2 || !cmd.meta.is_container() {
+        return Ok(cmd);
+    }
+    let sub = args.get(1);
+    let mut full = Vec::with_capacity(lname.len() + 1 + sub.len());
+    full.extend_from_slice(lname.as_bytes());
+    full.push(b'|');
+    full.extend(sub.iter().map(|c| c.to_ascii_lowercase()));
+    match std::str::from_utf8(&full).ok().and_then(|f| t.get(f)) {
+        Some(c) => Ok(c),
+        None => Err(LookupError::UnknownSub),
+    }
+}
+
+/// C's "%.Ns": at most `n` bytes, stopping at a NUL.
+fn c_str(b: &[u8], n: usize) -> &[u8] {
+    let b = &b[..b.len().min(n)];
+    match memchr::memchr(0, b) {
+        Some(z) => &b[..z],
+        None => b,
+    }
+}
+
+/// The exact error Redis gives for an unknown command or subcommand.
+pub fn write_lookup_error(e: LookupError, args: &Args, out: &mut Reply) {
+    let mut msg = Vec::with_capacity(96);
+    match e {
+        LookupError::UnknownSub => {
+            msg.extend_from_slice(b"ERR unknown subcommand '");
+            msg.extend_from_slice(c_str(args.get(1), 128));
+            msg.extend_from_slice(b"'. Try ");
+            msg.extend(c_str(args.get(0), usize::MAX).iter().map(|c| c.to_ascii_uppercase()));
+            msg.extend_from_slice(b" HELP.");
+        }
+        LookupError::Unknown => {
+            msg.extend_from_slice(b"ERR unknown command '");
+            msg.extend_from_slice(c_str(args.get(0), 128));
+            msg.extend_from_slice(b"', with args beginning with: ");
+            let mut a: Vec<u8> = Vec::new();
+            for i in 1..args.len() {
+                if a.len() >= 128 {
+                    break;
+                }
+                let prec = 128 - a.len();
+                a.push(b'\'');
+                a.extend_from_slice(c_str(args.get(i), prec));
+                a.extend_from_slice(b"' ");
+            }
+            msg.extend_from_slice(&a);
+        }
+    }
+    out.error_bytes(&msg);
+}
+
+pub fn write_arity_error(cmd: &Command, out: &mut Reply) {
+    out.error(&format!("ERR wrong number of arguments for '{}' command", cmd.meta.name));
+}

@@ -1,0 +1,7 @@
+//! Per-shard storage: databases, values and expiry. Knows no sockets and no commands.
+pub mod db;
+pub mod dict;
+pub mod value;
+
+pub use db::Db;
+pub use value::{Entry, Value};

@@ -1,0 +1,124 @@
+//! Stored values. Strings remember Redis's encoding choice (int / embstr / raw)
+//! because OBJECT ENCODING and OBJECT REFCOUNT expose it.
+
+use crate::util::num::{string2ll, write_i64};
+
+/// Redis's OBJ_SHARED_INTEGERS: small integers are shared objects.
+pub const SHARED_INTEGERS: i64 = 10000;
+/// Redis's OBJ_ENCODING_EMBSTR_SIZE_LIMIT.
+pub const EMBSTR_LIMIT: usize = 44;
+
+/// Values must be Send: cross-shard RENAME/COPY move them between shards.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A string holding a canonical 64-bit integer ("int" encoding).
+    Int(i64),
+    /// Any other string; `raw` is true once it was modified in place (APPEND,
+    /// SETRANGE) or created raw, which Redis reports as "raw" even when short.
+    Str { data: Vec<u8>, raw: bool },
+}
+
+impl Value {
+    /// A string value as SET stores it after tryObjectEncoding.
+    pub fn from_bytes(b: &[u8]) -> Value {
+        if b.len() <= 20 {
+            if let Some(v) = string2ll(b) {
+                return Value::Int(v);
+            }
+        }
+        Value::Str { data: b.to_vec(), raw: false }
+    }
+
+    /// A string that Redis creates without trying the int encoding (e.g. INCRBYFLOAT's result).
+    pub fn plain(data: Vec<u8>) -> Value {
+        Value::Str { data, raw: false }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Int(_) | Value::Str { .. } => "string",
+        }
+    }
+
+    pub fn is_string(&self) -> bool {
+        matches!(self, Value::Int(_) | Value::Str { .. })
+    }
+
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "int",
+            Value::Str { data, raw } => {
+                if *raw || data.len() > EMBSTR_LIMIT {
+                    "raw"
+                } else {
+                    "embstr"
+                }
+            }
+        }
+    }
+
+    pub fn refcount(&self) -> i64 {
+        match self {
+            Value::Int(v) if (0..SHARED_INTEGERS).contains(v) => i32::MAX as i64,
+            _ => 1,
+        }
+    }
+
+    /// The string bytes (formatting ints); None for non-string types.
+    pub fn str_bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Value::Int(v) => {
+                let mut b = Vec::with_capacity(20);
+                write_i64(&mut b, *v);
+                Some(std::borrow::Cow::Owned(b))
+            }
+            Value::Str { data, .. } => Some(std::borrow::Cow::Borrowed(data)),
+        }
+    }
+
+    /// Length of the string form.
+    pub fn str_len(&self) -> Option<usize> {
+        match self {
+            Value::Int(v) => {
+                let mut b = Vec::with_capacity(20);
+                write_i64(&mut b, *v);
+                Some(b.len())
+            }
+            Value::Str { data, .. } => Some(data.len()),
+        }
+    }
+
+    /// Mutable raw bytes for in-place edits (APPEND, SETRANGE); converts to raw.
+    pub fn make_raw(&mut self) -> Option<&mut Vec<u8>> {
+        if let Value::Int(v) = self {
+            let mut b = Vec::with_capacity(20);
+            write_i64(&mut b, *v);
+            *self = Value::Str { data: b, raw: true };
+        }
+        match self {
+            Value::Str { data, raw } => {
+                *raw = true;
+                Some(data)
+            }
+            _ => None,
+        }
+    }
+
+    /// Rough heap footprint, for INFO memory.
+    pub fn mem_usage(&self) -> usize {
+        match self {
+            Value::Int(_) => 0,
+            Value::Str { data, .. } => data.capacity(),
+        }
+    }
+}
+
+/// A key's slot in the keyspace.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub val: Value,
+    /// Absolute expiry in Unix milliseconds; 0 = persistent.
+    pub expire_at: u64,
+    /// LRU clock (seconds, 24 bits as Redis) of the last access, for OBJECT IDLETIME.
+    pub lru: u32,
+}

@@ -1,0 +1,254 @@
+//! The shard runtime: one glommio executor per core, each owning a partition
+//! of the keyspace (by hash slot) and the connections the kernel gives it.
+//! Shards talk only through their inboxes (lock-free queues of jobs).
+
+pub mod inbox;
+pub mod locks;
+pub mod tx;
+
+use crate::keyspace::Db;
+use inbox::{Inbox, Job};
+use locks::LockTable;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock};
+
+/// DEBUG SET-ACTIVE-EXPIRE: whether the cron samples and deletes expired keys.
+pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
+
+/// Which shard owns a hash slot: contiguous slot ranges, like cluster slot ranges.
+#[inline]
+pub fn shard_of_slot(slot: u16, shards: usize) -> usize {
+    (slot as usize * shards) >> 14
+}
+
+#[inline]
+pub fn shard_of_key(key: &[u8], shards: usize) -> usize {
+    if shards == 1 {
+        0
+    } else {
+        shard_of_slot(crate::util::slot::key_hash_slot(key), shards)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Per-shard counters, summed across shards by INFO.
+#[derive(Default, Clone, Debug)]
+pub struct ShardStats {
+    pub commands: u64,
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+    pub expired_stale_perc: f64,
+    pub connections_received: u64,
+    pub rejected_connections: u64,
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub expire_cycles: u64,
+}
+
+/// Everything one shard owns. Only its own thread touches it.
+pub struct Shard {
+    pub id: usize,
+    pub dbs: Vec<Db>,
+    pub stats: ShardStats,
+    pub locks: LockTable,
+    rng: u64,
+}
+
+impl Shard {
+    pub fn new(id: usize, databases: usize) -> Self {
+        let mut dbs = Vec::with_capacity(databases);
+        dbs.resize_with(databases, Db::default);
+        Shard { id, dbs, stats: ShardStats::default(), locks: LockTable::default(), rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15) ^ now_us() }
+    }
+
+    /// xorshift64*: cheap randomness for sampling (RANDOMKEY, active expiry).
+    pub fn rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+
+    /// Active expiry for every db: Redis's cycle in miniature — sample 20 keys,
+    /// repeat while more than a quarter were expired, within a time budget.
+    pub fn active_expire(&mut self, budget_us: u64) {
+        let start = now_us();
+        let now = now_ms();
+        let mut rng = self.rng;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545F4914F6CDD1D)
+        };
+        for db in self.dbs.iter_mut() {
+            loop {
+                if db.volatile.is_empty() {
+                    break;
+                }
+                let (sampled, expired) = db.expire_sample(20, now, &mut next);
+                if sampled == 0 || expired * 4 <= sampled || now_us() - start > budget_us {
+                    break;
+                }
+            }
+        }
+        self.rng = next();
+        self.stats.expire_cycles += 1;
+    }
+}
+
+thread_local! {
+    static SHARD: RefCell<Option<Shard>> = const { RefCell::new(None) };
+    static SHARD_ID: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+pub fn install_shard(s: Shard) {
+    SHARD_ID.with(|i| i.set(s.id));
+    SHARD.with(|c| *c.borrow_mut() = Some(s));
+}
+
+/// The id of the shard running on this thread.
+#[inline]
+pub fn shard_id() -> usize {
+    SHARD_ID.with(|i| i.get())
+}
+
+/// Runs `f` with this thread's shard. Must not be nested.
+#[inline]
+pub fn with_shard<R>(f: impl FnOnce(&mut Shard) -> R) -> R {
+    SHARD.with(|c| {
+        let mut b = c.borrow_mut();
+        let s = b.as_mut().expect("with_shard called off a shard thread");
+        f(s)
+    })
+}
+
+/// Process-wide state shared by all shards. Nothing here is on the per-command path
+/// except atomics that are read (not written) per command.
+pub struct Runtime {
+    pub nshards: usize,
+    pub inboxes: Vec<Inbox>,
+    pub config: RwLock<crate::config::Config>,
+    pub next_client_id: AtomicU64,
+    pub connected_clients: AtomicUsize,
+    pub shutting_down: AtomicBool,
+    pub start_ms: u64,
+    pub lastsave: AtomicU64,
+    /// CLIENT PAUSE: until when (ms) and whether only writes are paused.
+    pub pause_until: AtomicU64,
+    pub pause_writes_only: AtomicBool,
+    /// Number of MONITOR clients; commands are fed to them only when non-zero.
+    pub monitors: AtomicUsize,
+    pub requirepass: RwLock<Option<Vec<u8>>>,
+    pub debug_mode: AtomicUsize,
+    pub timeout_secs: AtomicU64,
+    pub maxclients: AtomicU64,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+pub fn init(rt: Runtime) -> &'static Runtime {
+    let _ = RUNTIME.set(rt);
+    rt_ref()
+}
+
+#[inline]
+pub fn rt_ref() -> &'static Runtime {
+    RUNTIME.get().expect("runtime not initialised")
+}
+
+#[inline]
+pub fn nshards() -> usize {
+    rt_ref().nshards
+}
+
+/// Sends a job to another shard's inbox.
+pub fn send(shard: usize, job: Job) {
+    rt_ref().inboxes[shard].push(job);
+}
+
+/// Runs `f` on `shard`'s data and returns its result (a direct call when it is ours).
+pub async fn call<R, F>(shard: usize, f: F) -> R
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Shard) -> R + Send + 'static,
+{
+    if shard == shard_id() {
+        return with_shard(f);
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    send(
+        shard,
+        Box::new(move || {
+            let r = with_shard(f);
+            let _ = tx.send(r);
+        }),
+    );
+    rx.await.expect("shard dropped a call")
+}
+
+/// Runs `f` on every shard and collects the results in shard order.
+pub async fn broadcast<R, F>(f: F) -> Vec<R>
+where
+    R: Send + 'static,
+    F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static,
+{
+    let n = nshards();
+    let me = shard_id();
+    let mut rxs = Vec::with_capacity(n);
+    for s in 0..n {
+        if s == me {
+            rxs.push(None);
+            continue;
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let g = f.clone();
+        send(
+            s,
+            Box::new(move || {
+                let r = with_shard(|sh| g(sh));
+                let _ = tx.send(r);
+            }),
+        );
+        rxs.push(Some(rx));
+    }
+    let mine = with_shard(|sh| f(sh));
+    let mut out = Vec::with_capacity(n);
+    let mut mine = Some(mine);
+    for rx in rxs {
+        match rx {
+            None => out.push(mine.take().expect("own result")),
+            Some(rx) => out.push(rx.await.expect("shard dropped a broadcast")),
+        }
+    }
+    out
+}
+
+/// Waits until none of `fps` is locked on this shard.
+pub async fn wait_unlocked(fps: &[u64]) {
+    futures_lite::future::poll_fn(|cx| {
+        with_shard(|s| {
+            if fps.iter().any(|f| s.locks.is_locked(*f)) {
+                s.locks.wait(cx.waker().clone());
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready(())
+            }
+        })
+    })
+    .await
+}
+
+pub fn next_client_id() -> u64 {
+    rt_ref().next_client_id.fetch_add(1, Ordering::Relaxed)
+}

@@ -1,0 +1,127 @@
+//! Per-connection state, and the per-shard registry that CLIENT LIST/KILL and
+//! the idle-timeout sweeper read. The registry is thread-local: a shard only
+//! ever sees its own connections; cross-shard CLIENT commands broadcast.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// Skip the reply of the next command only.
+    SkipNext,
+    /// Set while executing the command whose reply is skipped.
+    Skipping,
+}
+
+/// What other tasks on the shard (CLIENT LIST, KILL, timeouts) may read or poke.
+pub struct ClientShared {
+    pub id: u64,
+    pub fd: RawFd,
+    pub addr: String,
+    pub laddr: String,
+    pub created_ms: u64,
+    pub name: RefCell<Option<Vec<u8>>>,
+    pub last_interaction_ms: Cell<u64>,
+    pub db: Cell<usize>,
+    pub last_cmd: Cell<&'static str>,
+    pub resp: Cell<u8>,
+    pub killed: Cell<bool>,
+    pub monitor: Cell<bool>,
+    pub no_evict: Cell<bool>,
+    pub qbuf: Cell<usize>,
+    /// Lines pushed to a MONITOR client by other connections, and the task to wake.
+    pub pushed: RefCell<Vec<u8>>,
+    pub push_waker: RefCell<Option<std::task::Waker>>,
+}
+
+impl ClientShared {
+    /// Closes the connection from outside its task: the pending read ends.
+    pub fn kill(&self) {
+        self.killed.set(true);
+        // SAFETY: shutting a socket down is harmless even if the fd is closing.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        if let Some(w) = self.push_waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// CLIENT LIST / CLIENT INFO line (without the trailing newline).
+    pub fn info_line(&self, now_ms: u64) -> String {
+        let name = self.name.borrow().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
+        let flags = if self.monitor.get() { "O" } else if self.no_evict.get() { "e" } else { "N" };
+        format!(
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.fd,
+            name,
+            now_ms.saturating_sub(self.created_ms) / 1000,
+            now_ms.saturating_sub(self.last_interaction_ms.get()) / 1000,
+            flags,
+            self.db.get(),
+            self.qbuf.get(),
+            16384usize.saturating_sub(self.qbuf.get()),
+            16384 + self.qbuf.get(),
+            self.last_cmd.get(),
+            self.resp.get()
+        )
+    }
+}
+
+/// The connection's own state, owned by its task.
+pub struct Client {
+    pub id: u64,
+    pub db: usize,
+    pub resp3: bool,
+    pub authed: bool,
+    pub reply_mode: ReplyMode,
+    pub close_after_reply: bool,
+    pub shared: Rc<ClientShared>,
+}
+
+impl Client {
+    pub fn new(shared: Rc<ClientShared>, authed: bool) -> Self {
+        Client { id: shared.id, db: 0, resp3: false, authed, reply_mode: ReplyMode::On, close_after_reply: false, shared }
+    }
+
+    pub fn set_db(&mut self, db: usize) {
+        self.db = db;
+        self.shared.db.set(db);
+    }
+
+    pub fn set_resp3(&mut self, v: bool) {
+        self.resp3 = v;
+        self.shared.resp.set(if v { 3 } else { 2 });
+    }
+}
+
+thread_local! {
+    static REGISTRY: RefCell<BTreeMap<u64, Rc<ClientShared>>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+pub fn register(c: Rc<ClientShared>) {
+    REGISTRY.with(|r| r.borrow_mut().insert(c.id, c));
+}
+
+pub fn unregister(id: u64) {
+    REGISTRY.with(|r| r.borrow_mut().remove(&id));
+}
+
+/// Visits this shard's clients in id order.
+pub fn for_each(mut f: impl FnMut(&Rc<ClientShared>)) {
+    let all: Vec<Rc<ClientShared>> = REGISTRY.with(|r| r.borrow().values().cloned().collect());
+    for c in &all {
+        f(c);
+    }
+}
+
+pub fn count() -> usize {
+    REGISTRY.with(|r| r.borrow().len())
+}

@@ -1,0 +1,334 @@
+//! Process start-up, per-shard listeners and graceful shutdown.
+
+pub mod client;
+pub mod conn;
+pub mod log;
+
+use crate::config::Config;
+use crate::runtime::{self, inbox::Inbox, Runtime, Shard};
+use crate::{log_notice, log_warning};
+use glommio::{LocalExecutorBuilder, Placement};
+use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// CPUs this process may run on (taskset and cpusets respected).
+pub fn allowed_cpus() -> Vec<usize> {
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sched_getaffinity fills the set we own.
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } == 0;
+    let mut cpus = Vec::new();
+    if ok {
+        for i in 0..libc::CPU_SETSIZE as usize {
+            // SAFETY: i is below CPU_SETSIZE.
+            if unsafe { libc::CPU_ISSET(i, &set) } {
+                cpus.push(i);
+            }
+        }
+    }
+    if cpus.is_empty() {
+        cpus.push(0);
+    }
+    cpus
+}
+
+thread_local! {
+    static STOPPING: Cell<bool> = const { Cell::new(false) };
+    static STOP_WAKERS: RefCell<Vec<std::task::Waker>> = const { RefCell::new(Vec::new()) };
+}
+
+fn stop_this_shard() {
+    STOPPING.with(|s| s.set(true));
+    STOP_WAKERS.with(|w| w.borrow_mut().drain(..).for_each(|w| w.wake()));
+}
+
+async fn stopped() {
+    futures_lite::future::poll_fn(|cx| {
+        if STOPPING.with(|s| s.get()) {
+            std::task::Poll::Ready(())
+        } else {
+            STOP_WAKERS.with(|w| w.borrow_mut().push(cx.waker().clone()));
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Starts a graceful shutdown of every shard (SIGTERM, SIGINT, SHUTDOWN).
+pub fn initiate_shutdown() {
+    let rt = runtime::rt_ref();
+    if rt.shutting_down.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    for s in 0..rt.nshards {
+        runtime::send(s, Box::new(stop_this_shard));
+    }
+}
+
+/// Creates one listening socket with SO_REUSEPORT (every shard binds the same port).
+fn listen_socket(addr: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let host = match addr {
+        "*" => "0.0.0.0",
+        "::*" => "::",
+        a => a,
+    };
+    let ip: std::net::IpAddr = host.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("Invalid bind address '{addr}'")))?;
+    let sa = std::net::SocketAddr::new(ip, port);
+    let sk = Socket::new(if ip.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 }, Type::STREAM, Some(Protocol::TCP))?;
+    if ip.is_ipv6() {
+        sk.set_only_v6(true)?;
+    }
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&sa.into())?;
+    sk.listen(511)?;
+    Ok(sk.into())
+}
+
+/// Binds every configured address; optional ('-' prefixed) ones may fail.
+fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, String> {
+    let port = cfg.port();
+    let mut out = Vec::new();
+    if port == 0 {
+        return Ok(out);
+    }
+    for (addr, optional) in cfg.bind() {
+        match listen_socket(&addr, port) {
+            Ok(l) => out.push(l),
+            Err(e) => {
+                let unsupported = matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT));
+                if optional && unsupported {
+                    continue;
+                }
+                return Err(format!("Warning: Could not create server TCP listening socket {addr}:{port}: {e}"));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("Failed listening on port {port} (tcp), aborting."));
+    }
+    Ok(out)
+}
+
+async fn accept_loop(listener: glommio::net::TcpListener) {
+    let rt = runtime::rt_ref();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stopped().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(_)) => continue,
+        };
+        runtime::with_shard(|s| s.stats.connections_received += 1);
+        let _ = stream.set_nodelay(true);
+        let fd = stream.as_raw_fd();
+        let ka = rt.config.read().map(|c| c.tcp_keepalive()).unwrap_or(300);
+        if ka > 0 {
+            // SAFETY: borrowing the fd without taking ownership (into_raw_fd below).
+            let sk = unsafe { socket2::Socket::from_raw_fd(fd) };
+            let _ = sk.set_keepalive(true);
+            let _ = sk.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(ka)));
+            let _ = sk.into_raw_fd();
+        }
+        let maxclients = rt.maxclients.load(Ordering::Relaxed) as usize;
+        if rt.connected_clients.load(Ordering::Relaxed) >= maxclients {
+            runtime::with_shard(|s| s.stats.rejected_connections += 1);
+            glommio::spawn_local(async move {
+                use futures_lite::AsyncWriteExt;
+                let mut stream = stream;
+                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+                let _ = stream.close().await;
+            })
+            .detach();
+            continue;
+        }
+        rt.connected_clients.fetch_add(1, Ordering::Relaxed);
+        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+        let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let now = runtime::now_ms();
+        let shared = Rc::new(client::ClientShared {
+            id: runtime::next_client_id(),
+            fd,
+            addr: peer,
+            laddr: local,
+            created_ms: now,
+            name: RefCell::new(None),
+            last_interaction_ms: Cell::new(now),
+            db: Cell::new(0),
+            last_cmd: Cell::new("NULL"),
+            resp: Cell::new(2),
+            killed: Cell::new(false),
+            monitor: Cell::new(false),
+            no_evict: Cell::new(false),
+            qbuf: Cell::new(0),
+            pushed: RefCell::new(Vec::new()),
+            push_waker: RefCell::new(None),
+        });
+        client::register(shared.clone());
+        glommio::spawn_local(conn::serve(stream, shared)).detach();
+    }
+}
+
+/// Periodic per-shard work (Redis's serverCron at hz 10): active expiry and idle timeouts.
+async fn cron() {
+    let mut ticks: u64 = 0;
+    loop {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        if STOPPING.with(|s| s.get()) {
+            break;
+        }
+        ticks += 1;
+        // 25% of a 100 ms tick at most, as Redis's slow cycle.
+        if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
+            runtime::with_shard(|s| s.active_expire(25_000));
+        }
+        if ticks % 10 == 0 {
+            let timeout = runtime::rt_ref().timeout_secs.load(Ordering::Relaxed);
+            if timeout > 0 {
+                let now = runtime::now_ms();
+                client::for_each(|c| {
+                    if !c.monitor.get() && now.saturating_sub(c.last_interaction_ms.get()) / 1000 > timeout {
+                        c.kill();
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize) {
+    runtime::install_shard(Shard::new(id, databases));
+    let rt = runtime::rt_ref();
+    let inbox: &'static Inbox = &rt.inboxes[id];
+    glommio::spawn_local(inbox.serve()).detach();
+    glommio::spawn_local(cron()).detach();
+    let mut tasks = Vec::new();
+    for l in listeners {
+        // SAFETY: the fd is a bound, listening socket we own.
+        let gl = unsafe { glommio::net::TcpListener::from_raw_fd(l.into_raw_fd()) };
+        tasks.push(glommio::spawn_local(accept_loop(gl)));
+    }
+    stopped().await;
+    for t in tasks {
+        t.await;
+    }
+    // Let in-flight requests finish: stop reading, let each connection write its replies.
+    client::for_each(|c| unsafe {
+        libc::shutdown(c.fd, libc::SHUT_RD);
+    });
+    // Wait for every shard's connections (they may still need this shard's inbox).
+    let deadline = runtime::now_ms() + 5000;
+    while rt.connected_clients.load(Ordering::SeqCst) > 0 && runtime::now_ms() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+}
+
+/// Runs the server until shutdown; returns the process exit code.
+pub fn run(cfg: Config) -> i32 {
+    let cpus = allowed_cpus();
+    let nshards = if cfg.threads() > 0 { cfg.threads() } else { cpus.len() };
+    let _ = log::set_file(&cfg.logfile());
+    log::set_level(log::level_code(cfg.loglevel()));
+    log_notice!("oO0OoO0OoO0Oo Tessera is starting oO0OoO0OoO0Oo");
+    log_notice!("Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}", env!("CARGO_PKG_VERSION"), std::process::id(), nshards);
+    for w in cfg.warnings() {
+        log_warning!("{}", w);
+    }
+    if !cfg.dir().is_empty() {
+        if let Err(e) = std::env::set_current_dir(cfg.dir()) {
+            eprintln!("Can't chdir to '{}': {}", cfg.dir(), e);
+            return 1;
+        }
+    }
+    let listeners = match bind_all(&cfg) {
+        Ok(l) => l,
+        Err(e) => {
+            log_warning!("{}", e);
+            eprintln!("{e}");
+            return 1;
+        }
+    };
+    let databases = cfg.databases();
+    let mut inboxes = Vec::with_capacity(nshards);
+    inboxes.resize_with(nshards, Inbox::default);
+    runtime::init(Runtime {
+        nshards,
+        inboxes,
+        requirepass: std::sync::RwLock::new(cfg.requirepass()),
+        timeout_secs: std::sync::atomic::AtomicU64::new(cfg.timeout_secs()),
+        maxclients: std::sync::atomic::AtomicU64::new(cfg.maxclients()),
+        debug_mode: std::sync::atomic::AtomicUsize::new(match cfg.enable_debug_command() {
+            crate::config::DebugCmdMode::No => 0,
+            crate::config::DebugCmdMode::Yes => 1,
+            crate::config::DebugCmdMode::Local => 2,
+        }),
+        config: std::sync::RwLock::new(cfg),
+        next_client_id: std::sync::atomic::AtomicU64::new(1),
+        connected_clients: std::sync::atomic::AtomicUsize::new(0),
+        shutting_down: std::sync::atomic::AtomicBool::new(false),
+        start_ms: runtime::now_ms(),
+        lastsave: std::sync::atomic::AtomicU64::new(runtime::now_ms() / 1000),
+        pause_until: std::sync::atomic::AtomicU64::new(0),
+        pause_writes_only: std::sync::atomic::AtomicBool::new(false),
+        monitors: std::sync::atomic::AtomicUsize::new(0),
+    });
+    // Signals: a plain thread turns SIGTERM/SIGINT into a graceful shutdown.
+    match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(mut sigs) => {
+            std::thread::spawn(move || {
+                if let Some(sig) = sigs.forever().next() {
+                    let name = if sig == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" };
+                    log_warning!("Received {} scheduling shutdown...", name);
+                    initiate_shutdown();
+                }
+            });
+        }
+        Err(e) => log_warning!("cannot install signal handlers: {}", e),
+    }
+    // Hand each shard its own dup of every listening socket (same port, SO_REUSEPORT).
+    let mut handles = Vec::with_capacity(nshards);
+    for id in 0..nshards {
+        let mine: Vec<std::net::TcpListener> = if id == 0 {
+            listeners.iter().filter_map(|l| l.try_clone().ok()).collect()
+        } else {
+            let port = runtime::rt_ref().config.read().map(|c| c.port()).unwrap_or(0);
+            let cfg_bind = runtime::rt_ref().config.read().map(|c| c.bind()).unwrap_or_default();
+            let mut v = Vec::new();
+            if port != 0 {
+                for (addr, _) in cfg_bind {
+                    if let Ok(l) = listen_socket(&addr, port) {
+                        v.push(l);
+                    }
+                }
+            }
+            v
+        };
+        let cpu = cpus[id % cpus.len()];
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{id}"))
+            .io_memory(1 << 20)
+            .preempt_timer(Duration::from_millis(1));
+        match builder.spawn(move || shard_main(id, mine, databases)) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                eprintln!("cannot start shard {id}: {e}");
+                return 1;
+            }
+        }
+    }
+    drop(listeners);
+    log_notice!("Ready to accept connections tcp");
+    for h in handles {
+        let _ = h.join();
+    }
+    log_notice!("Tessera is now ready to exit, bye bye...");
+    0
+}

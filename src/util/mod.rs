@@ -1,0 +1,5 @@
+//! Leaf utilities with exact Redis 7.0 semantics.
+
+pub mod glob;
+pub mod num;
+pub mod slot;
