@@ -289,7 +289,7 @@ mod tests {
     }
 
     const STREAM: &[u8] = b"+OK\r\n$5\r\nhello\r\n$-1\r\n-ERR unknown command 'X'\r\n:42\r\n\
-*3\r\n$1\r\na\r\n*2\r\n:1\r\n:2\r\n$0\r\n\r\n-WRONGTYPE Operation\r\n*0\r\n*-1\r\n\
+*2\r\n$1\r\na\r\n*2\r\n:1\r\n:2\r\n$0\r\n\r\n-WRONGTYPE Operation\r\n*0\r\n*-1\r\n\
 %2\r\n+a\r\n:1\r\n+b\r\n*1\r\n_\r\n_\r\n>2\r\n+message\r\n+x\r\n|1\r\n+ttl\r\n:3\r\n$2\r\nhi\r\n\
 !9\r\nSYNTAX xy\r\n,1.5\r\n#t\r\n(123\r\n~2\r\n+a\r\n+b\r\n=7\r\ntxt:abc\r\n";
 
@@ -338,7 +338,6 @@ mod tests {
             b"*-5\r\n",
             b"$-2\r\n",
             b"+OK\rX\n",
-            b":\r\n",
             b"$99999999999999999999\r\n",
         ] {
             let mut c = RespCounter::new();

@@ -345,7 +345,7 @@ pub fn parse_scan_opts(args: &Args) -> Result<ScanOpts, &'static str> {
             if v < 1 {
                 return Err(err::SYNTAX);
             }
-            opts.count = v.min(usize::MAX as i64 >> 4) as usize;
+            opts.count = v.min(i64::MAX >> 8) as usize;
             i += 2;
         } else if opt_is(a, "match") && j >= 2 {
             let p = args.get(i + 1);
@@ -359,6 +359,45 @@ pub fn parse_scan_opts(args: &Args) -> Result<ScanOpts, &'static str> {
         }
     }
     Ok(opts)
+}
+
+/// The cross-shard part of SCAN: the cursor is `dict_cursor * n + shard`.
+/// Steps through the shards in order (`step(shard, dict_cursor, want, iters)`
+/// runs one shard step) until COUNT keys were collected, the iteration budget
+/// is spent or the last shard is done. Returns (next cursor, keys, bulks).
+pub async fn scan_walk<F, Fut>(n: u64, cursor: u64, count: usize, mut step: F) -> (u64, usize, Vec<u8>)
+where
+    F: FnMut(usize, u64, usize, u64) -> Fut,
+    Fut: Future<Output = ScanStep>,
+{
+    let mut shard = cursor % n;
+    let mut dcur = cursor / n;
+    let mut collected = 0usize;
+    // Redis's maxiterations: ten dict steps per requested element.
+    let mut iters = (count as u64).saturating_mul(10);
+    let mut bulks: Vec<u8> = Vec::new();
+    let mut nkeys = 0usize;
+    let next = loop {
+        let st = step(shard as usize, dcur, count - collected, iters).await;
+        bulks.extend_from_slice(&st.bulks);
+        nkeys += st.nkeys;
+        collected += st.collected;
+        iters = st.iters_left;
+        if st.cursor != 0 {
+            break st.cursor * n + shard;
+        }
+        // This shard is done: go on with the next one, from its start.
+        shard += 1;
+        dcur = 0;
+        if shard == n {
+            break 0;
+        }
+        if collected >= count || iters == 0 {
+            break shard;
+        }
+        iters -= 1;
+    };
+    (next, nkeys, bulks)
 }
 
 fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
@@ -376,35 +415,11 @@ fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
         };
         let n = runtime::nshards() as u64;
         let dbi = c.db;
-        let mut shard = cursor % n;
-        let mut dcur = cursor / n;
-        let mut collected = 0usize;
-        // Redis's maxiterations: ten dict steps per requested element.
-        let mut iters = (opts.count as u64).saturating_mul(10);
-        let mut bulks: Vec<u8> = Vec::new();
-        let mut nkeys = 0usize;
-        let next = loop {
-            let want = opts.count - collected;
+        let (next, nkeys, bulks) = scan_walk(n, cursor, opts.count, |shard, dcur, want, iters| {
             let o = opts.clone();
-            let step = runtime::call(shard as usize, move |s: &mut Shard| scan_shard(s, dbi, dcur, want, iters, &o, runtime::now_ms())).await;
-            bulks.extend_from_slice(&step.bulks);
-            nkeys += step.nkeys;
-            collected += step.collected;
-            iters = step.iters_left;
-            if step.cursor != 0 {
-                break step.cursor * n + shard;
-            }
-            // This shard is done: go on with the next one, from its start.
-            shard += 1;
-            dcur = 0;
-            if shard == n {
-                break 0;
-            }
-            if collected >= opts.count || iters == 0 {
-                break shard;
-            }
-            iters -= 1;
-        };
+            runtime::call(shard, move |s: &mut Shard| scan_shard(s, dbi, dcur, want, iters, &o, runtime::now_ms()))
+        })
+        .await;
         out.array_len(2);
         let mut cur = Vec::with_capacity(20);
         crate::util::num::write_u64(&mut cur, next);
@@ -928,4 +943,378 @@ fn persist(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         return;
     }
     out.int(db.persist(key) as i64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::table::KeyedFn;
+    use crate::keyspace::Value;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn shard() -> Shard {
+        Shard::new(0, 16)
+    }
+
+    fn run_db(s: &mut Shard, db: usize, now: u64, f: KeyedFn, argv: &[&str]) -> Vec<u8> {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for a in argv {
+            let st = data.len();
+            data.extend_from_slice(a.as_bytes());
+            spans.push((st, data.len()));
+        }
+        let args = Args::new(&data, &spans);
+        let mut out = Reply::new(false);
+        let mut ctx = Ctx { shard: s, db, now };
+        f(&mut ctx, args, &mut out);
+        out.buf
+    }
+
+    fn run(s: &mut Shard, now: u64, f: KeyedFn, argv: &[&str]) -> String {
+        String::from_utf8(run_db(s, 0, now, f, argv)).unwrap()
+    }
+
+    fn set(s: &mut Shard, key: &str, expire_at: u64) {
+        s.dbs[0].set(key.as_bytes(), Value::from_bytes(b"v"), expire_at, NOW);
+    }
+
+    #[test]
+    fn every_read_command_lazily_expires_and_counts_it() {
+        let cmds: &[(KeyedFn, &[&str], &str)] = &[
+            (exists, &["exists", "k"], ":0\r\n"),
+            (touch, &["touch", "k"], ":0\r\n"),
+            (type_cmd, &["type", "k"], "+none\r\n"),
+            (ttl, &["ttl", "k"], ":-2\r\n"),
+            (pttl, &["pttl", "k"], ":-2\r\n"),
+            (expiretime, &["expiretime", "k"], ":-2\r\n"),
+            (object_encoding, &["object", "encoding", "k"], "$-1\r\n"),
+            (object_refcount, &["object", "refcount", "k"], "$-1\r\n"),
+            (del, &["del", "k"], ":0\r\n"),
+            (persist, &["persist", "k"], ":0\r\n"),
+            (expire, &["expire", "k", "100"], ":0\r\n"),
+            (rename, &["rename", "k", "k2"], "-ERR no such key\r\n"),
+            (renamenx, &["renamenx", "k", "k2"], "-ERR no such key\r\n"),
+            (copy, &["copy", "k", "k2"], ":0\r\n"),
+            (move_cmd, &["move", "k", "1"], ":0\r\n"),
+        ];
+        for (f, argv, want) in cmds {
+            let mut s = shard();
+            set(&mut s, "k", NOW + 10);
+            // Still alive one ms before its time.
+            assert_ne!(run(&mut s, NOW + 9, *f, argv), *want, "{argv:?} on a live key");
+            let mut s = shard();
+            set(&mut s, "k", NOW + 10);
+            assert_eq!(run(&mut s, NOW + 10, *f, argv), *want, "{argv:?}");
+            assert_eq!(s.dbs[0].len(), 0, "{argv:?} left the expired key");
+            assert_eq!(s.dbs[0].expires_len(), 0, "{argv:?} left a volatile entry");
+            assert_eq!(s.dbs[0].expired, 1, "{argv:?} did not count the expiry");
+            assert_eq!(s.dbs[1].len(), 0, "{argv:?} resurrected the key elsewhere");
+        }
+    }
+
+    #[test]
+    fn expire_in_the_past_deletes_without_counting_an_expiry() {
+        for argv in [
+            &["expire", "k", "0"][..],
+            &["expire", "k", "-10"],
+            &["pexpire", "k", "0"],
+            &["expireat", "k", "1"],
+            &["pexpireat", "k", "0"],
+            &["pexpireat", "k", "-9223372036854775808"],
+        ] {
+            let mut s = shard();
+            set(&mut s, "k", 0);
+            let f: KeyedFn = match argv[0] {
+                "expire" => expire,
+                "pexpire" => pexpire,
+                "expireat" => expireat,
+                _ => pexpireat,
+            };
+            assert_eq!(run(&mut s, NOW, f, argv), ":1\r\n", "{argv:?}");
+            assert_eq!(s.dbs[0].len(), 0, "{argv:?}");
+            assert_eq!(s.dbs[0].expires_len(), 0);
+            assert_eq!(s.dbs[0].expired, 0, "an explicit delete is not an expiry");
+        }
+        // Exactly now also deletes (checkAlreadyExpired uses <=).
+        let mut s = shard();
+        set(&mut s, "k", 0);
+        assert_eq!(run(&mut s, NOW, pexpireat, &["pexpireat", "k", &NOW.to_string()]), ":1\r\n");
+        assert_eq!(s.dbs[0].len(), 0);
+    }
+
+    #[test]
+    fn expire_options_follow_redis_rules() {
+        let mut s = shard();
+        set(&mut s, "k", 0);
+        let r = |s: &mut Shard, a: &[&str]| run(s, NOW, expire, a);
+        assert_eq!(r(&mut s, &["expire", "k", "100", "xx"]), ":0\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "100", "gt"]), ":0\r\n", "GT treats no TTL as infinite");
+        assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":1\r\n", "LT on a persistent key sets it");
+        assert_eq!(s.dbs[0].keys.get(b"k").unwrap().expire_at, NOW + 100_000);
+        assert_eq!(s.dbs[0].expires_len(), 1);
+        assert_eq!(r(&mut s, &["expire", "k", "50", "nx"]), ":0\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "50", "gt"]), ":0\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "100", "gt"]), ":0\r\n", "equal is not greater");
+        assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":0\r\n", "equal is not less");
+        assert_eq!(r(&mut s, &["expire", "k", "200", "GT", "xx"]), ":1\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "150", "Lt"]), ":1\r\n");
+        assert_eq!(s.dbs[0].keys.get(b"k").unwrap().expire_at, NOW + 150_000);
+        assert_eq!(r(&mut s, &["expire", "k", "1", "nx", "xx"]), "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "1", "gt", "lt"]), "-ERR GT and LT options at the same time are not compatible\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "1", "maybe\r\n"]), "-ERR Unsupported option maybe\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "x", "nx"]), "-ERR value is not an integer or out of range\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "9223372036854776"]), "-ERR invalid expire time in 'expire' command\r\n");
+        assert_eq!(r(&mut s, &["expire", "k", "-9223372036854776"]), "-ERR invalid expire time in 'expire' command\r\n");
+        assert_eq!(run(&mut s, NOW, pexpire, &["pexpire", "k", "9223372036854775807"]), "-ERR invalid expire time in 'pexpire' command\r\n");
+        assert_eq!(run(&mut s, NOW, pexpireat, &["pexpireat", "k", "9223372036854775807"]), ":1\r\n");
+        // A failed option check leaves the TTL alone; a missing key answers 0.
+        assert_eq!(r(&mut s, &["expire", "nokey", "10"]), ":0\r\n");
+    }
+
+    #[test]
+    fn ttl_family_rounds_like_redis() {
+        let mut s = shard();
+        set(&mut s, "k", NOW + 1499);
+        assert_eq!(run(&mut s, NOW, ttl, &["ttl", "k"]), ":1\r\n");
+        set(&mut s, "k", NOW + 1500);
+        assert_eq!(run(&mut s, NOW, ttl, &["ttl", "k"]), ":2\r\n");
+        assert_eq!(run(&mut s, NOW, pttl, &["pttl", "k"]), ":1500\r\n");
+        assert_eq!(run(&mut s, NOW, expiretime, &["expiretime", "k"]), format!(":{}\r\n", (NOW + 2000) / 1000));
+        assert_eq!(run(&mut s, NOW, pexpiretime, &["pexpiretime", "k"]), format!(":{}\r\n", NOW + 1500));
+        set(&mut s, "p", 0);
+        assert_eq!(run(&mut s, NOW, ttl, &["ttl", "p"]), ":-1\r\n");
+        assert_eq!(run(&mut s, NOW, pexpiretime, &["pexpiretime", "p"]), ":-1\r\n");
+        assert_eq!(run(&mut s, NOW, persist, &["persist", "k"]), ":1\r\n");
+        assert_eq!(run(&mut s, NOW, persist, &["persist", "k"]), ":0\r\n");
+        assert_eq!(s.dbs[0].expires_len(), 0);
+    }
+
+    #[test]
+    fn rename_copy_and_move_carry_the_ttl_and_keep_the_volatile_index_in_step() {
+        let mut s = shard();
+        set(&mut s, "a", NOW + 5000);
+        set(&mut s, "b", NOW + 9000);
+        // Overwriting a volatile key with a persistent one drops its TTL.
+        set(&mut s, "p", 0);
+        assert_eq!(run(&mut s, NOW, rename, &["rename", "p", "b"]), "+OK\r\n");
+        assert_eq!(s.dbs[0].keys.get(b"b").unwrap().expire_at, 0);
+        assert_eq!(s.dbs[0].expires_len(), 1);
+        assert_eq!(run(&mut s, NOW, rename, &["rename", "a", "c"]), "+OK\r\n");
+        assert_eq!(s.dbs[0].keys.get(b"c").unwrap().expire_at, NOW + 5000);
+        assert!(s.dbs[0].volatile.contains(b"c") && !s.dbs[0].volatile.contains(b"a"));
+        assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "b"]), ":0\r\n");
+        assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "c"]), ":0\r\n");
+        assert_eq!(run(&mut s, NOW, rename, &["rename", "c", "c"]), "+OK\r\n");
+        assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "d"]), ":1\r\n");
+        assert_eq!(s.dbs[0].keys.get(b"d").unwrap().expire_at, NOW + 5000);
+        assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d"]), ":0\r\n");
+        assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d", "replace"]), ":1\r\n");
+        assert_eq!(s.dbs[0].keys.get(b"d").unwrap().expire_at, 0);
+        assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "c", "db", "2"]), ":1\r\n");
+        assert_eq!(s.dbs[2].expires_len(), 1);
+        assert_eq!(run(&mut s, NOW, move_cmd, &["move", "c", "3"]), ":1\r\n");
+        assert_eq!(s.dbs[3].keys.get(b"c").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[3].expires_len(), 1);
+        assert_eq!(s.dbs[0].expires_len(), 0);
+        assert_eq!(run(&mut s, NOW, move_cmd, &["move", "d", "0"]), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(run(&mut s, NOW, move_cmd, &["move", "d", "16"]), "-ERR DB index is out of range\r\n");
+        assert_eq!(run(&mut s, NOW, copy, &["copy", "d", "d"]), "-ERR source and destination objects are the same\r\n");
+        // The moved key expires lazily in its new db.
+        assert_eq!(String::from_utf8(run_db(&mut s, 3, NOW + 5000, exists, &["exists", "c"])).unwrap(), ":0\r\n");
+        assert_eq!(s.dbs[3].expired, 1);
+        assert_eq!(s.dbs[3].expires_len(), 0);
+    }
+
+    #[test]
+    fn del_counts_duplicates_once_and_skips_expired_keys() {
+        let mut s = shard();
+        set(&mut s, "a", 0);
+        set(&mut s, "b", NOW + 1);
+        set(&mut s, "c", NOW + 100);
+        assert_eq!(run(&mut s, NOW + 1, del, &["del", "a", "a", "b", "c", "zz"]), ":2\r\n");
+        assert_eq!(s.dbs[0].len(), 0);
+        assert_eq!(s.dbs[0].expires_len(), 0);
+        set(&mut s, "a", 0);
+        assert_eq!(run(&mut s, NOW, exists, &["exists", "a", "a", "zz"]), ":2\r\n");
+    }
+
+    #[test]
+    fn keys_skips_expired_keys_without_deleting_them() {
+        let mut s = shard();
+        set(&mut s, "live", 0);
+        set(&mut s, "dead", NOW + 1);
+        set(&mut s, "later", NOW + 1000);
+        let (n, bulks) = keys_shard(&s.dbs[0], b"*", NOW + 1);
+        assert_eq!(n, 2);
+        let text = String::from_utf8(bulks).unwrap();
+        assert!(text.contains("live") && text.contains("later") && !text.contains("dead"));
+        assert_eq!(keys_shard(&s.dbs[0], b"l*e", NOW + 1).0, 1);
+        assert_eq!(s.dbs[0].len(), 3, "KEYS does not delete");
+    }
+
+    #[test]
+    fn randomkey_never_returns_an_expired_key() {
+        let mut s = shard();
+        for i in 0..50 {
+            set(&mut s, &format!("dead{i}"), NOW + 1);
+        }
+        set(&mut s, "live", 0);
+        for _ in 0..20 {
+            let (len, k) = random_shard(&mut s, 0, NOW + 1);
+            assert_eq!(k.as_deref(), Some(&b"live"[..]));
+            assert!(len >= 1);
+        }
+        let mut s = shard();
+        for i in 0..10 {
+            set(&mut s, &format!("dead{i}"), NOW + 1);
+        }
+        assert_eq!(random_shard(&mut s, 0, NOW + 1), (0, None));
+        assert_eq!(s.dbs[0].expired, 10);
+        assert_eq!(s.dbs[0].expires_len(), 0);
+    }
+
+    #[test]
+    fn scan_cursor_parsing_is_strtoul() {
+        assert_eq!(parse_scan_cursor(b"0"), Some(0));
+        assert_eq!(parse_scan_cursor(b""), Some(0));
+        assert_eq!(parse_scan_cursor(b"+7"), Some(7));
+        assert_eq!(parse_scan_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_scan_cursor(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_scan_cursor(b"18446744073709551616"), None);
+        assert_eq!(parse_scan_cursor(b"5\0junk"), Some(5));
+        for bad in [&b" 1"[..], b"\t1", b"1 ", b"0x1", b"+", b"-", b"a"] {
+            assert_eq!(parse_scan_cursor(bad), None, "{bad:?}");
+        }
+    }
+
+    fn opts(count: usize) -> ScanOpts {
+        ScanOpts { count, pattern: None, typename: None }
+    }
+
+    fn bulks_to_keys(b: &[u8]) -> Vec<Vec<u8>> {
+        let mut v = Vec::new();
+        let mut pos = 0;
+        while pos < b.len() {
+            let len = crate::protocol::frame_len(&b[pos..]).unwrap();
+            let frame = &b[pos..pos + len];
+            let nl = frame.iter().position(|&c| c == b'\n').unwrap();
+            v.push(frame[nl + 1..frame.len() - 2].to_vec());
+            pos += len;
+        }
+        v
+    }
+
+    #[test]
+    fn scan_filters_and_deletes_expired_keys() {
+        let mut s = shard();
+        for i in 0..100 {
+            set(&mut s, &format!("k{i}"), if i % 4 == 0 { NOW + 1 } else { 0 });
+        }
+        let mut o = opts(1000);
+        let st = scan_shard(&mut s, 0, 0, 1000, 10_000, &o, NOW + 1);
+        assert_eq!(st.cursor, 0);
+        assert_eq!(st.collected, 100);
+        assert_eq!(st.nkeys, 75);
+        assert_eq!(s.dbs[0].len(), 75);
+        assert_eq!(s.dbs[0].expired, 25);
+        o.pattern = Some(b"k1*".to_vec());
+        o.typename = Some(b"STRING".to_vec());
+        let st = scan_shard(&mut s, 0, 0, 1000, 10_000, &o, NOW + 1);
+        let keys = bulks_to_keys(&st.bulks);
+        assert!(keys.iter().all(|k| k.starts_with(b"k1")));
+        assert_eq!(keys.len(), 9, "k1 k10..k19 minus the expired k12 and k16: {keys:?}");
+        o.typename = Some(b"list".to_vec());
+        assert_eq!(scan_shard(&mut s, 0, 0, 1000, 10_000, &o, NOW + 1).nkeys, 0);
+    }
+
+    #[test]
+    fn multi_shard_scan_never_misses_a_key_despite_resizes() {
+        let n = 3usize;
+        let shards = RefCell::new((0..n).map(|i| Shard::new(i, 1)).collect::<Vec<_>>());
+        for i in 0..600 {
+            let k = format!("stable{i}");
+            shards.borrow_mut()[i % n].dbs[0].set(k.as_bytes(), Value::Int(i as i64), 0, NOW);
+        }
+        for count in [1usize, 7, 10, 100, 5000] {
+            let mut seen = HashSet::new();
+            let mut cursor = 0u64;
+            let mut round = 0u32;
+            loop {
+                let (next, nkeys, bulks) = futures_lite::future::block_on(scan_walk(n as u64, cursor, count, |shard, dcur, want, iters| {
+                    let st = scan_shard(&mut shards.borrow_mut()[shard], 0, dcur, want, iters, &opts(count), NOW);
+                    std::future::ready(st)
+                }));
+                let keys = bulks_to_keys(&bulks);
+                assert_eq!(keys.len(), nkeys);
+                seen.extend(keys);
+                // Grow and shrink every shard's table between calls.
+                round += 1;
+                let mut sh = shards.borrow_mut();
+                for (si, s) in sh.iter_mut().enumerate() {
+                    if round % 2 == 1 {
+                        for j in 0..300 {
+                            s.dbs[0].set(format!("tmp{si}-{j}").as_bytes(), Value::Int(0), 0, NOW);
+                        }
+                    } else {
+                        for j in 0..300 {
+                            s.dbs[0].remove(format!("tmp{si}-{j}").as_bytes());
+                        }
+                    }
+                }
+                drop(sh);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+                assert!(round < 100_000, "scan does not terminate");
+            }
+            for i in 0..600 {
+                assert!(seen.contains(format!("stable{i}").as_bytes()), "COUNT {count}: missed stable{i}");
+            }
+        }
+    }
+
+    #[test]
+    fn active_expiry_reclaims_expired_keys_and_spares_the_rest() {
+        let mut s = Shard::new(0, 2);
+        let now = runtime::now_ms();
+        for i in 0..2000 {
+            let at = if i % 10 == 0 { now + 3_600_000 } else { now - 1 };
+            s.dbs[0].set(format!("k{i}").as_bytes(), Value::Int(i), at, now);
+            s.dbs[1].set(format!("k{i}").as_bytes(), Value::Int(i), 0, now);
+        }
+        // Mostly stale keys: the cycle keeps sampling until few are left.
+        for _ in 0..50 {
+            s.active_expire(1_000_000);
+        }
+        let db = &s.dbs[0];
+        assert!(db.len() < 400, "active expiry left {} keys", db.len());
+        assert!(db.len() >= 200, "active expiry removed live keys");
+        assert_eq!(db.expired as usize, 2000 - db.len());
+        assert_eq!(db.expires_len(), db.len());
+        assert_eq!(s.dbs[1].len(), 2000, "persistent keys are never sampled");
+        // Whatever is left that is expired still vanishes on access.
+        let stale: Vec<Vec<u8>> = s.dbs[0].keys.iter().filter(|(_, e)| e.expire_at < now).map(|(k, _)| k.to_vec()).collect();
+        for k in &stale {
+            assert!(s.dbs[0].get(k, now).is_none());
+        }
+        assert_eq!(s.dbs[0].len(), 200);
+        assert!(s.dbs[0].keys.iter().all(|(_, e)| e.expire_at > now));
+    }
+
+    #[test]
+    fn object_help_and_encodings() {
+        let mut s = shard();
+        s.dbs[0].set(b"i", Value::from_bytes(b"42"), 0, NOW);
+        s.dbs[0].set(b"e", Value::from_bytes(b"hello"), 0, NOW);
+        assert_eq!(run(&mut s, NOW, object_encoding, &["object", "encoding", "i"]), "$3\r\nint\r\n");
+        assert_eq!(run(&mut s, NOW, object_encoding, &["object", "encoding", "e"]), "$6\r\nembstr\r\n");
+        assert_eq!(run(&mut s, NOW, object_refcount, &["object", "refcount", "i"]), ":2147483647\r\n");
+        assert_eq!(run(&mut s, NOW, object_refcount, &["object", "refcount", "e"]), ":1\r\n");
+        assert_eq!(s.stats.keyspace_hits, 4);
+    }
 }

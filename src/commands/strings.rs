@@ -415,7 +415,12 @@ fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let db = ctx.db();
     let mut i = 1;
     while i + 1 < args.len() {
-        db.set(args.get(i), Value::from_bytes(args.get(i + 1)), 0, now);
+        let key = args.get(i);
+        if !db.volatile.is_empty() {
+            // setKey's lookupKeyWrite: a stale key counts as expired first.
+            db.peek(key, now);
+        }
+        db.set(key, Value::from_bytes(args.get(i + 1)), 0, now);
         i += 2;
     }
     out.ok();
@@ -649,12 +654,9 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
                 return;
             }
             let off = offset as usize;
-            let mut data = Vec::new();
-            if data.try_reserve_exact(off + value.len()).is_err() {
-                return out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-            }
-            data.resize(off, 0);
-            data.extend_from_slice(value);
+            // Zeroed allocation (fresh pages) like sdsnewlen(NULL, len).
+            let mut data = vec![0u8; off + value.len()];
+            data[off..].copy_from_slice(value);
             out.int(data.len() as i64);
             db.set(key, Value::Str { data, raw: true }, 0, now);
         }
@@ -671,14 +673,23 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             let off = offset as usize;
             let need = off + value.len();
             if need > data.len() {
-                if data.try_reserve_exact(need - data.len()).is_err() {
-                    return out.error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-                }
-                data.resize(need, 0);
+                grow_zero(data, need);
             }
             data[off..need].copy_from_slice(value);
             out.int(data.len() as i64);
         }
+    }
+}
+
+/// sdsgrowzero: extends `data` to `len` bytes with zeros (one memset).
+fn grow_zero(data: &mut Vec<u8>, len: usize) {
+    let old = data.len();
+    data.reserve_exact(len - old);
+    // SAFETY: capacity is at least `len`; the bytes old..len are initialised
+    // by write_bytes before the length covers them.
+    unsafe {
+        std::ptr::write_bytes(data.as_mut_ptr().add(old), 0, len - old);
+        data.set_len(len);
     }
 }
 
@@ -728,22 +739,34 @@ fn lcs_reply(a: &[u8], b: &[u8], args: &Args, out: &mut Reply) {
     if bytes > proto_max_bulk_len() as u128 {
         return out.error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
     }
+    if getlen && !getidx {
+        // Only the length is needed: two rows of the table suffice.
+        let mut prev = vec![0u32; blen + 1];
+        let mut cur = vec![0u32; blen + 1];
+        for &ai in a {
+            for jj in 1..=blen {
+                cur[jj] = if ai == b[jj - 1] { prev[jj - 1] + 1 } else { prev[jj].max(cur[jj - 1]) };
+            }
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        return out.int(prev[blen] as i64);
+    }
     let mut lcs: Vec<u32> = Vec::new();
-    if usize::try_from(cells).ok().map(|n| lcs.try_reserve_exact(n)).map_or(true, |r| r.is_err()) {
+    if usize::try_from(cells).ok().map_or(true, |n| lcs.try_reserve_exact(n).is_err()) {
         return out.error("ERR Insufficient memory, failed allocating transient memory for LCS");
     }
-    lcs.resize(cells as usize, 0);
+    // SAFETY: the capacity is `cells`; every element is zeroed before the
+    // length covers it.
+    unsafe {
+        std::ptr::write_bytes(lcs.as_mut_ptr(), 0, cells as usize);
+        lcs.set_len(cells as usize);
+    }
     let w = blen + 1;
     for i in 1..=alen {
         let ai = a[i - 1];
+        let (prev, cur) = lcs[(i - 1) * w..(i + 1) * w].split_at_mut(w);
         for jj in 1..=blen {
-            lcs[i * w + jj] = if ai == b[jj - 1] {
-                lcs[(i - 1) * w + jj - 1] + 1
-            } else {
-                let l1 = lcs[(i - 1) * w + jj];
-                let l2 = lcs[i * w + jj - 1];
-                l1.max(l2)
-            };
+            cur[jj] = if ai == b[jj - 1] { prev[jj - 1] + 1 } else { prev[jj].max(cur[jj - 1]) };
         }
     }
     let total = lcs[alen * w + blen];

@@ -221,7 +221,7 @@ pub fn table() -> &'static Table {
         let parents: Vec<&'static str> = t.map.keys().filter_map(|n| n.split_once('|').map(|(p, _)| p)).collect();
         for p in parents {
             if !t.map.contains_key(p) {
-                t.add(Self::meta(p).name, Handler::Client(container_without_sub), Cross::None);
+                t.add(Table::meta(p).name, Handler::Client(container_without_sub), Cross::None);
             }
         }
         let t: &'static mut Table = Box::leak(Box::new(t));

@@ -38,11 +38,6 @@ pub const IMPLEMENTED: &[&str] = &[
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",
     "client-query-buffer-limit",
-    "always-show-logo",
-    "set-proc-title",
-    "proc-title-template",
-    "latency-tracking-info-percentiles",
-    "ignore-warnings",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.
@@ -65,12 +60,27 @@ pub enum Kind {
     Bool(bool),
     /// `default: None` is a NULL default. `empty_is_null`: an empty value is
     /// stored as NULL (EMPTY_STRING_IS_NULL).
-    Str { default: Option<&'static str>, empty_is_null: bool, check: Option<StrCheck> },
-    Enum { items: &'static [(&'static str, i64)], default: i64, bitflags: bool, check: Option<EnumCheck> },
+    Str {
+        default: Option<&'static str>,
+        empty_is_null: bool,
+        check: Option<StrCheck>,
+    },
+    Enum {
+        items: &'static [(&'static str, i64)],
+        default: i64,
+        bitflags: bool,
+        check: Option<EnumCheck>,
+    },
     /// Bounds are C `long long` values; `unsigned` types (unsigned int,
     /// unsigned long long, size_t) are bound-checked in the unsigned domain,
     /// exactly like numericBoundaryCheck.
-    Num { lo: i64, hi: i64, default: i64, fmt: NumFmt, unsigned: bool },
+    Num {
+        lo: i64,
+        hi: i64,
+        default: i64,
+        fmt: NumFmt,
+        unsigned: bool,
+    },
     Dir,
     Save,
     ObufLimits,
@@ -279,29 +289,97 @@ fn check_proc_title_template(v: &[u8], cfg: &super::Config) -> Result<(), &'stat
 // Table constructors
 // ---------------------------------------------------------------------------
 const fn b(name: &'static str, alias: Option<&'static str>, flags: u8, d: bool) -> Def {
-    Def { name, alias, flags, kind: Kind::Bool(d) }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Bool(d),
+    }
 }
 const fn s(name: &'static str, alias: Option<&'static str>, flags: u8, empty_is_null: bool, d: Option<&'static str>, check: Option<StrCheck>) -> Def {
-    Def { name, alias, flags, kind: Kind::Str { default: d, empty_is_null, check } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Str {
+            default: d,
+            empty_is_null,
+            check,
+        },
+    }
 }
 const fn e(name: &'static str, alias: Option<&'static str>, flags: u8, items: &'static [(&'static str, i64)], d: i64) -> Def {
-    Def { name, alias, flags, kind: Kind::Enum { items, default: d, bitflags: false, check: None } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Enum {
+            items,
+            default: d,
+            bitflags: false,
+            check: None,
+        },
+    }
 }
 /// Signed integer config.
 const fn i(name: &'static str, alias: Option<&'static str>, flags: u8, lo: i64, hi: i64, d: i64) -> Def {
-    Def { name, alias, flags, kind: Kind::Num { lo, hi, default: d, fmt: NumFmt::Integer, unsigned: false } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Num {
+            lo,
+            hi,
+            default: d,
+            fmt: NumFmt::Integer,
+            unsigned: false,
+        },
+    }
 }
 /// Unsigned (unsigned int / size_t / unsigned long long) integer config.
 const fn u(name: &'static str, alias: Option<&'static str>, flags: u8, lo: i64, hi: i64, d: i64) -> Def {
-    Def { name, alias, flags, kind: Kind::Num { lo, hi, default: d, fmt: NumFmt::Integer, unsigned: true } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Num {
+            lo,
+            hi,
+            default: d,
+            fmt: NumFmt::Integer,
+            unsigned: true,
+        },
+    }
 }
 /// Memory config (signed storage).
 const fn m(name: &'static str, alias: Option<&'static str>, flags: u8, lo: i64, hi: i64, d: i64) -> Def {
-    Def { name, alias, flags, kind: Kind::Num { lo, hi, default: d, fmt: NumFmt::Memory, unsigned: false } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Num {
+            lo,
+            hi,
+            default: d,
+            fmt: NumFmt::Memory,
+            unsigned: false,
+        },
+    }
 }
 /// Memory config (unsigned storage).
 const fn mu(name: &'static str, alias: Option<&'static str>, flags: u8, lo: i64, hi: i64, d: i64) -> Def {
-    Def { name, alias, flags, kind: Kind::Num { lo, hi, default: d, fmt: NumFmt::Memory, unsigned: true } }
+    Def {
+        name,
+        alias,
+        flags,
+        kind: Kind::Num {
+            lo,
+            hi,
+            default: d,
+            fmt: NumFmt::Memory,
+            unsigned: true,
+        },
+    }
 }
 const fn sp(name: &'static str, alias: Option<&'static str>, flags: u8, kind: Kind) -> Def {
     Def { name, alias, flags, kind }
@@ -374,7 +452,14 @@ pub static DEFS: &[Def] = &[
     s("masteruser", N, MODIFIABLE | SENSITIVE, EMPTY_IS_NULL, NULL_STR, None),
     s("cluster-announce-ip", N, MODIFIABLE, EMPTY_IS_NULL, NULL_STR, None),
     s("cluster-config-file", N, IMMUTABLE, ALLOW_EMPTY, Some("nodes.conf"), None),
-    s("cluster-announce-hostname", N, MODIFIABLE, EMPTY_IS_NULL, NULL_STR, Some(check_announced_hostname)),
+    s(
+        "cluster-announce-hostname",
+        N,
+        MODIFIABLE,
+        EMPTY_IS_NULL,
+        NULL_STR,
+        Some(check_announced_hostname),
+    ),
     s("syslog-ident", N, IMMUTABLE, ALLOW_EMPTY, Some("redis"), None),
     s("dbfilename", N, MODIFIABLE | PROTECTED, ALLOW_EMPTY, Some("dump.rdb"), Some(check_dbfilename)),
     s("appendfilename", N, IMMUTABLE, ALLOW_EMPTY, Some("appendonly.aof"), Some(check_aof_filename)),
@@ -384,7 +469,14 @@ pub static DEFS: &[Def] = &[
     s("aof_rewrite_cpulist", N, IMMUTABLE, EMPTY_IS_NULL, NULL_STR, None),
     s("bgsave_cpulist", N, IMMUTABLE, EMPTY_IS_NULL, NULL_STR, None),
     s("ignore-warnings", N, MODIFIABLE, ALLOW_EMPTY, Some(""), None),
-    s("proc-title-template", N, MODIFIABLE, ALLOW_EMPTY, Some("{title} {listen-addr} {server-mode}"), Some(check_proc_title_template)),
+    s(
+        "proc-title-template",
+        N,
+        MODIFIABLE,
+        ALLOW_EMPTY,
+        Some("{title} {listen-addr} {server-mode}"),
+        Some(check_proc_title_template),
+    ),
     s("bind-source-addr", N, MODIFIABLE, EMPTY_IS_NULL, NULL_STR, None),
     s("logfile", N, IMMUTABLE, ALLOW_EMPTY, Some(""), None),
     s("masterauth", N, MODIFIABLE | SENSITIVE, EMPTY_IS_NULL, NULL_STR, None),
@@ -404,14 +496,41 @@ pub static DEFS: &[Def] = &[
     e("enable-module-command", N, IMMUTABLE, PROTECTED_ACTION, 0),
     e("cluster-preferred-endpoint-type", N, MODIFIABLE, CLUSTER_ENDPOINT_TYPE, 0),
     e("propagation-error-behavior", N, MODIFIABLE, PROPAGATION_ERROR_BEHAVIOR, 0),
-    sp("shutdown-on-sigint", N, MODIFIABLE | MULTI_ARG, Kind::Enum { items: SHUTDOWN_ON_SIG, default: 0, bitflags: true, check: Some(check_shutdown_flags) }),
-    sp("shutdown-on-sigterm", N, MODIFIABLE | MULTI_ARG, Kind::Enum { items: SHUTDOWN_ON_SIG, default: 0, bitflags: true, check: Some(check_shutdown_flags) }),
+    sp(
+        "shutdown-on-sigint",
+        N,
+        MODIFIABLE | MULTI_ARG,
+        Kind::Enum {
+            items: SHUTDOWN_ON_SIG,
+            default: 0,
+            bitflags: true,
+            check: Some(check_shutdown_flags),
+        },
+    ),
+    sp(
+        "shutdown-on-sigterm",
+        N,
+        MODIFIABLE | MULTI_ARG,
+        Kind::Enum {
+            items: SHUTDOWN_ON_SIG,
+            default: 0,
+            bitflags: true,
+            check: Some(check_shutdown_flags),
+        },
+    ),
     // ---- int ----
     i("databases", N, IMMUTABLE, 1, INT_MAX, 16),
     i("port", N, MODIFIABLE, 0, 65535, 6379),
     i("io-threads", N, IMMUTABLE, 1, 128, 1),
     i("auto-aof-rewrite-percentage", N, MODIFIABLE, 0, INT_MAX, 100),
-    i("cluster-replica-validity-factor", Some("cluster-slave-validity-factor"), MODIFIABLE, 0, INT_MAX, 10),
+    i(
+        "cluster-replica-validity-factor",
+        Some("cluster-slave-validity-factor"),
+        MODIFIABLE,
+        0,
+        INT_MAX,
+        10,
+    ),
     i("list-max-listpack-size", Some("list-max-ziplist-size"), MODIFIABLE, INT_MIN, INT_MAX, -2),
     i("tcp-keepalive", N, MODIFIABLE, 0, INT_MAX, 300),
     i("cluster-migration-barrier", N, MODIFIABLE, 0, INT_MAX, 1),
@@ -446,7 +565,18 @@ pub static DEFS: &[Def] = &[
     i("repl-diskless-sync-max-replicas", N, MODIFIABLE, 0, INT_MAX, 0),
     // ---- unsigned int ----
     u("maxclients", N, MODIFIABLE, 1, UINT_MAX, 10000),
-    sp("unixsocketperm", N, IMMUTABLE, Kind::Num { lo: 0, hi: 0o777, default: 0, fmt: NumFmt::Octal, unsigned: true }),
+    sp(
+        "unixsocketperm",
+        N,
+        IMMUTABLE,
+        Kind::Num {
+            lo: 0,
+            hi: 0o777,
+            default: 0,
+            fmt: NumFmt::Octal,
+            unsigned: true,
+        },
+    ),
     u("socket-mark-id", N, IMMUTABLE, 0, UINT_MAX, 0),
     // ---- unsigned long ----
     i("active-defrag-max-scan-fields", N, MODIFIABLE, 1, LONG_MAX, 1000),
@@ -475,7 +605,18 @@ pub static DEFS: &[Def] = &[
     u("tracking-table-max-keys", N, MODIFIABLE, 0, LONG_MAX, 1000000),
     mu("client-query-buffer-limit", N, MODIFIABLE, MB, LONG_MAX, 1024 * MB),
     // ---- ssize_t ----
-    sp("maxmemory-clients", N, MODIFIABLE, Kind::Num { lo: -100, hi: LONG_MAX, default: 0, fmt: NumFmt::MemoryPercent, unsigned: false }),
+    sp(
+        "maxmemory-clients",
+        N,
+        MODIFIABLE,
+        Kind::Num {
+            lo: -100,
+            hi: LONG_MAX,
+            default: 0,
+            fmt: NumFmt::MemoryPercent,
+            unsigned: false,
+        },
+    ),
     // ---- time_t / off_t ----
     i("repl-backlog-ttl", N, MODIFIABLE, 0, LONG_MAX, 3600),
     m("auto-aof-rewrite-min-size", N, MODIFIABLE, 0, LONG_MAX, 64 * MB),
@@ -560,8 +701,30 @@ pub fn lookup(name: &[u8]) -> Option<Entry> {
     None
 }
 
-pub fn index_of(name: &str) -> usize {
-    DEFS.iter().position(|d| d.name == name).unwrap_or_else(|| panic!("unknown directive {name}"))
+/// Index of a primary name in `DEFS`, usable in constants (a typo is a
+/// compile error when evaluated in a `const`).
+pub const fn index_of(name: &str) -> usize {
+    const fn eq(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut i = 0;
+    while i < DEFS.len() {
+        if eq(DEFS[i].name.as_bytes(), name.as_bytes()) {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("unknown directive")
 }
 
 /// All registered entries (primary names and aliases) in table order.
@@ -577,9 +740,7 @@ pub fn default_value(def: &Def, cwd: &[u8]) -> Value {
         Kind::Bool(d) => Value::Bool(d),
         Kind::Str { default, .. } => Value::Str(default.map(|x| x.as_bytes().to_vec())),
         Kind::Enum { default, .. } => Value::Enum(default),
-        Kind::Num { default, unsigned, .. } => {
-            Value::Num(if unsigned { default as u64 as i128 } else { default as i128 })
-        }
+        Kind::Num { default, unsigned, .. } => Value::Num(if unsigned { default as u64 as i128 } else { default as i128 }),
         Kind::Dir => Value::Dir(cwd.to_vec()),
         Kind::Save => Value::Save(vec![(3600, 1), (300, 100), (60, 10000)]),
         Kind::ObufLimits => Value::Obuf(OBUF_DEFAULTS),
@@ -660,16 +821,8 @@ pub const NOTIFY_KEY_MISS: u32 = 1 << 11;
 pub const NOTIFY_LOADED: u32 = 1 << 12;
 pub const NOTIFY_MODULE: u32 = 1 << 13;
 pub const NOTIFY_NEW: u32 = 1 << 14;
-pub const NOTIFY_ALL: u32 = NOTIFY_GENERIC
-    | NOTIFY_STRING
-    | NOTIFY_LIST
-    | NOTIFY_SET
-    | NOTIFY_HASH
-    | NOTIFY_ZSET
-    | NOTIFY_EXPIRED
-    | NOTIFY_EVICTED
-    | NOTIFY_STREAM
-    | NOTIFY_MODULE;
+pub const NOTIFY_ALL: u32 =
+    NOTIFY_GENERIC | NOTIFY_STRING | NOTIFY_LIST | NOTIFY_SET | NOTIFY_HASH | NOTIFY_ZSET | NOTIFY_EXPIRED | NOTIFY_EVICTED | NOTIFY_STREAM | NOTIFY_MODULE;
 
 pub fn notify_from_str(s: &[u8]) -> Option<u32> {
     let mut flags = 0u32;
@@ -934,7 +1087,7 @@ fn client_class(name: &[u8]) -> Option<usize> {
 }
 
 fn parse_obuf(args: &[Vec<u8>], cfg: &super::Config) -> Result<Value, String> {
-    if args.len() % 4 != 0 {
+    if !args.len().is_multiple_of(4) {
         return Err("Wrong number of arguments in buffer limit configuration.".into());
     }
     let mut vals = match cfg.values[index_of("client-output-buffer-limit")] {
@@ -971,7 +1124,13 @@ fn parse_strtoll_prefix(s: &[u8]) -> (i64, bool) {
 // ---------------------------------------------------------------------------
 pub fn render(def: &Def, v: &Value) -> Vec<u8> {
     match (&def.kind, v) {
-        (_, Value::Bool(b)) => if *b { b"yes".to_vec() } else { b"no".to_vec() },
+        (_, Value::Bool(b)) => {
+            if *b {
+                b"yes".to_vec()
+            } else {
+                b"no".to_vec()
+            }
+        }
         (_, Value::Str(s)) => s.clone().unwrap_or_default(),
         (Kind::Enum { items, bitflags, .. }, Value::Enum(x)) => enum_name(items, *x, *bitflags).into_bytes(),
         (Kind::Num { fmt, .. }, Value::Num(n)) => render_num(*fmt, *n).into_bytes(),
@@ -988,14 +1147,12 @@ pub fn render(def: &Def, v: &Value) -> Vec<u8> {
         (_, Value::Oom(o)) => format!("{} {} {}", o[0], o[1], o[2]).into_bytes(),
         (_, Value::Notify(f)) => notify_to_string(*f).into_bytes(),
         (_, Value::Bind(b)) => b.join(&b' '),
-        (_, Value::ReplicaOf(r)) => match r {
-            None => Vec::new(),
-            Some((h, p)) => {
-                let mut s = h.clone();
-                s.extend_from_slice(format!(" {p}").as_bytes());
-                s
-            }
-        },
+        (_, Value::ReplicaOf(None)) => Vec::new(),
+        (_, Value::ReplicaOf(Some((h, p)))) => {
+            let mut s = h.clone();
+            s.extend_from_slice(format!(" {p}").as_bytes());
+            s
+        }
         (_, Value::Percentiles(p)) => p.iter().map(|x| fmt_double_trimmed(*x)).collect::<Vec<_>>().join(" ").into_bytes(),
         _ => Vec::new(),
     }
@@ -1048,16 +1205,12 @@ pub fn rewrite_lines(def: &Def, v: &Value) -> RewriteAction {
     let one = |l: Vec<u8>, force: bool| RewriteAction::Lines(vec![(l, force)]);
     match (&def.kind, v) {
         (Kind::Bool(d), Value::Bool(b)) => one(line(name, if *b { b"yes" } else { b"no" }), b != d),
-        (Kind::Str { default, .. }, Value::Str(s)) => match s {
-            None => RewriteAction::MarkProcessed,
-            Some(s) => {
-                let force = !matches!(default, Some(d) if d.as_bytes() == &s[..]);
-                one(line(name, &repr(s)), force)
-            }
-        },
-        (Kind::Enum { items, default, bitflags, .. }, Value::Enum(x)) => {
-            one(line(name, enum_name(items, *x, *bitflags).as_bytes()), x != default)
+        (Kind::Str { .. }, Value::Str(None)) => RewriteAction::MarkProcessed,
+        (Kind::Str { default, .. }, Value::Str(Some(s))) => {
+            let force = !matches!(default, Some(d) if d.as_bytes() == &s[..]);
+            one(line(name, &repr(s)), force)
         }
+        (Kind::Enum { items, default, bitflags, .. }, Value::Enum(x)) => one(line(name, enum_name(items, *x, *bitflags).as_bytes()), x != default),
         (Kind::Num { default, fmt, unsigned, .. }, Value::Num(n)) => {
             // Values are handled as C long long, like GET_NUMERIC_TYPE.
             let val = *n as i64;
@@ -1108,14 +1261,12 @@ pub fn rewrite_lines(def: &Def, v: &Value) -> RewriteAction {
                 one(line(name, &b.join(&b' ')), true)
             }
         }
-        (_, Value::ReplicaOf(r)) => match r {
-            None => RewriteAction::MarkProcessed,
-            Some((h, p)) => {
-                let mut rest = h.clone();
-                rest.extend_from_slice(format!(" {p}").as_bytes());
-                one(line(name, &rest), true)
-            }
-        },
+        (_, Value::ReplicaOf(None)) => RewriteAction::MarkProcessed,
+        (_, Value::ReplicaOf(Some((h, p)))) => {
+            let mut rest = h.clone();
+            rest.extend_from_slice(format!(" {p}").as_bytes());
+            one(line(name, &rest), true)
+        }
         (_, Value::Percentiles(p)) => {
             if p.is_empty() {
                 one(line(name, b"\"\""), true)

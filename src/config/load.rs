@@ -7,7 +7,7 @@ use super::{CliOutcome, Config, REDIS_VERSION};
 
 pub(crate) fn version_line() -> String {
     format!(
-        "Tessera server v={} redis_version={} sha=00000000:0 malloc=mimalloc bits={}\n",
+        "Tessera server v={} redis_version={} sha=00000000:0 malloc=mimalloc bits={}",
         env!("CARGO_PKG_VERSION"),
         REDIS_VERSION,
         usize::BITS
@@ -32,13 +32,13 @@ pub(crate) fn usage() -> String {
          \x20      ./{p} /etc/myredis.conf --loglevel verbose\n\
          \n\
          Tessera-specific directives:\n\
-         \x20      threads <n>   number of shard threads (0 = one per CPU in the affinity mask)\n"
+         \x20      threads <n>   number of shard threads (0 = one per CPU in the affinity mask)"
     )
 }
 
 fn fatal_at(linenum: usize, line: &[u8], err: &str) -> String {
     format!(
-        "\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\nReading the configuration file, at line {}\n>>> '{}'\n{}\n",
+        "\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\nReading the configuration file, at line {}\n>>> '{}'\n{}",
         REDIS_VERSION,
         linenum,
         String::from_utf8_lossy(line),
@@ -47,7 +47,7 @@ fn fatal_at(linenum: usize, line: &[u8], err: &str) -> String {
 }
 
 fn fatal(err: &str) -> String {
-    format!("\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\n{}\n", REDIS_VERSION, err)
+    format!("\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\n{}", REDIS_VERSION, err)
 }
 
 pub(crate) struct Loader<'a> {
@@ -135,7 +135,7 @@ impl<'a> Loader<'a> {
             } else if name == b"loadmodule" && argc >= 2 {
                 self.loadmodule_seen = true;
                 return Err(format!(
-                    "Module {} failed to load: Tessera does not support Redis modules\nCan't load module from {}: server aborting\n",
+                    "Module {} failed to load: Tessera does not support Redis modules\nCan't load module from {}: server aborting",
                     String::from_utf8_lossy(&argv[1]),
                     String::from_utf8_lossy(&argv[1])
                 ));
@@ -184,7 +184,7 @@ fn read_config_file(cwd: &[u8], filename: &[u8]) -> Result<Vec<u8>, String> {
             Ok(fgets_concat(&buf))
         }
         Err(e) => Err(format!(
-            "Fatal error, can't open config file '{}': {}\n",
+            "Fatal error, can't open config file '{}': {}",
             String::from_utf8_lossy(filename),
             parse::strerror(&e)
         )),
@@ -221,7 +221,10 @@ fn glob_paths(cwd: &[u8], pattern: &[u8]) -> Vec<Vec<u8>> {
     let absolute = pattern.first() == Some(&b'/');
     let comps: Vec<&[u8]> = pattern.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
     // Each candidate: (path as the user would see it, real path to stat).
-    let mut cands: Vec<(Vec<u8>, Vec<u8>)> = vec![(if absolute { b"/".to_vec() } else { Vec::new() }, if absolute { b"/".to_vec() } else { cwd.to_vec() })];
+    let mut cands: Vec<(Vec<u8>, Vec<u8>)> = vec![(
+        if absolute { b"/".to_vec() } else { Vec::new() },
+        if absolute { b"/".to_vec() } else { cwd.to_vec() },
+    )];
     for (k, comp) in comps.iter().enumerate() {
         let last = k + 1 == comps.len();
         let wild = comp.iter().any(|c| matches!(c, b'*' | b'?' | b'['));
@@ -320,7 +323,9 @@ pub(crate) fn build_options(args: &[Vec<u8>]) -> (Option<Vec<u8>>, bool, Vec<u8>
 }
 
 pub(crate) fn from_args_impl(args: Vec<Vec<u8>>, read_stdin: &mut dyn FnMut() -> Vec<u8>) -> Result<CliOutcome, String> {
-    let cwd = std::env::current_dir().map(|p| parse::path_to_bytes(&p)).map_err(|e| format!("Can't get the current directory: {}\n", parse::strerror(&e)))?;
+    let cwd = std::env::current_dir()
+        .map(|p| parse::path_to_bytes(&p))
+        .map_err(|e| format!("Can't get the current directory: {}", parse::strerror(&e)))?;
     from_args_in(args, &cwd, read_stdin)
 }
 
@@ -339,17 +344,21 @@ pub(crate) fn from_args_in(args: Vec<Vec<u8>>, cwd: &[u8], read_stdin: &mut dyn 
         return Ok(CliOutcome::PrintAndExit(usage()));
     }
     if args.iter().any(|a| a.as_slice() == b"--sentinel") {
-        return Err("Sentinel mode is not supported by Tessera\n".to_string());
+        return Err("Sentinel mode is not supported by Tessera".to_string());
     }
     let (configfile, from_stdin, options) = build_options(&args);
     let configfile = configfile.map(|f| parse::absolute_path(cwd, &f));
     cfg.config_file = configfile.clone();
     let stdin_data = if from_stdin { Some(read_stdin()) } else { None };
-    let mut loader = Loader { cfg: &mut cfg, save_loaded: false, loadmodule_seen: false };
+    let mut loader = Loader {
+        cfg: &mut cfg,
+        save_loaded: false,
+        loadmodule_seen: false,
+    };
     loader.load_server_config(configfile.as_deref(), stdin_data.as_deref(), Some(&options))?;
     let loadmodule_seen = loader.loadmodule_seen;
     if !cfg.module_configs.is_empty() && !loadmodule_seen {
-        return Err("Module Configuration detected without loadmodule directive or no ApplyConfig call: aborting\n".to_string());
+        return Err("Module Configuration detected without loadmodule directive or no ApplyConfig call: aborting".to_string());
     }
     Ok(CliOutcome::Run(cfg))
 }

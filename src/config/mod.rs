@@ -22,14 +22,22 @@ mod rewrite;
 mod tests;
 
 use directives::{Entry, Kind, Value, DEFS};
+
+/// Compile-time index of a directive in `DEFS`.
+macro_rules! idx {
+    ($name:literal) => {{
+        const I: usize = directives::index_of($name);
+        I
+    }};
+}
 use std::path::PathBuf;
 
 pub use directives::{IMPLEMENTED, IMPLEMENTED_SPECIAL};
 /// `notify-keyspace-events` flag bits (Redis NOTIFY_* values), as returned
 /// by [`Config::notify_keyspace_events`].
 pub use directives::{
-    NOTIFY_ALL, NOTIFY_EVICTED, NOTIFY_EXPIRED, NOTIFY_GENERIC, NOTIFY_HASH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE, NOTIFY_KEY_MISS,
-    NOTIFY_LIST, NOTIFY_LOADED, NOTIFY_MODULE, NOTIFY_NEW, NOTIFY_SET, NOTIFY_STREAM, NOTIFY_STRING, NOTIFY_ZSET,
+    NOTIFY_ALL, NOTIFY_EVICTED, NOTIFY_EXPIRED, NOTIFY_GENERIC, NOTIFY_HASH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE, NOTIFY_KEY_MISS, NOTIFY_LIST, NOTIFY_LOADED,
+    NOTIFY_MODULE, NOTIFY_NEW, NOTIFY_SET, NOTIFY_STREAM, NOTIFY_STRING, NOTIFY_ZSET,
 };
 pub use parse::split_args;
 
@@ -41,7 +49,8 @@ pub const REDIS_VERSION: &str = "7.0.15";
 pub enum CliOutcome {
     /// Start the server with this configuration.
     Run(Config),
-    /// `--version` / `-v` / `--help` / `-h`: print this text on stdout and exit 0.
+    /// `--version` / `-v` / `--help` / `-h`: `println!` this text and exit 0.
+    /// (redis-server prints its usage on stderr and exits 1 for --help.)
     PrintAndExit(String),
 }
 
@@ -91,8 +100,9 @@ pub struct Config {
 
 /// Parse the command line (without argv[0]) the way redis-server does,
 /// reading the config file, stdin (`-`) and `--directive value...` options.
-/// `Err` holds the complete fatal message for stderr (it starts and ends with
-/// a newline like Redis's); the caller should `eprint!` it and exit(1).
+/// `Err` holds the complete fatal message for stderr, without the final
+/// newline: `eprintln!("{msg}")` then `exit(1)` reproduces redis-server's
+/// output byte for byte. `PrintAndExit` text also has no final newline.
 pub fn from_args<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<CliOutcome, String> {
     let args: Vec<Vec<u8>> = args.into_iter().map(|a| parse::os_to_bytes(&a)).collect();
     load::from_args_impl(args, &mut || {
@@ -125,6 +135,7 @@ impl Config {
     }
 
     // ---- internal typed access -------------------------------------------
+    #[inline]
     pub(crate) fn value(&self, name: &str) -> &Value {
         &self.values[directives::index_of(name)]
     }
@@ -168,10 +179,35 @@ impl Config {
         String::from_utf8_lossy(b).into_owned()
     }
 
+    #[inline]
+    fn num_at(&self, idx: usize) -> i128 {
+        match &self.values[idx] {
+            Value::Num(n) => *n,
+            _ => unreachable!(),
+        }
+    }
+    #[inline]
+    fn bool_value_at(&self, idx: usize) -> bool {
+        matches!(&self.values[idx], Value::Bool(true))
+    }
+    #[inline]
+    fn enum_value_at(&self, idx: usize) -> i64 {
+        match &self.values[idx] {
+            Value::Enum(e) => *e,
+            _ => unreachable!(),
+        }
+    }
+    #[inline]
+    fn str_value_at(&self, idx: usize) -> Option<Vec<u8>> {
+        match &self.values[idx] {
+            Value::Str(s) => s.clone(),
+            _ => unreachable!(),
+        }
+    }
     // ---- public typed accessors ------------------------------------------
     /// TCP port; 0 means no TCP listener.
     pub fn port(&self) -> u16 {
-        self.num("port") as u16
+        self.num_at(idx!("port")) as u16
     }
     /// Bind addresses in order, with the leading `-` (optional address:
     /// failing to bind it is not fatal) stripped into the flag. `*` means
@@ -186,33 +222,33 @@ impl Config {
             .collect()
     }
     pub fn protected_mode(&self) -> bool {
-        self.bool_value("protected-mode")
+        self.bool_value_at(idx!("protected-mode"))
     }
     /// Client idle timeout in seconds (0 = never).
     pub fn timeout_secs(&self) -> u64 {
-        self.num("timeout") as u64
+        self.num_at(idx!("timeout")) as u64
     }
     pub fn tcp_keepalive(&self) -> u64 {
-        self.num("tcp-keepalive") as u64
+        self.num_at(idx!("tcp-keepalive")) as u64
     }
     pub fn maxclients(&self) -> u64 {
-        self.num("maxclients") as u64
+        self.num_at(idx!("maxclients")) as u64
     }
     pub fn databases(&self) -> usize {
-        self.num("databases") as usize
+        self.num_at(idx!("databases")) as usize
     }
     /// `None` when no password is required.
     pub fn requirepass(&self) -> Option<Vec<u8>> {
-        self.str_value("requirepass")
+        self.str_value_at(idx!("requirepass"))
     }
     pub fn enable_debug_command(&self) -> DebugCmdMode {
-        Self::protected_action(self.enum_value("enable-debug-command"))
+        Self::protected_action(self.enum_value_at(idx!("enable-debug-command")))
     }
     pub fn enable_module_command(&self) -> DebugCmdMode {
-        Self::protected_action(self.enum_value("enable-module-command"))
+        Self::protected_action(self.enum_value_at(idx!("enable-module-command")))
     }
     pub fn enable_protected_configs(&self) -> DebugCmdMode {
-        Self::protected_action(self.enum_value("enable-protected-configs"))
+        Self::protected_action(self.enum_value_at(idx!("enable-protected-configs")))
     }
     fn protected_action(v: i64) -> DebugCmdMode {
         match v {
@@ -222,7 +258,7 @@ impl Config {
         }
     }
     pub fn loglevel(&self) -> LogLevel {
-        match self.enum_value("loglevel") {
+        match self.enum_value_at(idx!("loglevel")) {
             0 => LogLevel::Debug,
             1 => LogLevel::Verbose,
             3 => LogLevel::Warning,
@@ -231,35 +267,35 @@ impl Config {
     }
     /// Log file path ("" = standard output).
     pub fn logfile(&self) -> String {
-        Self::lossy(&self.str_value("logfile").unwrap_or_default())
+        Self::lossy(&self.str_value_at(idx!("logfile")).unwrap_or_default())
     }
     /// Absolute working directory (the server must chdir there at startup).
     pub fn dir(&self) -> String {
-        match self.value("dir") {
+        match &self.values[idx!("dir")] {
             Value::Dir(d) => Self::lossy(d),
             _ => unreachable!(),
         }
     }
     /// Number of shards (threads); 0 = one per CPU in the affinity mask.
     pub fn threads(&self) -> usize {
-        self.num("threads") as usize
+        self.num_at(idx!("threads")) as usize
     }
     pub fn proto_max_bulk_len(&self) -> u64 {
-        self.num("proto-max-bulk-len") as u64
+        self.num_at(idx!("proto-max-bulk-len")) as u64
     }
     pub fn client_query_buffer_limit(&self) -> u64 {
-        self.num("client-query-buffer-limit") as u64
+        self.num_at(idx!("client-query-buffer-limit")) as u64
     }
     /// `hz`, already clamped to 1..=500 as Redis does.
     pub fn hz(&self) -> u32 {
-        self.num("hz") as u32
+        self.num_at(idx!("hz")) as u32
     }
     pub fn maxmemory(&self) -> u64 {
-        self.num("maxmemory") as u64
+        self.num_at(idx!("maxmemory")) as u64
     }
     pub fn maxmemory_policy(&self) -> MaxmemoryPolicy {
         use MaxmemoryPolicy::*;
-        match self.enum_value("maxmemory-policy") {
+        match self.enum_value_at(idx!("maxmemory-policy")) {
             0 => VolatileLru,
             1 => VolatileLfu,
             2 => VolatileRandom,
@@ -271,54 +307,54 @@ impl Config {
         }
     }
     pub fn maxmemory_samples(&self) -> u32 {
-        self.num("maxmemory-samples") as u32
+        self.num_at(idx!("maxmemory-samples")) as u32
     }
     pub fn tcp_backlog(&self) -> u32 {
-        self.num("tcp-backlog") as u32
+        self.num_at(idx!("tcp-backlog")) as u32
     }
     pub fn unixsocket(&self) -> Option<String> {
-        self.str_value("unixsocket").map(|s| Self::lossy(&s))
+        self.str_value_at(idx!("unixsocket")).map(|s| Self::lossy(&s))
     }
     pub fn unixsocketperm(&self) -> u32 {
-        self.num("unixsocketperm") as u32
+        self.num_at(idx!("unixsocketperm")) as u32
     }
     pub fn pidfile(&self) -> Option<String> {
-        self.str_value("pidfile").map(|s| Self::lossy(&s))
+        self.str_value_at(idx!("pidfile")).map(|s| Self::lossy(&s))
     }
     pub fn daemonize(&self) -> bool {
-        self.bool_value("daemonize")
+        self.bool_value_at(idx!("daemonize"))
     }
     pub fn always_show_logo(&self) -> bool {
-        self.bool_value("always-show-logo")
+        self.bool_value_at(idx!("always-show-logo"))
     }
     pub fn appendonly(&self) -> bool {
-        self.bool_value("appendonly")
+        self.bool_value_at(idx!("appendonly"))
     }
     pub fn dbfilename(&self) -> String {
-        Self::lossy(&self.str_value("dbfilename").unwrap_or_default())
+        Self::lossy(&self.str_value_at(idx!("dbfilename")).unwrap_or_default())
     }
     /// RDB save points: (seconds, changes).
     pub fn save_params(&self) -> Vec<(i64, i64)> {
-        match self.value("save") {
+        match &self.values[idx!("save")] {
             Value::Save(s) => s.clone(),
             _ => unreachable!(),
         }
     }
     /// `notify-keyspace-events` as Redis's NOTIFY_* bit flags.
     pub fn notify_keyspace_events(&self) -> u32 {
-        match self.value("notify-keyspace-events") {
+        match &self.values[idx!("notify-keyspace-events")] {
             Value::Notify(f) => *f,
             _ => unreachable!(),
         }
     }
     pub fn slowlog_log_slower_than(&self) -> i64 {
-        self.num("slowlog-log-slower-than") as i64
+        self.num_at(idx!("slowlog-log-slower-than")) as i64
     }
     pub fn slowlog_max_len(&self) -> u64 {
-        self.num("slowlog-max-len") as u64
+        self.num_at(idx!("slowlog-max-len")) as u64
     }
     pub fn latency_tracking_info_percentiles(&self) -> Vec<f64> {
-        match self.value("latency-tracking-info-percentiles") {
+        match &self.values[idx!("latency-tracking-info-percentiles")] {
             Value::Percentiles(p) => p.clone(),
             _ => unreachable!(),
         }
@@ -339,7 +375,9 @@ impl Config {
     /// Whether a directive (name or alias, any case) is SENSITIVE (its CONFIG
     /// SET value must be redacted from slowlog / MONITOR).
     pub fn is_sensitive(name: &[u8]) -> bool {
-        directives::lookup(name).map(|e| DEFS[e.idx].flags & directives::SENSITIVE != 0).unwrap_or(false)
+        directives::lookup(name)
+            .map(|e| DEFS[e.idx].flags & directives::SENSITIVE != 0)
+            .unwrap_or(false)
     }
     /// The current value of one directive (name or alias, any case), exactly
     /// as CONFIG GET renders it; `None` for unknown names.
@@ -352,14 +390,13 @@ impl Config {
         let mut w = Vec::new();
         if self.no_args {
             w.push(
-                "Warning: no config file specified, using the default config. In order to specify a config file use tessera /path/to/redis.conf"
-                    .to_string(),
+                "Warning: no config file specified, using the default config. In order to specify a config file use tessera /path/to/redis.conf".to_string(),
             );
         }
         if self.io_threads_given {
             w.push(format!(
                 "io-threads {} is ignored: Tessera is thread-per-core (every shard thread does its own I/O); use 'threads N' (--threads N) to choose the number of shards",
-                self.num("io-threads")
+                self.num_at(idx!("io-threads"))
             ));
         }
         if self.daemonize() {
@@ -370,7 +407,7 @@ impl Config {
             if IMPLEMENTED.contains(&d.name) {
                 continue;
             }
-            let cwd: &[u8] = match self.value("dir") {
+            let cwd: &[u8] = match &self.values[idx!("dir")] {
                 Value::Dir(x) => x,
                 _ => b"/",
             };
@@ -395,10 +432,7 @@ impl Config {
     /// the reply key is then the name as given. Results are de-duplicated
     /// case-insensitively, first occurrence wins.
     pub fn get(&self, patterns: &[&[u8]]) -> Vec<(String, String)> {
-        self.get_bytes(patterns)
-            .into_iter()
-            .map(|(k, v)| (Self::lossy(&k), Self::lossy(&v)))
-            .collect()
+        self.get_bytes(patterns).into_iter().map(|(k, v)| (Self::lossy(&k), Self::lossy(&v))).collect()
     }
 
     /// Binary-safe CONFIG GET (values such as requirepass may be arbitrary bytes).
@@ -465,7 +499,7 @@ impl Config {
                 continue;
             }
             let flags = DEFS[e.idx].flags;
-            let protected_ok = match self.enum_value("enable-protected-configs") {
+            let protected_ok = match self.enum_value_at(idx!("enable-protected-configs")) {
                 1 => true,
                 2 => is_local_client,
                 _ => false,
@@ -480,7 +514,7 @@ impl Config {
                 invalid = true;
                 continue;
             }
-            if set_entries[..i].iter().any(|x| *x == Some(e)) {
+            if set_entries[..i].contains(&Some(e)) {
                 err = Some((name, "duplicate parameter"));
                 invalid = true;
             }
@@ -541,7 +575,9 @@ impl Config {
                 Value::Dir(self.resolve_dir(&args[0], save_loaded.is_none())?)
             }
             Kind::Save => {
-                let Value::Save(new_pairs) = directives::parse_value(def, args, self)? else { unreachable!() };
+                let Value::Save(new_pairs) = directives::parse_value(def, args, self)? else {
+                    unreachable!()
+                };
                 // A single "" argument always resets the list (even while loading).
                 let reset = args.len() == 1 && args[0].is_empty();
                 match save_loaded {

@@ -26,7 +26,13 @@ fn hex_val(c: u8) -> Option<u8> {
 pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
     let end = line.iter().position(|&c| c == 0).unwrap_or(line.len());
     let line = &line[..end];
-    let at = |i: usize| -> u8 { if i < line.len() { line[i] } else { 0 } };
+    let at = |i: usize| -> u8 {
+        if i < line.len() {
+            line[i]
+        } else {
+            0
+        }
+    };
     let mut p = 0usize;
     let mut out = Vec::new();
     loop {
@@ -205,7 +211,7 @@ pub fn memtoull(s: &[u8]) -> Option<u64> {
 /// saturates (errno is not looked at). Returns `None` when characters are
 /// left over. An empty string parses as 0, as in C.
 pub fn strtoll_full(s: &[u8], base: u32) -> Option<i64> {
-    strtoll_ex(s, base).and_then(|(v, _, _)| Some(v))
+    strtoll_ex(s, base).map(|(v, _, _)| v)
 }
 
 /// Like `strtoll_full` but also reports (overflowed, had_digits).
@@ -244,7 +250,11 @@ pub fn strtoll_ex(s: &[u8], base: u32) -> Option<(i64, bool, bool)> {
         return None;
     }
     let val = if neg {
-        if v > i64::MAX as u128 { i64::MIN } else { -(v as i64) }
+        if v > i64::MAX as u128 {
+            i64::MIN
+        } else {
+            -(v as i64)
+        }
     } else if v > i64::MAX as u128 {
         overflow = true;
         i64::MAX

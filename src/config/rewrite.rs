@@ -19,7 +19,12 @@ struct State {
 
 impl State {
     fn from_content(content: &[u8]) -> State {
-        let mut st = State { lines: Vec::new(), option_to_line: Vec::new(), rewritten: Vec::new(), needs_signature: true };
+        let mut st = State {
+            lines: Vec::new(),
+            option_to_line: Vec::new(),
+            rewritten: Vec::new(),
+            needs_signature: true,
+        };
         if content.is_empty() {
             return st;
         }
@@ -169,8 +174,14 @@ fn overwrite_file(path: &std::path::Path, content: &[u8]) -> std::io::Result<()>
     use std::os::unix::fs::OpenOptionsExt;
     let mut attempt = 0u32;
     let (tmp, mut f) = loop {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let suffix = format!(".{:06x}", (nanos ^ std::process::id().rotate_left(16) ^ attempt.wrapping_mul(0x9e37_79b9)) & 0xff_ffff);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let suffix = format!(
+            ".{:06x}",
+            (nanos ^ std::process::id().rotate_left(16) ^ attempt.wrapping_mul(0x9e37_79b9)) & 0xff_ffff
+        );
         let mut tmp = path.as_os_str().to_os_string();
         tmp.push(suffix);
         match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp) {
