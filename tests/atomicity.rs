@@ -19,7 +19,20 @@ use std::time::{Duration, Instant};
 use tessera::runtime::shard_of_slot;
 use tessera::util::slot::key_hash_slot;
 
+/// Each scenario runs at least this long...
 const RUN_TIME: Duration = Duration::from_millis(1500);
+/// ...and then until every counter reached `MIN_OPS`, but never longer than this.
+const MAX_TIME: Duration = Duration::from_secs(12);
+const MIN_OPS: u64 = 100;
+
+/// Sleep RUN_TIME, then until all counters reach MIN_OPS (or MAX_TIME passed).
+fn run_until_enough(counters: &[&AtomicU64]) {
+    let t0 = Instant::now();
+    std::thread::sleep(RUN_TIME);
+    while t0.elapsed() < MAX_TIME && counters.iter().any(|c| c.load(Ordering::Relaxed) < MIN_OPS) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 fn shard_of(key: &str, shards: usize) -> usize {
     let slot = key_hash_slot(key.as_bytes());
@@ -127,8 +140,8 @@ fn mset_mget_never_mixed(shards: usize) {
                     let r = c.cmd_bytes(&mset_args("MSET", g, &val));
                     assert_eq!(r, b"+OK\r\n", "MSET replied {}", escape(&r));
                     n += 1;
+                    writes.fetch_add(1, Ordering::Relaxed);
                 }
-                writes.fetch_add(n, Ordering::Relaxed);
             });
         }
         for rd in 0..2 {
@@ -136,7 +149,6 @@ fn mset_mget_never_mixed(shards: usize) {
             let mut c = server.client();
             s.spawn(move || {
                 let mut rng = Rng(0x1234_5678 + rd as u64);
-                let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let g = &groups[rng.below(groups.len())];
                     let vals = mget(&mut c, g);
@@ -144,17 +156,16 @@ fn mset_mget_never_mixed(shards: usize) {
                         stop.store(true, Ordering::Relaxed);
                         panic!("MGET of a group spanning {shards} shards saw mixed values: [{}]\n  keys: {g:?}", show(&vals));
                     }
-                    n += 1;
+                    reads.fetch_add(1, Ordering::Relaxed);
                 }
-                reads.fetch_add(n, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(RUN_TIME);
+        run_until_enough(&[&reads, &writes]);
         stop.store(true, Ordering::Relaxed);
     });
     let (r, w) = (reads.load(Ordering::Relaxed), writes.load(Ordering::Relaxed));
     eprintln!("atomicity[mset/mget, {shards} shards]: {w} MSETs, {r} MGETs, never mixed");
-    assert!(r >= 50 && w >= 50, "too few operations to mean anything: {w} MSETs, {r} MGETs");
+    assert!(r >= MIN_OPS && w >= MIN_OPS, "too few operations in {MAX_TIME:?} to mean anything: {w} MSETs, {r} MGETs");
 }
 
 #[test]
@@ -181,7 +192,8 @@ fn msetnx_all_or_nothing(shards: usize) {
     let mut rounds = 0;
     let mut admin = server.client();
     let mut wins_total = 0;
-    while Instant::now() < deadline || rounds < 5 {
+    let hard_deadline = Instant::now() + MAX_TIME;
+    while (Instant::now() < deadline || rounds < 10) && Instant::now() < hard_deadline {
         assert_eq!(admin.cmd(&["FLUSHALL"]), b"+OK\r\n");
         let barrier = Arc::new(Barrier::new(writers + 1));
         let done = Arc::new(AtomicBool::new(false));
@@ -255,6 +267,7 @@ fn msetnx_all_or_nothing(shards: usize) {
         rounds += 1;
     }
     eprintln!("atomicity[msetnx, {shards} shards]: {rounds} rounds, {wins_total} successful MSETNX, all-or-nothing held");
+    assert!(rounds >= 3, "only {rounds} MSETNX rounds in {MAX_TIME:?}");
 }
 
 #[test]
@@ -272,10 +285,11 @@ fn del_group_atomic(shards: usize) {
     let groups = Arc::new(key_groups("del", 2, 4.max(shards * 2), shards));
     let stop = Arc::new(AtomicBool::new(false));
     let observed = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]); // [all nil, all present]
+    let cycles = Arc::new(AtomicU64::new(0));
     std::thread::scope(|s| {
         for (gi, _) in groups.iter().enumerate() {
             // one writer per group, so DEL must return the whole group size
-            let (groups, stop) = (groups.clone(), stop.clone());
+            let (groups, stop, cycles) = (groups.clone(), stop.clone(), cycles.clone());
             let mut c = server.client();
             s.spawn(move || {
                 let g = &groups[gi];
@@ -288,6 +302,7 @@ fn del_group_atomic(shards: usize) {
                     let r = c.cmd_bytes(&dargs);
                     assert_eq!(r, format!(":{}\r\n", g.len()).into_bytes(), "DEL of a freshly set group replied {}", escape(&r));
                     n += 1;
+                    cycles.fetch_add(1, Ordering::Relaxed);
                 }
             });
         }
@@ -311,12 +326,13 @@ fn del_group_atomic(shards: usize) {
                 }
             });
         }
-        std::thread::sleep(RUN_TIME);
+        run_until_enough(&[&observed[0], &observed[1], &cycles]);
         stop.store(true, Ordering::Relaxed);
     });
     let (nil, present) = (observed[0].load(Ordering::Relaxed), observed[1].load(Ordering::Relaxed));
-    eprintln!("atomicity[del, {shards} shards]: readers saw {nil} all-nil and {present} all-present groups, never partial");
-    assert!(nil + present >= 50, "too few reads");
+    let cycles = cycles.load(Ordering::Relaxed);
+    eprintln!("atomicity[del, {shards} shards]: {cycles} MSET+DEL cycles, readers saw {nil} all-nil and {present} all-present groups, never partial");
+    assert!(nil >= MIN_OPS && present >= MIN_OPS && cycles >= MIN_OPS, "too few operations in {MAX_TIME:?}");
 }
 
 #[test]
@@ -364,8 +380,8 @@ fn rename_cross_shard(shards: usize) {
                         panic!("RENAME {a} {b} replied {}", escape(&r));
                     }
                     n += 1;
+                    renames.fetch_add(1, Ordering::Relaxed);
                 }
-                renames.fetch_add(n, Ordering::Relaxed);
             });
         }
         for rd in 0..2 {
@@ -389,16 +405,16 @@ fn rename_cross_shard(shards: usize) {
                         }
                     }
                     n += 1;
+                    checks.fetch_add(1, Ordering::Relaxed);
                 }
-                checks.fetch_add(n, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(RUN_TIME);
+        run_until_enough(&[&renames, &checks]);
         stop.store(true, Ordering::Relaxed);
     });
     let (r, k) = (renames.load(Ordering::Relaxed), checks.load(Ordering::Relaxed));
     eprintln!("atomicity[rename, {shards} shards]: {r} RENAMEs, {k} checks, always exactly one key");
-    assert!(r >= 50 && k >= 50, "too few operations: {r} RENAMEs, {k} checks");
+    assert!(r >= MIN_OPS && k >= MIN_OPS, "too few operations in {MAX_TIME:?}: {r} RENAMEs, {k} checks");
 }
 
 #[test]

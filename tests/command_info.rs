@@ -277,7 +277,12 @@ fn command_getkeys_matches_redis() {
                 failures.push(format!("RESP{proto} {}\n    redis:   {}\n    tessera: {}", fmt_cmd(&args), escape(&rb), escape(&tb)));
             }
         }
-        for extra in [&["COMMAND", "GETKEYS"][..], &["COMMAND", "GETKEYSANDFLAGS", "SET", "a", "b"][..], &["COMMAND", "INFO", "nosuch"][..]] {
+        let mut extras = vec![&["COMMAND", "GETKEYS"][..], &["COMMAND", "INFO", "nosuch"][..], &["COMMAND", "DOCS", "nosuch"][..]];
+        if listed.iter().any(|n| n == "command|getkeysandflags") {
+            extras.push(&["COMMAND", "GETKEYSANDFLAGS", "SET", "a", "b"][..]);
+            extras.push(&["COMMAND", "GETKEYSANDFLAGS", "LCS", "a", "b"][..]);
+        }
+        for extra in extras {
             let tb = t.cmd(extra);
             let rb = r.cmd(extra);
             compared += 1;

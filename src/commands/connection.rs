@@ -374,8 +374,8 @@ async fn client_list(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
         let mut v = Vec::new();
         for i in 3..args.len() {
             match crate::util::num::string2ll(args.get(i)) {
-                Some(x) if x > 0 => v.push(x as u64),
-                _ => return out.error("ERR Invalid client ID"),
+                Some(x) => v.push(x as u64),
+                None => return out.error("ERR Invalid client ID"),
             }
         }
         ids = Some(v);

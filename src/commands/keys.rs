@@ -852,7 +852,7 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
     };
     let invalid = || format!("ERR invalid expire time in '{name}' command");
     if seconds {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             out.error(&invalid());
             return;
         }

@@ -111,7 +111,7 @@ fn command_info(_c: &mut Client, args: Args, out: &mut Reply) {
     for i in 2..args.len() {
         match find_by_name(args.get(i)) {
             Some(c) => write_command_info(c, out),
-            None => out.null_array(),
+            None => out.null(),
         }
     }
 }

@@ -135,7 +135,12 @@ fn cstr(b: &[u8]) -> &[u8] {
 
 /// The configured proto-max-bulk-len.
 fn proto_max_bulk_len() -> i64 {
-    crate::runtime::rt_ref().config.read().map(|c| c.proto_max_bulk_len()).unwrap_or(512 << 20).min(i64::MAX as u64) as i64
+    crate::runtime::rt_ref()
+        .config
+        .read()
+        .map(|c| c.proto_max_bulk_len())
+        .unwrap_or(512 << 20)
+        .min(i64::MAX as u64) as i64
 }
 
 /// checkStringLength: false (after replying) when size+append is too big.
@@ -177,7 +182,11 @@ struct ExtArgs {
 /// Parses SET (`set == true`, options from argv[3]) or GETEX (from argv[2])
 /// options; Err(()) means "ERR syntax error".
 fn parse_ext(args: &Args, set: bool) -> Result<ExtArgs, ()> {
-    let mut a = ExtArgs { flags: 0, expire: 0, unit_ms: false };
+    let mut a = ExtArgs {
+        flags: 0,
+        expire: 0,
+        unit_ms: false,
+    };
     let argc = args.len();
     let mut j = if set { 3 } else { 2 };
     while j < argc {
@@ -322,14 +331,29 @@ fn set_generic(ctx: &mut Ctx, cmd: &str, flags: u16, key: &[u8], val: &[u8], exp
 
 fn set(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let a = if args.len() == 3 {
-        ExtArgs { flags: 0, expire: 0, unit_ms: false }
+        ExtArgs {
+            flags: 0,
+            expire: 0,
+            unit_ms: false,
+        }
     } else {
         match parse_ext(&args, true) {
             Ok(a) => a,
             Err(()) => return out.error(err::SYNTAX),
         }
     };
-    set_generic(ctx, "set", a.flags, args.get(1), args.get(2), a.expire, a.unit_ms, &args, SetReplies::OkNull, out);
+    set_generic(
+        ctx,
+        "set",
+        a.flags,
+        args.get(1),
+        args.get(2),
+        a.expire,
+        a.unit_ms,
+        &args,
+        SetReplies::OkNull,
+        out,
+    );
 }
 
 fn setnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -449,7 +473,9 @@ fn msetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn msetnx_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
     Box::pin(async move {
         use crate::runtime::{call, now_ms, tx};
-        let Some(cmd) = super::table::table().get("msetnx") else { return out.error("ERR unknown command 'msetnx'") };
+        let Some(cmd) = super::table::table().get("msetnx") else {
+            return out.error("ERR unknown command 'msetnx'");
+        };
         let db = c.db;
         let groups = tx::keys_by_shard(cmd, &args);
         let locks = tx::TxLocks::acquire(tx::lock_parts(&args, db, &groups)).await;
@@ -552,7 +578,9 @@ fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         },
         Some(e) => {
             let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            let Some(cur) = str_of(&e.val, &mut buf) else {
+                return out.error(err::WRONGTYPE);
+            };
             match incr_by_float(Some(cur), args.get(2)) {
                 Ok(r) => {
                     out.bulk(&r);
@@ -580,7 +608,9 @@ fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         Some(e) => {
             let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            let Some(cur) = str_of(&e.val, &mut buf) else {
+                return out.error(err::WRONGTYPE);
+            };
             if !check_string_length(cur.len() as i64, tail.len() as i64, out) {
                 return;
             }
@@ -605,11 +635,17 @@ fn strlen(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn getrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let Some(mut start) = string2ll(args.get(2)) else { return out.error(err::NOT_INT) };
-    let Some(mut end) = string2ll(args.get(3)) else { return out.error(err::NOT_INT) };
+    let Some(mut start) = string2ll(args.get(2)) else {
+        return out.error(err::NOT_INT);
+    };
+    let Some(mut end) = string2ll(args.get(3)) else {
+        return out.error(err::NOT_INT);
+    };
     let Some(e) = lookup_read(ctx, args.get(1)) else { return out.bulk(b"") };
     let mut buf = [0u8; 20];
-    let Some(s) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+    let Some(s) = str_of(&e.val, &mut buf) else {
+        return out.error(err::WRONGTYPE);
+    };
     let len = s.len() as i64;
     if start < 0 && end < 0 && start > end {
         return out.bulk(b"");
@@ -639,7 +675,9 @@ fn getrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let value = args.get(3);
-    let Some(offset) = string2ll(args.get(2)) else { return out.error(err::NOT_INT) };
+    let Some(offset) = string2ll(args.get(2)) else {
+        return out.error(err::NOT_INT);
+    };
     if offset < 0 {
         return out.error("ERR offset is out of range");
     }
@@ -662,7 +700,9 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         Some(e) => {
             let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else { return out.error(err::WRONGTYPE) };
+            let Some(cur) = str_of(&e.val, &mut buf) else {
+                return out.error(err::WRONGTYPE);
+            };
             if value.is_empty() {
                 return out.int(cur.len() as i64);
             }
@@ -752,7 +792,7 @@ fn lcs_reply(a: &[u8], b: &[u8], args: &Args, out: &mut Reply) {
         return out.int(prev[blen] as i64);
     }
     let mut lcs: Vec<u32> = Vec::new();
-    if usize::try_from(cells).ok().map_or(true, |n| lcs.try_reserve_exact(n).is_err()) {
+    if usize::try_from(cells).ok().is_none_or(|n| lcs.try_reserve_exact(n).is_err()) {
         return out.error("ERR Insufficient memory, failed allocating transient memory for LCS");
     }
     // SAFETY: the capacity is `cells`; every element is zeroed before the

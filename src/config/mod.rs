@@ -151,12 +151,6 @@ impl Config {
             v => panic!("{name} is not a bool: {v:?}"),
         }
     }
-    pub(crate) fn enum_value(&self, name: &str) -> i64 {
-        match self.value(name) {
-            Value::Enum(e) => *e,
-            v => panic!("{name} is not an enum: {v:?}"),
-        }
-    }
     pub(crate) fn str_value(&self, name: &str) -> Option<Vec<u8>> {
         match self.value(name) {
             Value::Str(s) => s.clone(),

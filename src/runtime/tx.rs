@@ -59,11 +59,22 @@ pub struct BatchReply {
 /// Runs a keyed handler against a shard.
 #[inline]
 pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
-    s.stats.commands += 1;
     if let Handler::Keyed(f) = cmd.handler {
+        let mark = out.buf.len();
         let mut ctx = Ctx { shard: s, db, now };
-        f(&mut ctx, args, out);
+        // A handler bug must not take the shard (and every connection on it) down.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args, out)));
+        if r.is_err() {
+            out.buf.truncate(mark);
+            internal_error(cmd, out);
+        }
     }
+}
+
+/// The reply for a command whose handler panicked (a bug): logged, answered, survived.
+pub fn internal_error(cmd: &Command, out: &mut Reply) {
+    crate::log_warning!("BUG: handler of '{}' panicked; the command was answered with an error", cmd.meta.name);
+    out.error(&format!("ERR internal error while executing '{}'", cmd.meta.name));
 }
 
 /// True when one of the command's keys is held by a transaction on this shard.

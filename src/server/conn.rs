@@ -133,6 +133,8 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
         finish_local(c, pipe, out, mark, keep);
         return;
     }
+    // Counted once per executed command, on the connection's shard (INFO sums shards).
+    with_shard(|sh| sh.stats.commands += 1);
     let rt = runtime::rt_ref();
     if rt.pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         pipe.flush(out).await;
@@ -187,7 +189,11 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                 pipe.flush(out).await;
             }
             let mark = pipe.sink(out).buf.len();
-            f(c, args, pipe.sink(out));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
+            if r.is_err() {
+                pipe.sink(out).buf.truncate(mark);
+                tx::internal_error(cmd, pipe.sink(out));
+            }
             finish_local(c, pipe, out, mark, keep);
         }
         Handler::Async(f) => {

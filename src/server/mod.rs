@@ -113,6 +113,24 @@ fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, String> {
     Ok(out)
 }
 
+const PROTECTED_MODE_ERR: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Redis's protected mode: with the default bind and no password, only
+/// loopback clients are served.
+fn protected_mode_denies(ip: std::net::IpAddr) -> bool {
+    let rt = runtime::rt_ref();
+    if ip.is_loopback() || ip.to_canonical().is_loopback() {
+        return false;
+    }
+    if rt.requirepass.read().map(|p| p.is_some()).unwrap_or(true) {
+        return false;
+    }
+    match rt.config.read() {
+        Ok(c) => c.protected_mode() && c.bind() == [("*".to_string(), false), ("::*".to_string(), true)],
+        Err(_) => false,
+    }
+}
+
 async fn accept_loop(listener: glommio::net::TcpListener) {
     let rt = runtime::rt_ref();
     loop {
@@ -149,6 +167,18 @@ async fn accept_loop(listener: glommio::net::TcpListener) {
             .detach();
             continue;
         }
+        if let Ok(peer) = stream.peer_addr() {
+            if protected_mode_denies(peer.ip()) {
+                glommio::spawn_local(async move {
+                    use futures_lite::AsyncWriteExt;
+                    let mut stream = stream;
+                    let _ = stream.write_all(PROTECTED_MODE_ERR.as_bytes()).await;
+                    let _ = stream.close().await;
+                })
+                .detach();
+                continue;
+            }
+        }
         rt.connected_clients.fetch_add(1, Ordering::Relaxed);
         let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
         let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -172,7 +202,17 @@ async fn accept_loop(listener: glommio::net::TcpListener) {
             push_waker: RefCell::new(None),
         });
         client::register(shared.clone());
-        glommio::spawn_local(conn::serve(stream, shared)).detach();
+        glommio::spawn_local(async move {
+            use futures_lite::FutureExt;
+            let id = shared.id;
+            // A bug in an async handler ends this connection, not the shard.
+            if std::panic::AssertUnwindSafe(conn::serve(stream, shared)).catch_unwind().await.is_err() {
+                log_warning!("BUG: connection {} panicked and was closed", id);
+                client::unregister(id);
+                runtime::rt_ref().connected_clients.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
+        .detach();
     }
 }
 
