@@ -36,7 +36,11 @@ fn run_until_enough(counters: &[&AtomicU64]) {
 
 fn shard_of(key: &str, shards: usize) -> usize {
     let slot = key_hash_slot(key.as_bytes());
-    assert_eq!(slot, local_key_slot(key.as_bytes()), "tessera's key_hash_slot({key:?}) disagrees with CRC16 mod 16384");
+    assert_eq!(
+        slot,
+        local_key_slot(key.as_bytes()),
+        "tessera's key_hash_slot({key:?}) disagrees with CRC16 mod 16384"
+    );
     assert!(slot < 16384);
     let shard = shard_of_slot(slot, shards);
     assert!(shard < shards);
@@ -92,7 +96,10 @@ fn mget(c: &mut Client, keys: &[String]) -> Vec<Option<Vec<u8>>> {
 }
 
 fn show(vals: &[Option<Vec<u8>>]) -> String {
-    vals.iter().map(|v| v.as_ref().map_or("nil".to_string(), |b| escape(b))).collect::<Vec<_>>().join(", ")
+    vals.iter()
+        .map(|v| v.as_ref().map_or("nil".to_string(), |b| escape(b)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn mset_args<'a>(cmd: &'a str, keys: &'a [String], value: &'a str) -> Vec<&'a [u8]> {
@@ -165,7 +172,10 @@ fn mset_mget_never_mixed(shards: usize) {
     });
     let (r, w) = (reads.load(Ordering::Relaxed), writes.load(Ordering::Relaxed));
     eprintln!("atomicity[mset/mget, {shards} shards]: {w} MSETs, {r} MGETs, never mixed");
-    assert!(r >= MIN_OPS && w >= MIN_OPS, "too few operations in {MAX_TIME:?} to mean anything: {w} MSETs, {r} MGETs");
+    assert!(
+        r >= MIN_OPS && w >= MIN_OPS,
+        "too few operations in {MAX_TIME:?} to mean anything: {w} MSETs, {r} MGETs"
+    );
 }
 
 #[test]
@@ -184,8 +194,11 @@ fn msetnx_all_or_nothing(shards: usize) {
     let server = TesseraServer::start(shards, &[]);
     let n_groups = 4;
     let groups = key_groups("nx", n_groups, 4.max(shards), shards);
-    let unions: Arc<Vec<Vec<String>>> =
-        Arc::new((0..n_groups).map(|i| groups[i].iter().chain(groups[(i + 1) % n_groups].iter()).cloned().collect()).collect());
+    let unions: Arc<Vec<Vec<String>>> = Arc::new(
+        (0..n_groups)
+            .map(|i| groups[i].iter().chain(groups[(i + 1) % n_groups].iter()).cloned().collect())
+            .collect(),
+    );
     let groups = Arc::new(groups);
     let writers = 3;
     let deadline = Instant::now() + RUN_TIME;
@@ -247,7 +260,11 @@ fn msetnx_all_or_nothing(shards: usize) {
         let mut owner: Vec<Option<String>> = vec![None; n_groups];
         for &(w, i) in &wins {
             for gi in [i, (i + 1) % n_groups] {
-                assert!(owner[gi].is_none(), "two successful MSETNX wrote group {gi}: {:?} and w{w}:u{i} (wins {wins:?})", owner[gi]);
+                assert!(
+                    owner[gi].is_none(),
+                    "two successful MSETNX wrote group {gi}: {:?} and w{w}:u{i} (wins {wins:?})",
+                    owner[gi]
+                );
                 owner[gi] = Some(format!("w{w}:u{i}"));
             }
         }
@@ -260,7 +277,11 @@ fn msetnx_all_or_nothing(shards: usize) {
                     "group {gi} should be entirely {v:?}, found [{}] (wins {wins:?})",
                     show(&vals)
                 ),
-                None => assert!(vals.iter().all(|x| x.is_none()), "group {gi} should be untouched, found [{}] (wins {wins:?})", show(&vals)),
+                None => assert!(
+                    vals.iter().all(|x| x.is_none()),
+                    "group {gi} should be untouched, found [{}] (wins {wins:?})",
+                    show(&vals)
+                ),
             }
         }
         wins_total += wins.len();
@@ -373,7 +394,7 @@ fn rename_cross_shard(shards: usize) {
             s.spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let (a, b) = if n % 2 == 0 { (&src, &dst) } else { (&dst, &src) };
+                    let (a, b) = if n.is_multiple_of(2) { (&src, &dst) } else { (&dst, &src) };
                     let r = c.cmd(&["RENAME", a, b]);
                     if r != b"+OK\r\n" {
                         stop.store(true, Ordering::Relaxed);
@@ -390,7 +411,7 @@ fn rename_cross_shard(shards: usize) {
             s.spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    if (n + rd) % 2 == 0 {
+                    if (n + rd).is_multiple_of(2) {
                         let r = c.cmd(&["EXISTS", &src, &dst]);
                         if r != b":1\r\n" {
                             stop.store(true, Ordering::Relaxed);
@@ -401,7 +422,10 @@ fn rename_cross_shard(shards: usize) {
                         let present: Vec<_> = vals.iter().flatten().collect();
                         if present.len() != 1 || present[0] != b"payload" {
                             stop.store(true, Ordering::Relaxed);
-                            panic!("MGET {src} {dst} during cross-shard RENAME saw [{}] (must be exactly one 'payload')", show(&vals));
+                            panic!(
+                                "MGET {src} {dst} during cross-shard RENAME saw [{}] (must be exactly one 'payload')",
+                                show(&vals)
+                            );
                         }
                     }
                     n += 1;

@@ -26,7 +26,7 @@ fn normalize_info_entry(v: &Value, keep: Option<&[Vec<u8>]>) -> Value {
             let mut subs: Vec<Value> = subs
                 .iter()
                 .filter(|s| match (keep, s) {
-                    (Some(k), Value::Array(e)) => e.first().map_or(false, |n| k.contains(&name_of(n))),
+                    (Some(k), Value::Array(e)) => e.first().is_some_and(|n| k.contains(&name_of(n))),
                     _ => true,
                 })
                 .cloned()
@@ -88,7 +88,10 @@ fn normalize_doc(doc: &Value, keep: Option<&[Vec<u8>]>) -> Value {
 fn doc_subcommands(reply: &Value) -> Vec<Vec<u8>> {
     let Some(top) = doc_pairs(reply) else { return Vec::new() };
     let Some((_, doc)) = top.first() else { return Vec::new() };
-    doc.get("subcommands").and_then(|s| doc_pairs(&s)).map(|p| p.iter().map(|(n, _)| name_of(n)).collect()).unwrap_or_default()
+    doc.get("subcommands")
+        .and_then(|s| doc_pairs(&s))
+        .map(|p| p.iter().map(|(n, _)| name_of(n)).collect())
+        .unwrap_or_default()
 }
 
 fn normalize_docs_reply(reply: &Value, keep: Option<&[Vec<u8>]>) -> Value {
@@ -274,10 +277,19 @@ fn command_getkeys_matches_redis() {
             let rb = r.cmd(&args);
             compared += 1;
             if tb != rb {
-                failures.push(format!("RESP{proto} {}\n    redis:   {}\n    tessera: {}", fmt_cmd(&args), escape(&rb), escape(&tb)));
+                failures.push(format!(
+                    "RESP{proto} {}\n    redis:   {}\n    tessera: {}",
+                    fmt_cmd(&args),
+                    escape(&rb),
+                    escape(&tb)
+                ));
             }
         }
-        let mut extras = vec![&["COMMAND", "GETKEYS"][..], &["COMMAND", "INFO", "nosuch"][..], &["COMMAND", "DOCS", "nosuch"][..]];
+        let mut extras = vec![
+            &["COMMAND", "GETKEYS"][..],
+            &["COMMAND", "INFO", "nosuch"][..],
+            &["COMMAND", "DOCS", "nosuch"][..],
+        ];
         if listed.iter().any(|n| n == "command|getkeysandflags") {
             extras.push(&["COMMAND", "GETKEYSANDFLAGS", "SET", "a", "b"][..]);
             extras.push(&["COMMAND", "GETKEYSANDFLAGS", "LCS", "a", "b"][..]);
@@ -287,7 +299,12 @@ fn command_getkeys_matches_redis() {
             let rb = r.cmd(extra);
             compared += 1;
             if tb != rb {
-                failures.push(format!("RESP{proto} {}\n    redis:   {}\n    tessera: {}", fmt_cmd(extra), escape(&rb), escape(&tb)));
+                failures.push(format!(
+                    "RESP{proto} {}\n    redis:   {}\n    tessera: {}",
+                    fmt_cmd(extra),
+                    escape(&rb),
+                    escape(&tb)
+                ));
             }
         }
     }

@@ -119,11 +119,11 @@ static RULES: &[Rule] = &[
 ];
 
 fn is(a: &[Vec<u8>], name: &str) -> bool {
-    a.first().map_or(false, |c| c.eq_ignore_ascii_case(name.as_bytes()))
+    a.first().is_some_and(|c| c.eq_ignore_ascii_case(name.as_bytes()))
 }
 
 fn is_sub(a: &[Vec<u8>], name: &str, sub: &str) -> bool {
-    is(a, name) && a.get(1).map_or(false, |c| c.eq_ignore_ascii_case(sub.as_bytes()))
+    is(a, name) && a.get(1).is_some_and(|c| c.eq_ignore_ascii_case(sub.as_bytes()))
 }
 
 fn rule_for(args: &[Vec<u8>]) -> Option<&'static Rule> {
@@ -145,7 +145,10 @@ fn parse(b: &[u8]) -> Result<Value, String> {
 fn cmp_time(_: &mut Client, _: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {
     let secs = |b: &[u8]| -> Result<i64, String> {
         let v = parse(b)?;
-        let a = v.as_array().filter(|a| a.len() == 2 && matches!(v, Value::Array(_))).ok_or("not an array of 2")?;
+        let a = v
+            .as_array()
+            .filter(|a| a.len() == 2 && matches!(v, Value::Array(_)))
+            .ok_or("not an array of 2")?;
         let mut out = 0;
         for (i, x) in a.iter().enumerate() {
             let Value::Bulk(d) = x else { return Err("element not a bulk string".into()) };
@@ -237,7 +240,9 @@ fn cmp_info(_: &mut Client, _: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u
                 sections.push(h.to_string());
                 continue;
             }
-            let Some((k, v)) = l.split_once(':') else { return Err(format!("bad INFO line {l:?}")) };
+            let Some((k, v)) = l.split_once(':') else {
+                return Err(format!("bad INFO line {l:?}"));
+            };
             if k == "redis_version" || k == "redis_mode" {
                 exact.push(l.to_string());
             } else if k.starts_with("db") && k[2..].chars().all(|c| c.is_ascii_digit()) && !k[2..].is_empty() {
@@ -281,11 +286,15 @@ fn scan_all(c: &mut Client, args: &[Vec<u8>], first: &[u8]) -> Result<BTreeSet<V
         let Some(parts) = v.as_array().filter(|p| p.len() == 2 && matches!(v, Value::Array(_))) else {
             return Err(format!("SCAN reply not an array of 2: {}", escape(&reply)));
         };
-        let Value::Bulk(cursor) = &parts[0] else { return Err("SCAN cursor is not a bulk string".into()) };
+        let Value::Bulk(cursor) = &parts[0] else {
+            return Err("SCAN cursor is not a bulk string".into());
+        };
         if cursor.is_empty() || !cursor.iter().all(u8::is_ascii_digit) {
             return Err("SCAN cursor not numeric".into());
         }
-        let Value::Array(items) = &parts[1] else { return Err("SCAN elements not an array".into()) };
+        let Value::Array(items) = &parts[1] else {
+            return Err("SCAN elements not an array".into());
+        };
         for it in items {
             set.insert(it.encode());
         }
@@ -307,7 +316,9 @@ fn cmp_keys_or_scan(tc: &mut Client, rc: &mut Client, ta: &[Vec<u8>], ra: &[Vec<
         if std::mem::discriminant(&tv) != std::mem::discriminant(&rv) {
             return Err("reply types differ".into());
         }
-        let (Some(a), Some(b)) = (sorted_elems(&tv), sorted_elems(&rv)) else { return Err("not arrays".into()) };
+        let (Some(a), Some(b)) = (sorted_elems(&tv), sorted_elems(&rv)) else {
+            return Err("not arrays".into());
+        };
         if a != b {
             return Err(format!(
                 "sorted keys differ: {:?} vs {:?}",
@@ -332,10 +343,16 @@ fn cmp_keys_or_scan(tc: &mut Client, rc: &mut Client, ta: &[Vec<u8>], ra: &[Vec<
 fn cmp_randomkey(tc: &mut Client, rc: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {
     let (tv, rv) = (parse(t)?, parse(r)?);
     if tv.is_null() || rv.is_null() {
-        return if t == r { Ok(()) } else { Err("nil on one side only (or different nil encodings)".into()) };
+        return if t == r {
+            Ok(())
+        } else {
+            Err("nil on one side only (or different nil encodings)".into())
+        };
     }
     for (name, c, v) in [("tessera", tc, tv), ("redis", rc, rv)] {
-        let Value::Bulk(k) = v else { return Err(format!("{name}: not a bulk string")) };
+        let Value::Bulk(k) = v else {
+            return Err(format!("{name}: not a bulk string"));
+        };
         let e = c.cmd_bytes(&[b"EXISTS", &k]);
         if e != b":1\r\n" {
             return Err(format!("{name}: RANDOMKEY returned {} which does not exist", escape(&k)));
@@ -349,7 +366,9 @@ fn cmp_object_timing(_: &mut Client, _: &mut Client, ta: &[Vec<u8>], _: &[Vec<u8
     if tv.is_null() || rv.is_null() {
         return if t == r { Ok(()) } else { Err("nil on one side only".into()) };
     }
-    let (Value::Int(a), Value::Int(b)) = (tv, rv) else { return Err("expected integers".into()) };
+    let (Value::Int(a), Value::Int(b)) = (tv, rv) else {
+        return Err("expected integers".into());
+    };
     if is_sub(ta, "OBJECT", "FREQ") {
         if !(0..=255).contains(&a) || !(0..=255).contains(&b) {
             return Err("FREQ out of 0..=255".into());
@@ -493,7 +512,11 @@ impl Diff {
             now_s: SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
             tessera_cmds,
             log: std::env::var("TESSERA_DIFF_LOG").ok().map(|p| {
-                std::fs::OpenOptions::new().create(true).append(true).open(format!("{p}.{name}")).expect("open TESSERA_DIFF_LOG")
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(format!("{p}.{name}"))
+                    .expect("open TESSERA_DIFF_LOG")
             }),
             tsrv,
             rsrv,
@@ -512,7 +535,11 @@ impl Diff {
 
     /// (Re)open connection 0 and set `$MYID`.
     fn reconnect_main(&mut self) {
-        self.conns[0] = Some(Pair { t: self.tsrv.client(), r: self.rsrv.client(), proto: 2 });
+        self.conns[0] = Some(Pair {
+            t: self.tsrv.client(),
+            r: self.rsrv.client(),
+            proto: 2,
+        });
         let (t, r) = self.pair_ids(0);
         self.set_var("$MYID", t, r);
     }
@@ -520,7 +547,11 @@ impl Diff {
     /// Open another connection pair (in the protocol of connection 0).
     fn open(&mut self) -> usize {
         let proto = self.conns[0].as_ref().map_or(2, |p| p.proto);
-        self.conns.push(Some(Pair { t: self.tsrv.client(), r: self.rsrv.client(), proto: 2 }));
+        self.conns.push(Some(Pair {
+            t: self.tsrv.client(),
+            r: self.rsrv.client(),
+            proto: 2,
+        }));
         let i = self.conns.len() - 1;
         if proto == 3 {
             self.c_on(i, &["HELLO", "3"]);
@@ -540,7 +571,13 @@ impl Diff {
     fn subst(&self, args: &[&[u8]], tessera: bool) -> Vec<Vec<u8>> {
         args.iter()
             .map(|a| match self.vars.iter().find(|v| v.0.as_bytes() == *a) {
-                Some(v) => if tessera { v.1.clone() } else { v.2.clone() },
+                Some(v) => {
+                    if tessera {
+                        v.1.clone()
+                    } else {
+                        v.2.clone()
+                    }
+                }
                 None => a.to_vec(),
             })
             .collect()
@@ -610,7 +647,7 @@ impl Diff {
                 if tb == rb {
                     return;
                 }
-                let is_err = |b: &[u8]| b.first().map_or(false, |c| *c == b'-' || *c == b'!');
+                let is_err = |b: &[u8]| b.first().is_some_and(|c| *c == b'-' || *c == b'!');
                 let res = match rule {
                     Some(rule) if !is_err(tb) && !is_err(rb) => {
                         let p = self.conns[i].as_mut().unwrap();
@@ -735,7 +772,12 @@ impl Diff {
         println!("differential[{}]: compared {} replies{seed}", self.name, self.compared);
         eprintln!("differential[{}]: compared {} replies{seed}", self.name, self.compared);
         if !self.failures.is_empty() {
-            panic!("{} mismatches in {} (see above; first one repeated here):\n{}", self.failures.len(), self.name, self.failures[0]);
+            panic!(
+                "{} mismatches in {} (see above; first one repeated here):\n{}",
+                self.failures.len(),
+                self.name,
+                self.failures[0]
+            );
         }
     }
 }
@@ -782,7 +824,11 @@ fn assert_keys_span_shards(keys: &[&str], shards: usize) {
     }
     assert!(seen.iter().all(|s| *s), "keys {keys:?} do not span all {shards} shards");
     for pair in [("a", "b"), ("c", "d"), ("k0", "k2")] {
-        assert_ne!(local_shard_of(pair.0.as_bytes(), shards), local_shard_of(pair.1.as_bytes(), shards), "{pair:?} must be on different shards");
+        assert_ne!(
+            local_shard_of(pair.0.as_bytes(), shards),
+            local_shard_of(pair.1.as_bytes(), shards),
+            "{pair:?} must be on different shards"
+        );
     }
 }
 
@@ -814,29 +860,80 @@ fn script_connection(d: &mut Diff) {
     let big = "x".repeat(100_000);
     d.c(&["ECHO", &big]);
     // HELLO
-    d.ss(&["HELLO", "HELLO 2", "HELLO 3", "HELLO 4", "HELLO 1", "HELLO 0", "HELLO abc", "HELLO -1", "HELLO 3 FOO"]);
-    d.ss(&["HELLO 2 SETNAME myname", "CLIENT GETNAME", "HELLO 3 AUTH default anything", "HELLO 3 AUTH default", "HELLO 3 SETNAME"]);
+    d.ss(&[
+        "HELLO",
+        "HELLO 2",
+        "HELLO 3",
+        "HELLO 4",
+        "HELLO 1",
+        "HELLO 0",
+        "HELLO abc",
+        "HELLO -1",
+        "HELLO 3 FOO",
+    ]);
+    d.ss(&[
+        "HELLO 2 SETNAME myname",
+        "CLIENT GETNAME",
+        "HELLO 3 AUTH default anything",
+        "HELLO 3 AUTH default",
+        "HELLO 3 SETNAME",
+    ]);
     d.c(&["HELLO", "2", "SETNAME", "bad name"]);
     d.c(&["HELLO", "3", "AUTH", "nosuchuser", "x"]);
     d.c(&["HELLO", &proto]);
     // AUTH (no password configured)
     d.ss(&["AUTH x", "AUTH default x", "AUTH a b c", "AUTH", "AUTH nosuchuser x"]);
     // SELECT
-    d.ss(&["SELECT 1", "SET k v", "GET k", "SELECT 0", "GET k", "SELECT 15", "SELECT 16", "SELECT -1", "SELECT abc", "SELECT", "SELECT 1 2", "SELECT 0"]);
+    d.ss(&[
+        "SELECT 1",
+        "SET k v",
+        "GET k",
+        "SELECT 0",
+        "GET k",
+        "SELECT 15",
+        "SELECT 16",
+        "SELECT -1",
+        "SELECT abc",
+        "SELECT",
+        "SELECT 1 2",
+        "SELECT 0",
+    ]);
     // RESET
     d.ss(&["SELECT 3", "CLIENT SETNAME n1", "RESET", "CLIENT GETNAME", "GET k", "RESET x"]);
     d.c(&["HELLO", &proto]);
+}
+
+fn script_client(d: &mut Diff) {
     // CLIENT ...
     d.ss(&["CLIENT ID", "CLIENT ID x", "CLIENT", "CLIENT FOO", "CLIENT HELP", "CLIENT HELP x"]);
-    d.ss(&["CLIENT SETNAME foo", "CLIENT GETNAME", "CLIENT SETNAME", "CLIENT GETNAME x", "CLIENT SETNAME a b"]);
+    d.ss(&[
+        "CLIENT SETNAME foo",
+        "CLIENT GETNAME",
+        "CLIENT SETNAME",
+        "CLIENT GETNAME x",
+        "CLIENT SETNAME a b",
+    ]);
     d.c(&["CLIENT", "SETNAME", "a b"]);
     d.c(&["CLIENT", "SETNAME", "a\nb"]);
     d.c(&["CLIENT", "SETNAME", "é"]);
     d.c(&["CLIENT", "SETNAME", ""]);
     d.s("CLIENT GETNAME");
     d.s("CLIENT SETNAME conn0");
-    d.ss(&["CLIENT LIST ID $MYID", "CLIENT INFO", "CLIENT INFO x", "CLIENT LIST TYPE pubsub", "CLIENT LIST TYPE master"]);
-    d.ss(&["CLIENT LIST TYPE replica", "CLIENT LIST TYPE foo", "CLIENT LIST ID abc", "CLIENT LIST ID 99999999", "CLIENT LIST ID", "CLIENT LIST foo"]);
+    d.ss(&[
+        "CLIENT LIST ID $MYID",
+        "CLIENT INFO",
+        "CLIENT INFO x",
+        "CLIENT LIST TYPE pubsub",
+        "CLIENT LIST TYPE master",
+    ]);
+    d.ss(&[
+        "CLIENT LIST TYPE replica",
+        "CLIENT LIST TYPE foo",
+        "CLIENT LIST ID abc",
+        "CLIENT LIST ID 99999999",
+        "CLIENT LIST ID",
+        "CLIENT LIST foo",
+    ]);
     d.ss(&["CLIENT LIST ID $MYID 99999999", "CLIENT LIST ID 0", "CLIENT LIST ID -5"]);
     // CLIENT KILL
     let other = d.open();
@@ -844,11 +941,35 @@ fn script_connection(d: &mut Diff) {
     d.set_var("$OTHERID", t, r);
     d.ss(&["CLIENT KILL ID $OTHERID"]);
     d.expect_closed(other, "connection killed by CLIENT KILL ID");
-    d.ss(&["CLIENT KILL ID $OTHERID", "CLIENT KILL 1.2.3.4:5", "CLIENT KILL ID abc", "CLIENT KILL ID 0", "CLIENT KILL ID $MYID SKIPME yes"]);
-    d.ss(&["CLIENT KILL ID $MYID SKIPME maybe", "CLIENT KILL TYPE pubsub", "CLIENT KILL TYPE foo", "CLIENT KILL FOO bar", "CLIENT KILL ID"]);
-    d.ss(&["CLIENT KILL USER nosuchuser", "CLIENT KILL LADDR 1.2.3.4:5", "CLIENT KILL ADDR 1.2.3.4:5", "CLIENT KILL", "CLIENT KILL MAXAGE 10"]);
+    d.ss(&[
+        "CLIENT KILL ID $OTHERID",
+        "CLIENT KILL 1.2.3.4:5",
+        "CLIENT KILL ID abc",
+        "CLIENT KILL ID 0",
+        "CLIENT KILL ID $MYID SKIPME yes",
+    ]);
+    d.ss(&[
+        "CLIENT KILL ID $MYID SKIPME maybe",
+        "CLIENT KILL TYPE pubsub",
+        "CLIENT KILL TYPE foo",
+        "CLIENT KILL FOO bar",
+        "CLIENT KILL ID",
+    ]);
+    d.ss(&[
+        "CLIENT KILL USER nosuchuser",
+        "CLIENT KILL LADDR 1.2.3.4:5",
+        "CLIENT KILL ADDR 1.2.3.4:5",
+        "CLIENT KILL",
+        "CLIENT KILL MAXAGE 10",
+    ]);
     // CLIENT NO-EVICT / REPLY / PAUSE / SETINFO
-    d.ss(&["CLIENT NO-EVICT on", "CLIENT NO-EVICT off", "CLIENT NO-EVICT maybe", "CLIENT NO-EVICT", "CLIENT NO-EVICT on off"]);
+    d.ss(&[
+        "CLIENT NO-EVICT on",
+        "CLIENT NO-EVICT off",
+        "CLIENT NO-EVICT maybe",
+        "CLIENT NO-EVICT",
+        "CLIENT NO-EVICT on off",
+    ]);
     d.ss(&["CLIENT REPLY ON", "CLIENT REPLY FOO", "CLIENT REPLY", "CLIENT REPLY ON x"]);
     d.noreply(&["CLIENT", "REPLY", "OFF"]);
     d.noreply(&["SET", "rk", "1"]);
@@ -857,26 +978,118 @@ fn script_connection(d: &mut Diff) {
     d.noreply(&["CLIENT", "REPLY", "SKIP"]);
     d.noreply(&["SET", "rk", "2"]);
     d.s("GET rk");
-    d.ss(&["CLIENT PAUSE 10", "CLIENT PAUSE 20 WRITE", "CLIENT PAUSE 20 ALL", "CLIENT UNPAUSE", "CLIENT PAUSE abc", "CLIENT PAUSE -1"]);
+    d.ss(&[
+        "CLIENT PAUSE 10",
+        "CLIENT PAUSE 20 WRITE",
+        "CLIENT PAUSE 20 ALL",
+        "CLIENT UNPAUSE",
+        "CLIENT PAUSE abc",
+        "CLIENT PAUSE -1",
+    ]);
     d.ss(&["CLIENT PAUSE 10 FOO", "CLIENT PAUSE", "CLIENT UNPAUSE x", "CLIENT UNPAUSE", "GET rk"]);
     d.ss(&["CLIENT SETINFO lib-name x", "CLIENT SETINFO lib-ver 1.0", "CLIENT SETINFO"]);
+}
+
+fn script_server(d: &mut Diff) {
     // INFO
-    d.ss(&["SET k1 v", "SET k2 v EX 100000", "INFO", "INFO server", "INFO keyspace", "INFO server clients", "INFO nosuch", "INFO all", "INFO everything", "INFO default", "INFO SERVER"]);
+    d.ss(&[
+        "SET k1 v",
+        "SET k2 v EX 100000",
+        "INFO",
+        "INFO server",
+        "INFO keyspace",
+        "INFO server clients",
+        "INFO nosuch",
+        "INFO all",
+        "INFO everything",
+        "INFO default",
+        "INFO SERVER",
+    ]);
     // CONFIG
-    d.ss(&["CONFIG GET maxmemory", "CONFIG GET maxmemory*", "CONFIG GET maxmemory timeout", "CONFIG GET nosuch", "CONFIG GET MAXMEMORY"]);
-    d.ss(&["CONFIG SET maxmemory 100mb", "CONFIG GET maxmemory", "CONFIG SET maxmemory abc", "CONFIG SET maxmemory -1", "CONFIG SET nosuch 1"]);
-    d.ss(&["CONFIG SET databases 5", "CONFIG SET timeout 0 maxmemory 0", "CONFIG GET maxmemory", "CONFIG SET timeout", "CONFIG SET timeout 1 maxmemory"]);
-    d.ss(&["CONFIG SET timeout 0 timeout 1", "CONFIG GET timeout", "CONFIG SET", "CONFIG GET", "CONFIG FOO", "CONFIG", "CONFIG RESETSTAT", "CONFIG RESETSTAT x"]);
-    d.ss(&["CONFIG SET proto-max-bulk-len 1000", "CONFIG GET proto-max-bulk-len", "CONFIG GET databases", "CONFIG SET lfu-log-factor 10"]);
-    d.ss(&["CONFIG SET maxmemory-policy allkeys-lfu", "CONFIG GET maxmemory-policy", "SET f 1", "GET f", "OBJECT FREQ f"]);
-    d.ss(&["CONFIG SET maxmemory-policy bogus", "CONFIG SET maxmemory-policy noeviction", "OBJECT FREQ f", "CONFIG SET MAXMEMORY 0"]);
+    d.ss(&[
+        "CONFIG GET maxmemory",
+        "CONFIG GET maxmemory*",
+        "CONFIG GET maxmemory timeout",
+        "CONFIG GET nosuch",
+        "CONFIG GET MAXMEMORY",
+    ]);
+    d.ss(&[
+        "CONFIG SET maxmemory 100mb",
+        "CONFIG GET maxmemory",
+        "CONFIG SET maxmemory abc",
+        "CONFIG SET maxmemory -1",
+        "CONFIG SET nosuch 1",
+    ]);
+    d.ss(&[
+        "CONFIG SET databases 5",
+        "CONFIG SET timeout 0 maxmemory 0",
+        "CONFIG GET maxmemory",
+        "CONFIG SET timeout",
+        "CONFIG SET timeout 1 maxmemory",
+    ]);
+    d.ss(&[
+        "CONFIG SET timeout 0 timeout 1",
+        "CONFIG GET timeout",
+        "CONFIG SET",
+        "CONFIG GET",
+        "CONFIG FOO",
+        "CONFIG",
+        "CONFIG RESETSTAT",
+        "CONFIG RESETSTAT x",
+    ]);
+    d.ss(&[
+        "CONFIG SET proto-max-bulk-len 1000",
+        "CONFIG GET proto-max-bulk-len",
+        "CONFIG GET databases",
+        "CONFIG SET lfu-log-factor 10",
+    ]);
+    d.ss(&[
+        "CONFIG SET maxmemory-policy allkeys-lfu",
+        "CONFIG GET maxmemory-policy",
+        "SET f 1",
+        "GET f",
+        "OBJECT FREQ f",
+    ]);
+    d.ss(&[
+        "CONFIG SET maxmemory-policy bogus",
+        "CONFIG SET maxmemory-policy noeviction",
+        "OBJECT FREQ f",
+        "CONFIG SET MAXMEMORY 0",
+    ]);
     d.ss(&["CONFIG GET timeout maxmemory-policy", "CONFIG GET *memory-pol*", "CONFIG SET timeout 0"]);
     // DBSIZE / FLUSHDB / FLUSHALL
-    d.ss(&["DBSIZE", "DBSIZE x", "MSET a 1 b 2 c 3 d 4", "DBSIZE", "SELECT 1", "SET a 1", "DBSIZE", "FLUSHDB", "DBSIZE", "SELECT 0", "DBSIZE"]);
-    d.ss(&["FLUSHDB ASYNC", "DBSIZE", "SET a 1", "FLUSHDB SYNC", "FLUSHDB FOO", "FLUSHDB a b", "SET a 1", "SELECT 2", "SET b 1", "FLUSHALL"]);
+    d.ss(&[
+        "DBSIZE",
+        "DBSIZE x",
+        "MSET a 1 b 2 c 3 d 4",
+        "DBSIZE",
+        "SELECT 1",
+        "SET a 1",
+        "DBSIZE",
+        "FLUSHDB",
+        "DBSIZE",
+        "SELECT 0",
+        "DBSIZE",
+    ]);
+    d.ss(&[
+        "FLUSHDB ASYNC",
+        "DBSIZE",
+        "SET a 1",
+        "FLUSHDB SYNC",
+        "FLUSHDB FOO",
+        "FLUSHDB a b",
+        "SET a 1",
+        "SELECT 2",
+        "SET b 1",
+        "FLUSHALL",
+    ]);
     d.ss(&["DBSIZE", "SELECT 0", "DBSIZE", "FLUSHALL ASYNC", "FLUSHALL SYNC", "FLUSHALL X", "FLUSHALL a b"]);
     // TIME / LASTSAVE / DEBUG
     d.ss(&["TIME", "TIME x", "LASTSAVE", "LASTSAVE x", "DEBUG SLEEP 0", "DEBUG SLEEP 0.01", "DEBUG"]);
+}
+
+fn script_misc(d: &mut Diff) {
+    let big = "x".repeat(100_000);
     // MONITOR: lines fed by commands on other connections
     let feeder = d.open();
     let m = d.open();
@@ -893,9 +1106,29 @@ fn script_connection(d: &mut Diff) {
     d.close(m);
     d.close(feeder);
     // COMMAND INFO / DOCS / GETKEYS for implemented commands
-    d.ss(&["COMMAND INFO get", "COMMAND INFO get set mget", "COMMAND INFO nosuch", "COMMAND INFO GET nosuch", "COMMAND DOCS get", "COMMAND DOCS nosuch"]);
-    d.ss(&["COMMAND DOCS set", "COMMAND GETKEYS SET a b", "COMMAND GETKEYS MSET a 1 b 2", "COMMAND GETKEYS GET", "COMMAND GETKEYS PING", "COMMAND GETKEYS nosuch"]);
-    d.ss(&["COMMAND GETKEYS LCS a b", "COMMAND GETKEYS", "COMMAND GETKEYS COPY a b DB 1", "COMMAND GETKEYS RENAME a b", "COMMAND GETKEYS DEL a b c"]);
+    d.ss(&[
+        "COMMAND INFO get",
+        "COMMAND INFO get set mget",
+        "COMMAND INFO nosuch",
+        "COMMAND INFO GET nosuch",
+        "COMMAND DOCS get",
+        "COMMAND DOCS nosuch",
+    ]);
+    d.ss(&[
+        "COMMAND DOCS set",
+        "COMMAND GETKEYS SET a b",
+        "COMMAND GETKEYS MSET a 1 b 2",
+        "COMMAND GETKEYS GET",
+        "COMMAND GETKEYS PING",
+        "COMMAND GETKEYS nosuch",
+    ]);
+    d.ss(&[
+        "COMMAND GETKEYS LCS a b",
+        "COMMAND GETKEYS",
+        "COMMAND GETKEYS COPY a b DB 1",
+        "COMMAND GETKEYS RENAME a b",
+        "COMMAND GETKEYS DEL a b c",
+    ]);
     d.ss(&["COMMAND FOO", "COMMAND INFO client|id", "COMMAND DOCS client|kill"]);
     // unknown commands
     d.ss(&["foo a b", "FOO", "foo", "foo  a   b  c d e f"]);
@@ -956,34 +1189,139 @@ fn script_keyspace(d: &mut Diff) {
     d.ss(&["FLUSHALL", "SET a 1", "SET b 2", "SET c 3"]);
     make_wrongtype_keys(d);
     // DEL / UNLINK / EXISTS
-    d.ss(&["DEL a b nosuch", "DEL", "DEL c", "DEL c", "MSET a 1 b 2 c 3 d 4", "UNLINK d a nosuch", "UNLINK", "UNLINK b b b", "DEL wl ws"]);
+    d.ss(&[
+        "DEL a b nosuch",
+        "DEL",
+        "DEL c",
+        "DEL c",
+        "MSET a 1 b 2 c 3 d 4",
+        "UNLINK d a nosuch",
+        "UNLINK",
+        "UNLINK b b b",
+        "DEL wl ws",
+    ]);
     make_wrongtype_keys(d);
-    d.ss(&["MSET a 1 b 2 c 3 d 4", "EXISTS a b c d nosuch", "EXISTS a a a", "EXISTS", "EXISTS nosuch", "EXISTS wl wh ws wz"]);
+    d.ss(&[
+        "MSET a 1 b 2 c 3 d 4",
+        "EXISTS a b c d nosuch",
+        "EXISTS a a a",
+        "EXISTS",
+        "EXISTS nosuch",
+        "EXISTS wl wh ws wz",
+    ]);
     // TYPE
     d.ss(&["TYPE a", "TYPE wl", "TYPE ws", "TYPE wh", "TYPE wz", "TYPE nosuch", "TYPE", "TYPE a b"]);
     // KEYS
-    d.ss(&["KEYS *", "KEYS ?", "KEYS [a-c]", "KEYS [^a]*", "KEYS w*", "KEYS *\\*", "KEYS nomatch", "KEYS", "KEYS a b", "KEYS [", "KEYS \\a"]);
+    d.ss(&[
+        "KEYS *",
+        "KEYS ?",
+        "KEYS [a-c]",
+        "KEYS [^a]*",
+        "KEYS w*",
+        "KEYS *\\*",
+        "KEYS nomatch",
+        "KEYS",
+        "KEYS a b",
+        "KEYS [",
+        "KEYS \\a",
+    ]);
     d.c(&["SET", "a*b", "x"]);
     d.c(&["KEYS", "a\\*b"]);
     d.c(&["KEYS", "a*"]);
     d.c(&["KEYS", "*"]);
     // SCAN
-    d.ss(&["SCAN 0", "SCAN 0 MATCH w*", "SCAN 0 COUNT 1", "SCAN 0 TYPE list", "SCAN 0 TYPE string MATCH [ab]", "SCAN 0 COUNT 0"]);
-    d.ss(&["SCAN 0 COUNT -1", "SCAN 0 COUNT abc", "SCAN abc", "SCAN 0 FOO", "SCAN 0 MATCH", "SCAN 0 TYPE nosuchtype", "SCAN", "SCAN 0 count 2 match *"]);
+    d.ss(&[
+        "SCAN 0",
+        "SCAN 0 MATCH w*",
+        "SCAN 0 COUNT 1",
+        "SCAN 0 TYPE list",
+        "SCAN 0 TYPE string MATCH [ab]",
+        "SCAN 0 COUNT 0",
+    ]);
+    d.ss(&[
+        "SCAN 0 COUNT -1",
+        "SCAN 0 COUNT abc",
+        "SCAN abc",
+        "SCAN 0 FOO",
+        "SCAN 0 MATCH",
+        "SCAN 0 TYPE nosuchtype",
+        "SCAN",
+        "SCAN 0 count 2 match *",
+    ]);
     d.ss(&["SCAN 1.5", "SCAN 0 TYPE hash", "SCAN 0 TYPE zset", "SCAN 0 TYPE set"]);
     // RANDOMKEY
     d.ss(&["RANDOMKEY", "RANDOMKEY", "RANDOMKEY", "RANDOMKEY x", "SELECT 5", "RANDOMKEY", "SELECT 0"]);
     // RENAME / RENAMENX across shards
-    d.ss(&["RENAME a na", "GET na", "EXISTS a", "RENAME na na", "RENAME nosuch x", "RENAME b c", "GET c", "GET b", "RENAME wl wl2", "TYPE wl2"]);
+    d.ss(&[
+        "RENAME a na",
+        "GET na",
+        "EXISTS a",
+        "RENAME na na",
+        "RENAME nosuch x",
+        "RENAME b c",
+        "GET c",
+        "GET b",
+        "RENAME wl wl2",
+        "TYPE wl2",
+    ]);
     d.ss(&["RENAME", "RENAME a", "RENAME a b c", "RENAME nosuch nosuch"]);
     d.ss(&["SET t v EX 100000", "RENAME t k0", "TTL k0", "RENAME k0 k2", "TTL k2", "PERSIST k2"]);
-    d.ss(&["SET a 1", "SET b 2", "RENAMENX a b", "RENAMENX a e", "GET e", "RENAMENX nosuch x", "RENAMENX e e", "RENAMENX", "RENAMENX e"]);
+    d.ss(&[
+        "SET a 1",
+        "SET b 2",
+        "RENAMENX a b",
+        "RENAMENX a e",
+        "GET e",
+        "RENAMENX nosuch x",
+        "RENAMENX e e",
+        "RENAMENX",
+        "RENAMENX e",
+    ]);
     // COPY
-    d.ss(&["COPY e f", "COPY e f", "COPY e f REPLACE", "COPY nosuch x", "COPY e e", "COPY e g DB 1", "SELECT 1", "GET g", "SELECT 0"]);
-    d.ss(&["COPY e g DB 16", "COPY e g DB abc", "COPY e g DB -1", "COPY e g FOO", "COPY e g DB", "COPY e", "COPY wl2 wlc", "TYPE wlc"]);
-    d.ss(&["SET t v EX 100000", "COPY t t3", "TTL t3", "COPY e g REPLACE DB 1", "COPY e g DB 1 REPLACE REPLACE", "COPY wh c REPLACE", "TYPE c"]);
+    d.ss(&[
+        "COPY e f",
+        "COPY e f",
+        "COPY e f REPLACE",
+        "COPY nosuch x",
+        "COPY e e",
+        "COPY e g DB 1",
+        "SELECT 1",
+        "GET g",
+        "SELECT 0",
+    ]);
+    d.ss(&[
+        "COPY e g DB 16",
+        "COPY e g DB abc",
+        "COPY e g DB -1",
+        "COPY e g FOO",
+        "COPY e g DB",
+        "COPY e",
+        "COPY wl2 wlc",
+        "TYPE wlc",
+    ]);
+    d.ss(&[
+        "SET t v EX 100000",
+        "COPY t t3",
+        "TTL t3",
+        "COPY e g REPLACE DB 1",
+        "COPY e g DB 1 REPLACE REPLACE",
+        "COPY wh c REPLACE",
+        "TYPE c",
+    ]);
     // MOVE
-    d.ss(&["MOVE e 1", "MOVE e 1", "SET e x", "MOVE e 1", "MOVE e 0", "MOVE e 16", "MOVE e abc", "MOVE e -1", "MOVE nosuch 1", "MOVE", "MOVE e"]);
+    d.ss(&[
+        "MOVE e 1",
+        "MOVE e 1",
+        "SET e x",
+        "MOVE e 1",
+        "MOVE e 0",
+        "MOVE e 16",
+        "MOVE e abc",
+        "MOVE e -1",
+        "MOVE nosuch 1",
+        "MOVE",
+        "MOVE e",
+    ]);
     d.ss(&["MOVE wz 2", "SELECT 2", "TYPE wz", "MOVE wz 0", "SELECT 0", "TYPE wz"]);
     // TOUCH
     d.ss(&["TOUCH a b c nosuch", "TOUCH", "TOUCH a a"]);
@@ -1000,14 +1338,31 @@ fn script_keyspace(d: &mut Diff) {
     d.s("SETRANGE esr 0 abc");
     d.s("SET eint 10");
     d.s("INCR eint");
-    for k in ["ei", "ei2", "ebig", "es", "er", "eb", "es2", "ef", "esr", "eint", "wl2", "ws", "wh", "wz", "nosuch"] {
+    for k in [
+        "ei", "ei2", "ebig", "es", "er", "eb", "es2", "ef", "esr", "eint", "wl2", "ws", "wh", "wz", "nosuch",
+    ] {
         d.c(&["OBJECT", "ENCODING", k]);
     }
     for k in ["ei", "es", "eb", "eint", "wh", "nosuch"] {
         d.c(&["OBJECT", "REFCOUNT", k]);
     }
-    d.ss(&["OBJECT IDLETIME es", "OBJECT IDLETIME nosuch", "OBJECT FREQ es", "OBJECT FREQ nosuch", "OBJECT HELP", "OBJECT FOO", "OBJECT"]);
-    d.ss(&["OBJECT ENCODING", "OBJECT ENCODING a b", "OBJECT HELP x", "OBJECT REFCOUNT", "OBJECT IDLETIME", "OBJECT FREQ"]);
+    d.ss(&[
+        "OBJECT IDLETIME es",
+        "OBJECT IDLETIME nosuch",
+        "OBJECT FREQ es",
+        "OBJECT FREQ nosuch",
+        "OBJECT HELP",
+        "OBJECT FOO",
+        "OBJECT",
+    ]);
+    d.ss(&[
+        "OBJECT ENCODING",
+        "OBJECT ENCODING a b",
+        "OBJECT HELP x",
+        "OBJECT REFCOUNT",
+        "OBJECT IDLETIME",
+        "OBJECT FREQ",
+    ]);
     d.s("DBSIZE");
 }
 
@@ -1017,21 +1372,112 @@ fn script_expire(d: &mut Diff) {
     let fut2 = (now + 2_000_000).to_string();
     let fut_ms = ((now + 1_000_000) * 1000 + 123).to_string();
     let fut2_ms = ((now + 2_000_000) * 1000 + 456).to_string();
-    d.ss(&["FLUSHALL", "SET k0 v", "EXPIRE k0 10000", "TTL k0", "PTTL k0", "EXPIRETIME k0", "PEXPIRETIME k0"]);
-    d.ss(&["EXPIRE k0 20000 NX", "EXPIRE k0 20000 XX", "TTL k0", "EXPIRE k0 5000 GT", "EXPIRE k0 30000 GT", "EXPIRE k0 3000 LT", "EXPIRE k0 40000 LT", "TTL k0"]);
-    d.ss(&["EXPIRE k0 100 NX XX", "EXPIRE k0 100 GT LT", "EXPIRE k0 100 NX GT", "EXPIRE k0 100 XX LT", "EXPIRE k0 100 FOO", "EXPIRE k0 100 nx nx"]);
-    d.ss(&["EXPIRE k0 200 xx gt", "TTL k0", "EXPIRE k0 abc", "EXPIRE k0 1.5", "EXPIRE k0 9223372036854775807", "EXPIRE k0 -9223372036854775808"]);
-    d.ss(&["EXPIRE k0 9223372036854775", "EXPIRE k0 9223372036854776", "EXPIRE k0 ''", "EXPIRE nosuch 100", "EXPIRE", "EXPIRE k0", "TTL k0"]);
+    d.ss(&[
+        "FLUSHALL",
+        "SET k0 v",
+        "EXPIRE k0 10000",
+        "TTL k0",
+        "PTTL k0",
+        "EXPIRETIME k0",
+        "PEXPIRETIME k0",
+    ]);
+    d.ss(&[
+        "EXPIRE k0 20000 NX",
+        "EXPIRE k0 20000 XX",
+        "TTL k0",
+        "EXPIRE k0 5000 GT",
+        "EXPIRE k0 30000 GT",
+        "EXPIRE k0 3000 LT",
+        "EXPIRE k0 40000 LT",
+        "TTL k0",
+    ]);
+    d.ss(&[
+        "EXPIRE k0 100 NX XX",
+        "EXPIRE k0 100 GT LT",
+        "EXPIRE k0 100 NX GT",
+        "EXPIRE k0 100 XX LT",
+        "EXPIRE k0 100 FOO",
+        "EXPIRE k0 100 nx nx",
+    ]);
+    d.ss(&[
+        "EXPIRE k0 200 xx gt",
+        "TTL k0",
+        "EXPIRE k0 abc",
+        "EXPIRE k0 1.5",
+        "EXPIRE k0 9223372036854775807",
+        "EXPIRE k0 -9223372036854775808",
+    ]);
+    d.ss(&[
+        "EXPIRE k0 9223372036854775",
+        "EXPIRE k0 9223372036854776",
+        "EXPIRE k0 ''",
+        "EXPIRE nosuch 100",
+        "EXPIRE",
+        "EXPIRE k0",
+        "TTL k0",
+    ]);
     // persistent keys and GT/LT
-    d.ss(&["SET k1 v", "EXPIRE k1 100 GT", "TTL k1", "EXPIRE k1 100 XX", "EXPIRE k1 100000 LT", "TTL k1", "PERSIST k1", "PERSIST k1", "PERSIST nosuch"]);
-    d.ss(&["TTL k1", "TTL nosuch", "PTTL k1", "PTTL nosuch", "EXPIRETIME k1", "EXPIRETIME nosuch", "PEXPIRETIME k1", "PEXPIRETIME nosuch"]);
+    d.ss(&[
+        "SET k1 v",
+        "EXPIRE k1 100 GT",
+        "TTL k1",
+        "EXPIRE k1 100 XX",
+        "EXPIRE k1 100000 LT",
+        "TTL k1",
+        "PERSIST k1",
+        "PERSIST k1",
+        "PERSIST nosuch",
+    ]);
+    d.ss(&[
+        "TTL k1",
+        "TTL nosuch",
+        "PTTL k1",
+        "PTTL nosuch",
+        "EXPIRETIME k1",
+        "EXPIRETIME nosuch",
+        "PEXPIRETIME k1",
+        "PEXPIRETIME nosuch",
+    ]);
     d.ss(&["PERSIST", "PERSIST a b", "TTL", "PTTL a b", "EXPIRETIME", "PEXPIRETIME a b"]);
     // zero / negative → delete
-    d.ss(&["EXPIRE k1 0", "EXISTS k1", "SET k1 v", "EXPIRE k1 -5", "EXISTS k1", "SET k1 v", "PEXPIRE k1 0", "EXISTS k1", "SET k1 v", "PEXPIRE k1 -1", "GET k1"]);
+    d.ss(&[
+        "EXPIRE k1 0",
+        "EXISTS k1",
+        "SET k1 v",
+        "EXPIRE k1 -5",
+        "EXISTS k1",
+        "SET k1 v",
+        "PEXPIRE k1 0",
+        "EXISTS k1",
+        "SET k1 v",
+        "PEXPIRE k1 -1",
+        "GET k1",
+    ]);
     // PEXPIRE
-    d.ss(&["SET k2 v", "PEXPIRE k2 100000000", "PTTL k2", "TTL k2", "PEXPIRE k2 200000000 NX", "PEXPIRE k2 200000000 XX", "PEXPIRE k2 50000000 GT"]);
-    d.ss(&["PEXPIRE k2 300000000 GT", "PEXPIRE k2 1000000 LT", "PTTL k2", "PEXPIRE k2 9223372036854775807", "PEXPIRE k2 9223372036854775000", "PEXPIRE k2 abc"]);
-    d.ss(&["PEXPIRE k2 -9223372036854775808", "PEXPIRE k2 1 FOO", "PEXPIRE nosuch 1000", "PEXPIRE k2", "PTTL k2"]);
+    d.ss(&[
+        "SET k2 v",
+        "PEXPIRE k2 100000000",
+        "PTTL k2",
+        "TTL k2",
+        "PEXPIRE k2 200000000 NX",
+        "PEXPIRE k2 200000000 XX",
+        "PEXPIRE k2 50000000 GT",
+    ]);
+    d.ss(&[
+        "PEXPIRE k2 300000000 GT",
+        "PEXPIRE k2 1000000 LT",
+        "PTTL k2",
+        "PEXPIRE k2 9223372036854775807",
+        "PEXPIRE k2 9223372036854775000",
+        "PEXPIRE k2 abc",
+    ]);
+    d.ss(&[
+        "PEXPIRE k2 -9223372036854775808",
+        "PEXPIRE k2 1 FOO",
+        "PEXPIRE nosuch 1000",
+        "PEXPIRE k2",
+        "PTTL k2",
+    ]);
     // EXPIREAT / PEXPIREAT
     d.ss(&["SET k3 v"]);
     d.c(&["EXPIREAT", "k3", &fut]);
@@ -1041,8 +1487,24 @@ fn script_expire(d: &mut Diff) {
     d.c(&["EXPIREAT", "k3", &fut2, "GT"]);
     d.c(&["EXPIREAT", "k3", &fut, "GT"]);
     d.c(&["EXPIREAT", "k3", &fut, "XX"]);
-    d.ss(&["EXPIRETIME k3", "EXPIREAT k3 abc", "EXPIREAT k3 9223372036854775807", "EXPIREAT k3 -9223372036854775808", "EXPIREAT k3 100 FOO"]);
-    d.ss(&["EXPIREAT k3 1", "EXISTS k3", "SET k3 v", "EXPIREAT k3 0", "EXISTS k3", "SET k3 v", "EXPIREAT k3 -1", "EXISTS k3", "EXPIREAT nosuch 1"]);
+    d.ss(&[
+        "EXPIRETIME k3",
+        "EXPIREAT k3 abc",
+        "EXPIREAT k3 9223372036854775807",
+        "EXPIREAT k3 -9223372036854775808",
+        "EXPIREAT k3 100 FOO",
+    ]);
+    d.ss(&[
+        "EXPIREAT k3 1",
+        "EXISTS k3",
+        "SET k3 v",
+        "EXPIREAT k3 0",
+        "EXISTS k3",
+        "SET k3 v",
+        "EXPIREAT k3 -1",
+        "EXISTS k3",
+        "EXPIREAT nosuch 1",
+    ]);
     d.ss(&["SET k4 v"]);
     d.c(&["PEXPIREAT", "k4", &fut_ms]);
     d.ss(&["PEXPIRETIME k4", "EXPIRETIME k4", "PTTL k4"]);
@@ -1050,18 +1512,64 @@ fn script_expire(d: &mut Diff) {
     d.c(&["PEXPIREAT", "k4", &fut_ms, "GT"]);
     d.c(&["PEXPIREAT", "k4", &fut_ms, "LT"]);
     d.c(&["PEXPIREAT", "k4", &fut_ms, "NX"]);
-    d.ss(&["PEXPIRETIME k4", "PEXPIREAT k4 abc", "PEXPIREAT k4 9223372036854775807", "PEXPIREAT k4 1000", "EXISTS k4", "PEXPIREAT nosuch 1000"]);
+    d.ss(&[
+        "PEXPIRETIME k4",
+        "PEXPIREAT k4 abc",
+        "PEXPIREAT k4 9223372036854775807",
+        "PEXPIREAT k4 1000",
+        "EXISTS k4",
+        "PEXPIREAT nosuch 1000",
+    ]);
     d.ss(&["PEXPIREAT", "PEXPIREAT k4", "EXPIREAT k4"]);
     // wrong types and other keys
     make_wrongtype_keys(d);
-    d.ss(&["EXPIRE wl 100000", "TTL wl", "PERSIST wl", "TTL wl", "PEXPIRE wh 100000000", "PTTL wh", "EXPIRETIME wh"]);
+    d.ss(&[
+        "EXPIRE wl 100000",
+        "TTL wl",
+        "PERSIST wl",
+        "TTL wl",
+        "PEXPIRE wh 100000000",
+        "PTTL wh",
+        "EXPIRETIME wh",
+    ]);
     // key expiry interplay with SET / RENAME / GETEX
-    d.ss(&["SET k5 v EX 100000", "SET k5 w", "TTL k5", "SET k5 v EX 100000", "SET k5 w KEEPTTL", "TTL k5", "GETEX k5 PERSIST", "TTL k5"]);
-    d.ss(&["SET k6 v PX 100000000", "RENAME k6 k7", "PTTL k7", "SETEX k7 100000 v", "TTL k7", "DBSIZE", "KEYS *"]);
+    d.ss(&[
+        "SET k5 v EX 100000",
+        "SET k5 w",
+        "TTL k5",
+        "SET k5 v EX 100000",
+        "SET k5 w KEEPTTL",
+        "TTL k5",
+        "GETEX k5 PERSIST",
+        "TTL k5",
+    ]);
+    d.ss(&[
+        "SET k6 v PX 100000000",
+        "RENAME k6 k7",
+        "PTTL k7",
+        "SETEX k7 100000 v",
+        "TTL k7",
+        "DBSIZE",
+        "KEYS *",
+    ]);
     // expired keys disappear (short TTLs checked after they elapse)
-    d.ss(&["SET short1 v PX 30", "SET short2 v", "PEXPIRE short2 30", "SETEX short3 1 v", "PSETEX short4 30 v"]);
+    d.ss(&[
+        "SET short1 v PX 30",
+        "SET short2 v",
+        "PEXPIRE short2 30",
+        "SETEX short3 1 v",
+        "PSETEX short4 30 v",
+    ]);
     std::thread::sleep(Duration::from_millis(1100));
-    d.ss(&["GET short1", "EXISTS short2", "TTL short3", "PTTL short4", "GET short4", "DBSIZE", "KEYS short*"]);
+    d.ss(&[
+        "GET short1",
+        "EXISTS short2",
+        "TTL short3",
+        "PTTL short4",
+        "GET short4",
+        "DBSIZE",
+        "KEYS short*",
+    ]);
 }
 
 fn script_strings(d: &mut Diff) {
@@ -1073,47 +1581,252 @@ fn script_strings(d: &mut Diff) {
     // GET / SET
     d.ss(&["GET a", "SET a 1", "GET a", "GET", "GET a b", "GET wl", "SET", "SET a", "SET wl x", "TYPE wl"]);
     make_wrongtype_keys(d);
-    d.ss(&["SET a 1 NX", "SET b 1 NX", "SET a 2 XX", "SET nx1 2 XX", "GET nx1", "SET a 3 NX XX", "SET a 3 XX NX", "SET a 3 GET", "SET c 3 GET"]);
-    d.ss(&["SET a 4 NX GET", "SET e 4 NX GET", "SET a 5 XX GET", "SET ws x GET", "TYPE ws", "SET wh x NX GET", "SET wh x XX GET"]);
-    d.ss(&["SET a v EX 100000", "TTL a", "SET a v PX 100000000", "PTTL a", "SET a v EX 0", "SET a v EX -1", "SET a v PX 0", "SET a v EX abc"]);
-    d.ss(&["SET a v EX 1.5", "SET a v EX", "SET a v EX 100 PX 100", "SET a v EX 100 EX 100", "SET a v EX 100 KEEPTTL", "SET a v KEEPTTL PX 100"]);
-    d.ss(&["SET a v EX 9223372036854775807", "SET a v PX 9223372036854775807", "SET a v EX 9223372036854775", "SET a v EX 9223372036854776"]);
-    d.ss(&["SET a v PX -9223372036854775808", "SET a v EXAT 0", "SET a v PXAT -1", "SET a v EXAT 1", "EXISTS a", "SET a v PXAT 100", "EXISTS a"]);
+    d.ss(&[
+        "SET a 1 NX",
+        "SET b 1 NX",
+        "SET a 2 XX",
+        "SET nx1 2 XX",
+        "GET nx1",
+        "SET a 3 NX XX",
+        "SET a 3 XX NX",
+        "SET a 3 GET",
+        "SET c 3 GET",
+    ]);
+    d.ss(&[
+        "SET a 4 NX GET",
+        "SET e 4 NX GET",
+        "SET a 5 XX GET",
+        "SET ws x GET",
+        "TYPE ws",
+        "SET wh x NX GET",
+        "SET wh x XX GET",
+    ]);
+    d.ss(&[
+        "SET a v EX 100000",
+        "TTL a",
+        "SET a v PX 100000000",
+        "PTTL a",
+        "SET a v EX 0",
+        "SET a v EX -1",
+        "SET a v PX 0",
+        "SET a v EX abc",
+    ]);
+    d.ss(&[
+        "SET a v EX 1.5",
+        "SET a v EX",
+        "SET a v EX 100 PX 100",
+        "SET a v EX 100 EX 100",
+        "SET a v EX 100 KEEPTTL",
+        "SET a v KEEPTTL PX 100",
+    ]);
+    d.ss(&[
+        "SET a v EX 9223372036854775807",
+        "SET a v PX 9223372036854775807",
+        "SET a v EX 9223372036854775",
+        "SET a v EX 9223372036854776",
+    ]);
+    d.ss(&[
+        "SET a v PX -9223372036854775808",
+        "SET a v EXAT 0",
+        "SET a v PXAT -1",
+        "SET a v EXAT 1",
+        "EXISTS a",
+        "SET a v PXAT 100",
+        "EXISTS a",
+    ]);
     d.c(&["SET", "a", "v", "EXAT", &fut]);
     d.ss(&["EXPIRETIME a", "TTL a"]);
     d.c(&["SET", "a", "v", "PXAT", &fut_ms]);
     d.ss(&["PEXPIRETIME a"]);
     d.c(&["SET", "a", "v", "EXAT", &fut, "PX", "100"]);
-    d.ss(&["SET a w KEEPTTL", "TTL a", "SET a w KEEPTTL GET", "SET a w KEEPTTL XX GET", "SET a w", "TTL a", "SET a w FOO", "SET a w GET GET"]);
-    d.ss(&["SET a w NX NX", "SET a w XX XX", "SET a w EX 10 EXAT 10", "SET a w ex 100000 nx", "SET a w px 100000000 xx get", "PTTL a"]);
-    d.ss(&["SET a w PXAT abc", "SET a w EXAT 9223372036854775807", "SET a w PXAT 9223372036854775807", "SET nk 1 EX 100000 NX GET", "TTL nk"]);
+    d.ss(&[
+        "SET a w KEEPTTL",
+        "TTL a",
+        "SET a w KEEPTTL GET",
+        "SET a w KEEPTTL XX GET",
+        "SET a w",
+        "TTL a",
+        "SET a w FOO",
+        "SET a w GET GET",
+    ]);
+    d.ss(&[
+        "SET a w NX NX",
+        "SET a w XX XX",
+        "SET a w EX 10 EXAT 10",
+        "SET a w ex 100000 nx",
+        "SET a w px 100000000 xx get",
+        "PTTL a",
+    ]);
+    d.ss(&[
+        "SET a w PXAT abc",
+        "SET a w EXAT 9223372036854775807",
+        "SET a w PXAT 9223372036854775807",
+        "SET nk 1 EX 100000 NX GET",
+        "TTL nk",
+    ]);
     // SETNX / SETEX / PSETEX
     d.ss(&["SETNX sn 1", "SETNX sn 2", "GET sn", "SETNX sn", "SETNX", "SETNX wl x", "SETNX sn 1 2"]);
-    d.ss(&["SETEX se 100000 v", "TTL se", "SETEX se 0 v", "SETEX se -1 v", "SETEX se abc v", "SETEX se 100", "SETEX se 9223372036854775807 v"]);
-    d.ss(&["SETEX wl 100000 x", "TYPE wl", "PSETEX pe 100000000 v", "PTTL pe", "PSETEX pe 0 v", "PSETEX pe -5 v", "PSETEX pe x v", "PSETEX pe"]);
+    d.ss(&[
+        "SETEX se 100000 v",
+        "TTL se",
+        "SETEX se 0 v",
+        "SETEX se -1 v",
+        "SETEX se abc v",
+        "SETEX se 100",
+        "SETEX se 9223372036854775807 v",
+    ]);
+    d.ss(&[
+        "SETEX wl 100000 x",
+        "TYPE wl",
+        "PSETEX pe 100000000 v",
+        "PTTL pe",
+        "PSETEX pe 0 v",
+        "PSETEX pe -5 v",
+        "PSETEX pe x v",
+        "PSETEX pe",
+    ]);
     d.ss(&["SETEX se 1.5 v", "PSETEX pe 9223372036854775807 v"]);
     make_wrongtype_keys(d);
     // GETSET / GETDEL / GETEX
-    d.ss(&["GETSET gs 1", "GETSET gs 2", "GET gs", "GETSET wl x", "GETSET gs", "GETSET", "SET gs v EX 100000", "GETSET gs w", "TTL gs"]);
+    d.ss(&[
+        "GETSET gs 1",
+        "GETSET gs 2",
+        "GET gs",
+        "GETSET wl x",
+        "GETSET gs",
+        "GETSET",
+        "SET gs v EX 100000",
+        "GETSET gs w",
+        "TTL gs",
+    ]);
     d.ss(&["GETDEL gs", "GETDEL gs", "GETDEL wl", "GETDEL", "GETDEL a b", "EXISTS gs"]);
-    d.ss(&["SET ge v", "GETEX ge", "GETEX ge EX 100000", "TTL ge", "GETEX ge PX 200000000", "PTTL ge", "GETEX ge PERSIST", "TTL ge"]);
+    d.ss(&[
+        "SET ge v",
+        "GETEX ge",
+        "GETEX ge EX 100000",
+        "TTL ge",
+        "GETEX ge PX 200000000",
+        "PTTL ge",
+        "GETEX ge PERSIST",
+        "TTL ge",
+    ]);
     d.c(&["GETEX", "ge", "EXAT", &fut]);
     d.ss(&["EXPIRETIME ge"]);
     d.c(&["GETEX", "ge", "PXAT", &fut_ms]);
-    d.ss(&["PEXPIRETIME ge", "GETEX ge EX 0", "GETEX ge EX -1", "GETEX ge EX abc", "GETEX ge EX 100 PX 100", "GETEX ge EX 100 PERSIST", "GETEX ge FOO"]);
-    d.ss(&["GETEX ge EX", "GETEX nosuch", "GETEX nosuch EX 100", "GETEX wl", "GETEX wl EX 100", "GETEX", "GETEX ge PERSIST PERSIST", "GETEX ge EXAT 1"]);
-    d.ss(&["EXISTS ge", "SET ge v", "GETEX ge PX 9223372036854775807", "GETEX ge EX 9223372036854775807", "GETEX ge ex 100000 ex 100000", "TTL ge"]);
+    d.ss(&[
+        "PEXPIRETIME ge",
+        "GETEX ge EX 0",
+        "GETEX ge EX -1",
+        "GETEX ge EX abc",
+        "GETEX ge EX 100 PX 100",
+        "GETEX ge EX 100 PERSIST",
+        "GETEX ge FOO",
+    ]);
+    d.ss(&[
+        "GETEX ge EX",
+        "GETEX nosuch",
+        "GETEX nosuch EX 100",
+        "GETEX wl",
+        "GETEX wl EX 100",
+        "GETEX",
+        "GETEX ge PERSIST PERSIST",
+        "GETEX ge EXAT 1",
+    ]);
+    d.ss(&[
+        "EXISTS ge",
+        "SET ge v",
+        "GETEX ge PX 9223372036854775807",
+        "GETEX ge EX 9223372036854775807",
+        "GETEX ge ex 100000 ex 100000",
+        "TTL ge",
+    ]);
     // MGET / MSET / MSETNX across shards
-    d.ss(&["MSET a 1 b 2 c 3 d 4", "MGET a b c d nosuch wl", "MGET", "MGET a", "MSET a", "MSET a 1 b", "MSET", "MSET wl x", "TYPE wl"]);
-    d.ss(&["MSET a 1 a 2", "GET a", "MSETNX a 1 x 2", "EXISTS x", "MSETNX x 1 y 2 k0 3 k1 4", "MGET x y k0 k1", "MSETNX x", "MSETNX x 1 y"]);
-    d.ss(&["MSETNX z 1 z 2", "GET z", "MSETNX", "MSET k2 v EX 10", "MGET k2 EX", "MSETNX wh 1 nosuch2 2", "EXISTS nosuch2"]);
+    d.ss(&[
+        "MSET a 1 b 2 c 3 d 4",
+        "MGET a b c d nosuch wl",
+        "MGET",
+        "MGET a",
+        "MSET a",
+        "MSET a 1 b",
+        "MSET",
+        "MSET wl x",
+        "TYPE wl",
+    ]);
+    d.ss(&[
+        "MSET a 1 a 2",
+        "GET a",
+        "MSETNX a 1 x 2",
+        "EXISTS x",
+        "MSETNX x 1 y 2 k0 3 k1 4",
+        "MGET x y k0 k1",
+        "MSETNX x",
+        "MSETNX x 1 y",
+    ]);
+    d.ss(&[
+        "MSETNX z 1 z 2",
+        "GET z",
+        "MSETNX",
+        "MSET k2 v EX 10",
+        "MGET k2 EX",
+        "MSETNX wh 1 nosuch2 2",
+        "EXISTS nosuch2",
+    ]);
     make_wrongtype_keys(d);
     // INCR family
-    d.ss(&["INCR i", "INCR i", "DECR i", "INCRBY i 10", "DECRBY i 5", "INCRBY i -3", "DECRBY i -3", "GET i", "INCR wl", "INCR"]);
-    d.ss(&["SET i 9223372036854775806", "INCR i", "INCR i", "GET i", "SET i -9223372036854775807", "DECR i", "DECR i", "DECRBY i 1"]);
-    d.ss(&["SET i 0", "DECRBY i -9223372036854775808", "INCRBY i 9223372036854775807", "INCRBY i 9223372036854775808", "INCRBY i abc", "INCRBY i 1.5"]);
-    d.ss(&["INCRBY i", "INCRBY i ''", "DECRBY i -9223372036854775807", "SET i abc", "INCR i", "SET i 1.5", "INCR i", "SET i ' 1'", "INCR i"]);
-    d.ss(&["SET i 1 ", "SET i 007", "INCR i", "SET i +1", "INCR i", "SET i -0", "INCR i", "SET i 0x10", "INCR i", "SET i 1e3", "INCR i"]);
+    d.ss(&[
+        "INCR i",
+        "INCR i",
+        "DECR i",
+        "INCRBY i 10",
+        "DECRBY i 5",
+        "INCRBY i -3",
+        "DECRBY i -3",
+        "GET i",
+        "INCR wl",
+        "INCR",
+    ]);
+    d.ss(&[
+        "SET i 9223372036854775806",
+        "INCR i",
+        "INCR i",
+        "GET i",
+        "SET i -9223372036854775807",
+        "DECR i",
+        "DECR i",
+        "DECRBY i 1",
+    ]);
+    d.ss(&[
+        "SET i 0",
+        "DECRBY i -9223372036854775808",
+        "INCRBY i 9223372036854775807",
+        "INCRBY i 9223372036854775808",
+        "INCRBY i abc",
+        "INCRBY i 1.5",
+    ]);
+    d.ss(&[
+        "INCRBY i",
+        "INCRBY i ''",
+        "DECRBY i -9223372036854775807",
+        "SET i abc",
+        "INCR i",
+        "SET i 1.5",
+        "INCR i",
+        "SET i ' 1'",
+        "INCR i",
+    ]);
+    d.ss(&[
+        "SET i 1 ",
+        "SET i 007",
+        "INCR i",
+        "SET i +1",
+        "INCR i",
+        "SET i -0",
+        "INCR i",
+        "SET i 0x10",
+        "INCR i",
+        "SET i 1e3",
+        "INCR i",
+    ]);
     d.c(&["SET", "i", " 1"]);
     d.s("INCR i");
     d.c(&["SET", "i", "1 "]);
@@ -1121,46 +1834,245 @@ fn script_strings(d: &mut Diff) {
     d.c(&["SET", "i", ""]);
     d.s("INCR i");
     d.c(&["SET", "i", "18446744073709551616"]);
-    d.ss(&["INCR i", "SET i 12345", "INCRBY i 0", "OBJECT ENCODING i", "DECR wl", "DECRBY wl 1", "INCRBY wl 1", "DECRBY", "INCR a b"]);
+    d.ss(&[
+        "INCR i",
+        "SET i 12345",
+        "INCRBY i 0",
+        "OBJECT ENCODING i",
+        "DECR wl",
+        "DECRBY wl 1",
+        "INCRBY wl 1",
+        "DECRBY",
+        "INCR a b",
+    ]);
     // INCRBYFLOAT
-    d.ss(&["SET f 0.1", "INCRBYFLOAT f 0.2", "GET f", "INCRBYFLOAT f 1e3", "INCRBYFLOAT f -1.5e-3", "INCRBYFLOAT f 1.7976931348623157e308"]);
-    d.ss(&["INCRBYFLOAT f inf", "INCRBYFLOAT f -inf", "INCRBYFLOAT f nan", "INCRBYFLOAT f abc", "INCRBYFLOAT f", "INCRBYFLOAT nf 3", "GET nf"]);
-    d.ss(&["INCRBYFLOAT nf 0", "INCRBYFLOAT nf 1.0", "INCRBYFLOAT nf 5e-324", "GET nf", "SET nf 1e308", "INCRBYFLOAT nf 1e308", "GET nf"]);
-    d.ss(&["SET nf 10.50", "INCRBYFLOAT nf 0.1", "SET nf 3", "INCRBYFLOAT nf 1.5", "INCRBYFLOAT nf -4.5", "INCRBYFLOAT nf 0x10"]);
-    d.ss(&["SET nf abc", "INCRBYFLOAT nf 1", "INCRBYFLOAT wl 1", "SET nf 1", "INCRBYFLOAT nf 1e-20", "INCRBYFLOAT nf 123456789012345678901234567890"]);
-    d.ss(&["SET nf 5.0e3", "INCRBYFLOAT nf 1", "INCRBYFLOAT nf ''", "INCRBYFLOAT nf ' 1'", "INCRBYFLOAT nf 1.", "INCRBYFLOAT nf .5", "INCRBYFLOAT nf -.5e1"]);
+    d.ss(&[
+        "SET f 0.1",
+        "INCRBYFLOAT f 0.2",
+        "GET f",
+        "INCRBYFLOAT f 1e3",
+        "INCRBYFLOAT f -1.5e-3",
+        "INCRBYFLOAT f 1.7976931348623157e308",
+    ]);
+    d.ss(&[
+        "INCRBYFLOAT f inf",
+        "INCRBYFLOAT f -inf",
+        "INCRBYFLOAT f nan",
+        "INCRBYFLOAT f abc",
+        "INCRBYFLOAT f",
+        "INCRBYFLOAT nf 3",
+        "GET nf",
+    ]);
+    d.ss(&[
+        "INCRBYFLOAT nf 0",
+        "INCRBYFLOAT nf 1.0",
+        "INCRBYFLOAT nf 5e-324",
+        "GET nf",
+        "SET nf 1e308",
+        "INCRBYFLOAT nf 1e308",
+        "GET nf",
+    ]);
+    d.ss(&[
+        "SET nf 10.50",
+        "INCRBYFLOAT nf 0.1",
+        "SET nf 3",
+        "INCRBYFLOAT nf 1.5",
+        "INCRBYFLOAT nf -4.5",
+        "INCRBYFLOAT nf 0x10",
+    ]);
+    d.ss(&[
+        "SET nf abc",
+        "INCRBYFLOAT nf 1",
+        "INCRBYFLOAT wl 1",
+        "SET nf 1",
+        "INCRBYFLOAT nf 1e-20",
+        "INCRBYFLOAT nf 123456789012345678901234567890",
+    ]);
+    d.ss(&[
+        "SET nf 5.0e3",
+        "INCRBYFLOAT nf 1",
+        "INCRBYFLOAT nf ''",
+        "INCRBYFLOAT nf ' 1'",
+        "INCRBYFLOAT nf 1.",
+        "INCRBYFLOAT nf .5",
+        "INCRBYFLOAT nf -.5e1",
+    ]);
     d.c(&["INCRBYFLOAT", "nf", " 1"]);
     d.c(&["INCRBYFLOAT", "nf", "1 "]);
-    d.ss(&["INCRBYFLOAT nf +1", "INCRBYFLOAT nf 1E2", "INCRBYFLOAT nf infinity", "GET nf", "INCRBYFLOAT", "SET nf 0", "INCRBYFLOAT nf -0.0"]);
+    d.ss(&[
+        "INCRBYFLOAT nf +1",
+        "INCRBYFLOAT nf 1E2",
+        "INCRBYFLOAT nf infinity",
+        "GET nf",
+        "INCRBYFLOAT",
+        "SET nf 0",
+        "INCRBYFLOAT nf -0.0",
+    ]);
     // APPEND / STRLEN
-    d.ss(&["APPEND ap hello", "APPEND ap ' world'", "GET ap", "STRLEN ap", "STRLEN nosuch", "STRLEN wl", "APPEND wl x", "APPEND", "APPEND ap", "STRLEN"]);
-    d.ss(&["SET ap 123", "APPEND ap 4", "GET ap", "OBJECT ENCODING ap", "STRLEN ap", "SET ap 12345", "STRLEN ap", "APPEND ap ''", "APPEND new ''", "EXISTS new"]);
+    d.ss(&[
+        "APPEND ap hello",
+        "APPEND ap ' world'",
+        "GET ap",
+        "STRLEN ap",
+        "STRLEN nosuch",
+        "STRLEN wl",
+        "APPEND wl x",
+        "APPEND",
+        "APPEND ap",
+        "STRLEN",
+    ]);
+    d.ss(&[
+        "SET ap 123",
+        "APPEND ap 4",
+        "GET ap",
+        "OBJECT ENCODING ap",
+        "STRLEN ap",
+        "SET ap 12345",
+        "STRLEN ap",
+        "APPEND ap ''",
+        "APPEND new ''",
+        "EXISTS new",
+    ]);
     // GETRANGE / SUBSTR
     d.s("SET gr 'This is a string'");
-    for (s, e) in [("0", "3"), ("-3", "-1"), ("0", "-1"), ("10", "100"), ("5", "3"), ("-100", "5"), ("100", "200"), ("-1", "-5"), ("0", "0"), ("-1", "-1")] {
+    for (s, e) in [
+        ("0", "3"),
+        ("-3", "-1"),
+        ("0", "-1"),
+        ("10", "100"),
+        ("5", "3"),
+        ("-100", "5"),
+        ("100", "200"),
+        ("-1", "-5"),
+        ("0", "0"),
+        ("-1", "-1"),
+    ] {
         d.c(&["GETRANGE", "gr", s, e]);
         d.c(&["SUBSTR", "gr", s, e]);
     }
-    d.ss(&["GETRANGE gr 0 9223372036854775807", "GETRANGE gr -9223372036854775808 9223372036854775807", "GETRANGE gr a 1", "GETRANGE gr 0"]);
-    d.ss(&["GETRANGE nosuch 0 -1", "GETRANGE wl 0 1", "SUBSTR wl 0 1", "GETRANGE gr 0 1 2", "SET gr ''", "GETRANGE gr 0 -1", "GETRANGE gr -1 0"]);
-    d.ss(&["SET gr 1234", "GETRANGE gr 1 2", "SUBSTR gr 0 -2", "GETRANGE gr 9223372036854775807 9223372036854775807", "GETRANGE gr 1.5 2"]);
+    d.ss(&[
+        "GETRANGE gr 0 9223372036854775807",
+        "GETRANGE gr -9223372036854775808 9223372036854775807",
+        "GETRANGE gr a 1",
+        "GETRANGE gr 0",
+    ]);
+    d.ss(&[
+        "GETRANGE nosuch 0 -1",
+        "GETRANGE wl 0 1",
+        "SUBSTR wl 0 1",
+        "GETRANGE gr 0 1 2",
+        "SET gr ''",
+        "GETRANGE gr 0 -1",
+        "GETRANGE gr -1 0",
+    ]);
+    d.ss(&[
+        "SET gr 1234",
+        "GETRANGE gr 1 2",
+        "SUBSTR gr 0 -2",
+        "GETRANGE gr 9223372036854775807 9223372036854775807",
+        "GETRANGE gr 1.5 2",
+    ]);
     // SETRANGE
-    d.ss(&["SET sr hello", "SETRANGE sr 1 ipp", "GET sr", "SETRANGE sr 10 x", "GET sr", "STRLEN sr", "SETRANGE sr -1 x", "SETRANGE sr abc x"]);
-    d.ss(&["SETRANGE sr 536870911 x", "SETRANGE sr 536870912 x", "SETRANGE sr 536870912 ''", "SETRANGE nosuch 5 ''", "EXISTS nosuch"]);
-    d.ss(&["SETRANGE nsr 3 abc", "GET nsr", "SETRANGE nsr 0 ''", "SETRANGE wl 0 x", "SETRANGE sr 0", "SETRANGE", "SETRANGE sr 9223372036854775807 x"]);
-    d.ss(&["SET sr 12", "SETRANGE sr 0 3", "GET sr", "OBJECT ENCODING sr", "SETRANGE sr 1 ''", "SETRANGE sr 1.5 x"]);
+    d.ss(&[
+        "SET sr hello",
+        "SETRANGE sr 1 ipp",
+        "GET sr",
+        "SETRANGE sr 10 x",
+        "GET sr",
+        "STRLEN sr",
+        "SETRANGE sr -1 x",
+        "SETRANGE sr abc x",
+    ]);
+    d.ss(&[
+        "SETRANGE sr 536870911 x",
+        "SETRANGE sr 536870912 x",
+        "SETRANGE sr 536870912 ''",
+        "SETRANGE nosuch 5 ''",
+        "EXISTS nosuch",
+    ]);
+    d.ss(&[
+        "SETRANGE nsr 3 abc",
+        "GET nsr",
+        "SETRANGE nsr 0 ''",
+        "SETRANGE wl 0 x",
+        "SETRANGE sr 0",
+        "SETRANGE",
+        "SETRANGE sr 9223372036854775807 x",
+    ]);
+    d.ss(&[
+        "SET sr 12",
+        "SETRANGE sr 0 3",
+        "GET sr",
+        "OBJECT ENCODING sr",
+        "SETRANGE sr 1 ''",
+        "SETRANGE sr 1.5 x",
+    ]);
     // LCS (keys on different shards)
-    d.ss(&["MSET a ohmytext b mynewtext", "LCS a b", "LCS a b LEN", "LCS a b IDX", "LCS a b IDX MINMATCHLEN 4", "LCS a b IDX WITHMATCHLEN"]);
-    d.ss(&["LCS a b IDX MINMATCHLEN 2 WITHMATCHLEN", "LCS a b LEN IDX", "LCS a b MINMATCHLEN -1", "LCS a b MINMATCHLEN abc", "LCS a b FOO", "LCS a b IDX LEN"]);
-    d.ss(&["LCS a nosuch", "LCS nosuch nosuch2", "LCS nosuch nosuch2 IDX", "LCS a wl", "LCS wl a", "LCS a", "LCS", "LCS a b MINMATCHLEN", "LCS a a"]);
-    d.ss(&["LCS a b WITHMATCHLEN", "LCS a b LEN MINMATCHLEN 3", "LCS a b idx minmatchlen 0 withmatchlen", "MSET c '' d abc", "LCS c d IDX", "LCS d c LEN"]);
-    d.ss(&["MSET k0 ABCBDAB k1 BDCABA", "LCS k0 k1", "LCS k0 k1 IDX WITHMATCHLEN", "LCS k1 k0 IDX", "LCS k0 k1 MINMATCHLEN 9223372036854775807 IDX"]);
+    d.ss(&[
+        "MSET a ohmytext b mynewtext",
+        "LCS a b",
+        "LCS a b LEN",
+        "LCS a b IDX",
+        "LCS a b IDX MINMATCHLEN 4",
+        "LCS a b IDX WITHMATCHLEN",
+    ]);
+    d.ss(&[
+        "LCS a b IDX MINMATCHLEN 2 WITHMATCHLEN",
+        "LCS a b LEN IDX",
+        "LCS a b MINMATCHLEN -1",
+        "LCS a b MINMATCHLEN abc",
+        "LCS a b FOO",
+        "LCS a b IDX LEN",
+    ]);
+    d.ss(&[
+        "LCS a nosuch",
+        "LCS nosuch nosuch2",
+        "LCS nosuch nosuch2 IDX",
+        "LCS a wl",
+        "LCS wl a",
+        "LCS a",
+        "LCS",
+        "LCS a b MINMATCHLEN",
+        "LCS a a",
+    ]);
+    d.ss(&[
+        "LCS a b WITHMATCHLEN",
+        "LCS a b LEN MINMATCHLEN 3",
+        "LCS a b idx minmatchlen 0 withmatchlen",
+        "MSET c '' d abc",
+        "LCS c d IDX",
+        "LCS d c LEN",
+    ]);
+    d.ss(&[
+        "MSET k0 ABCBDAB k1 BDCABA",
+        "LCS k0 k1",
+        "LCS k0 k1 IDX WITHMATCHLEN",
+        "LCS k1 k0 IDX",
+        "LCS k0 k1 MINMATCHLEN 9223372036854775807 IDX",
+    ]);
     d.s("DBSIZE");
 }
 
 #[test]
 fn scripted_connection() {
     run_scripted("connection", script_connection);
+}
+
+#[test]
+fn scripted_client() {
+    run_scripted("client", script_client);
+}
+
+#[test]
+fn scripted_server() {
+    run_scripted("server", script_server);
+}
+
+/// MONITOR, COMMAND INFO/DOCS/GETKEYS, unknown commands, inline commands,
+/// odd arguments, QUIT.
+#[test]
+fn scripted_misc() {
+    run_scripted("misc", script_misc);
 }
 
 #[test]
@@ -1212,17 +2124,88 @@ struct Gen {
 
 const RKEYS: &[&str] = &["a", "b", "c", "d", "k0", "k1", "k2", "k3"];
 const RVALUES: &[&str] = &[
-    "", "0", "1", "-1", "42", "9223372036854775807", "-9223372036854775808", "3.14", "1e3", "abc", "hello world", "  1", "1 ", "0x10",
-    "+1", "007", "inf", "-inf", "nan", "9223372036854775806", "-9223372036854775807", "10.5", "0.1", "mynewtext", "ohmytext", "\x00\u{ff}\r\n",
+    "",
+    "0",
+    "1",
+    "-1",
+    "42",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "3.14",
+    "1e3",
+    "abc",
+    "hello world",
+    "  1",
+    "1 ",
+    "0x10",
+    "+1",
+    "007",
+    "inf",
+    "-inf",
+    "nan",
+    "9223372036854775806",
+    "-9223372036854775807",
+    "10.5",
+    "0.1",
+    "mynewtext",
+    "ohmytext",
+    "\x00\u{ff}\r\n",
 ];
 const RINTS: &[&str] = &[
-    "1", "-1", "0", "100", "-100", "9223372036854775807", "-9223372036854775808", "9223372036854775808", "abc", "1.5", "", " 1", "+5", "007",
+    "1",
+    "-1",
+    "0",
+    "100",
+    "-100",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "abc",
+    "1.5",
+    "",
+    " 1",
+    "+5",
+    "007",
 ];
 const RFLOATS: &[&str] = &[
-    "0.1", "0.2", "-0.3", "1e10", "1.5e-5", "inf", "-inf", "nan", "abc", "1e308", "5e-324", "3", "0", "1.7976931348623157e308", " 1", "-1e308",
-    "2.5", "1e-17", "100000000000000000000", ".5", "1.", "",
+    "0.1",
+    "0.2",
+    "-0.3",
+    "1e10",
+    "1.5e-5",
+    "inf",
+    "-inf",
+    "nan",
+    "abc",
+    "1e308",
+    "5e-324",
+    "3",
+    "0",
+    "1.7976931348623157e308",
+    " 1",
+    "-1e308",
+    "2.5",
+    "1e-17",
+    "100000000000000000000",
+    ".5",
+    "1.",
+    "",
 ];
-const ROFFSETS: &[&str] = &["0", "1", "2", "5", "-1", "-2", "-100", "100", "1000", "9223372036854775807", "-9223372036854775808", "abc", "3"];
+const ROFFSETS: &[&str] = &[
+    "0",
+    "1",
+    "2",
+    "5",
+    "-1",
+    "-2",
+    "-100",
+    "100",
+    "1000",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "abc",
+    "3",
+];
 
 impl Gen {
     /// A fresh relative TTL multiple of 1000 s (distinct values are >= 1000 s
@@ -1298,7 +2281,11 @@ impl Gen {
         let t = if self.rng.chance(12) {
             // never a small positive relative TTL: it would expire during the run
             let past_ok = cmd.ends_with("AT");
-            let pool: &[&str] = if past_ok { &["0", "-1", "abc", "9223372036854775807", "1", "100", ""] } else { &["0", "-1", "abc", "9223372036854775807", "-9223372036854775808", "1.5", ""] };
+            let pool: &[&str] = if past_ok {
+                &["0", "-1", "abc", "9223372036854775807", "1", "100", ""]
+            } else {
+                &["0", "-1", "abc", "9223372036854775807", "-9223372036854775808", "1.5", ""]
+            };
             self.rng.pick(pool).to_string()
         } else {
             t
@@ -1339,12 +2326,20 @@ impl Gen {
             8 => vec![s("SETNX"), self.key(), self.value()],
             9 => {
                 let k = self.fresh_k();
-                let t = if self.rng.chance(15) { s(self.rng.pick(&["0", "-1", "abc"])) } else { (k * 1000).to_string() };
+                let t = if self.rng.chance(15) {
+                    s(self.rng.pick(&["0", "-1", "abc"]))
+                } else {
+                    (k * 1000).to_string()
+                };
                 vec![s("SETEX"), self.key(), t, self.value()]
             }
             10 => {
                 let k = self.fresh_k();
-                let t = if self.rng.chance(15) { s(self.rng.pick(&["0", "-1", "abc"])) } else { (k * 1_000_000).to_string() };
+                let t = if self.rng.chance(15) {
+                    s(self.rng.pick(&["0", "-1", "abc"]))
+                } else {
+                    (k * 1_000_000).to_string()
+                };
                 vec![s("PSETEX"), self.key(), t, self.value()]
             }
             11 => vec![s("GETSET"), self.key(), self.value()],
@@ -1374,7 +2369,12 @@ impl Gen {
             21 | 22 => vec![s("INCRBYFLOAT"), self.key(), s(self.rng.pick(RFLOATS))],
             23 => vec![s("APPEND"), self.key(), self.value()],
             24 => vec![s("STRLEN"), self.key()],
-            25 => vec![s(self.rng.pick(&["GETRANGE", "SUBSTR"])), self.key(), s(self.rng.pick(ROFFSETS)), s(self.rng.pick(ROFFSETS))],
+            25 => vec![
+                s(self.rng.pick(&["GETRANGE", "SUBSTR"])),
+                self.key(),
+                s(self.rng.pick(ROFFSETS)),
+                s(self.rng.pick(ROFFSETS)),
+            ],
             26 => {
                 let off = if self.rng.chance(10) {
                     s(self.rng.pick(&["-1", "536870912", "abc", "9223372036854775807"]))
@@ -1385,7 +2385,11 @@ impl Gen {
             }
             27 => match self.rng.below(3) {
                 // LCS only on dedicated short keys (LCS is O(N*M))
-                0 => vec![s("SET"), s(self.rng.pick(&["l1", "l2"])), s(self.rng.pick(&["ohmytext", "mynewtext", "", "abcabc", "xbxcx", "ABCBDAB"]))],
+                0 => vec![
+                    s("SET"),
+                    s(self.rng.pick(&["l1", "l2"])),
+                    s(self.rng.pick(&["ohmytext", "mynewtext", "", "abcabc", "xbxcx", "ABCBDAB"])),
+                ],
                 _ => {
                     let mut v = vec![s("LCS"), s(self.rng.pick(&["l1", "l2", "nx", "wl"])), s(self.rng.pick(&["l1", "l2", "nx"]))];
                     for _ in 0..self.rng.below(3) {
@@ -1448,8 +2452,16 @@ impl Gen {
             41 => vec![s("OBJECT"), s(self.rng.pick(&["ENCODING", "ENCODING", "REFCOUNT", "FREQ"])), self.key()],
             42 => vec![s("RPUSH"), s("wl"), self.value()],
             43 => vec![s("ECHO"), self.value()],
-            44 => vec![s(self.rng.pick(&["GET", "SET", "MGET", "INCRBY", "EXPIRE", "GETRANGE", "COPY", "LCS", "OBJECT", "TTL"]))],
-            45 => vec![s("SET"), self.key(), self.value(), s(self.rng.pick(&["KEEPTTL", "GET", "XX", "NX"])), s(self.rng.pick(&["GET", "XX", "EX"]))],
+            44 => vec![s(self
+                .rng
+                .pick(&["GET", "SET", "MGET", "INCRBY", "EXPIRE", "GETRANGE", "COPY", "LCS", "OBJECT", "TTL"]))],
+            45 => vec![
+                s("SET"),
+                self.key(),
+                self.value(),
+                s(self.rng.pick(&["KEEPTTL", "GET", "XX", "NX"])),
+                s(self.rng.pick(&["GET", "XX", "EX"])),
+            ],
             46 => vec![s("INCRBY"), self.key(), self.rng.below(100).to_string()],
             _ => vec![s("SET"), self.key(), self.rng.below(20_000).to_string()],
         };
@@ -1480,7 +2492,11 @@ fn random_commands() {
     eprintln!("differential[random]: seed {seed} (override with TESSERA_DIFF_SEED)");
     let mut d = Diff::new("random");
     d.seed = Some(seed);
-    let mut g = Gen { rng: Rng(seed), now_s: d.now_s, used_k: BTreeSet::new() };
+    let mut g = Gen {
+        rng: Rng(seed),
+        now_s: d.now_s,
+        used_k: BTreeSet::new(),
+    };
     let n = random_count();
     let started = std::time::Instant::now();
     for proto in [2, 3] {

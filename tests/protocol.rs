@@ -11,6 +11,9 @@ mod common;
 use common::*;
 use std::time::Duration;
 
+/// What a connection received: (bytes, closed by the server).
+type Observed = (Vec<u8>, bool);
+
 /// How long to wait for more data on connections the server keeps open.
 const QUIET: Duration = Duration::from_millis(1200);
 
@@ -51,7 +54,7 @@ fn show(r: &(Vec<u8>, bool)) -> String {
 /// own connections, so cases must not depend on each other's keys); collect
 /// the mismatches.
 fn compare_cases(tport: u16, rport: u16, cases: &[(&str, Vec<u8>)]) -> Vec<String> {
-    let results: Vec<((Vec<u8>, bool), (Vec<u8>, bool))> = std::thread::scope(|s| {
+    let results: Vec<(Observed, Observed)> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .iter()
             .map(|(_, data)| (s.spawn(move || observe(tport, data)), s.spawn(move || observe(rport, data))))
@@ -62,7 +65,12 @@ fn compare_cases(tport: u16, rport: u16, cases: &[(&str, Vec<u8>)]) -> Vec<Strin
     for ((name, data), (t, r)) in cases.iter().zip(results) {
         let (tn, rn) = ((normalize_stream(&t.0), t.1), (normalize_stream(&r.0), r.1));
         if tn != rn {
-            failures.push(format!("case {name}: sent {}\n    redis:   {}\n    tessera: {}", escape(data), show(&r), show(&t)));
+            failures.push(format!(
+                "case {name}: sent {}\n    redis:   {}\n    tessera: {}",
+                escape(data),
+                show(&r),
+                show(&t)
+            ));
         }
     }
     failures
@@ -169,7 +177,10 @@ fn auth_and_unauthenticated_limits_match_redis() {
         ("AUTH default ok", b("AUTH default secret\r\nGET y\r\n")),
         ("after AUTH big multibulk is fine", format!("{auth}*11\r\n").into_bytes()),
         ("after AUTH big bulk is fine", format!("{auth}*1\r\n$16385\r\n").into_bytes()),
-        ("after AUTH 11 args", format!("{auth}MSET a 1 b 2 c 3 d 4 e 5\r\nMGET a b c d e\r\n").into_bytes()),
+        (
+            "after AUTH 11 args",
+            format!("{auth}MSET a 1 b 2 c 3 d 4 e 5\r\nMGET a b c d e\r\n").into_bytes(),
+        ),
         ("HELLO 3 before AUTH", b("HELLO 3\r\n")),
         ("HELLO without args before AUTH", b("HELLO\r\n")),
         ("HELLO 3 AUTH wrong", b("HELLO 3 AUTH default wrong\r\n")),
@@ -364,7 +375,10 @@ fn inline_commands_match_redis() {
         ("inline wrong arity", b("GET\r\n")),
         ("inline with trailing spaces", b("PING   \r\n")),
         ("only spaces", b("   \r\nPING\r\n")),
-        ("mixed multibulk and inline", b("*1\r\n$4\r\nPING\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\nECHO y\r\n")),
+        (
+            "mixed multibulk and inline",
+            b("*1\r\n$4\r\nPING\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\nECHO y\r\n"),
+        ),
         ("lowercase command", b("ping\r\n")),
         ("CR only is part of the line", b("PING\rPING\r\n")),
     ];

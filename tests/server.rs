@@ -61,10 +61,15 @@ fn sigterm_exits_zero_promptly() {
     assert_eq!(busy.cmd(&["SET", "a", "1"]), b"+OK\r\n");
     let t0 = Instant::now();
     s.signal(libc::SIGTERM);
-    let st = s.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("did not exit within 5 s of SIGTERM\n{}", s.log_tail(50)));
+    let st = s
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("did not exit within 5 s of SIGTERM\n{}", s.log_tail(50)));
     assert_eq!(st.code(), Some(0), "exit status after SIGTERM: {st:?}\n{}", s.log_tail(50));
     eprintln!("SIGTERM -> exit 0 in {:?}", t0.elapsed());
-    assert!(idle.closed_within(Duration::from_secs(2)), "client connection still open after the server exited");
+    assert!(
+        idle.closed_within(Duration::from_secs(2)),
+        "client connection still open after the server exited"
+    );
 }
 
 fn shutdown_case(args: &[&str]) {
@@ -89,7 +94,9 @@ fn shutdown_case(args: &[&str]) {
         (escape(&rres.0), rres.1),
         "{args:?}: (bytes received, connection closed) differ from Redis"
     );
-    let st = s.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| panic!("{args:?}: process still running 5 s later\n{}", s.log_tail(50)));
+    let st = s
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("{args:?}: process still running 5 s later\n{}", s.log_tail(50)));
     assert_eq!(st.code(), Some(0), "{args:?}: exit status {st:?}\n{}", s.log_tail(50));
     for b in bystanders.iter_mut() {
         assert!(b.closed_within(Duration::from_secs(2)), "other connections must be closed too");
@@ -133,9 +140,15 @@ fn expect_config_error(args: &[&str]) {
 /// errors, e.g. a missing config file, to stdout; then either will do).
 fn expect_config_error_on(args: &[&str], stderr_only: bool) {
     let out = run_tessera_to_exit(args, Duration::from_secs(10));
-    let st = out.status.unwrap_or_else(|| panic!("{args:?}: still running after 10 s (killed); stderr: {}", out.stderr));
+    let st = out
+        .status
+        .unwrap_or_else(|| panic!("{args:?}: still running after 10 s (killed); stderr: {}", out.stderr));
     assert!(!st.success(), "{args:?} must exit non-zero, got {st:?}");
-    let msg = if stderr_only { out.stderr.clone() } else { format!("{}{}", out.stderr, out.stdout) };
+    let msg = if stderr_only {
+        out.stderr.clone()
+    } else {
+        format!("{}{}", out.stderr, out.stdout)
+    };
     assert!(!msg.trim().is_empty(), "{args:?}: expected a message on stderr (stdout was {:?})", out.stdout);
     eprintln!("{args:?} -> {st:?}, stderr: {}", out.stderr.trim());
 }
@@ -166,7 +179,11 @@ fn config_file_with_quotes_and_include() {
         ),
     )
     .unwrap();
-    let opts = StartOpts { config_file: Some(&main), password: Some("pass word"), ..Default::default() };
+    let opts = StartOpts {
+        config_file: Some(&main),
+        password: Some("pass word"),
+        ..Default::default()
+    };
     let s = TesseraServer::start_opts(2, opts.clone());
     let r = RedisServer::start_opts(opts);
     let mut tc = s.client(); // AUTH "pass word" succeeded
@@ -253,7 +270,10 @@ fn debug_sleep_stalls_every_shard() {
     for (i, o) in others.iter_mut().enumerate() {
         assert_eq!(o.read_reply_raw(), b"+PONG\r\n");
         let e = t0.elapsed();
-        assert!(e >= Duration::from_millis(250), "connection #{i} was answered {e:?} after DEBUG SLEEP 0.3 started: not stalled");
+        assert!(
+            e >= Duration::from_millis(250),
+            "connection #{i} was answered {e:?} after DEBUG SLEEP 0.3 started: not stalled"
+        );
     }
     assert_eq!(sleeper.read_reply_raw(), b"+OK\r\n");
     assert!(t0.elapsed() >= Duration::from_millis(300));
@@ -281,7 +301,11 @@ fn idle_timeout_closes_idle_clients() {
     }
     for (i, c) in idle.iter_mut().enumerate() {
         let (bytes, closed) = c.read_until_close(Duration::from_millis(3000));
-        assert!(closed, "idle connection #{i} still open {:?} after its last command with timeout 1", t0.elapsed());
+        assert!(
+            closed,
+            "idle connection #{i} still open {:?} after its last command with timeout 1",
+            t0.elapsed()
+        );
         assert!(bytes.is_empty(), "nothing is sent when closing idle clients, got {}", escape(&bytes));
     }
     assert!(t0.elapsed() >= Duration::from_millis(900));
@@ -298,7 +322,10 @@ fn client_kill_id_across_shards() {
     let s = TesseraServer::start(2, &[]);
     let mut admin = s.client();
     let mut victims: Vec<Client> = (0..8).map(|_| s.client()).collect();
-    let ids: Vec<String> = victims.iter_mut().map(|c| c.cmd_value(&["CLIENT", "ID"]).as_int().unwrap().to_string()).collect();
+    let ids: Vec<String> = victims
+        .iter_mut()
+        .map(|c| c.cmd_value(&["CLIENT", "ID"]).as_int().unwrap().to_string())
+        .collect();
     let mut uniq = ids.clone();
     uniq.sort();
     uniq.dedup();
@@ -352,5 +379,10 @@ fn redis_cli_works() {
         child.stdin.take().unwrap().write_all(b"ping\nget foo\n").unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "PONG\nbar baz\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "PONG\nbar baz\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -95,6 +95,9 @@ pub struct Args {
     /// How long to wait for outstanding replies once the run is over.
     #[arg(long, default_value = "5s")]
     pub drain_timeout: String,
+    /// Drop (and reconnect) a connection that has waited this long for a reply.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
     /// Random seed (default: derived from the clock).
     #[arg(long)]
     pub seed: Option<u64>,

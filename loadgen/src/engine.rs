@@ -60,6 +60,8 @@ pub struct RunSpec {
     pub progress: bool,
     pub seed: u64,
     pub drain_timeout_ns: u64,
+    /// A connection with requests outstanding that receives nothing for this long is dropped.
+    pub reply_timeout_ns: u64,
 }
 
 #[repr(align(128))]
@@ -150,6 +152,8 @@ struct Conn {
     backlog_j: u64,
     backlog_n: u64,
     reconnect_at: u64,
+    /// Last time bytes arrived (or the first request went out on an idle connection).
+    last_rx: u64,
     failures: u32,
     dead: bool,
     // --verify state (this connection owns keys k with k % total_conns == gidx).
@@ -568,6 +572,7 @@ impl<'a> Worker<'a> {
                 backlog_j: 0,
                 backlog_n: 0,
                 reconnect_at: 0,
+                last_rx: 0,
                 failures: 0,
                 dead: false,
                 vmap: HashMap::new(),
@@ -621,6 +626,8 @@ impl<'a> Worker<'a> {
         let n = self.conns.len();
         let progress = self.st.progress.is_some();
         let mut next_tick = now_ns() + NS;
+        let housekeeping = (self.spec.reply_timeout_ns / 4).clamp(1_000_000, NS / 4);
+        let mut next_check = now_ns() + housekeeping;
         // Kick off every connection.
         let now = now_ns();
         for i in 0..n {
@@ -672,6 +679,10 @@ impl<'a> Worker<'a> {
             if self.disconnected > 0 {
                 self.reconnect_due(&ph, now);
             }
+            if now >= next_check {
+                self.check_stalled(&ph, now);
+                next_check = now + housekeeping;
+            }
             if progress && now >= next_tick {
                 self.publish_progress();
                 self.merge_progress_hist();
@@ -696,6 +707,9 @@ impl<'a> Worker<'a> {
             }
             if progress {
                 dl = dl.min(next_tick);
+            }
+            if self.inflight_total > 0 {
+                dl = dl.min(next_check);
             }
             if self.disconnected > 0 {
                 for c in &self.conns {
@@ -743,7 +757,7 @@ impl<'a> Worker<'a> {
                 if ok && flags & libc::EPOLLOUT as u32 != 0 {
                     ok = self.flush(i).is_ok();
                     if !ok {
-                        self.conn_failed(i, &ph, now_ns());
+                        self.conn_failed(i, &ph, now_ns(), b"connection");
                     }
                 }
                 if ok {
@@ -842,7 +856,7 @@ impl<'a> Worker<'a> {
         }
         if issued || self.conns[i].wpos < self.conns[i].wbuf.len() {
             if self.flush(i).is_err() {
-                self.conn_failed(i, ph, now_ns());
+                self.conn_failed(i, ph, now_ns(), b"connection");
             }
         }
     }
@@ -889,6 +903,9 @@ impl<'a> Worker<'a> {
                 }
             }
             encode(tmpl, &mut c.wbuf, &c.keybuf, &[]);
+        }
+        if c.inflight.is_empty() {
+            c.last_rx = now_ns();
         }
         c.inflight.push_back(p);
         self.inflight_total += 1;
@@ -949,24 +966,25 @@ impl<'a> Worker<'a> {
             let res = s.read(&mut c.rbuf[c.rend..]);
             let n = match res {
                 Ok(0) => {
-                    self.conn_failed(i, ph, now_ns());
+                    self.conn_failed(i, ph, now_ns(), b"connection");
                     return Err(());
                 }
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    self.conn_failed(i, ph, now_ns());
+                    self.conn_failed(i, ph, now_ns(), b"connection");
                     return Err(());
                 }
             };
             c.rend += n;
             let now = now_ns();
+            c.last_rx = now;
             match self.process_replies(i, now) {
                 Ok(()) => {}
                 Err(ConnErr::Protocol) => {
                     self.st.add_error(b"protocol", 1);
-                    self.conn_failed(i, ph, now);
+                    self.conn_failed(i, ph, now, b"connection");
                     return Err(());
                 }
             }
@@ -1068,7 +1086,7 @@ impl<'a> Worker<'a> {
     }
 
     /// Socket error, EOF or protocol error: drop the connection, count what was lost.
-    fn conn_failed(&mut self, i: usize, ph: &Phase, now: u64) {
+    fn conn_failed(&mut self, i: usize, ph: &Phase, now: u64, kind: &[u8]) {
         let verify = self.spec.verify;
         let c = &mut self.conns[i];
         if c.stream.is_none() {
@@ -1097,7 +1115,18 @@ impl<'a> Worker<'a> {
         if ph.kind == PhaseKind::Preload {
             self.st.preload_errors += preload_lost.max(1);
         } else {
-            self.st.add_error(b"connection", lost.max(1));
+            self.st.add_error(kind, lost.max(1));
+        }
+    }
+
+    /// Drop connections that have waited too long for a reply.
+    fn check_stalled(&mut self, ph: &Phase, now: u64) {
+        let limit = self.spec.reply_timeout_ns;
+        for i in 0..self.conns.len() {
+            let c = &self.conns[i];
+            if c.stream.is_some() && !c.inflight.is_empty() && now.saturating_sub(c.last_rx) > limit {
+                self.conn_failed(i, ph, now, b"timeout");
+            }
         }
     }
 

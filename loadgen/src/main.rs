@@ -71,6 +71,10 @@ fn build_plan(a: &Args) -> Result<Plan, String> {
     }
     let warmup_ns = cli::parse_duration_ns(&a.warmup)?;
     let drain_timeout_ns = cli::parse_duration_ns(&a.drain_timeout)?;
+    let reply_timeout_ns = cli::parse_duration_ns(&a.timeout)?;
+    if reply_timeout_ns == 0 {
+        return Err("--timeout must be greater than zero".into());
+    }
     if let Some(r) = a.rate {
         if !(r > 0.0 && r.is_finite()) {
             return Err("--rate must be a positive number of ops/s".into());
@@ -191,6 +195,7 @@ fn build_plan(a: &Args) -> Result<Plan, String> {
         progress,
         seed,
         drain_timeout_ns,
+        reply_timeout_ns,
     };
     Ok(Plan {
         spec,

@@ -416,7 +416,6 @@ struct KillFilter {
     user: Option<String>,
     normal: Option<bool>,
     skipme: bool,
-    maxage: Option<u64>,
     me: u64,
 }
 
@@ -463,11 +462,6 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
                 } else {
                     return out.error(err::SYNTAX);
                 }
-            } else if args.is(i, "maxage") {
-                match crate::util::num::string2ll(v) {
-                    Some(x) if x >= 0 => f.maxage = Some(x as u64),
-                    _ => return out.error(err::NOT_INT),
-                }
             } else {
                 return out.error(err::SYNTAX);
             }
@@ -478,7 +472,6 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
     }
     let filt = f.clone();
     let killed: usize = runtime::broadcast(move |_s| {
-        let now = now_ms();
         let mut n = 0;
         client::for_each(|cl| {
             if filt.skipme && cl.id == filt.me {
@@ -488,7 +481,6 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
                 || filt.addr.as_ref().is_some_and(|a| *a != cl.addr)
                 || filt.laddr.as_ref().is_some_and(|a| *a != cl.laddr)
                 || filt.normal == Some(false)
-                || filt.maxage.is_some_and(|m| now.saturating_sub(cl.created_ms) / 1000 < m)
             {
                 return;
             }

@@ -238,14 +238,21 @@ fn rss_bytes() -> u64 {
 }
 
 const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster", "keyspace"];
+const ALL_SECTIONS: &[&str] =
+    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "latencystats", "cluster", "keyspace"];
 
 async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let mut want: Vec<String> = Vec::new();
     for i in 1..args.len() {
         want.push(String::from_utf8_lossy(args.get(i)).to_ascii_lowercase());
     }
-    let all = want.is_empty() || want.iter().any(|w| w == "all" || w == "everything" || w == "default");
-    let sections: Vec<&str> = DEFAULT_SECTIONS.iter().copied().filter(|s| all || want.iter().any(|w| w == s)).collect();
+    let every = want.iter().any(|w| w == "all" || w == "everything");
+    let default = want.is_empty() || want.iter().any(|w| w == "default");
+    let sections: Vec<&str> = ALL_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| every || (default && DEFAULT_SECTIONS.contains(s)) || want.iter().any(|w| w == s))
+        .collect();
     let infos = runtime::broadcast(shard_info).await;
     let text = render_info(&sections, &infos);
     out.verbatim(text.as_bytes());
@@ -346,7 +353,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "stats" => {
                 let _ = write!(
                     s,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:0\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n",
                     total.connections_received,
                     total.commands,
                     total.net_input_bytes,
@@ -354,7 +361,8 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     total.rejected_connections,
                     expired as u64,
                     total.keyspace_hits,
-                    total.keyspace_misses
+                    total.keyspace_misses,
+                    infos.iter().map(|i| i.stats.errors.values().sum::<u64>()).sum::<u64>()
                 );
             }
             "replication" => {
@@ -366,7 +374,56 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                 let _ = write!(s, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\nused_cpu_user_children:{cuser:.6}\r\n");
             }
             "modules" => s.push_str("# Modules\r\n"),
-            "errorstats" => s.push_str("# Errorstats\r\n"),
+            "errorstats" => {
+                s.push_str("# Errorstats\r\n");
+                let mut errs: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+                for i in infos {
+                    for (k, v) in &i.stats.errors {
+                        *errs.entry(k.as_str()).or_insert(0) += v;
+                    }
+                }
+                for (k, v) in errs {
+                    let _ = write!(s, "errorstat_{k}:count={v}\r\n");
+                }
+            }
+            "commandstats" | "latencystats" => {
+                s.push_str(if *sec == "commandstats" { "# Commandstats\r\n" } else { "# Latencystats\r\n" });
+                for cmd in table::table().all() {
+                    let mut tot = runtime::CmdStat::default();
+                    let mut hist = runtime::LatencyHist::default();
+                    for i in infos {
+                        if let Some(c) = i.stats.cmd.get(cmd.id) {
+                            tot.calls += c.calls;
+                            tot.usec += c.usec;
+                            tot.rejected += c.rejected;
+                            tot.failed += c.failed;
+                            if let Some(h) = &c.hist {
+                                hist.merge(h);
+                            }
+                        }
+                    }
+                    if tot.calls == 0 && tot.rejected == 0 {
+                        continue;
+                    }
+                    if *sec == "commandstats" {
+                        let per = if tot.calls > 0 { tot.usec as f64 / tot.calls as f64 } else { 0.0 };
+                        let _ = write!(
+                            s,
+                            "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+                            cmd.meta.name, tot.calls, tot.usec, per, tot.rejected, tot.failed
+                        );
+                    } else if tot.calls > 0 {
+                        let _ = write!(
+                            s,
+                            "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                            cmd.meta.name,
+                            hist.percentile_us(50.0),
+                            hist.percentile_us(99.0),
+                            hist.percentile_us(99.9)
+                        );
+                    }
+                }
+            }
             "cluster" => s.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
             "keyspace" => {
                 s.push_str("# Keyspace\r\n");
@@ -425,7 +482,7 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
 
 fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
     if args.len() % 2 != 0 {
-        return table::write_arity_error(table::table().get("config|set").expect("config|set"), out);
+        return out.error(err::SYNTAX);
     }
     let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
     let rt = runtime::rt_ref();
@@ -621,7 +678,6 @@ pub fn feed_monitors(c: &Client, args: &Args) {
     }
     line.extend_from_slice(b"\r\n");
     let targets: Vec<(usize, u64)> = MONITORS.lock().map(|m| m.clone()).unwrap_or_default();
-    let me = runtime::shard_id();
     for (shard, id) in targets {
         let l = line.clone();
         let deliver = move || {
@@ -634,11 +690,9 @@ pub fn feed_monitors(c: &Client, args: &Args) {
                 }
             })
         };
-        if shard == me {
-            deliver();
-        } else {
-            runtime::send(shard, Box::new(deliver));
-        }
+        // Always through the monitor shard's FIFO inbox, even from that shard, so lines
+        // fed by different shards keep the order in which the commands ran.
+        runtime::send(shard, Box::new(deliver));
     }
 }
 

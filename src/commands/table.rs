@@ -106,6 +106,8 @@ pub struct Command {
     pub flags: u32,
     /// Implemented subcommands of a container (sorted by name).
     pub subs: Vec<&'static Command>,
+    /// Dense index for per-shard command statistics.
+    pub id: usize,
 }
 
 impl Command {
@@ -178,7 +180,8 @@ impl Table {
     fn add(&mut self, name: &'static str, handler: Handler, cross: Cross) {
         let meta = Self::meta(name);
         let flags = flags::parse(meta.flags);
-        self.map.insert(meta.name, Command { meta, handler, cross, flags, subs: Vec::new() });
+        let id = self.map.get(meta.name).map(|c| c.id).unwrap_or(self.map.len());
+        self.map.insert(meta.name, Command { meta, handler, cross, flags, subs: Vec::new(), id });
     }
 
     pub fn keyed(&mut self, name: &'static str, f: KeyedFn) {
@@ -195,6 +198,20 @@ impl Table {
     }
     pub fn asynch(&mut self, name: &'static str, f: AsyncFn) {
         self.add(name, Handler::Async(f), Cross::None)
+    }
+
+    /// Number of entries (the size of per-command statistics tables).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every entry, subcommands included.
+    pub fn all(&self) -> impl Iterator<Item = &Command> {
+        self.map.values()
     }
 
     pub fn get(&self, full_name: &str) -> Option<&Command> {

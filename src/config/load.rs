@@ -50,8 +50,11 @@ fn fatal(err: &str) -> String {
     format!("\n*** FATAL CONFIG FILE ERROR (Redis {}) ***\n{}", REDIS_VERSION, err)
 }
 
+const MAX_INCLUDE_DEPTH: usize = 64;
+
 pub(crate) struct Loader<'a> {
     pub cfg: &'a mut Config,
+    pub include_depth: usize,
     pub save_loaded: bool,
     pub loadmodule_seen: bool,
 }
@@ -127,7 +130,14 @@ impl<'a> Loader<'a> {
                 continue;
             }
             if name == b"include" && argc == 2 {
-                self.load_server_config(Some(&argv[1]), None, None)?;
+                // Redis recurses until it crashes on an include loop; stop cleanly.
+                if self.include_depth >= MAX_INCLUDE_DEPTH {
+                    return Err(fatal_at(linenum, line, "Too many nested includes (does a file include itself?)"));
+                }
+                self.include_depth += 1;
+                let r = self.load_server_config(Some(&argv[1]), None, None);
+                self.include_depth -= 1;
+                r?;
             } else if name == b"rename-command" && argc == 3 {
                 self.cfg.rename_commands.push((argv[1].clone(), argv[2].clone()));
             } else if name == b"user" && argc >= 2 {
@@ -352,6 +362,7 @@ pub(crate) fn from_args_in(args: Vec<Vec<u8>>, cwd: &[u8], read_stdin: &mut dyn 
     let stdin_data = if from_stdin { Some(read_stdin()) } else { None };
     let mut loader = Loader {
         cfg: &mut cfg,
+        include_depth: 0,
         save_loaded: false,
         loadmodule_seen: false,
     };

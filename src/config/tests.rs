@@ -442,6 +442,11 @@ fn include_relative_recursive_and_glob() {
     let e = run(&["i.conf"], d.path(), None).unwrap_err();
     assert_eq!(e, fatal_at(3, "port abc", "argument couldn't be parsed into an integer"));
 
+    // An include loop is reported instead of overflowing the stack.
+    d.write("loop.conf", b"include loop.conf\n");
+    let e = run(&["loop.conf"], d.path(), None).unwrap_err();
+    assert_eq!(e, fatal_at(1, "include loop.conf", "Too many nested includes (does a file include itself?)"));
+
     // `dir` changes where later relative includes are looked up.
     d.write("sub/x.conf", b"timeout 42\n");
     d.write("dir.conf", b"dir sub\ninclude x.conf\n");
@@ -502,10 +507,7 @@ fn special_directives() {
     let e = run(&["--loadmodule", "/x.so"], d.path(), None).unwrap_err();
     assert!(e.contains("Can't load module from /x.so: server aborting"), "{e}");
     let e = run(&["--foo.bar", "1"], d.path(), None).unwrap_err();
-    assert_eq!(
-        e,
-        "Module Configuration detected without loadmodule directive or no ApplyConfig call: aborting"
-    );
+    assert_eq!(e, "Module Configuration detected without loadmodule directive or no ApplyConfig call: aborting");
 }
 
 /// Every startup case recorded from redis-server 7.0.15.

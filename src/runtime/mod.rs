@@ -51,6 +51,102 @@ pub struct ShardStats {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
     pub expire_cycles: u64,
+    /// Per command (indexed by `Command::id`): INFO commandstats.
+    pub cmd: Vec<CmdStat>,
+    /// Error replies by their first word: INFO errorstats.
+    pub errors: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Default, Clone, Debug)]
+pub struct CmdStat {
+    pub calls: u64,
+    pub usec: u64,
+    pub rejected: u64,
+    pub failed: u64,
+    /// Latency distribution (INFO latencystats), allocated on first use.
+    pub hist: Option<Box<LatencyHist>>,
+}
+
+impl CmdStat {
+    /// Records one execution that took `ns` nanoseconds.
+    #[inline]
+    pub fn record(&mut self, ns: u64) {
+        self.usec += ns / 1000;
+        self.hist.get_or_insert_with(|| Box::new(LatencyHist::default())).record(ns);
+    }
+}
+
+/// Log-linear histogram of nanoseconds: 16 sub-buckets per power of two
+/// (about 6 % resolution), mergeable across shards.
+#[derive(Clone, Debug)]
+pub struct LatencyHist {
+    counts: Vec<u64>,
+}
+
+impl Default for LatencyHist {
+    fn default() -> Self {
+        LatencyHist { counts: vec![0; 64 * 16] }
+    }
+}
+
+impl LatencyHist {
+    fn index(ns: u64) -> usize {
+        let v = ns.max(1);
+        let exp = 63 - v.leading_zeros() as usize;
+        let sub = if exp >= 4 { ((v >> (exp - 4)) & 15) as usize } else { ((v << (4 - exp)) & 15) as usize };
+        exp * 16 + sub
+    }
+
+    /// Upper bound (ns) of a bucket.
+    fn upper(i: usize) -> f64 {
+        let (exp, sub) = (i / 16, i % 16);
+        (2f64).powi(exp as i32) * (1.0 + (sub as f64 + 1.0) / 16.0)
+    }
+
+    pub fn record(&mut self, ns: u64) {
+        self.counts[Self::index(ns)] += 1;
+    }
+
+    pub fn merge(&mut self, o: &LatencyHist) {
+        for (a, b) in self.counts.iter_mut().zip(&o.counts) {
+            *a += b;
+        }
+    }
+
+    /// The value (µs) at percentile `p` (0–100).
+    pub fn percentile_us(&self, p: f64) -> f64 {
+        let total: u64 = self.counts.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        let want = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Self::upper(i) / 1000.0;
+            }
+        }
+        0.0
+    }
+}
+
+impl ShardStats {
+    #[inline]
+    pub fn cmd_mut(&mut self, id: usize) -> &mut CmdStat {
+        if self.cmd.len() <= id {
+            self.cmd.resize(id + 1, CmdStat::default());
+        }
+        &mut self.cmd[id]
+    }
+
+    /// Counts an error reply (`-CODE message`) by its code.
+    pub fn count_error(&mut self, reply: &[u8]) {
+        let code = reply.get(1..).unwrap_or_default();
+        let end = code.iter().position(|&b| b == b' ' || b == b'\r').unwrap_or(code.len());
+        let code = String::from_utf8_lossy(&code[..end]).into_owned();
+        *self.errors.entry(code).or_insert(0) += 1;
+    }
 }
 
 /// Everything one shard owns. Only its own thread touches it.

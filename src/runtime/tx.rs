@@ -51,6 +51,8 @@ impl Batch {
 }
 
 pub struct BatchReply {
+    /// The commands of the batch, in order (for statistics on the sender's side).
+    pub cmds: Vec<&'static Command>,
     pub out: Vec<u8>,
     /// End offset in `out` of each command's reply.
     pub ends: Vec<usize>,
@@ -61,6 +63,8 @@ pub struct BatchReply {
 pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
     if let Handler::Keyed(f) = cmd.handler {
         let mark = out.buf.len();
+        let t0 = std::time::Instant::now();
+        let id = cmd.id;
         let mut ctx = Ctx { shard: s, db, now };
         // A handler bug must not take the shard (and every connection on it) down.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args, out)));
@@ -68,6 +72,7 @@ pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, no
             out.buf.truncate(mark);
             internal_error(cmd, out);
         }
+        s.stats.cmd_mut(id).record(t0.elapsed().as_nanos() as u64);
     }
 }
 
@@ -127,7 +132,7 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>
     let n = b.cmds.len();
     let mut run = BatchRun { b, next: 0, out: Reply::with_buf(Vec::with_capacity(64 * n), resp3), ends: Vec::with_capacity(n) };
     if run.run() {
-        let _ = reply.send(BatchReply { out: run.out.buf, ends: run.ends });
+        let _ = reply.send(BatchReply { cmds: run.b.cmds.iter().map(|c| c.0).collect(), out: run.out.buf, ends: run.ends });
         return;
     }
     glommio::spawn_local(async move {
@@ -135,7 +140,7 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>
             let fps = run.blocking_fps();
             wait_unlocked(&fps).await;
             if run.run() {
-                let _ = reply.send(BatchReply { out: run.out.buf, ends: run.ends });
+                let _ = reply.send(BatchReply { cmds: run.b.cmds.iter().map(|c| c.0).collect(), out: run.out.buf, ends: run.ends });
                 return;
             }
         }

@@ -82,6 +82,14 @@ impl Pipeline {
                 Seg::Remote(shard, keep) => {
                     if let Some((r, idx, pos)) = replies[shard].as_mut() {
                         let end = r.ends.get(*idx).copied().unwrap_or(r.out.len());
+                        if r.out.get(*pos) == Some(&b'-') {
+                            let (cmd, reply) = (r.cmds.get(*idx).copied(), &r.out[*pos..end]);
+                            with_shard(|sh| {
+                                if let Some(cmd) = cmd {
+                                    count_failed(sh, cmd, reply);
+                                }
+                            });
+                        }
                         if keep {
                             out.buf.extend_from_slice(&r.out[*pos..end]);
                         }
@@ -99,23 +107,31 @@ impl Pipeline {
 /// Executes one parsed request.
 pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: &mut Reply) {
     out.resp3 = c.resp3;
-    let keep = match c.reply_mode {
-        ReplyMode::On => true,
-        ReplyMode::Off => false,
-        ReplyMode::SkipNext => {
-            c.reply_mode = ReplyMode::Skipping;
-            false
-        }
-        ReplyMode::Skipping => {
-            c.reply_mode = ReplyMode::On;
-            true
+    let looked = table::lookup(&args);
+    // CLIENT REPLY decides its own reply (ON answers OK even when replies were off);
+    // for every other command the mode in force before it applies, as Redis's flags.
+    let keep = if matches!(&looked, Ok(cmd) if cmd.meta.name == "client|reply") {
+        true
+    } else {
+        match c.reply_mode {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                c.reply_mode = ReplyMode::Skipping;
+                false
+            }
+            ReplyMode::Skipping => {
+                c.reply_mode = ReplyMode::On;
+                true
+            }
         }
     };
-    let cmd = match table::lookup(&args) {
+    let cmd = match looked {
         Ok(cmd) => cmd,
         Err(e) => {
             let mark = pipe.sink(out).buf.len();
             table::write_lookup_error(e, &args, pipe.sink(out));
+            with_shard(|sh| sh.stats.count_error(&pipe.sink(out).buf[mark..]));
             finish_local(c, pipe, out, mark, keep);
             return;
         }
@@ -124,24 +140,26 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
     if !cmd.arity_ok(args.len()) || !step_ok(cmd, args.len()) {
         let mark = pipe.sink(out).buf.len();
         table::write_arity_error(cmd, pipe.sink(out));
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
         return;
     }
     if !c.authed && !cmd.has(flags::NOAUTH) {
         let mark = pipe.sink(out).buf.len();
         pipe.sink(out).error(crate::protocol::reply::err::NOAUTH);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
         return;
     }
     // Counted once per executed command, on the connection's shard (INFO sums shards).
-    with_shard(|sh| sh.stats.commands += 1);
+    with_shard(|sh| {
+        sh.stats.commands += 1;
+        sh.stats.cmd_mut(cmd.id).calls += 1;
+    });
     let rt = runtime::rt_ref();
     if rt.pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         pipe.flush(out).await;
         crate::commands::server::wait_pause(cmd).await;
-    }
-    if rt.monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-        crate::commands::server::feed_monitors(c, &args);
     }
     match cmd.handler {
         Handler::Keyed(_) => {
@@ -162,7 +180,10 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                     let now = runtime::now_ms();
                     let db = c.db;
                     let mark = pipe.sink(out).buf.len();
-                    with_shard(|sh| tx::run_keyed(sh, cmd, args, db, now, pipe.sink(out)));
+                    with_shard(|sh| {
+                        tx::run_keyed(sh, cmd, args, db, now, pipe.sink(out));
+                        count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+                    });
                     finish_local(c, pipe, out, mark, keep);
                 }
                 Some(s) => pipe.push_remote(s, cmd, &args, c.db, c.resp3, keep),
@@ -177,6 +198,7 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                             out.error("CROSSSLOT Keys in request don't hash to the same slot");
                         }
                     }
+                    with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
                     if !keep {
                         out.buf.truncate(mark);
                     }
@@ -189,22 +211,53 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                 pipe.flush(out).await;
             }
             let mark = pipe.sink(out).buf.len();
+            let t0 = std::time::Instant::now();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
             if r.is_err() {
                 pipe.sink(out).buf.truncate(mark);
                 tx::internal_error(cmd, pipe.sink(out));
             }
+            with_shard(|sh| {
+                sh.stats.cmd_mut(cmd.id).record(t0.elapsed().as_nanos() as u64);
+                count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+            });
             finish_local(c, pipe, out, mark, keep);
         }
         Handler::Async(f) => {
             pipe.flush(out).await;
             let mark = out.buf.len();
+            let t0 = std::time::Instant::now();
             f(c, args, out).await;
+            with_shard(|sh| {
+                sh.stats.cmd_mut(cmd.id).record(t0.elapsed().as_nanos() as u64);
+                count_failed(sh, cmd, &out.buf[mark..]);
+            });
             if !keep {
                 out.buf.truncate(mark);
             }
         }
     }
+    // Like Redis's call(): monitors see a command after it ran, with the db it left selected.
+    if rt.monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        crate::commands::server::feed_monitors(c, &args);
+    }
+}
+
+/// An error reply from an executed command: failed_calls and errorstats.
+#[inline]
+fn count_failed(sh: &mut runtime::Shard, cmd: &Command, reply: &[u8]) {
+    if reply.first() == Some(&b'-') {
+        sh.stats.cmd_mut(cmd.id).failed += 1;
+        sh.stats.count_error(reply);
+    }
+}
+
+/// A command refused before running (arity, NOAUTH): rejected_calls and errorstats.
+fn count_rejected(cmd: &Command, reply: &[u8]) {
+    with_shard(|sh| {
+        sh.stats.cmd_mut(cmd.id).rejected += 1;
+        sh.stats.count_error(reply);
+    });
 }
 
 /// MSET-style commands need whole key/value groups (Redis checks this in the handler).

@@ -79,10 +79,7 @@ static DIR_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let n = DIR_COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("tessera-test-{}-{}-{}-{}", tag, std::process::id(), n, nanos));
     fs::create_dir_all(&dir).expect("create temp dir");
@@ -192,7 +189,17 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("failed to spawn {program} {args:?}: {e}"));
         let pid = child.id();
         let cmdline = format!("{program} {}", fmt_cmd(&args));
-        let mut sp = ServerProcess { child: Some(child), port, pid, dir, log_path, kind, password, exited: None, cmdline };
+        let mut sp = ServerProcess {
+            child: Some(child),
+            port,
+            pid,
+            dir,
+            log_path,
+            kind,
+            password,
+            exited: None,
+            cmdline,
+        };
         sp.wait_ready();
         sp
     }
@@ -217,12 +224,28 @@ impl ServerProcess {
                 }
             }
             if Instant::now() > deadline {
-                panic!("{} on port {} did not answer PING within {:?}\n{}", self.kind, self.port, STARTUP_TIMEOUT, self.log_tail(200));
+                panic!(
+                    "{} on port {} did not answer PING within {:?}\n{}",
+                    self.kind,
+                    self.port,
+                    STARTUP_TIMEOUT,
+                    self.log_tail(200)
+                );
             }
             std::thread::sleep(Duration::from_millis(30));
         }
         let mut c = self.client();
-        let info = c.cmd_value(&["INFO", "server"]);
+        c.send_strs(&["INFO", "server"]);
+        let info = match c.try_read_reply_raw() {
+            Ok(b) => Value::parse(&b),
+            Err(e) => panic!(
+                "{} (pid {}, port {}) answered PING but then `INFO server` on a new connection failed: {e:?}\n{}",
+                self.kind,
+                self.pid,
+                self.port,
+                self.log_tail(200)
+            ),
+        };
         let text = String::from_utf8_lossy(info.as_bytes().unwrap_or_else(|| panic!("INFO server returned {info:?}"))).to_string();
         let pid = info_field(&text, "process_id").unwrap_or_else(|| panic!("INFO server has no process_id:\n{text}"));
         if pid != self.pid.to_string() {
@@ -313,7 +336,10 @@ impl ServerProcess {
         if self.try_wait().is_none() {
             self.signal(libc::SIGTERM);
             if self.wait_exit(STOP_TIMEOUT).is_none() {
-                eprintln!("{} pid {} did not stop within {:?} after SIGTERM; sending SIGKILL", self.kind, self.pid, STOP_TIMEOUT);
+                eprintln!(
+                    "{} pid {} did not stop within {:?} after SIGTERM; sending SIGKILL",
+                    self.kind, self.pid, STOP_TIMEOUT
+                );
                 if let Some(ch) = self.child.as_mut() {
                     let _ = ch.kill();
                     if let Ok(st) = ch.wait() {
@@ -352,7 +378,13 @@ pub struct TesseraServer(pub ServerProcess);
 impl TesseraServer {
     /// `tessera --port P --threads N --enable-debug-command yes <extra_args>`.
     pub fn start(threads: usize, extra_args: &[&str]) -> TesseraServer {
-        Self::start_opts(threads, StartOpts { extra_args, ..Default::default() })
+        Self::start_opts(
+            threads,
+            StartOpts {
+                extra_args,
+                ..Default::default()
+            },
+        )
     }
 
     pub fn start_opts(threads: usize, opts: StartOpts) -> TesseraServer {
@@ -387,7 +419,10 @@ pub struct RedisServer(pub ServerProcess);
 impl RedisServer {
     /// `redis-server --port P --save "" --appendonly no --daemonize no --enable-debug-command yes <extra_args>`.
     pub fn start(extra_args: &[&str]) -> RedisServer {
-        Self::start_opts(StartOpts { extra_args, ..Default::default() })
+        Self::start_opts(StartOpts {
+            extra_args,
+            ..Default::default()
+        })
     }
 
     pub fn start_opts(opts: StartOpts) -> RedisServer {
@@ -497,7 +532,12 @@ impl Client {
         stream.set_nodelay(true).ok();
         stream.set_read_timeout(Some(IO_TIMEOUT)).ok();
         stream.set_write_timeout(Some(IO_TIMEOUT)).ok();
-        Client { stream, buf: Vec::new(), pos: 0, port }
+        Client {
+            stream,
+            buf: Vec::new(),
+            pos: 0,
+            port,
+        }
     }
 
     pub fn set_timeout(&mut self, d: Duration) {
@@ -960,7 +1000,10 @@ impl Value {
 
     /// Look up a field by (string) name in a map or flat pair array.
     pub fn get(&self, name: &str) -> Option<Value> {
-        self.as_pairs()?.into_iter().find(|(k, _)| k.as_bytes() == Some(name.as_bytes())).map(|(_, v)| v)
+        self.as_pairs()?
+            .into_iter()
+            .find(|(k, _)| k.as_bytes() == Some(name.as_bytes()))
+            .map(|(_, v)| v)
     }
 }
 
