@@ -13,6 +13,7 @@
 #                        [--rounds N] [--duration SECS] [--warmup SECS] [--keys N]
 #                        [--data-size BYTES] [--ratio S:G] [--rb-seconds SECS]
 #                        [--only REGEX] [--out-dir DIR] [--build] [--keep-logs]
+#                        [--tessera-arg ARG]... [--redis-arg ARG]...
 # Run `perf/compare.sh --help` or see perf/README.md for every option.
 #
 # Exit status: 0 on success; 1 if a server fails to start or dies, a benchmark
@@ -31,6 +32,8 @@ SHARDS=""
 OUT_DIR=""
 BUILD=0
 KEEP_LOGS=0
+T_EXTRA=()
+R_EXTRA=()
 PASS=()   # options handed to compare_bench.py run
 
 usage() {
@@ -56,6 +59,8 @@ Options:
   --out-dir DIR        where to write the report (default perf/results; quick: a temp dir)
   --build              run `cargo build --release --workspace` first even if binaries exist
   --keep-logs          keep the server logs / work dir (printed at the end)
+  --tessera-arg ARG    extra argument for tessera (repeatable), e.g. --tessera-arg --hz --tessera-arg 100
+  --redis-arg ARG      extra argument for redis-server (repeatable)
 EOF
 }
 
@@ -68,6 +73,8 @@ while [[ $# -gt 0 ]]; do
         --out-dir) OUT_DIR="$2"; shift ;;
         --build) BUILD=1 ;;
         --keep-logs) KEEP_LOGS=1 ;;
+        --tessera-arg) T_EXTRA+=("$2"); shift ;;
+        --redis-arg) R_EXTRA+=("$2"); shift ;;
         --rounds|--duration|--warmup|--rb-seconds|--rb-requests|--keys|--data-size|--ratio|--only|--seed|--timeout)
             [[ $# -ge 2 ]] || { echo "compare.sh: $1 needs a value" >&2; exit 2; }
             PASS+=("$1" "$2"); shift ;;
@@ -171,9 +178,9 @@ start_server() {
 
 read -r T_PORT R_PORT < <(free_ports)
 T_CMD=(taskset -c "$SERVER_CPUS" "$TESSERA" --port "$T_PORT" --threads "$SHARDS" --bind 127.0.0.1
-       --save "" --appendonly no --dir "$WORK/tessera")
+       --save "" --appendonly no --dir "$WORK/tessera" "${T_EXTRA[@]}")
 R_CMD=(taskset -c "$SERVER_CPUS" redis-server --port "$R_PORT" --bind 127.0.0.1
-       --save "" --appendonly no --dir "$WORK/redis" --daemonize no)
+       --save "" --appendonly no --dir "$WORK/redis" --daemonize no "${R_EXTRA[@]}")
 
 log "work dir $WORK; servers on CPU(s) $SERVER_CPUS, clients on CPU(s) $CLIENT_CPUS"
 start_server tessera "$T_PORT" "${T_CMD[@]}"

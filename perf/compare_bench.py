@@ -487,7 +487,7 @@ def write_report(doc, md_path, png_path, json_name):
     L.append(f"- {m['redis_version']}; {m['redis_benchmark_version']}")
     L.append(f"- both servers pinned to CPU(s) `{m['server_cpus']}` (only one is under load at a time); "
              f"clients pinned to CPU(s) `{m['client_cpus']}`")
-    L.append(f"- {st['rounds']} rounds per case, alternating Tessera, Redis, Tessera, Redis, ...; "
+    L.append(f"- {st['rounds']} round{'s' if st['rounds'] != 1 else ''} per case, alternating Tessera, Redis, Tessera, Redis, ...; "
              f"numbers are medians over rounds, ratios are medians of the per-round ratios (min–max in brackets)")
     L.append(f"- loadgen runs: {st['duration_secs']} s after {st['warmup_secs']} s warm-up; "
              f"{st['keys']:,} keys (preloaded before each case), {st['data_size']}-byte values; "

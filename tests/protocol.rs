@@ -386,3 +386,41 @@ fn inline_commands_match_redis() {
     assert_alive(&mut ts);
     assert!(failures.is_empty(), "{} inline mismatches:\n{}", failures.len(), failures.join("\n"));
 }
+
+/// The harness' own RESP2/RESP3 frame reader (no server involved).
+#[test]
+fn harness_resp_frame_parser() {
+    let frames: &[&[u8]] = &[
+        b"+OK\r\n",
+        b"-ERR x\r\n",
+        b":-12\r\n",
+        b"$-1\r\n",
+        b"*-1\r\n",
+        b"_\r\n",
+        b"$0\r\n\r\n",
+        b"$5\r\na\r\nbc\r\n",
+        b",3.14\r\n",
+        b",inf\r\n",
+        b"#t\r\n",
+        b"(12345678901234567890\r\n",
+        b"!5\r\nERR x\r\n",
+        b"=8\r\ntxt:abcd\r\n",
+        b"*2\r\n*1\r\n:1\r\n%1\r\n+k\r\n~2\r\n:1\r\n:2\r\n",
+        b"%2\r\n$2\r\nid\r\n:7\r\n$1\r\nx\r\n*0\r\n",
+        b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n",
+        b"|1\r\n+ttl\r\n:3600\r\n$1\r\nv\r\n",
+    ];
+    for f in frames {
+        assert_eq!(frame_len(f).unwrap(), Some(f.len()), "{}", escape(f));
+        for cut in 0..f.len() {
+            assert_eq!(frame_len(&f[..cut]).unwrap(), None, "prefix {} of {}", cut, escape(f));
+        }
+        assert_eq!(Value::parse(f).encode(), f.to_vec(), "round trip of {}", escape(f));
+    }
+    let mut two = b"+a\r\n".to_vec();
+    two.extend(b":1\r\n");
+    assert_eq!(frame_len(&two).unwrap(), Some(4));
+    assert!(frame_len(b"?x\r\n").is_err());
+    let hello = Value::parse(b"%2\r\n$2\r\nid\r\n:7\r\n$1\r\nx\r\n*0\r\n");
+    assert_eq!(normalize_hello_id(&hello).encode(), b"%2\r\n$2\r\nid\r\n:0\r\n$1\r\nx\r\n*0\r\n".to_vec());
+}

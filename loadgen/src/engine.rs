@@ -278,7 +278,7 @@ pub fn run_thread(tid: usize, spec: &RunSpec, shared: &Shared) -> Result<ThreadR
         }
     }
     let mut w = match Worker::new(tid, spec, shared) {
-        Ok(w) => Some(w),
+        Ok(w) => w,
         Err(e) => {
             shared.abort.store(true, Ordering::SeqCst);
             shared.sync_start();
@@ -289,7 +289,6 @@ pub fn run_thread(tid: usize, spec: &RunSpec, shared: &Shared) -> Result<ThreadR
     if shared.abort.load(Ordering::SeqCst) {
         return Err("aborted".into());
     }
-    let w = w.as_mut().unwrap();
     let mut preload_ns = 0;
     if spec.preload {
         let ph = Phase {
@@ -346,40 +345,18 @@ pub fn run_thread(tid: usize, spec: &RunSpec, shared: &Shared) -> Result<ThreadR
     }
     w.wait_until(start);
     w.run_phase(ph);
-    let w = w;
-    let mut preload_errors = w.st.preload_errors;
-    if !spec.preload {
-        preload_errors = 0;
-    }
-    let st = std::mem::replace(
-        &mut w.st,
-        Stats {
-            hists: Vec::new(),
-            errors: Vec::new(),
-            intervals: None,
-            progress: None,
-            progress_pending: 0,
-            measure_start: 0,
-            last_reply: 0,
-            preload_errors: 0,
-            v_checked: 0,
-            v_mismatch: 0,
-            v_examples: Vec::new(),
-            scratch: Vec::new(),
-            nstats: 0,
-        },
-    );
+    let st = &mut w.st;
     Ok(ThreadResult {
-        hists: st.hists,
-        errors: st.errors,
-        intervals: st.intervals.unwrap_or_default(),
+        hists: std::mem::take(&mut st.hists),
+        errors: std::mem::take(&mut st.errors),
+        intervals: st.intervals.take().unwrap_or_default(),
         measure_start_ns: measure_start,
         last_reply_ns: st.last_reply,
         preload_ns,
-        preload_errors,
+        preload_errors: st.preload_errors,
         verify_checked: st.v_checked,
         verify_mismatches: st.v_mismatch,
-        verify_examples: st.v_examples,
+        verify_examples: std::mem::take(&mut st.v_examples),
     })
 }
 
@@ -735,8 +712,7 @@ impl<'a> Worker<'a> {
                 self.give_up(&ph);
                 break;
             }
-            for k in 0..nev as usize {
-                let ev = events[k];
+            for ev in events.iter().take(nev as usize).copied() {
                 let token = ev.u64;
                 if token == TIMER_TOKEN {
                     let mut b = [0u8; 8];
@@ -854,10 +830,8 @@ impl<'a> Worker<'a> {
                 }
             }
         }
-        if issued || self.conns[i].wpos < self.conns[i].wbuf.len() {
-            if self.flush(i).is_err() {
-                self.conn_failed(i, ph, now_ns(), b"connection");
-            }
+        if (issued || self.conns[i].wpos < self.conns[i].wbuf.len()) && self.flush(i).is_err() {
+            self.conn_failed(i, ph, now_ns(), b"connection");
         }
     }
 

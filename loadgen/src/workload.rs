@@ -166,7 +166,7 @@ fn split_placeholders(arg: &str) -> Vec<Seg> {
             }
             Some((at, seg, len)) => {
                 if at > 0 {
-                    segs.push(Seg::Lit(rest[..at].as_bytes().to_vec()));
+                    segs.push(Seg::Lit(rest.as_bytes()[..at].to_vec()));
                 }
                 segs.push(seg);
                 rest = &rest[at + len..];
@@ -205,7 +205,7 @@ pub fn compile_template(text: &str, weight: u32) -> Result<Template, String> {
             raw.extend_from_slice(w.as_bytes());
             raw.extend_from_slice(b"\r\n");
         } else {
-            uses_data |= segs.iter().any(|s| *s == Seg::Data);
+            uses_data |= segs.contains(&Seg::Data);
             if !raw.is_empty() {
                 parts.push(Part::Raw(std::mem::take(&mut raw)));
             }

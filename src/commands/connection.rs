@@ -109,7 +109,7 @@ fn hello(c: &mut Client, args: Args, out: &mut Reply) {
         c.authed = true;
     }
     if !c.authed {
-        return out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return out.error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
     }
     if let Some(n) = name {
         set_name(c, n);

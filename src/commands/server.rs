@@ -592,10 +592,15 @@ fn lastsave(_c: &mut Client, _args: Args, out: &mut Reply) {
 }
 
 fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
-    let mut abort = false;
-    let mut other = false;
+    let (mut abort, mut other, mut save, mut nosave) = (false, false, false, false);
     for i in 1..args.len() {
-        if args.is(i, "nosave") || args.is(i, "save") || args.is(i, "now") || args.is(i, "force") {
+        if args.is(i, "nosave") {
+            nosave = true;
+            other = true;
+        } else if args.is(i, "save") {
+            save = true;
+            other = true;
+        } else if args.is(i, "now") || args.is(i, "force") {
             other = true;
         } else if args.is(i, "abort") {
             abort = true;
@@ -603,7 +608,7 @@ fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
             return out.error(err::SYNTAX);
         }
     }
-    if abort && other {
+    if (abort && other) || (save && nosave) {
         return out.error(err::SYNTAX);
     }
     if abort {

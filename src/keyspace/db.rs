@@ -47,7 +47,7 @@ impl Db {
     #[inline]
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
         let expired = match self.keys.get(key) {
-            Some(e) => e.expire_at != 0 && e.expire_at < now_ms,
+            Some(e) => e.is_expired(now_ms),
             None => return false,
         };
         if expired {
@@ -159,7 +159,7 @@ impl Db {
             let Some((k, _)) = self.volatile.random(&mut rand) else { break };
             sampled += 1;
             if let Some(e) = self.keys.get(k) {
-                if e.expire_at != 0 && e.expire_at < now_ms && !victims.iter().any(|v| &**v == k) {
+                if e.is_expired(now_ms) && !victims.iter().any(|v| &**v == k) {
                     victims.push(k.into());
                 }
             }

@@ -122,3 +122,12 @@ pub struct Entry {
     /// LRU clock (seconds, 24 bits as Redis) of the last access, for OBJECT IDLETIME.
     pub lru: u32,
 }
+
+impl Entry {
+    /// Redis's keyIsExpired: a key lives through its expiry millisecond (`now > when`).
+    /// The one definition every lookup, scan and sampler uses.
+    #[inline]
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expire_at != 0 && self.expire_at < now_ms
+    }
+}

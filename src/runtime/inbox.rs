@@ -29,6 +29,8 @@ impl Default for Inbox {
 impl Inbox {
     pub fn push(&self, job: Job) {
         self.queue.push(job);
+        // Pairs with the fence in `poll`: either we see `parked`, or the receiver sees the job.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
             self.waker.wake();
         }
@@ -63,6 +65,7 @@ impl Future for InboxServe {
             }
             inbox.waker.register(cx.waker());
             inbox.parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if inbox.queue.is_empty() {
                 return Poll::Pending;
             }
