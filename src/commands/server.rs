@@ -487,7 +487,21 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
     let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
     let rt = runtime::rt_ref();
     let res = match rt.config.write() {
-        Ok(mut c) => c.set(&pairs).map(|_| apply_runtime_config(&c)),
+        Ok(mut c) => {
+            let before = c.clone();
+            c.set(&pairs).and_then(|_| {
+                // Redis re-listens at once when port or bind change; undo everything if it cannot.
+                let which = if c.port() != before.port() { Some("port") } else if c.bind() != before.bind() { Some("bind") } else { None };
+                if let Some(which) = which {
+                    if let Err(e) = crate::server::rebind(c.port(), &c.bind(), which) {
+                        *c = before;
+                        return Err(e);
+                    }
+                }
+                apply_runtime_config(&c);
+                Ok(())
+            })
+        }
         Err(_) => Err("ERR config lock poisoned".to_string()),
     };
     match res {

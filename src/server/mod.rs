@@ -35,6 +35,8 @@ pub fn allowed_cpus() -> Vec<usize> {
 }
 
 thread_local! {
+    /// Bumped when CONFIG SET port/bind replaces this shard's listeners.
+    static LISTEN_GEN: Cell<u64> = const { Cell::new(0) };
     static STOPPING: Cell<bool> = const { Cell::new(false) };
     static STOP_WAKERS: RefCell<Vec<std::task::Waker>> = const { RefCell::new(Vec::new()) };
 }
@@ -42,6 +44,70 @@ thread_local! {
 fn stop_this_shard() {
     STOPPING.with(|s| s.set(true));
     STOP_WAKERS.with(|w| w.borrow_mut().drain(..).for_each(|w| w.wake()));
+}
+
+/// Resolves when the shard stops or the listeners of generation `gen` are retired.
+async fn retired(gen: u64) {
+    futures_lite::future::poll_fn(|cx| {
+        if STOPPING.with(|s| s.get()) || LISTEN_GEN.with(|g| g.get()) != gen {
+            std::task::Poll::Ready(())
+        } else {
+            STOP_WAKERS.with(|w| w.borrow_mut().push(cx.waker().clone()));
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Replaces this shard's listeners (CONFIG SET port / bind).
+fn replace_listeners(new: Vec<std::net::TcpListener>) {
+    let gen = LISTEN_GEN.with(|g| {
+        g.set(g.get() + 1);
+        g.get()
+    });
+    STOP_WAKERS.with(|w| w.borrow_mut().drain(..).for_each(|w| w.wake()));
+    spawn_accept_loops(new, gen);
+}
+
+fn spawn_accept_loops(listeners: Vec<std::net::TcpListener>, gen: u64) -> Vec<glommio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for l in listeners {
+        // SAFETY: the fd is a bound, listening socket we own.
+        let gl = unsafe { glommio::net::TcpListener::from_raw_fd(l.into_raw_fd()) };
+        tasks.push(glommio::spawn_local(accept_loop(gl, gen)).detach());
+    }
+    tasks
+}
+
+/// CONFIG SET changed port or bind: bind the new sockets for every shard first
+/// (so a failure changes nothing), then hand them over. Err is Redis's reply text.
+pub fn rebind(port: u16, bind: &[(String, bool)], which: &str) -> Result<(), String> {
+    let n = runtime::nshards();
+    let mut per_shard = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut mine = Vec::new();
+        if port != 0 {
+            for (addr, optional) in bind {
+                match listen_socket(addr, port) {
+                    Ok(l) => mine.push(l),
+                    Err(_) if *optional => {}
+                    Err(e) => {
+                        log_warning!("Could not create server TCP listening socket {}:{}: {}", addr, port, e);
+                        return Err(if which == "port" {
+                            "ERR CONFIG SET failed (possibly related to argument 'port') - Unable to listen on this port. Check server logs.".to_string()
+                        } else {
+                            "ERR CONFIG SET failed (possibly related to argument 'bind') - Failed to bind to specified addresses.".to_string()
+                        });
+                    }
+                }
+            }
+        }
+        per_shard.push(mine);
+    }
+    for (shard, mine) in per_shard.into_iter().enumerate() {
+        runtime::send(shard, Box::new(move || replace_listeners(mine)));
+    }
+    Ok(())
 }
 
 async fn stopped() {
@@ -131,11 +197,11 @@ fn protected_mode_denies(ip: std::net::IpAddr) -> bool {
     }
 }
 
-async fn accept_loop(listener: glommio::net::TcpListener) {
+async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
     let rt = runtime::rt_ref();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stopped().await;
+            retired(gen).await;
             None
         })
         .await;
@@ -249,16 +315,10 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     let inbox: &'static Inbox = &rt.inboxes[id];
     glommio::spawn_local(inbox.serve()).detach();
     glommio::spawn_local(cron()).detach();
-    let mut tasks = Vec::new();
-    for l in listeners {
-        // SAFETY: the fd is a bound, listening socket we own.
-        let gl = unsafe { glommio::net::TcpListener::from_raw_fd(l.into_raw_fd()) };
-        tasks.push(glommio::spawn_local(accept_loop(gl)));
-    }
+    spawn_accept_loops(listeners, 0);
     stopped().await;
-    for t in tasks {
-        t.await;
-    }
+    // Let the accept loops see the stop and drop their sockets.
+    glommio::timer::sleep(Duration::from_millis(1)).await;
     // Let in-flight requests finish: stop reading, let each connection write its replies.
     client::for_each(|c| unsafe {
         libc::shutdown(c.fd, libc::SHUT_RD);
@@ -269,6 +329,49 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     glommio::timer::sleep(Duration::from_millis(20)).await;
+}
+
+/// Redis's adjustOpenFilesLimit: make room for maxclients + 32 descriptors,
+/// lowering maxclients (with Redis's warnings) when the hard limit is lower.
+fn adjust_open_files_limit(maxclients: u64) -> u64 {
+    const RESERVED: u64 = 32;
+    let want = maxclients + RESERVED;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        log_warning!("Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.", std::io::Error::last_os_error());
+        return 1024u64.saturating_sub(RESERVED).min(maxclients);
+    }
+    let old = lim.rlim_cur;
+    if old >= want {
+        return maxclients;
+    }
+    let mut best = want;
+    let mut err = None;
+    while best > old {
+        let l = libc::rlimit { rlim_cur: best, rlim_max: lim.rlim_max.max(best) };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } == 0 {
+            break;
+        }
+        err = Some(std::io::Error::last_os_error());
+        best = best.saturating_sub(16).max(old);
+    }
+    if best >= want {
+        log_notice!("Increased maximum number of open files to {} (it was originally set to {}).", want, old);
+        return maxclients;
+    }
+    let new_max = best.saturating_sub(RESERVED).max(1);
+    log_warning!("You requested maxclients of {} requiring at least {} max file descriptors.", maxclients, want);
+    if let Some(e) = err {
+        log_warning!("Server can't set maximum open files to {} because of OS error: {}.", want, e);
+    }
+    log_warning!(
+        "Current maximum open files is {}. maxclients has been reduced to {} to compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+        best,
+        new_max
+    );
+    new_max
 }
 
 /// Runs the server until shutdown; returns the process exit code.
@@ -304,7 +407,7 @@ pub fn run(cfg: Config) -> i32 {
         inboxes,
         requirepass: std::sync::RwLock::new(cfg.requirepass()),
         timeout_secs: std::sync::atomic::AtomicU64::new(cfg.timeout_secs()),
-        maxclients: std::sync::atomic::AtomicU64::new(cfg.maxclients()),
+        maxclients: std::sync::atomic::AtomicU64::new(adjust_open_files_limit(cfg.maxclients())),
         debug_mode: std::sync::atomic::AtomicUsize::new(match cfg.enable_debug_command() {
             crate::config::DebugCmdMode::No => 0,
             crate::config::DebugCmdMode::Yes => 1,
@@ -354,8 +457,10 @@ pub fn run(cfg: Config) -> i32 {
         let cpu = cpus[id % cpus.len()];
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
-            .io_memory(1 << 20)
-            .preempt_timer(Duration::from_millis(1));
+            // 1 MiB of registered buffer per ring instead of 10: shards do small I/O.
+            // The preempt timer stays at glommio's default: a short one arms and cancels
+            // an io_uring timeout on every loop iteration (measured: ~5% of CPU at P=1).
+            .io_memory(1 << 20);
         match builder.spawn(move || shard_main(id, mine, databases)) {
             Ok(h) => handles.push(h),
             Err(e) => {
