@@ -48,7 +48,9 @@ fn routing(c: &mut Criterion) {
     c.bench_function("slot/key_hash_slot_1024_keys", |b| {
         b.iter(|| keys.iter().map(|k| tessera::util::slot::key_hash_slot(k) as u64).sum::<u64>())
     });
-    c.bench_function("slot/shard_of_key_4_shards_1024_keys", |b| b.iter(|| keys.iter().map(|k| tessera::runtime::shard_of_key(k, 4)).sum::<usize>()));
+    c.bench_function("slot/shard_of_key_4_shards_1024_keys", |b| {
+        b.iter(|| keys.iter().map(|k| tessera::runtime::shard_of_key(k, 4)).sum::<usize>())
+    });
 }
 
 fn keyspace(c: &mut Criterion) {

@@ -521,13 +521,11 @@ impl<'a> Worker<'a> {
             quota_total: u64::MAX,
             backlog_total: 0,
         };
-        epoll_ctl(epfd, libc::EPOLL_CTL_ADD, tfd, libc::EPOLLIN as u32, TIMER_TOKEN)
-            .map_err(|e| format!("epoll_ctl: {e}"))?;
+        epoll_ctl(epfd, libc::EPOLL_CTL_ADD, tfd, libc::EPOLLIN as u32, TIMER_TOKEN).map_err(|e| format!("epoll_ctl: {e}"))?;
         for i in 0..spec.conns_per_thread {
             let gidx = (tid * spec.conns_per_thread + i) as u64;
             let stream = connect(&spec.addr, &spec.auth)?;
-            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), libc::EPOLLIN as u32, i as u64)
-                .map_err(|e| format!("epoll_ctl: {e}"))?;
+            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), libc::EPOLLIN as u32, i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
             let seq_start = share(wl.keys, total_conns, 0) * gidx % wl.keys;
             w.conns.push(Conn {
                 gidx,
@@ -757,10 +755,7 @@ impl<'a> Worker<'a> {
             _ => {}
         }
         match ph.kind {
-            PhaseKind::Preload => self
-                .conns
-                .iter()
-                .all(|c| c.dead || (c.preload_next >= self.wl.keys && c.inflight.is_empty())),
+            PhaseKind::Preload => self.conns.iter().all(|c| c.dead || (c.preload_next >= self.wl.keys && c.inflight.is_empty())),
             PhaseKind::Closed => self.inflight_total == 0 && (now >= ph.send_end || self.quota_total == 0),
             PhaseKind::Open => ph.gen_done && self.backlog_total == 0 && self.inflight_total == 0,
         }
@@ -856,7 +851,14 @@ impl<'a> Worker<'a> {
         };
         let tmpl = if preload { &wl.preload } else { &wl.templates[ti as usize] };
         wl.key_name(key, &mut c.keybuf);
-        let mut p = Pending { t, key, tmpl: ti, vseq: 0, vlen: 0, measured };
+        let mut p = Pending {
+            t,
+            key,
+            tmpl: ti,
+            vseq: 0,
+            vlen: 0,
+            measured,
+        };
         if tmpl.uses_data {
             let size = wl.sizes.pick(&mut c.rng);
             if verify && tmpl.kind == CmdKind::Set {
@@ -898,13 +900,7 @@ impl<'a> Worker<'a> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     if !c.want_out {
                         c.want_out = true;
-                        let _ = epoll_ctl(
-                            epfd,
-                            libc::EPOLL_CTL_MOD,
-                            stream.as_raw_fd(),
-                            (libc::EPOLLIN | libc::EPOLLOUT) as u32,
-                            i as u64,
-                        );
+                        let _ = epoll_ctl(epfd, libc::EPOLL_CTL_MOD, stream.as_raw_fd(), (libc::EPOLLIN | libc::EPOLLOUT) as u32, i as u64);
                     }
                     return Ok(());
                 }

@@ -50,7 +50,13 @@ pub struct Zipf {
 impl Zipf {
     pub fn new(n: u64, theta: f64) -> Self {
         assert!(n >= 1 && theta > 0.0 && theta.is_finite());
-        let mut z = Zipf { n: n as f64, theta, h_integral_x1: 0.0, h_integral_n: 0.0, s: 0.0 };
+        let mut z = Zipf {
+            n: n as f64,
+            theta,
+            h_integral_x1: 0.0,
+            h_integral_n: 0.0,
+            s: 0.0,
+        };
         z.h_integral_x1 = z.h_integral(1.5) - 1.0;
         z.h_integral_n = z.h_integral(z.n + 0.5);
         z.s = 2.0 - z.h_integral_inv(z.h_integral(2.5) - z.h(2.0));
@@ -137,17 +143,13 @@ impl Distribution {
             _ => {
                 if let Some(t) = lower.strip_prefix("zipf") {
                     let t = t.strip_prefix(':').unwrap_or(if t.is_empty() { "0.99" } else { t });
-                    let theta: f64 = t
-                        .parse()
-                        .map_err(|_| format!("bad zipf exponent {t:?} in --distribution {s:?}"))?;
+                    let theta: f64 = t.parse().map_err(|_| format!("bad zipf exponent {t:?} in --distribution {s:?}"))?;
                     if !(theta > 0.0 && theta.is_finite()) {
                         return Err(format!("zipf exponent must be > 0, got {theta}"));
                     }
                     Ok(Distribution::Zipf(Zipf::new(keys, theta)))
                 } else {
-                    Err(format!(
-                        "unknown --distribution {s:?} (uniform, sequential, gaussian, zipf:THETA)"
-                    ))
+                    Err(format!("unknown --distribution {s:?} (uniform, sequential, gaussian, zipf:THETA)"))
                 }
             }
         }
@@ -172,7 +174,10 @@ pub struct KeyState {
 
 impl KeyState {
     pub fn new(seq_start: u64) -> Self {
-        KeyState { seq_next: seq_start, gauss_spare: None }
+        KeyState {
+            seq_next: seq_start,
+            gauss_spare: None,
+        }
     }
 }
 
@@ -288,8 +293,7 @@ mod tests {
         let mut st = KeyState::new(0);
         let mut rng = Rng::new(3);
         let n = 100_000;
-        let mean: f64 =
-            (0..n).map(|_| next_key(&dist, 1_000_000, &mut st, &mut rng) as f64).sum::<f64>() / n as f64;
+        let mean: f64 = (0..n).map(|_| next_key(&dist, 1_000_000, &mut st, &mut rng) as f64).sum::<f64>() / n as f64;
         assert!((mean - 500_000.0).abs() < 5_000.0, "mean {mean}");
     }
 

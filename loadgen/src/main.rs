@@ -175,11 +175,20 @@ fn build_plan(a: &Args) -> Result<Plan, String> {
         workload.dist.name(),
         workload.sizes.describe(),
         run,
-        if warmup_ns > 0 { format!(" after {:.3} s warm-up", warmup_ns as f64 / 1e9) } else { String::new() },
+        if warmup_ns > 0 {
+            format!(" after {:.3} s warm-up", warmup_ns as f64 / 1e9)
+        } else {
+            String::new()
+        },
     );
     let spec = RunSpec {
         addr,
-        auth: Auth { user: a.user.clone(), password: a.password.clone(), resp3: a.resp == 3, db: a.db },
+        auth: Auth {
+            user: a.user.clone(),
+            password: a.password.clone(),
+            resp3: a.resp == 3,
+            db: a.db,
+        },
         threads: a.threads,
         conns_per_thread: a.connections,
         pipeline: a.pipeline,
@@ -456,9 +465,7 @@ fn real_main(a: Args) -> i32 {
                 let ra = RunResult::combine(runs_a);
                 let rb = RunResult::combine(runs_b);
                 let mut doc = report::result_json(&ra);
-                let stat = |m: f64, lo: f64, hi: f64, per: &[f64]| {
-                    json!({"median": m, "min": lo, "max": hi, "per_round": per})
-                };
+                let stat = |m: f64, lo: f64, hi: f64, per: &[f64]| json!({"median": m, "min": lo, "max": hi, "per_round": per});
                 let mut cmp = Map::new();
                 cmp.insert("a".into(), json!(plan.label));
                 cmp.insert("b".into(), json!(plan.compare_label));

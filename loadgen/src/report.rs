@@ -8,8 +8,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-pub const PERCENTILES: [(&str, f64); 5] =
-    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99)];
+pub const PERCENTILES: [(&str, f64); 5] = [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9), ("p99.99", 99.99)];
 
 #[derive(Debug, Clone, Default)]
 pub struct VerifyReport {
@@ -43,8 +42,7 @@ impl RunResult {
         preload: bool,
         wall_start: SystemTime,
     ) -> RunResult {
-        let mut hists: Vec<Histogram<u64>> =
-            stat_names.iter().map(|_| Histogram::new(3).expect("histogram")).collect();
+        let mut hists: Vec<Histogram<u64>> = stat_names.iter().map(|_| Histogram::new(3).expect("histogram")).collect();
         let mut total = Histogram::new(3).expect("histogram");
         let mut errors = BTreeMap::new();
         let mut intervals: Vec<Vec<Histogram<u64>>> = Vec::new();
@@ -275,8 +273,7 @@ pub fn print_table(r: &RunResult, header: &str) {
     }
 }
 
-pub const CSV_HEADER: &str =
-    "target,command,throughput_ops_per_sec,requests,p50_us,p90_us,p99_us,p99.9_us,p99.99_us,max_us";
+pub const CSV_HEADER: &str = "target,command,throughput_ops_per_sec,requests,p50_us,p90_us,p99_us,p99.9_us,p99.99_us,max_us";
 
 pub fn csv_rows(r: &RunResult, label: &str) -> Vec<String> {
     let row = |name: &str, h: &Histogram<u64>| {
@@ -309,8 +306,10 @@ pub fn write_hdr_logs(r: &RunResult, prefix: &str) -> Result<Vec<String>, String
     let mut names: Vec<String> = r.stat_names.clone();
     names.push("TOTAL".into());
     for (idx, name) in names.iter().enumerate() {
-        let safe: String =
-            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .collect();
         let path = format!("{prefix}{safe}.hlog");
         let mut buf: Vec<u8> = Vec::new();
         let mut ser = V2DeflateSerializer::new();

@@ -134,7 +134,9 @@ fn classify(buf: &[u8], start: usize, e: &Elem) -> Reply {
             let w = msg.iter().position(|&c| c == b' ').unwrap_or(msg.len());
             Reply::Error { kind: (a, a + w) }
         }
-        b'$' | b'=' => Reply::Bulk { data: (start + e.payload.0, start + e.payload.1) },
+        b'$' | b'=' => Reply::Bulk {
+            data: (start + e.payload.0, start + e.payload.1),
+        },
         b'_' => Reply::Null,
         b'>' => Reply::Push, // empty push aggregate
         _ => Reply::Other,
@@ -208,7 +210,15 @@ fn parse_elem(buf: &[u8]) -> Result<Option<(usize, Elem)>, ProtocolError> {
                 }
                 return Ok(None);
             };
-            Ok(Some((cr + 2, Elem { ty, children: 0, payload: (1, cr), null: ty == b'_' })))
+            Ok(Some((
+                cr + 2,
+                Elem {
+                    ty,
+                    children: 0,
+                    payload: (1, cr),
+                    null: ty == b'_',
+                },
+            )))
         }
         b'$' | b'!' | b'=' => {
             let Some((n, hdr)) = parse_len(buf)? else { return Ok(None) };
@@ -216,7 +226,15 @@ fn parse_elem(buf: &[u8]) -> Result<Option<(usize, Elem)>, ProtocolError> {
                 if n != -1 {
                     return Err(ProtocolError);
                 }
-                return Ok(Some((hdr, Elem { ty, children: 0, payload: (hdr, hdr), null: true })));
+                return Ok(Some((
+                    hdr,
+                    Elem {
+                        ty,
+                        children: 0,
+                        payload: (hdr, hdr),
+                        null: true,
+                    },
+                )));
             }
             if n > MAX_BULK {
                 return Err(ProtocolError);
@@ -229,7 +247,15 @@ fn parse_elem(buf: &[u8]) -> Result<Option<(usize, Elem)>, ProtocolError> {
             if buf[hdr + n] != b'\r' || buf[hdr + n + 1] != b'\n' {
                 return Err(ProtocolError);
             }
-            Ok(Some((total, Elem { ty, children: 0, payload: (hdr, hdr + n), null: false })))
+            Ok(Some((
+                total,
+                Elem {
+                    ty,
+                    children: 0,
+                    payload: (hdr, hdr + n),
+                    null: false,
+                },
+            )))
         }
         b'*' | b'~' | b'>' | b'%' | b'|' => {
             let Some((n, hdr)) = parse_len(buf)? else { return Ok(None) };
@@ -237,13 +263,29 @@ fn parse_elem(buf: &[u8]) -> Result<Option<(usize, Elem)>, ProtocolError> {
                 if n != -1 || ty != b'*' {
                     return Err(ProtocolError);
                 }
-                return Ok(Some((hdr, Elem { ty, children: 0, payload: (0, 0), null: true })));
+                return Ok(Some((
+                    hdr,
+                    Elem {
+                        ty,
+                        children: 0,
+                        payload: (0, 0),
+                        null: true,
+                    },
+                )));
             }
             if n > MAX_AGG {
                 return Err(ProtocolError);
             }
             let children = if ty == b'%' || ty == b'|' { 2 * n as u64 } else { n as u64 };
-            Ok(Some((hdr, Elem { ty, children, payload: (0, 0), null: false })))
+            Ok(Some((
+                hdr,
+                Elem {
+                    ty,
+                    children,
+                    payload: (0, 0),
+                    null: false,
+                },
+            )))
         }
         _ => Err(ProtocolError),
     }
@@ -295,9 +337,26 @@ mod tests {
 
     fn expected() -> Vec<&'static str> {
         vec![
-            "other", "bulk:hello", "null", "err:ERR", "other", "other", "bulk:", "err:WRONGTYPE",
-            "other", "null", "other", "null", "push", "bulk:hi", "err:SYNTAX", "other", "other",
-            "other", "other", "bulk:txt:abc",
+            "other",
+            "bulk:hello",
+            "null",
+            "err:ERR",
+            "other",
+            "other",
+            "bulk:",
+            "err:WRONGTYPE",
+            "other",
+            "null",
+            "other",
+            "null",
+            "push",
+            "bulk:hi",
+            "err:SYNTAX",
+            "other",
+            "other",
+            "other",
+            "other",
+            "bulk:txt:abc",
         ]
     }
 

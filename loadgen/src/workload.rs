@@ -215,18 +215,19 @@ pub fn compile_template(text: &str, weight: u32) -> Result<Template, String> {
     if !raw.is_empty() {
         parts.push(Part::Raw(raw));
     }
-    Ok(Template { text: text.to_string(), name, weight, parts, uses_data, kind: CmdKind::Other, stat: 0 })
+    Ok(Template {
+        text: text.to_string(),
+        name,
+        weight,
+        parts,
+        uses_data,
+        kind: CmdKind::Other,
+        stat: 0,
+    })
 }
 
 impl Workload {
-    pub fn new(
-        mut templates: Vec<Template>,
-        is_set_get: bool,
-        keys: u64,
-        prefix: &str,
-        dist: Distribution,
-        sizes: Sizes,
-    ) -> Result<Workload, String> {
+    pub fn new(mut templates: Vec<Template>, is_set_get: bool, keys: u64, prefix: &str, dist: Distribution, sizes: Sizes) -> Result<Workload, String> {
         if keys == 0 {
             return Err("--keys must be at least 1".into());
         }
@@ -271,14 +272,7 @@ impl Workload {
     }
 
     /// The default SET/GET mix with the given weights.
-    pub fn set_get(
-        set_w: u32,
-        get_w: u32,
-        keys: u64,
-        prefix: &str,
-        dist: Distribution,
-        sizes: Sizes,
-    ) -> Result<Workload, String> {
+    pub fn set_get(set_w: u32, get_w: u32, keys: u64, prefix: &str, dist: Distribution, sizes: Sizes) -> Result<Workload, String> {
         let mut set = compile_template("SET __key__ __data__", set_w)?;
         set.kind = CmdKind::Set;
         let mut get = compile_template("GET __key__", get_w)?;

@@ -133,7 +133,10 @@ fn check_latency(v: &Value, what: &str) {
     let keys = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
     let mut prev = 0.0;
     for k in keys {
-        let x = v.get(k).and_then(Value::as_f64).unwrap_or_else(|| panic!("{what}: latency_us.{k} missing: {v}"));
+        let x = v
+            .get(k)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{what}: latency_us.{k} missing: {v}"));
         assert!(x >= prev, "{what}: {k}={x} < previous {prev}");
         prev = x;
     }
@@ -143,7 +146,10 @@ fn check_latency(v: &Value, what: &str) {
 fn json_output_matches_schema() {
     let _l = serial();
     let Some(r) = start_redis() else { return };
-    let out = loadgen(r.port, &["--duration", "1s", "-c", "4", "-P", "4", "--ratio", "1:1", "--keys", "1000", "--json"]);
+    let out = loadgen(
+        r.port,
+        &["--duration", "1s", "-c", "4", "-P", "4", "--ratio", "1:1", "--keys", "1000", "--json"],
+    );
     assert!(out.status.success());
     let d = json_of(&out);
     let tp = num(&d, &["throughput_ops_per_sec"]);
@@ -167,8 +173,22 @@ fn json_output_matches_schema() {
     assert!(d["errors"].as_object().expect("errors object").is_empty(), "{}", d["errors"]);
     let cfg = d["config"].as_object().expect("config object");
     for k in [
-        "host", "port", "threads", "connections", "pipeline", "ratio", "keys", "key_prefix", "distribution",
-        "data_size", "duration", "warmup", "rate", "resp", "load_model", "json",
+        "host",
+        "port",
+        "threads",
+        "connections",
+        "pipeline",
+        "ratio",
+        "keys",
+        "key_prefix",
+        "distribution",
+        "data_size",
+        "duration",
+        "warmup",
+        "rate",
+        "resp",
+        "load_model",
+        "json",
     ] {
         assert!(cfg.contains_key(k), "config.{k} missing: {cfg:?}");
     }
@@ -218,7 +238,21 @@ fn verify_finds_no_mismatches() {
     let Some(r) = start_redis() else { return };
     let out = loadgen(
         r.port,
-        &["--verify", "--preload", "--keys", "5000", "-c", "8", "-P", "8", "--ratio", "1:1", "--duration", "2", "--json"],
+        &[
+            "--verify",
+            "--preload",
+            "--keys",
+            "5000",
+            "-c",
+            "8",
+            "-P",
+            "8",
+            "--ratio",
+            "1:1",
+            "--duration",
+            "2",
+            "--json",
+        ],
     );
     assert!(out.status.success(), "exit {:?}", out.status);
     let d = json_of(&out);
@@ -279,8 +313,19 @@ fn error_kinds_and_max_error_rate() {
     let Some(r) = start_redis() else { return };
     assert!(command(r.port, "LPUSH key:1 x").unwrap().starts_with(':'));
     let args = [
-        "--duration", "1", "-c", "2", "--keys", "2", "--command", "2:GET __key__", "--command", "NOSUCHCMD __key__",
-        "--json", "--max-error-rate", "0.01",
+        "--duration",
+        "1",
+        "-c",
+        "2",
+        "--keys",
+        "2",
+        "--command",
+        "2:GET __key__",
+        "--command",
+        "NOSUCHCMD __key__",
+        "--json",
+        "--max-error-rate",
+        "0.01",
     ];
     let out = loadgen(r.port, &args);
     assert_eq!(out.status.code(), Some(3), "error rate above the limit must give exit code 3");
@@ -325,7 +370,10 @@ fn hdr_logs_are_loadable() {
     let out = loadgen(r.port, &["--duration", "1.5", "-c", "3", "--json", "--hdr-out", &prefix]);
     assert!(out.status.success());
     let d = json_of(&out);
-    for (name, want) in [("SET", d["per_command"]["SET"]["requests"].as_u64().unwrap()), ("TOTAL", d["requests"].as_u64().unwrap())] {
+    for (name, want) in [
+        ("SET", d["per_command"]["SET"]["requests"].as_u64().unwrap()),
+        ("TOTAL", d["requests"].as_u64().unwrap()),
+    ] {
         let text = std::fs::read(format!("{prefix}{name}.hlog")).unwrap();
         let mut total = 0u64;
         let mut intervals = 0;

@@ -422,7 +422,11 @@ struct KillFilter {
 const CLIENT_KILL: AsyncFn = |c, args, out| Box::pin(client_kill(c, args, out));
 
 async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
-    let mut f = KillFilter { skipme: true, me: c.id, ..Default::default() };
+    let mut f = KillFilter {
+        skipme: true,
+        me: c.id,
+        ..Default::default()
+    };
     let old_form = args.len() == 3;
     if old_form {
         f.addr = Some(String::from_utf8_lossy(args.get(2)).into_owned());

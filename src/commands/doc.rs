@@ -82,10 +82,7 @@ impl Doc {
 
     /// Value of `key` in a `Map` whose keys are strings.
     pub fn get(&self, key: &str) -> Option<&'static Doc> {
-        self.pairs()
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.pairs().iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 }
 
@@ -222,9 +219,7 @@ impl CommandMeta {
 pub fn find(name: &str) -> Option<&'static CommandMeta> {
     let table = super::meta::COMMANDS;
     // The generator sorts `COMMANDS` by (lower-case) name.
-    let i = table
-        .binary_search_by(|m| cmp_ignore_case(m.name, name))
-        .ok()?;
+    let i = table.binary_search_by(|m| cmp_ignore_case(m.name, name)).ok()?;
     Some(&table[i])
 }
 

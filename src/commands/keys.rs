@@ -142,7 +142,11 @@ fn parse_db(arg: &[u8], databases: usize) -> Result<usize, String> {
 /// The maxmemory policy has MAXMEMORY_FLAG_LFU.
 fn lfu_policy() -> bool {
     use crate::config::MaxmemoryPolicy::*;
-    runtime::rt_ref().config.read().map(|c| matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu)).unwrap_or(false)
+    runtime::rt_ref()
+        .config
+        .read()
+        .map(|c| matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu))
+        .unwrap_or(false)
 }
 
 fn reply_status_or_int(out: &mut Reply, nx: bool, ok: bool) {
@@ -330,12 +334,22 @@ pub fn scan_shard(s: &mut Shard, dbi: usize, cursor: u64, want: usize, iters: u6
         r.bulk(k);
         nkeys += 1;
     }
-    ScanStep { bulks: r.buf, nkeys, collected: keys.len(), cursor: cur, iters_left: iters }
+    ScanStep {
+        bulks: r.buf,
+        nkeys,
+        collected: keys.len(),
+        cursor: cur,
+        iters_left: iters,
+    }
 }
 
 /// Parses SCAN's arguments after the cursor, as scanGenericCommand.
 pub fn parse_scan_opts(args: &Args) -> Result<ScanOpts, &'static str> {
-    let mut opts = ScanOpts { count: 10, pattern: None, typename: None };
+    let mut opts = ScanOpts {
+        count: 10,
+        pattern: None,
+        typename: None,
+    };
     let mut i = 2;
     while i < args.len() {
         let j = args.len() - i;
@@ -596,7 +610,10 @@ struct CopyOpts {
 }
 
 fn parse_copy_opts(args: &Args, src_db: usize, databases: usize) -> Result<CopyOpts, String> {
-    let mut o = CopyOpts { dst_db: src_db, replace: false };
+    let mut o = CopyOpts {
+        dst_db: src_db,
+        replace: false,
+    };
     let mut j = 3;
     while j < args.len() {
         let additional = args.len() - j - 1;
@@ -651,7 +668,11 @@ fn copy_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxF
         let (ss, ds) = (runtime::shard_of_key(&key, n), runtime::shard_of_key(&newkey, n));
         let locks = lock_keys(&[(dbi, &key), (o.dst_db, &newkey)]).await;
         let src = runtime::call(ss, move |s: &mut Shard| {
-            let mut ctx = Ctx { shard: s, db: dbi, now: runtime::now_ms() };
+            let mut ctx = Ctx {
+                shard: s,
+                db: dbi,
+                now: runtime::now_ms(),
+            };
             lookup_read(&mut ctx, &key, false).map(|e| (e.val.clone(), e.expire_at))
         })
         .await;
@@ -1067,13 +1088,28 @@ mod tests {
         assert_eq!(r(&mut s, &["expire", "k", "200", "GT", "xx"]), ":1\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "150", "Lt"]), ":1\r\n");
         assert_eq!(s.dbs[0].keys.get(b"k").unwrap().expire_at, NOW + 150_000);
-        assert_eq!(r(&mut s, &["expire", "k", "1", "nx", "xx"]), "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n");
-        assert_eq!(r(&mut s, &["expire", "k", "1", "gt", "lt"]), "-ERR GT and LT options at the same time are not compatible\r\n");
+        assert_eq!(
+            r(&mut s, &["expire", "k", "1", "nx", "xx"]),
+            "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
+        );
+        assert_eq!(
+            r(&mut s, &["expire", "k", "1", "gt", "lt"]),
+            "-ERR GT and LT options at the same time are not compatible\r\n"
+        );
         assert_eq!(r(&mut s, &["expire", "k", "1", "maybe\r\n"]), "-ERR Unsupported option maybe\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "x", "nx"]), "-ERR value is not an integer or out of range\r\n");
-        assert_eq!(r(&mut s, &["expire", "k", "9223372036854776"]), "-ERR invalid expire time in 'expire' command\r\n");
-        assert_eq!(r(&mut s, &["expire", "k", "-9223372036854776"]), "-ERR invalid expire time in 'expire' command\r\n");
-        assert_eq!(run(&mut s, NOW, pexpire, &["pexpire", "k", "9223372036854775807"]), "-ERR invalid expire time in 'pexpire' command\r\n");
+        assert_eq!(
+            r(&mut s, &["expire", "k", "9223372036854776"]),
+            "-ERR invalid expire time in 'expire' command\r\n"
+        );
+        assert_eq!(
+            r(&mut s, &["expire", "k", "-9223372036854776"]),
+            "-ERR invalid expire time in 'expire' command\r\n"
+        );
+        assert_eq!(
+            run(&mut s, NOW, pexpire, &["pexpire", "k", "9223372036854775807"]),
+            "-ERR invalid expire time in 'pexpire' command\r\n"
+        );
         assert_eq!(run(&mut s, NOW, pexpireat, &["pexpireat", "k", "9223372036854775807"]), ":1\r\n");
         // A failed option check leaves the TTL alone; a missing key answers 0.
         assert_eq!(r(&mut s, &["expire", "nokey", "10"]), ":0\r\n");
@@ -1124,9 +1160,15 @@ mod tests {
         assert_eq!(s.dbs[3].keys.get(b"c").unwrap().expire_at, NOW + 5000);
         assert_eq!(s.dbs[3].expires_len(), 1);
         assert_eq!(s.dbs[0].expires_len(), 0);
-        assert_eq!(run(&mut s, NOW, move_cmd, &["move", "d", "0"]), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(
+            run(&mut s, NOW, move_cmd, &["move", "d", "0"]),
+            "-ERR source and destination objects are the same\r\n"
+        );
         assert_eq!(run(&mut s, NOW, move_cmd, &["move", "d", "16"]), "-ERR DB index is out of range\r\n");
-        assert_eq!(run(&mut s, NOW, copy, &["copy", "d", "d"]), "-ERR source and destination objects are the same\r\n");
+        assert_eq!(
+            run(&mut s, NOW, copy, &["copy", "d", "d"]),
+            "-ERR source and destination objects are the same\r\n"
+        );
         // The moved key expires lazily in its new db.
         assert_eq!(String::from_utf8(run_db(&mut s, 3, NOW + 5001, exists, &["exists", "c"])).unwrap(), ":0\r\n");
         assert_eq!(s.dbs[3].expired, 1);
@@ -1196,7 +1238,11 @@ mod tests {
     }
 
     fn opts(count: usize) -> ScanOpts {
-        ScanOpts { count, pattern: None, typename: None }
+        ScanOpts {
+            count,
+            pattern: None,
+            typename: None,
+        }
     }
 
     fn bulks_to_keys(b: &[u8]) -> Vec<Vec<u8>> {

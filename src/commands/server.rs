@@ -85,9 +85,17 @@ fn command_list(_c: &mut Client, args: Args, out: &mut Reply) {
         Vec::new()
     } else if args.is(3, "aclcat") {
         let want = String::from_utf8_lossy(val).to_ascii_lowercase();
-        names.iter().filter(|(_, c)| c.meta.acl_categories.iter().any(|a| a.trim_start_matches('@') == want)).map(|(n, _)| *n).collect()
+        names
+            .iter()
+            .filter(|(_, c)| c.meta.acl_categories.iter().any(|a| a.trim_start_matches('@') == want))
+            .map(|(n, _)| *n)
+            .collect()
     } else if args.is(3, "pattern") {
-        names.iter().filter(|(n, _)| crate::util::glob::glob_match(val, n.as_bytes(), true)).map(|(n, _)| *n).collect()
+        names
+            .iter()
+            .filter(|(n, _)| crate::util::glob::glob_match(val, n.as_bytes(), true))
+            .map(|(n, _)| *n)
+            .collect()
     } else {
         return out.error(err::SYNTAX);
     };
@@ -117,7 +125,11 @@ fn command_info(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn command_docs(_c: &mut Client, args: Args, out: &mut Reply) {
-    let found: Vec<&Command> = if args.len() == 2 { table::table().commands() } else { (2..args.len()).filter_map(|i| find_by_name(args.get(i))).collect() };
+    let found: Vec<&Command> = if args.len() == 2 {
+        table::table().commands()
+    } else {
+        (2..args.len()).filter_map(|i| find_by_name(args.get(i))).collect()
+    };
     out.map_len(found.len());
     for c in found {
         out.bulk(c.meta.name.as_bytes());
@@ -201,9 +213,13 @@ fn shard_info(s: &mut Shard) -> ShardInfo {
         })
         .collect();
     let mut stats = s.stats.clone();
-    stats.net_input_bytes = stats.net_input_bytes.max(0);
     stats.expired_stale_perc = s.dbs.iter().map(|d| d.expired).sum::<u64>() as f64;
-    ShardInfo { stats, keys, clients: client::count(), mem }
+    ShardInfo {
+        stats,
+        keys,
+        clients: client::count(),
+        mem,
+    }
 }
 
 fn human_bytes(n: u64) -> String {
@@ -237,9 +253,34 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-const DEFAULT_SECTIONS: &[&str] = &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "errorstats", "cluster", "keyspace"];
-const ALL_SECTIONS: &[&str] =
-    &["server", "clients", "memory", "persistence", "stats", "replication", "cpu", "modules", "commandstats", "errorstats", "latencystats", "cluster", "keyspace"];
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
 
 async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let mut want: Vec<String> = Vec::new();
@@ -306,7 +347,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     cs(&uts.release),
                     cs(&uts.machine),
                     std::process::id(),
-                    (rt.start_ms as u128) * 0x9E3779B97F4A7C15u128 ^ std::process::id() as u128,
+                    ((rt.start_ms as u128) * 0x9E3779B97F4A7C15u128) ^ std::process::id() as u128,
                     port,
                     now_us(),
                     up,
@@ -371,7 +412,10 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "cpu" => {
                 let (sys, user) = rusage(libc::RUSAGE_SELF);
                 let (csys, cuser) = rusage(libc::RUSAGE_CHILDREN);
-                let _ = write!(s, "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\nused_cpu_user_children:{cuser:.6}\r\n");
+                let _ = write!(
+                    s,
+                    "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\nused_cpu_user_children:{cuser:.6}\r\n"
+                );
             }
             "modules" => s.push_str("# Modules\r\n"),
             "errorstats" => {
@@ -440,7 +484,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                         }
                     }
                     if keys > 0 {
-                        let _ = write!(s, "db{db}:keys={keys},expires={exp},avg_ttl={}\r\n", if ttl_n > 0 { ttl_sum / ttl_n } else { 0 });
+                        let _ = write!(s, "db{db}:keys={keys},expires={exp},avg_ttl={}\r\n", ttl_sum.checked_div(ttl_n).unwrap_or(0));
                     }
                 }
             }
@@ -481,7 +525,7 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
 }
 
 fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
-    if args.len() % 2 != 0 {
+    if !args.len().is_multiple_of(2) {
         return out.error(err::SYNTAX);
     }
     let pairs: Vec<(&[u8], &[u8])> = (2..args.len()).step_by(2).map(|i| (args.get(i), args.get(i + 1))).collect();
@@ -491,7 +535,13 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
             let before = c.clone();
             c.set(&pairs).and_then(|_| {
                 // Redis re-listens at once when port or bind change; undo everything if it cannot.
-                let which = if c.port() != before.port() { Some("port") } else if c.bind() != before.bind() { Some("bind") } else { None };
+                let which = if c.port() != before.port() {
+                    Some("port")
+                } else if c.bind() != before.bind() {
+                    Some("bind")
+                } else {
+                    None
+                };
                 if let Some(which) = which {
                     if let Err(e) = crate::server::rebind(c.port(), &c.bind(), which) {
                         *c = before;

@@ -132,12 +132,22 @@ impl Command {
     pub fn key_positions(&self, argc: usize) -> KeyPositions {
         let m = self.meta;
         if m.first_key <= 0 || argc <= m.first_key as usize {
-            return KeyPositions { next: 0, last: 0, step: 1, empty: true };
+            return KeyPositions {
+                next: 0,
+                last: 0,
+                step: 1,
+                empty: true,
+            };
         }
         let first = m.first_key as usize;
         let last = if m.last_key < 0 { argc as i64 + m.last_key as i64 } else { m.last_key as i64 };
         let last = (last.max(0) as usize).min(argc - 1);
-        KeyPositions { next: first, last, step: m.key_step.max(1) as usize, empty: last < first }
+        KeyPositions {
+            next: first,
+            last,
+            step: m.key_step.max(1) as usize,
+            empty: last < first,
+        }
     }
 
     pub fn subcommand_metas(&self) -> Vec<&'static CommandMeta> {
@@ -181,7 +191,17 @@ impl Table {
         let meta = Self::meta(name);
         let flags = flags::parse(meta.flags);
         let id = self.map.get(meta.name).map(|c| c.id).unwrap_or(self.map.len());
-        self.map.insert(meta.name, Command { meta, handler, cross, flags, subs: Vec::new(), id });
+        self.map.insert(
+            meta.name,
+            Command {
+                meta,
+                handler,
+                cross,
+                flags,
+                subs: Vec::new(),
+                id,
+            },
+        );
     }
 
     pub fn keyed(&mut self, name: &'static str, f: KeyedFn) {
@@ -297,7 +317,9 @@ pub fn lookup(args: &Args) -> Result<&'static Command, LookupError> {
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    let Ok(lname) = std::str::from_utf8(lower) else { return Err(LookupError::Unknown) };
+    let Ok(lname) = std::str::from_utf8(lower) else {
+        return Err(LookupError::Unknown);
+    };
     let Some(cmd) = t.get(lname) else { return Err(LookupError::Unknown) };
     if args.len() < 2 || !cmd.meta.is_container() {
         return Ok(cmd);

@@ -6,7 +6,6 @@
 //! moves entries on resize and gives no such guarantee. Resizes here are done
 //! at once (no incremental rehash), so there is always exactly one table.
 
-
 struct Node<V> {
     hash: u64,
     key: Box<[u8]>,
@@ -30,7 +29,11 @@ impl<V> Default for Dict<V> {
 
 impl<V> Dict<V> {
     pub fn new() -> Self {
-        Dict { table: Vec::new(), len: 0, hasher: ahash::RandomState::new() }
+        Dict {
+            table: Vec::new(),
+            len: 0,
+            hasher: ahash::RandomState::new(),
+        }
     }
 
     #[inline]
@@ -273,7 +276,7 @@ mod tests {
             });
             // Grow and shrink the table between calls.
             step += 1;
-            if step % 3 == 0 {
+            if step.is_multiple_of(3) {
                 for j in 0..200 {
                     d.insert(format!("tmp{step}-{j}").as_bytes(), ());
                 }

@@ -45,7 +45,10 @@ pub struct Parser {
 
 impl Default for Parser {
     fn default() -> Self {
-        Parser { inline: Vec::new(), max_bulk: 512 * 1024 * 1024 }
+        Parser {
+            inline: Vec::new(),
+            max_bulk: 512 * 1024 * 1024,
+        }
     }
 }
 
@@ -123,7 +126,10 @@ impl Parser {
             args.push((start, end));
             pos = end + 2;
         }
-        Ok(Parsed::Command { consumed: pos, source: Source::Input })
+        Ok(Parsed::Command {
+            consumed: pos,
+            source: Source::Input,
+        })
     }
 
     fn parse_inline(&mut self, buf: &[u8], args: &mut Vec<(usize, usize)>) -> Result<Parsed, ProtoError> {
@@ -142,7 +148,10 @@ impl Parser {
         if args.is_empty() {
             return Ok(Parsed::Empty { consumed });
         }
-        Ok(Parsed::Command { consumed, source: Source::Inline })
+        Ok(Parsed::Command {
+            consumed,
+            source: Source::Inline,
+        })
     }
 }
 
@@ -266,7 +275,13 @@ mod tests {
         for cut in 0..frame.len() {
             assert_eq!(p.parse(&frame[..cut], &mut args, true).unwrap(), Parsed::Incomplete, "cut {cut}");
         }
-        assert_eq!(p.parse(frame, &mut args, true).unwrap(), Parsed::Command { consumed: frame.len(), source: Source::Input });
+        assert_eq!(
+            p.parse(frame, &mut args, true).unwrap(),
+            Parsed::Command {
+                consumed: frame.len(),
+                source: Source::Input
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(resp3: bool) -> Self {
-        Reply { buf: Vec::with_capacity(256), resp3 }
+        Reply {
+            buf: Vec::with_capacity(256),
+            resp3,
+        }
     }
 
     pub fn with_buf(buf: Vec<u8>, resp3: bool) -> Self {
@@ -179,7 +182,7 @@ impl Reply {
 pub fn fmt_g17(out: &mut Vec<u8>, d: f64) {
     let mut buf = [0u8; 64];
     // SAFETY: the buffer is large enough for any %.17g rendering and snprintf NUL-terminates.
-    let n = unsafe { libc::snprintf(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), b"%.17g\0".as_ptr() as *const libc::c_char, d) };
+    let n = unsafe { libc::snprintf(buf.as_mut_ptr() as *mut libc::c_char, buf.len(), c"%.17g".as_ptr(), d) };
     out.extend_from_slice(&buf[..(n.max(0) as usize).min(buf.len() - 1)]);
 }
 

@@ -22,7 +22,11 @@ pub struct Inbox {
 
 impl Default for Inbox {
     fn default() -> Self {
-        Inbox { queue: SegQueue::new(), waker: AtomicWaker::new(), parked: AtomicBool::new(false) }
+        Inbox {
+            queue: SegQueue::new(),
+            waker: AtomicWaker::new(),
+            parked: AtomicBool::new(false),
+        }
     }
 }
 

@@ -32,11 +32,17 @@ pub fn shard_of_key(key: &[u8], shards: usize) -> usize {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 pub fn now_us() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Per-shard counters, summed across shards by INFO.
@@ -93,7 +99,11 @@ impl LatencyHist {
     fn index(ns: u64) -> usize {
         let v = ns.max(1);
         let exp = 63 - v.leading_zeros() as usize;
-        let sub = if exp >= 4 { ((v >> (exp - 4)) & 15) as usize } else { ((v << (4 - exp)) & 15) as usize };
+        let sub = if exp >= 4 {
+            ((v >> (exp - 4)) & 15) as usize
+        } else {
+            ((v << (4 - exp)) & 15) as usize
+        };
         exp * 16 + sub
     }
 
@@ -162,7 +172,13 @@ impl Shard {
     pub fn new(id: usize, databases: usize) -> Self {
         let mut dbs = Vec::with_capacity(databases);
         dbs.resize_with(databases, Db::default);
-        Shard { id, dbs, stats: ShardStats::default(), locks: LockTable::default(), rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15) ^ now_us() }
+        Shard {
+            id,
+            dbs,
+            stats: ShardStats::default(),
+            locks: LockTable::default(),
+            rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15) ^ now_us(),
+        }
     }
 
     /// xorshift64*: cheap randomness for sampling (RANDOMKEY, active expiry).

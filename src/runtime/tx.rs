@@ -27,7 +27,13 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(db: usize, resp3: bool) -> Self {
-        Batch { db, resp3, data: Vec::with_capacity(256), spans: Vec::with_capacity(16), cmds: Vec::with_capacity(8) }
+        Batch {
+            db,
+            resp3,
+            data: Vec::with_capacity(256),
+            spans: Vec::with_capacity(16),
+            cmds: Vec::with_capacity(8),
+        }
     }
 
     /// Copies a command's arguments into the batch.
@@ -130,9 +136,18 @@ impl BatchRun {
 fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>) {
     let resp3 = b.resp3;
     let n = b.cmds.len();
-    let mut run = BatchRun { b, next: 0, out: Reply::with_buf(Vec::with_capacity(64 * n), resp3), ends: Vec::with_capacity(n) };
+    let mut run = BatchRun {
+        b,
+        next: 0,
+        out: Reply::with_buf(Vec::with_capacity(64 * n), resp3),
+        ends: Vec::with_capacity(n),
+    };
     if run.run() {
-        let _ = reply.send(BatchReply { cmds: run.b.cmds.iter().map(|c| c.0).collect(), out: run.out.buf, ends: run.ends });
+        let _ = reply.send(BatchReply {
+            cmds: run.b.cmds.iter().map(|c| c.0).collect(),
+            out: run.out.buf,
+            ends: run.ends,
+        });
         return;
     }
     glommio::spawn_local(async move {
@@ -140,7 +155,11 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>
             let fps = run.blocking_fps();
             wait_unlocked(&fps).await;
             if run.run() {
-                let _ = reply.send(BatchReply { cmds: run.b.cmds.iter().map(|c| c.0).collect(), out: run.out.buf, ends: run.ends });
+                let _ = reply.send(BatchReply {
+                    cmds: run.b.cmds.iter().map(|c| c.0).collect(),
+                    out: run.out.buf,
+                    ends: run.ends,
+                });
                 return;
             }
         }
@@ -204,7 +223,10 @@ pub fn keys_by_shard(cmd: &Command, args: &Args) -> Vec<(usize, Vec<usize>)> {
 
 /// Locks for the given key positions.
 pub fn lock_parts(args: &Args, db: usize, groups: &[(usize, Vec<usize>)]) -> Vec<(usize, Vec<u64>)> {
-    groups.iter().map(|(s, idx)| (*s, idx.iter().map(|&i| fingerprint(db, args.get(i))).collect())).collect()
+    groups
+        .iter()
+        .map(|(s, idx)| (*s, idx.iter().map(|&i| fingerprint(db, args.get(i))).collect()))
+        .collect()
 }
 
 /// Runs a multi-key command whose keys span shards by splitting it into one
@@ -258,7 +280,12 @@ fn combine_parts(combine: Combine, groups: &[(usize, Vec<usize>)], parts: &[Vec<
         Combine::Sum => {
             let total: i64 = parts
                 .iter()
-                .map(|p| p.strip_prefix(b":").and_then(|r| r.strip_suffix(b"\r\n")).and_then(crate::util::num::string2ll).unwrap_or(0))
+                .map(|p| {
+                    p.strip_prefix(b":")
+                        .and_then(|r| r.strip_suffix(b"\r\n"))
+                        .and_then(crate::util::num::string2ll)
+                        .unwrap_or(0)
+                })
                 .sum();
             out.int(total);
         }

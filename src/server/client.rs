@@ -54,7 +54,13 @@ impl ClientShared {
     /// CLIENT LIST / CLIENT INFO line (without the trailing newline).
     pub fn info_line(&self, now_ms: u64) -> String {
         let name = self.name.borrow().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
-        let flags = if self.monitor.get() { "O" } else if self.no_evict.get() { "e" } else { "N" };
+        let flags = if self.monitor.get() {
+            "O"
+        } else if self.no_evict.get() {
+            "e"
+        } else {
+            "N"
+        };
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
@@ -88,7 +94,15 @@ pub struct Client {
 
 impl Client {
     pub fn new(shared: Rc<ClientShared>, authed: bool) -> Self {
-        Client { id: shared.id, db: 0, resp3: false, authed, reply_mode: ReplyMode::On, close_after_reply: false, shared }
+        Client {
+            id: shared.id,
+            db: 0,
+            resp3: false,
+            authed,
+            reply_mode: ReplyMode::On,
+            close_after_reply: false,
+            shared,
+        }
     }
 
     pub fn set_db(&mut self, db: usize) {

@@ -30,7 +30,12 @@ impl Pipeline {
     pub fn new(shards: usize) -> Self {
         let mut batches = Vec::with_capacity(shards);
         batches.resize_with(shards, || None);
-        Pipeline { batches, segs: Vec::new(), local: Reply::new(false), pending: false }
+        Pipeline {
+            batches,
+            segs: Vec::new(),
+            local: Reply::new(false),
+            pending: false,
+        }
     }
 
     /// Where a reply produced now must go: straight to `out` while nothing is
@@ -266,7 +271,7 @@ fn step_ok(cmd: &Command, argc: usize) -> bool {
     if step <= 1 || cmd.meta.last_key >= 0 || cmd.meta.first_key <= 0 {
         return true;
     }
-    (argc - cmd.meta.first_key as usize) % step as usize == 0
+    (argc - cmd.meta.first_key as usize).is_multiple_of(step as usize)
 }
 
 fn finish_local(_c: &mut Client, pipe: &mut Pipeline, out: &mut Reply, mark: usize, keep: bool) {
@@ -315,7 +320,10 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
     let authed = rt.requirepass.read().map(|p| p.is_none()).unwrap_or(true);
     let mut c = Client::new(shared.clone(), authed);
     let max_bulk = rt.config.read().map(|c| c.proto_max_bulk_len()).unwrap_or(512 << 20);
-    let mut parser = Parser { max_bulk: max_bulk.min(i64::MAX as u64) as i64, ..Parser::default() };
+    let mut parser = Parser {
+        max_bulk: max_bulk.min(i64::MAX as u64) as i64,
+        ..Parser::default()
+    };
     let mut rbuf: Vec<u8> = vec![0; 16 * 1024];
     let (mut start, mut end) = (0usize, 0usize);
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(16);

@@ -141,7 +141,9 @@ fn listen_socket(addr: &str, port: u16) -> std::io::Result<std::net::TcpListener
         "::*" => "::",
         a => a,
     };
-    let ip: std::net::IpAddr = host.parse().map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("Invalid bind address '{addr}'")))?;
+    let ip: std::net::IpAddr = host
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("Invalid bind address '{addr}'")))?;
     let sa = std::net::SocketAddr::new(ip, port);
     let sk = Socket::new(if ip.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 }, Type::STREAM, Some(Protocol::TCP))?;
     if ip.is_ipv6() {
@@ -165,7 +167,10 @@ fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, String> {
         match listen_socket(&addr, port) {
             Ok(l) => out.push(l),
             Err(e) => {
-                let unsupported = matches!(e.raw_os_error(), Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT));
+                let unsupported = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
+                );
                 if optional && unsupported {
                     continue;
                 }
@@ -295,7 +300,7 @@ async fn cron() {
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
         }
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             let timeout = runtime::rt_ref().timeout_secs.load(Ordering::Relaxed);
             if timeout > 0 {
                 let now = runtime::now_ms();
@@ -339,7 +344,10 @@ fn adjust_open_files_limit(maxclients: u64) -> u64 {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit fills the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        log_warning!("Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.", std::io::Error::last_os_error());
+        log_warning!(
+            "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the max clients configuration accordingly.",
+            std::io::Error::last_os_error()
+        );
         return 1024u64.saturating_sub(RESERVED).min(maxclients);
     }
     let old = lim.rlim_cur;
@@ -349,7 +357,10 @@ fn adjust_open_files_limit(maxclients: u64) -> u64 {
     let mut best = want;
     let mut err = None;
     while best > old {
-        let l = libc::rlimit { rlim_cur: best, rlim_max: lim.rlim_max.max(best) };
+        let l = libc::rlimit {
+            rlim_cur: best,
+            rlim_max: lim.rlim_max.max(best),
+        };
         // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &l) } == 0 {
             break;
@@ -381,7 +392,12 @@ pub fn run(cfg: Config) -> i32 {
     let _ = log::set_file(&cfg.logfile());
     log::set_level(log::level_code(cfg.loglevel()));
     log_notice!("oO0OoO0OoO0Oo Tessera is starting oO0OoO0OoO0Oo");
-    log_notice!("Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}", env!("CARGO_PKG_VERSION"), std::process::id(), nshards);
+    log_notice!(
+        "Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id(),
+        nshards
+    );
     for w in cfg.warnings() {
         log_warning!("{}", w);
     }

@@ -147,11 +147,7 @@ pub fn glob_match(pattern: &[u8], string: &[u8], nocase: bool) -> bool {
                             first
                         };
                         let sch = string[s];
-                        let equal = if nocase {
-                            lower(sc(pc)) == lower(sc(sch))
-                        } else {
-                            pc == sch
-                        };
+                        let equal = if nocase { lower(sc(pc)) == lower(sc(sch)) } else { pc == sch };
                         if !equal {
                             break 'body;
                         }

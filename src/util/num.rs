@@ -99,12 +99,7 @@ pub fn write_u64(out: &mut Vec<u8>, v: u64) {
 unsafe fn errno_ptr() -> *mut c_int {
     libc::__errno_location()
 }
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "dragonfly"
-))]
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "dragonfly"))]
 unsafe fn errno_ptr() -> *mut c_int {
     libc::__error()
 }
@@ -185,14 +180,7 @@ fn snprintf_g17(out: &mut Vec<u8>, v: f64) {
     let mut buf = [0u8; 128];
     // SAFETY: the format string is NUL-terminated and takes one double; the
     // buffer size is passed, so snprintf never writes past it.
-    let n = unsafe {
-        libc::snprintf(
-            buf.as_mut_ptr() as *mut c_char,
-            buf.len(),
-            c"%.17g".as_ptr(),
-            v,
-        )
-    };
+    let n = unsafe { libc::snprintf(buf.as_mut_ptr() as *mut c_char, buf.len(), c"%.17g".as_ptr(), v) };
     if n > 0 {
         let n = (n as usize).min(buf.len() - 1);
         out.extend_from_slice(&buf[..n]);
@@ -348,14 +336,7 @@ fn incr_raw(cur: Option<&[u8]>, incr: &[u8]) -> (c_int, Vec<u8>) {
                 )
             };
             v.truncate(l2.min(v.len()));
-            (
-                if rc2 == LD_OUT_TOO_SMALL {
-                    LD_NAN_OR_INF
-                } else {
-                    rc2
-                },
-                v,
-            )
+            (if rc2 == LD_OUT_TOO_SMALL { LD_NAN_OR_INF } else { rc2 }, v)
         }
         _ => (rc, Vec::new()),
     }
@@ -434,8 +415,7 @@ mod tests {
         String::from_utf8(o).unwrap()
     }
     fn ibf(cur: Option<&str>, incr: &str) -> Result<String, IncrFloatError> {
-        incr_by_float(cur.map(|s| s.as_bytes()), incr.as_bytes())
-            .map(|v| String::from_utf8(v).unwrap())
+        incr_by_float(cur.map(|s| s.as_bytes()), incr.as_bytes()).map(|v| String::from_utf8(v).unwrap())
     }
 
     #[test]
@@ -472,18 +452,7 @@ mod tests {
 
     #[test]
     fn write_i64_cases() {
-        for v in [
-            0i64,
-            1,
-            -1,
-            9,
-            10,
-            -10,
-            12345,
-            i64::MAX,
-            i64::MIN,
-            i64::MIN + 1,
-        ] {
+        for v in [0i64, 1, -1, 9, 10, -10, 12345, i64::MAX, i64::MIN, i64::MIN + 1] {
             assert_eq!(ll(v), v.to_string());
             assert_eq!(string2ll(ll(v).as_bytes()), Some(v));
         }
@@ -599,23 +568,32 @@ mod tests {
         assert_eq!(ibf(None, "3.0e-5").unwrap(), "0.00003");
         assert_eq!(ibf(None, "1e-5000").unwrap_err(), NotFloat);
         assert_eq!(ibf(None, "1e-4940").unwrap(), "0"); // long double denormal
+        assert_eq!(ibf(Some("9223372036854775807"), "1").unwrap(), "9223372036854775808");
         assert_eq!(
-            ibf(Some("9223372036854775807"), "1").unwrap(),
-            "9223372036854775808"
+            ibf(Some("1e300"), "1").unwrap(),
+            concat!(
+                "10000000000000000000089973240795591938705239442732907479382600823212656465961809357558491520837504",
+                "97190350372508614274835903592556184672983913096260520748646287327135641843653294084255107606016789",
+                "726652932370030551382947620994540294772781889620606179267611627097410650567187386105690089424915104006144"
+            )
         );
-        assert_eq!(ibf(Some("1e300"), "1").unwrap(), concat!(
-            "10000000000000000000089973240795591938705239442732907479382600823212656465961809357558491520837504",
-            "97190350372508614274835903592556184672983913096260520748646287327135641843653294084255107606016789",
-            "726652932370030551382947620994540294772781889620606179267611627097410650567187386105690089424915104006144"));
         // long double has far more range than double: no overflow here
-        assert_eq!(ibf(Some("1.7976931348623157e308"), "1.7976931348623157e308").unwrap(), concat!(
-            "35953862697246313999184209354820886809677289388865835697062884153035325704624879270940373721677417",
-            "11288575868388510413786174167269022721107157945560529552341469979553725767896712363265880911888698",
-            "59074894581254961338834769297758245552436667197907705664206565009503223382416235440319971852753604933726679072768"));
-        assert_eq!(ibf(Some("1.7976931348623157e308"), "1.7976931348623157e309").unwrap(), concat!(
-            "19774624483485472700720752826519487634964915050421232230689733507080830040767832373882759389814550",
-            "54438304108404264850693099450992739400627138380096673690916367424602104924184226175128633979215142",
-            "674387786077546067597186352888290897022628844693230880502092470937895315957222160559011175755126770215399704231936"));
+        assert_eq!(
+            ibf(Some("1.7976931348623157e308"), "1.7976931348623157e308").unwrap(),
+            concat!(
+                "35953862697246313999184209354820886809677289388865835697062884153035325704624879270940373721677417",
+                "11288575868388510413786174167269022721107157945560529552341469979553725767896712363265880911888698",
+                "59074894581254961338834769297758245552436667197907705664206565009503223382416235440319971852753604933726679072768"
+            )
+        );
+        assert_eq!(
+            ibf(Some("1.7976931348623157e308"), "1.7976931348623157e309").unwrap(),
+            concat!(
+                "19774624483485472700720752826519487634964915050421232230689733507080830040767832373882759389814550",
+                "54438304108404264850693099450992739400627138380096673690916367424602104924184226175128633979215142",
+                "674387786077546067597186352888290897022628844693230880502092470937895315957222160559011175755126770215399704231936"
+            )
+        );
         assert_eq!(ibf(Some("1e4932"), "1e4932").unwrap_err(), NanOrInf);
         assert_eq!(ibf(None, "1e5000").unwrap_err(), NotFloat);
         assert_eq!(ibf(Some("1"), "inf").unwrap_err(), NanOrInf);
@@ -636,10 +614,7 @@ mod tests {
         assert_eq!(ibf(Some("3.0e3"), "200").unwrap(), "3200");
         assert_eq!(ibf(None, "0.1").unwrap(), "0.1");
         assert_eq!(ibf(Some("0.1"), "0.1").unwrap(), "0.2");
-        assert_eq!(
-            ibf(Some("1"), "0.3333333333333333333").unwrap(),
-            "1.33333333333333333"
-        );
+        assert_eq!(ibf(Some("1"), "0.3333333333333333333").unwrap(), "1.33333333333333333");
         // 5119 bytes is the longest accepted input (stored value or increment)
         let long = format!("1.{}", "0".repeat(5117));
         assert_eq!(long.len(), 5119);

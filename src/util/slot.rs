@@ -14,11 +14,7 @@ const fn build_table() -> [u16; 256] {
         let mut crc = (i as u16) << 8;
         let mut bit = 0;
         while bit < 8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
             bit += 1;
         }
         table[i] = crc;
@@ -67,10 +63,7 @@ mod tests {
         assert_eq!(crc16(b"123456789"), 0x31C3);
         assert_eq!(crc16(b""), 0);
         // first table entries from Redis crc16.c
-        assert_eq!(
-            &CRC16_TABLE[..8],
-            &[0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7]
-        );
+        assert_eq!(&CRC16_TABLE[..8], &[0x0000, 0x1021, 0x2042, 0x3063, 0x4084, 0x50a5, 0x60c6, 0x70e7]);
         assert_eq!(CRC16_TABLE[255], 0x1ef0);
     }
 
@@ -90,14 +83,8 @@ mod tests {
         assert_eq!(key_hash_slot(b"}{"), 12793);
         assert_eq!(key_hash_slot(b"{}"), 15257);
         assert_eq!(key_hash_slot(b"a}b{c}"), 7365);
-        assert_eq!(
-            key_hash_slot(b"{user1000}.following"),
-            key_hash_slot(b"{user1000}.followers")
-        );
-        assert_eq!(
-            key_hash_slot(b"{user1000}.following"),
-            key_hash_slot(b"user1000")
-        );
+        assert_eq!(key_hash_slot(b"{user1000}.following"), key_hash_slot(b"{user1000}.followers"));
+        assert_eq!(key_hash_slot(b"{user1000}.following"), key_hash_slot(b"user1000"));
         // empty tag: the whole key is hashed
         assert_eq!(key_hash_slot(b"foo{}{bar}"), crc16(b"foo{}{bar}") & 0x3FFF);
         assert_ne!(key_hash_slot(b"foo{}{bar}"), key_hash_slot(b"bar"));
