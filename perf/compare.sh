@@ -206,7 +206,7 @@ quote() { local out="" a; for a in "$@"; do out+="$(printf '%q' "$a") "; done; e
 python3 "$HERE/compare_bench.py" run \
     --tessera-port "$T_PORT" --tessera-pid "$T_PID" --redis-port "$R_PORT" --redis-pid "$R_PID" \
     --tessera-cmd "$(quote "${T_CMD[@]}")" --redis-cmd "$(quote "${R_CMD[@]}")" \
-    --invocation "$INVOCATION" --loadgen "$LOADGEN" --repo "$ROOT" \
+    --invocation "$INVOCATION" --loadgen "$LOADGEN" --tessera-bin "$TESSERA" --repo "$ROOT" \
     --server-cpus "$SERVER_CPUS" --client-cpus "$CLIENT_CPUS" \
     --json "$OUT_DIR/$NAME.json" "${PASS[@]}" || fail "benchmark run failed (server logs: $WORK)"
 

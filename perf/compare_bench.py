@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 
+sys.dont_write_bytecode = True  # no perf/__pycache__ left behind in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pngplot  # noqa: E402
 
@@ -402,6 +403,15 @@ def sh(cmd):
         return ""
 
 
+def binary_info(path):
+    try:
+        st = os.stat(path)
+    except (OSError, TypeError):
+        return None
+    return {"path": path, "size": st.st_size,
+            "mtime": datetime.datetime.fromtimestamp(st.st_mtime).astimezone().isoformat(timespec="seconds")}
+
+
 def collect_meta(a):
     cpu = ""
     try:
@@ -432,6 +442,7 @@ def collect_meta(a):
         "server_cpus": a.server_cpus, "client_cpus": a.client_cpus,
         "server_commands": {"tessera": a.tessera_cmd, "redis": a.redis_cmd},
         "compare_command": a.invocation,
+        "binaries": {k: binary_info(v) for k, v in (("tessera", a.tessera_bin), ("tessera-loadgen", a.loadgen))},
         "settings": {"quick": a.quick, "rounds": a.rounds, "duration_secs": a.duration, "warmup_secs": a.warmup,
                      "keys": a.keys, "data_size": a.data_size, "ratio": a.ratio, "rb_seconds": a.rb_seconds,
                      "seed": a.seed, "mixed_templates": MIXED_TEMPLATES},
@@ -480,6 +491,9 @@ def write_report(doc, md_path, png_path, json_name):
     L.append("## Setup")
     L.append("")
     L.append(f"- git commit: `{m['commit']}`{' + uncommitted changes' if m['dirty'] else ''}")
+    for name, b in (m.get("binaries") or {}).items():
+        if b:
+            L.append(f"- `{name}`: `{b['path']}`, built {b['mtime']} ({b['size']:,} bytes)")
     L.append(f"- machine: {m['nproc']} CPUs (`nproc`), kernel `{m['kernel']}`, CPU `{m['cpu_model']}`, "
              f"memory {m['memory']}")
     L.append(f"- load average before / after: `{m['loadavg_start']}` / `{m.get('loadavg_end')}` "
@@ -515,6 +529,17 @@ def write_report(doc, md_path, png_path, json_name):
         L.append("")
         L.append("Latency by percentile (median of rounds; log scale). redis-benchmark prints p50 and p99; its "
                  "p90/p99.9/p99.99 points are read off its percentile distribution (first point at or above).")
+        L.append("")
+    anomalies = find_anomalies(doc)
+    if anomalies:
+        L.append("### Anomalies")
+        L.append("")
+        L.append("Rounds whose throughput was below a quarter of the same server's median for that case "
+                 "(a stall or a noisy neighbour; the medians above are robust to one such round, but a stall "
+                 "in Tessera deserves a look):")
+        L.append("")
+        for a in anomalies:
+            L.append(f"- {a}")
         L.append("")
     L.append("### Per round")
     L.append("")
@@ -575,6 +600,24 @@ def write_report(doc, md_path, png_path, json_name):
         f.write("\n".join(L))
 
 
+def find_anomalies(doc, frac=0.25):
+    out = []
+    for case in doc["cases"]:
+        keys = ["TOTAL"] if case["tool"] == "loadgen" else ["SET", "GET"]
+        for k in keys:
+            label = case["name"] if k == "TOTAL" else case["name"].replace("SET,GET", k)
+            for srv in SERVERS:
+                runs = [r for r in case["runs"] if r["server"] == srv and k in r["metrics"]]
+                med = median([r["metrics"][k].get("throughput") for r in runs])
+                for r in runs:
+                    m = r["metrics"][k]
+                    if med and m.get("throughput") is not None and m["throughput"] < frac * med:
+                        out.append(f"{label}, round {r['round']}, {LABEL[srv]}: {m['throughput']:,.0f} ops/s "
+                                   f"(median {med:,.0f}), max latency {f_us(m.get('max'))} us, "
+                                   f"run took {r.get('wall_secs')} s")
+    return out
+
+
 def write_png(doc, png_path):
     panels = []
     for case in doc["cases"]:
@@ -604,6 +647,7 @@ def main():
     r.add_argument("--redis-cmd", default="")
     r.add_argument("--invocation", default="")
     r.add_argument("--loadgen", required=True)
+    r.add_argument("--tessera-bin", help="the tessera binary (recorded in the report)")
     r.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     r.add_argument("--server-cpus", default="0")
     r.add_argument("--client-cpus", default="1")

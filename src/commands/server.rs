@@ -543,7 +543,7 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                     None
                 };
                 if let Some(which) = which {
-                    if let Err(e) = crate::server::rebind(c.port(), &c.bind(), which) {
+                    if let Err(e) = crate::server::rebind(c.port(), &c.bind(), c.tcp_backlog(), which) {
                         *c = before;
                         return Err(e);
                     }

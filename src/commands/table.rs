@@ -175,7 +175,9 @@ impl Iterator for KeyPositions {
 }
 
 pub struct Table {
-    map: HashMap<&'static str, Command>,
+    /// Keyed by lower-case full name bytes ("get", "client|list"); ahash: this is
+    /// looked up once per command.
+    map: HashMap<&'static [u8], Command, ahash::RandomState>,
 }
 
 impl Table {
@@ -190,9 +192,9 @@ impl Table {
     fn add(&mut self, name: &'static str, handler: Handler, cross: Cross) {
         let meta = Self::meta(name);
         let flags = flags::parse(meta.flags);
-        let id = self.map.get(meta.name).map(|c| c.id).unwrap_or(self.map.len());
+        let id = self.map.get(meta.name.as_bytes()).map(|c| c.id).unwrap_or(self.map.len());
         self.map.insert(
-            meta.name,
+            meta.name.as_bytes(),
             Command {
                 meta,
                 handler,
@@ -235,7 +237,7 @@ impl Table {
     }
 
     pub fn get(&self, full_name: &str) -> Option<&Command> {
-        self.map.get(full_name)
+        self.map.get(full_name.as_bytes())
     }
 
     /// Every implemented top-level command, sorted by name.
@@ -250,19 +252,20 @@ static TABLE: OnceLock<&'static Table> = OnceLock::new();
 
 pub fn table() -> &'static Table {
     TABLE.get_or_init(|| {
-        let mut t = Table { map: HashMap::new() };
+        let mut t = Table { map: HashMap::default() };
         super::register_all(&mut t);
         // Link containers to their implemented subcommands. The table is
         // leaked once so commands can refer to each other with 'static lifetimes.
         // Containers whose subcommands are registered get an entry of their own.
-        let parents: Vec<&'static str> = t.map.keys().filter_map(|n| n.split_once('|').map(|(p, _)| p)).collect();
+        let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
+        let parents: Vec<&'static str> = names.iter().filter_map(|n| n.split_once('|').map(|(p, _)| p)).collect();
         for p in parents {
-            if !t.map.contains_key(p) {
+            if !t.map.contains_key(p.as_bytes()) {
                 t.add(Table::meta(p).name, Handler::Client(container_without_sub), Cross::None);
             }
         }
         let t: &'static mut Table = Box::leak(Box::new(t));
-        let names: Vec<&'static str> = t.map.keys().copied().collect();
+        let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
         let mut links: Vec<(&'static str, &'static str)> = names
             .iter()
             .filter_map(|n| n.split_once('|').map(|(p, _)| (p, *n)))
@@ -274,11 +277,11 @@ pub fn table() -> &'static Table {
             // SAFETY: single-threaded initialisation inside get_or_init; the sub entry
             // lives in the same leaked map, which is never resized after this point.
             unsafe {
-                let sub_ref: &'static Command = match (*t_ptr).map.get(sub) {
+                let sub_ref: &'static Command = match (*t_ptr).map.get(sub.as_bytes()) {
                     Some(c) => &*(c as *const Command),
                     None => continue,
                 };
-                if let Some(p) = (*t_ptr).map.get_mut(parent) {
+                if let Some(p) = (*t_ptr).map.get_mut(parent.as_bytes()) {
                     p.subs.push(sub_ref);
                 }
             }
@@ -317,19 +320,16 @@ pub fn lookup(args: &Args) -> Result<&'static Command, LookupError> {
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    let Ok(lname) = std::str::from_utf8(lower) else {
-        return Err(LookupError::Unknown);
-    };
-    let Some(cmd) = t.get(lname) else { return Err(LookupError::Unknown) };
+    let Some(cmd) = t.map.get(&*lower) else { return Err(LookupError::Unknown) };
     if args.len() < 2 || !cmd.meta.is_container() {
         return Ok(cmd);
     }
     let sub = args.get(1);
-    let mut full = Vec::with_capacity(lname.len() + 1 + sub.len());
-    full.extend_from_slice(lname.as_bytes());
+    let mut full = Vec::with_capacity(lower.len() + 1 + sub.len());
+    full.extend_from_slice(lower);
     full.push(b'|');
     full.extend(sub.iter().map(|c| c.to_ascii_lowercase()));
-    match std::str::from_utf8(&full).ok().and_then(|f| t.get(f)) {
+    match t.map.get(full.as_slice()) {
         Some(c) => Ok(c),
         None => Err(LookupError::UnknownSub),
     }

@@ -40,6 +40,15 @@ impl Inbox {
         }
     }
 
+    /// Wakes the shard's inbox task even with nothing queued (the watchdog's
+    /// tick): the wake goes through glommio's foreign-wake eventfd, which pulls
+    /// a sleeping executor back through its reactor loop.
+    pub fn kick(&self) {
+        if self.parked.load(Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
     /// The shard's receive loop: runs jobs as they come, forever.
     pub fn serve(&'static self) -> InboxServe {
         InboxServe { inbox: self }

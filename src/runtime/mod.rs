@@ -2,6 +2,7 @@
 //! of the keyspace (by hash slot) and the connections the kernel gives it.
 //! Shards talk only through their inboxes (lock-free queues of jobs).
 
+pub mod clock;
 pub mod inbox;
 pub mod locks;
 pub mod tx;

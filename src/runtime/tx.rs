@@ -69,7 +69,7 @@ pub struct BatchReply {
 pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
     if let Handler::Keyed(f) = cmd.handler {
         let mark = out.buf.len();
-        let t0 = std::time::Instant::now();
+        let t0 = super::clock::ticks();
         let id = cmd.id;
         let mut ctx = Ctx { shard: s, db, now };
         // A handler bug must not take the shard (and every connection on it) down.
@@ -78,7 +78,7 @@ pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, no
             out.buf.truncate(mark);
             internal_error(cmd, out);
         }
-        s.stats.cmd_mut(id).record(t0.elapsed().as_nanos() as u64);
+        s.stats.cmd_mut(id).record(super::clock::elapsed_ns(t0));
     }
 }
 

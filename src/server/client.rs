@@ -90,6 +90,8 @@ pub struct Client {
     pub reply_mode: ReplyMode,
     pub close_after_reply: bool,
     pub shared: Rc<ClientShared>,
+    /// Unix ms read once per socket read; the time every command of that read sees.
+    pub now_ms: u64,
 }
 
 impl Client {
@@ -102,6 +104,7 @@ impl Client {
             reply_mode: ReplyMode::On,
             close_after_reply: false,
             shared,
+            now_ms: crate::runtime::now_ms(),
         }
     }
 

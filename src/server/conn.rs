@@ -182,7 +182,7 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                             }
                         }
                     }
-                    let now = runtime::now_ms();
+                    let now = c.now_ms;
                     let db = c.db;
                     let mark = pipe.sink(out).buf.len();
                     with_shard(|sh| {
@@ -216,14 +216,14 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
                 pipe.flush(out).await;
             }
             let mark = pipe.sink(out).buf.len();
-            let t0 = std::time::Instant::now();
+            let t0 = runtime::clock::ticks();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
             if r.is_err() {
                 pipe.sink(out).buf.truncate(mark);
                 tx::internal_error(cmd, pipe.sink(out));
             }
             with_shard(|sh| {
-                sh.stats.cmd_mut(cmd.id).record(t0.elapsed().as_nanos() as u64);
+                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
                 count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
             });
             finish_local(c, pipe, out, mark, keep);
@@ -231,10 +231,10 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
         Handler::Async(f) => {
             pipe.flush(out).await;
             let mark = out.buf.len();
-            let t0 = std::time::Instant::now();
+            let t0 = runtime::clock::ticks();
             f(c, args, out).await;
             with_shard(|sh| {
-                sh.stats.cmd_mut(cmd.id).record(t0.elapsed().as_nanos() as u64);
+                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
                 count_failed(sh, cmd, &out.buf[mark..]);
             });
             if !keep {
@@ -373,7 +373,9 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             break;
         }
         end += n;
-        shared.last_interaction_ms.set(runtime::now_ms());
+        // One clock read per read: every command of this pipeline sees the same time.
+        c.now_ms = runtime::now_ms();
+        shared.last_interaction_ms.set(c.now_ms);
         let mut close = false;
         loop {
             match parser.parse(&rbuf[start..end], &mut spans, c.authed) {

@@ -81,14 +81,14 @@ fn spawn_accept_loops(listeners: Vec<std::net::TcpListener>, gen: u64) -> Vec<gl
 
 /// CONFIG SET changed port or bind: bind the new sockets for every shard first
 /// (so a failure changes nothing), then hand them over. Err is Redis's reply text.
-pub fn rebind(port: u16, bind: &[(String, bool)], which: &str) -> Result<(), String> {
+pub fn rebind(port: u16, bind: &[(String, bool)], backlog: u32, which: &str) -> Result<(), String> {
     let n = runtime::nshards();
     let mut per_shard = Vec::with_capacity(n);
     for _ in 0..n {
         let mut mine = Vec::new();
         if port != 0 {
             for (addr, optional) in bind {
-                match listen_socket(addr, port) {
+                match listen_socket(addr, port, backlog) {
                     Ok(l) => mine.push(l),
                     Err(_) if *optional => {}
                     Err(e) => {
@@ -134,7 +134,7 @@ pub fn initiate_shutdown() {
 }
 
 /// Creates one listening socket with SO_REUSEPORT (every shard binds the same port).
-fn listen_socket(addr: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+fn listen_socket(addr: &str, port: u16, backlog: u32) -> std::io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let host = match addr {
         "*" => "0.0.0.0",
@@ -152,7 +152,7 @@ fn listen_socket(addr: &str, port: u16) -> std::io::Result<std::net::TcpListener
     sk.set_reuse_address(true)?;
     sk.set_reuse_port(true)?;
     sk.bind(&sa.into())?;
-    sk.listen(511)?;
+    sk.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(sk.into())
 }
 
@@ -164,7 +164,7 @@ fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, String> {
         return Ok(out);
     }
     for (addr, optional) in cfg.bind() {
-        match listen_socket(&addr, port) {
+        match listen_socket(&addr, port, cfg.tcp_backlog()) {
             Ok(l) => out.push(l),
             Err(e) => {
                 let unsupported = matches!(
@@ -213,7 +213,13 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
         let stream = match accepted {
             None => break,
             Some(Ok(s)) => s,
-            Some(Err(_)) => continue,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning (Redis logs and retries
+                // on the next event loop turn), so the shard keeps serving its clients.
+                log_warning!("Accepting client connection: {}", e);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         runtime::with_shard(|s| s.stats.connections_received += 1);
         let _ = stream.set_nodelay(true);
@@ -385,9 +391,34 @@ fn adjust_open_files_limit(maxclients: u64) -> u64 {
     new_max
 }
 
+/// glommio's io_uring rings need locked memory (it refuses below 512 KiB).
+/// Raise the soft limit when allowed; otherwise explain what to change.
+fn ensure_memlock() -> Result<(), String> {
+    const NEED: u64 = 512 * 1024;
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit fills the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 || lim.rlim_cur >= NEED {
+        return Ok(());
+    }
+    let want = libc::rlimit {
+        rlim_cur: NEED.max(lim.rlim_cur).min(lim.rlim_max.max(NEED)),
+        rlim_max: lim.rlim_max.max(NEED),
+    };
+    // SAFETY: setrlimit reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) } == 0 {
+        log_notice!("Increased RLIMIT_MEMLOCK to {} bytes for io_uring (it was {}).", want.rlim_cur, lim.rlim_cur);
+        return Ok(());
+    }
+    Err(format!(
+        "RLIMIT_MEMLOCK is {} bytes but io_uring needs at least {} per shard. Raise it (ulimit -l, or LimitMEMLOCK=infinity in tessera.service); see kernel-tuning.md.",
+        lim.rlim_cur, NEED
+    ))
+}
+
 /// Runs the server until shutdown; returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
     let cpus = allowed_cpus();
+    runtime::clock::calibrate();
     let nshards = if cfg.threads() > 0 { cfg.threads() } else { cpus.len() };
     let _ = log::set_file(&cfg.logfile());
     log::set_level(log::level_code(cfg.loglevel()));
@@ -406,6 +437,11 @@ pub fn run(cfg: Config) -> i32 {
             eprintln!("Can't chdir to '{}': {}", cfg.dir(), e);
             return 1;
         }
+    }
+    if let Err(e) = ensure_memlock() {
+        log_warning!("{}", e);
+        eprintln!("{e}");
+        return 1;
     }
     let listeners = match bind_all(&cfg) {
         Ok(l) => l,
@@ -458,12 +494,15 @@ pub fn run(cfg: Config) -> i32 {
         let mine: Vec<std::net::TcpListener> = if id == 0 {
             listeners.iter().filter_map(|l| l.try_clone().ok()).collect()
         } else {
-            let port = runtime::rt_ref().config.read().map(|c| c.port()).unwrap_or(0);
-            let cfg_bind = runtime::rt_ref().config.read().map(|c| c.bind()).unwrap_or_default();
+            let (port, cfg_bind, backlog) = runtime::rt_ref()
+                .config
+                .read()
+                .map(|c| (c.port(), c.bind(), c.tcp_backlog()))
+                .unwrap_or((0, Vec::new(), 511));
             let mut v = Vec::new();
             if port != 0 {
                 for (addr, _) in cfg_bind {
-                    if let Ok(l) = listen_socket(&addr, port) {
+                    if let Ok(l) = listen_socket(&addr, port, backlog) {
                         v.push(l);
                     }
                 }
@@ -487,8 +526,28 @@ pub fn run(cfg: Config) -> i32 {
     }
     drop(listeners);
     log_notice!("Ready to accept connections tcp");
-    for h in handles {
-        let _ = h.join();
+    // Watchdog: a parked shard is woken every 50 ms, so a wake-up lost inside the
+    // runtime (seen once: every connection idle with requests in the socket buffers)
+    // can delay requests by at most one tick instead of stalling the shard.
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(|| loop {
+            std::thread::sleep(Duration::from_millis(50));
+            for inbox in runtime::rt_ref().inboxes.iter() {
+                inbox.kick();
+            }
+        })
+        .ok();
+    let mut code = 0;
+    for (id, h) in handles.into_iter().enumerate() {
+        if let Err(e) = h.join() {
+            log_warning!("shard {} stopped abnormally: {:?}", id, e);
+            code = 1;
+        }
+    }
+    if code != 0 {
+        eprintln!("Tessera: a shard failed to run (see the log); exiting with an error.");
+        return code;
     }
     log_notice!("Tessera is now ready to exit, bye bye...");
     0
