@@ -25,7 +25,7 @@ deps:
 ## Every test: unit, integration, differential against real redis-server, loadgen, perf smoke run.
 test: deps
 	$(CARGO) test --workspace --no-fail-fast
-	bash perf/compare.sh --quick
+	bash perf/compare.sh --quick --profile debug
 
 bench:
 	$(CARGO) bench --bench hotpaths

@@ -58,6 +58,8 @@ Options:
   --seed N             base seed for loadgen (default 42)
   --out-dir DIR        where to write the report (default perf/results; quick: a temp dir)
   --build              run `cargo build --release --workspace` first even if binaries exist
+  --profile P          which cargo profile's binaries to use: release (default) or debug;
+                       `make test` runs --quick with debug, the binaries its tests just built
   --keep-logs          keep the server logs / work dir (printed at the end)
   --tessera-arg ARG    extra argument for tessera (repeatable), e.g. --tessera-arg --hz --tessera-arg 100
   --redis-arg ARG      extra argument for redis-server (repeatable)
@@ -72,6 +74,7 @@ while [[ $# -gt 0 ]]; do
         --shards) SHARDS="$2"; shift ;;
         --out-dir) OUT_DIR="$2"; shift ;;
         --build) BUILD=1 ;;
+        --profile) PROFILE="$2"; shift ;;
         --keep-logs) KEEP_LOGS=1 ;;
         --tessera-arg) T_EXTRA+=("$2"); shift ;;
         --redis-arg) R_EXTRA+=("$2"); shift ;;
@@ -106,11 +109,18 @@ print(n)' "$1"; }
 taskset -c "$SERVER_CPUS" true 2>/dev/null || fail "cannot pin to --server-cpus $SERVER_CPUS"
 taskset -c "$CLIENT_CPUS" true 2>/dev/null || fail "cannot pin to --client-cpus $CLIENT_CPUS"
 
-TESSERA="$ROOT/target/release/tessera"
-LOADGEN="$ROOT/target/release/tessera-loadgen"
+PROFILE="${PROFILE:-release}"
+case "$PROFILE" in
+    release) PROFILE_FLAG=(--release) ;;
+    debug) PROFILE_FLAG=() ;;
+    *) echo "compare.sh: --profile must be release or debug" >&2; exit 2 ;;
+esac
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TESSERA="$TARGET_DIR/$PROFILE/tessera"
+LOADGEN="$TARGET_DIR/$PROFILE/tessera-loadgen"
 if [[ $BUILD == 1 || ! -x "$TESSERA" || ! -x "$LOADGEN" ]]; then
-    log "building release binaries (cargo build --release --workspace)"
-    (cd "$ROOT" && cargo build --release --workspace) || fail "cargo build failed"
+    log "building $PROFILE binaries (cargo build ${PROFILE_FLAG[*]} --workspace)"
+    (cd "$ROOT" && cargo build "${PROFILE_FLAG[@]}" --workspace) || fail "cargo build failed"
 fi
 [[ -x "$TESSERA" && -x "$LOADGEN" ]] || fail "missing $TESSERA or $LOADGEN after the build"
 
