@@ -23,6 +23,10 @@ pub struct Batch {
     pub spans: Vec<(usize, usize)>,
     /// (command, first span, end span)
     pub cmds: Vec<(&'static Command, usize, usize)>,
+    /// Filled by the owning shard: every reply, back to back ...
+    pub out: Vec<u8>,
+    /// ... and the end offset in `out` of each command's reply.
+    pub ends: Vec<usize>,
 }
 
 impl Batch {
@@ -33,7 +37,21 @@ impl Batch {
             data: Vec::with_capacity(256),
             spans: Vec::with_capacity(16),
             cmds: Vec::with_capacity(8),
+            out: Vec::with_capacity(256),
+            ends: Vec::with_capacity(8),
         }
+    }
+
+    /// Empties a batch that came back so the connection can send it again:
+    /// a steady pipeline then forwards without allocating buffers.
+    pub fn recycle(&mut self, db: usize, resp3: bool) {
+        self.db = db;
+        self.resp3 = resp3;
+        self.data.clear();
+        self.spans.clear();
+        self.cmds.clear();
+        self.out.clear();
+        self.ends.clear();
     }
 
     /// Copies a command's arguments into the batch.
@@ -54,14 +72,6 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
     }
-}
-
-pub struct BatchReply {
-    /// The commands of the batch, in order (for statistics on the sender's side).
-    pub cmds: Vec<&'static Command>,
-    pub out: Vec<u8>,
-    /// End offset in `out` of each command's reply.
-    pub ends: Vec<usize>,
 }
 
 /// Runs a keyed handler against a shard.
@@ -103,27 +113,29 @@ pub fn key_fps(cmd: &Command, args: &Args, db: usize) -> Vec<u64> {
 struct BatchRun {
     b: Box<Batch>,
     next: usize,
-    out: Reply,
-    ends: Vec<usize>,
 }
 
 impl BatchRun {
     /// Runs commands until done (true) or one hits a locked key (false).
     fn run(&mut self) -> bool {
         let now = super::now_ms();
-        with_shard(|s| {
-            while self.next < self.b.cmds.len() {
-                let (cmd, a, e) = self.b.cmds[self.next];
-                let args = Args::new(&self.b.data, &self.b.spans[a..e]);
-                if keys_locked(s, cmd, &args, self.b.db) {
+        let b = &mut *self.b;
+        let mut out = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
+        let done = with_shard(|s| {
+            while self.next < b.cmds.len() {
+                let (cmd, a, e) = b.cmds[self.next];
+                let args = Args::new(&b.data, &b.spans[a..e]);
+                if keys_locked(s, cmd, &args, b.db) {
                     return false;
                 }
-                run_keyed(s, cmd, args, self.b.db, now, &mut self.out);
-                self.ends.push(self.out.buf.len());
+                run_keyed(s, cmd, args, b.db, now, &mut out);
+                b.ends.push(out.buf.len());
                 self.next += 1;
             }
             true
-        })
+        });
+        b.out = out.buf;
+        done
     }
 
     fn blocking_fps(&self) -> Vec<u64> {
@@ -132,22 +144,11 @@ impl BatchRun {
     }
 }
 
-/// Executes a batch on this shard and answers through `reply`.
-fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>) {
-    let resp3 = b.resp3;
-    let n = b.cmds.len();
-    let mut run = BatchRun {
-        b,
-        next: 0,
-        out: Reply::with_buf(Vec::with_capacity(64 * n), resp3),
-        ends: Vec::with_capacity(n),
-    };
+/// Executes a batch on this shard and sends it back, replies filled in, through `reply`.
+fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<Box<Batch>>) {
+    let mut run = BatchRun { b, next: 0 };
     if run.run() {
-        let _ = reply.send(BatchReply {
-            cmds: run.b.cmds.iter().map(|c| c.0).collect(),
-            out: run.out.buf,
-            ends: run.ends,
-        });
+        let _ = reply.send(run.b);
         return;
     }
     glommio::spawn_local(async move {
@@ -155,11 +156,7 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>
             let fps = run.blocking_fps();
             wait_unlocked(&fps).await;
             if run.run() {
-                let _ = reply.send(BatchReply {
-                    cmds: run.b.cmds.iter().map(|c| c.0).collect(),
-                    out: run.out.buf,
-                    ends: run.ends,
-                });
+                let _ = reply.send(run.b);
                 return;
             }
         }
@@ -167,8 +164,8 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<BatchReply>
     .detach();
 }
 
-/// Sends a batch to its owning shard; the receiver yields the replies.
-pub fn forward(shard: usize, b: Box<Batch>) -> futures_channel::oneshot::Receiver<BatchReply> {
+/// Sends a batch to its owning shard; the receiver yields it back with its replies.
+pub fn forward(shard: usize, b: Box<Batch>) -> futures_channel::oneshot::Receiver<Box<Batch>> {
     let (tx, rx) = futures_channel::oneshot::channel();
     send(shard, Box::new(move || exec_batch(b, tx)));
     rx

@@ -21,6 +21,10 @@ enum Seg {
 /// forwarded to other shards.
 pub struct Pipeline {
     batches: Vec<Option<Box<tx::Batch>>>,
+    /// Batches back from their shards, kept for reuse.
+    spare: Vec<Option<Box<tx::Batch>>>,
+    /// Per shard: the returned batch, the reply index and byte offset being spliced.
+    back: Vec<Option<(Box<tx::Batch>, usize, usize)>>,
     segs: Vec<Seg>,
     local: Reply,
     pending: bool,
@@ -28,10 +32,19 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(shards: usize) -> Self {
-        let mut batches = Vec::with_capacity(shards);
-        batches.resize_with(shards, || None);
+        let none = || {
+            let mut v = Vec::with_capacity(shards);
+            v.resize_with(shards, || None);
+            v
+        };
         Pipeline {
-            batches,
+            batches: none(),
+            spare: none(),
+            back: {
+                let mut v = Vec::with_capacity(shards);
+                v.resize_with(shards, || None);
+                v
+            },
             segs: Vec::new(),
             local: Reply::new(false),
             pending: false,
@@ -59,8 +72,19 @@ impl Pipeline {
     }
 
     fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, db: usize, resp3: bool, keep: bool) {
-        let b = self.batches[shard].get_or_insert_with(|| Box::new(tx::Batch::new(db, resp3)));
-        b.push(cmd, args);
+        if self.batches[shard].is_none() {
+            let b = match self.spare[shard].take() {
+                Some(mut b) => {
+                    b.recycle(db, resp3);
+                    b
+                }
+                None => Box::new(tx::Batch::new(db, resp3)),
+            };
+            self.batches[shard] = Some(b);
+        }
+        if let Some(b) = self.batches[shard].as_mut() {
+            b.push(cmd, args);
+        }
         self.segs.push(Seg::Remote(shard, keep));
         self.pending = true;
     }
@@ -70,25 +94,34 @@ impl Pipeline {
         if !self.pending {
             return;
         }
-        let mut rxs: Vec<Option<futures_channel::oneshot::Receiver<tx::BatchReply>>> = Vec::with_capacity(self.batches.len());
+        // Send every batch first (they run in parallel on their shards), then collect.
+        let mut rxs: [Option<futures_channel::oneshot::Receiver<Box<tx::Batch>>>; 8] = Default::default();
+        let mut more = Vec::new();
         for (shard, b) in self.batches.iter_mut().enumerate() {
-            rxs.push(b.take().map(|b| tx::forward(shard, b)));
+            if let Some(b) = b.take() {
+                let rx = tx::forward(shard, b);
+                match rxs.get_mut(shard) {
+                    Some(slot) => *slot = Some(rx),
+                    None => more.push((shard, rx)),
+                }
+            }
         }
-        let mut replies: Vec<Option<(tx::BatchReply, usize, usize)>> = Vec::with_capacity(rxs.len());
-        for rx in rxs {
-            replies.push(match rx {
-                Some(rx) => rx.await.ok().map(|r| (r, 0, 0)),
-                None => None,
-            });
+        for (shard, rx) in rxs.iter_mut().enumerate() {
+            if let Some(rx) = rx.take() {
+                self.back[shard] = rx.await.ok().map(|b| (b, 0, 0));
+            }
+        }
+        for (shard, rx) in more {
+            self.back[shard] = rx.await.ok().map(|b| (b, 0, 0));
         }
         for seg in self.segs.drain(..) {
             match seg {
                 Seg::Local(s, e) => out.raw(&self.local.buf[s..e]),
                 Seg::Remote(shard, keep) => {
-                    if let Some((r, idx, pos)) = replies[shard].as_mut() {
+                    if let Some((r, idx, pos)) = self.back[shard].as_mut() {
                         let end = r.ends.get(*idx).copied().unwrap_or(r.out.len());
                         if r.out.get(*pos) == Some(&b'-') {
-                            let (cmd, reply) = (r.cmds.get(*idx).copied(), &r.out[*pos..end]);
+                            let (cmd, reply) = (r.cmds.get(*idx).map(|c| c.0), &r.out[*pos..end]);
                             with_shard(|sh| {
                                 if let Some(cmd) = cmd {
                                     count_failed(sh, cmd, reply);
@@ -101,6 +134,14 @@ impl Pipeline {
                         *pos = end;
                         *idx += 1;
                     }
+                }
+            }
+        }
+        for (shard, b) in self.back.iter_mut().enumerate() {
+            if let Some((b, _, _)) = b.take() {
+                // Keep ordinary-sized buffers only: one huge pipeline must not pin its memory.
+                if b.data.capacity() <= 1 << 20 && b.out.capacity() <= 1 << 20 {
+                    self.spare[shard] = Some(b);
                 }
             }
         }

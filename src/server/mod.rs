@@ -415,6 +415,33 @@ fn ensure_memlock() -> Result<(), String> {
     ))
 }
 
+/// Kernel settings Redis warns about at start-up, adapted to a forkless
+/// thread-per-core server (see kernel-tuning.md for the reasons).
+fn kernel_warnings(cfg: &Config) {
+    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let backlog = cfg.tcp_backlog();
+    if let Some(n) = read("/proc/sys/net/core/somaxconn").and_then(|v| v.parse::<u32>().ok()) {
+        if n > 0 && n < backlog {
+            log_warning!(
+                "WARNING: The TCP backlog setting of {} cannot be enforced because /proc/sys/net/core/somaxconn is set to the lower value of {}.",
+                backlog,
+                n
+            );
+        }
+    }
+    if read("/sys/kernel/mm/transparent_hugepage/enabled").is_some_and(|v| v.contains("[always]")) {
+        let disable = cfg.get_value(b"disable-thp").map(|v| v.eq_ignore_ascii_case(b"yes")).unwrap_or(true);
+        // SAFETY: prctl with PR_SET_THP_DISABLE only changes this process's THP policy.
+        let disabled = disable && unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } == 0;
+        if !disabled {
+            log_warning!("WARNING You have Transparent Huge Pages (THP) support enabled in your kernel. This will create latency and memory usage issues with Tessera. To fix this issue run the command 'echo madvise > /sys/kernel/mm/transparent_hugepage/enabled' as root, and add it to your /etc/rc.local in order to retain the setting after a reboot. Tessera must be restarted after THP is disabled (set to 'madvise' or 'never').");
+        }
+    }
+    if read("/proc/sys/vm/overcommit_memory").as_deref() == Some("2") {
+        log_warning!("WARNING vm.overcommit_memory is set to 2 (strict accounting). Tessera reserves memory lazily and aborts if an allocation fails; use 0 or 1: add 'vm.overcommit_memory = 0' to /etc/sysctl.conf and run 'sysctl vm.overcommit_memory=0'.");
+    }
+}
+
 /// Runs the server until shutdown; returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
     let cpus = allowed_cpus();
@@ -438,6 +465,7 @@ pub fn run(cfg: Config) -> i32 {
             return 1;
         }
     }
+    kernel_warnings(&cfg);
     if let Err(e) = ensure_memlock() {
         log_warning!("{}", e);
         eprintln!("{e}");
