@@ -712,25 +712,6 @@ pub fn unregister_monitor(c: &Rc<ClientShared>) {
     }
 }
 
-/// sdscatrepr: a quoted, escaped rendering of a byte string.
-pub fn repr(out: &mut Vec<u8>, s: &[u8]) {
-    out.push(b'"');
-    for &b in s {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x07 => out.extend_from_slice(b"\\a"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x20..=0x7e => out.push(b),
-            _ => out.extend_from_slice(format!("\\x{b:02x}").as_bytes()),
-        }
-    }
-    out.push(b'"');
-}
-
 /// Sends one command line to every MONITOR client, as replicationFeedMonitors.
 pub fn feed_monitors(c: &Client, args: &Args) {
     let Ok(cmd) = table::lookup(args) else { return };
@@ -743,7 +724,7 @@ pub fn feed_monitors(c: &Client, args: &Args) {
         if i > 0 {
             line.push(b' ');
         }
-        repr(&mut line, a);
+        crate::util::sds::repr_into(&mut line, a);
     }
     line.extend_from_slice(b"\r\n");
     let targets: Vec<(usize, u64)> = MONITORS.lock().map(|m| m.clone()).unwrap_or_default();

@@ -44,25 +44,7 @@ pub fn register(t: &mut Table) {
 // Helpers
 // ---------------------------------------------------------------------------
 
-/// `ll2string` into a stack buffer (i64::MIN needs 20 bytes).
-#[inline]
-fn int_str(v: i64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    &buf[i..]
-}
+use crate::util::num::i64_to_buf as int_str;
 
 /// The string form of a value without allocating (ints are formatted into
 /// `buf`); None when the value is not a string.

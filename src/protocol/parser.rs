@@ -4,6 +4,7 @@
 //! Limits and error texts follow Redis 7.0's processMultibulkBuffer and
 //! processInlineBuffer.
 
+use crate::util::sds::split_args_into;
 use memchr::memchr;
 
 /// Redis's PROTO_INLINE_MAX_SIZE.
@@ -142,7 +143,7 @@ impl Parser {
         let consumed = nl + 1;
         let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
         self.inline.clear();
-        if !split_args(&buf[..line_end], &mut self.inline, args) {
+        if !split_args_into(&buf[..line_end], &mut self.inline, args) {
             return Err(ProtoError("ERR Protocol error: unbalanced quotes in request".into()));
         }
         if args.is_empty() {
@@ -152,90 +153,6 @@ impl Parser {
             consumed,
             source: Source::Inline,
         })
-    }
-}
-
-fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c)
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Redis's sdssplitargs: splits a line into arguments honouring "double" quotes
-/// (with \n \r \t \b \a \xHH escapes) and 'single' quotes. Unescaped bytes go to
-/// `out`, their ranges to `args`. Like the C original, the line ends at a NUL
-/// byte. Returns false on unbalanced quotes.
-pub fn split_args(line: &[u8], out: &mut Vec<u8>, args: &mut Vec<(usize, usize)>) -> bool {
-    let line = match memchr(0, line) {
-        Some(z) => &line[..z],
-        None => line,
-    };
-    let at = |i: usize| -> u8 { line.get(i).copied().unwrap_or(0) };
-    let mut p = 0usize;
-    loop {
-        while p < line.len() && is_space(line[p]) {
-            p += 1;
-        }
-        if p >= line.len() {
-            return true;
-        }
-        let start = out.len();
-        let (mut inq, mut insq, mut done) = (false, false, false);
-        while !done {
-            let c = at(p);
-            if inq {
-                if c == b'\\' && at(p + 1) == b'x' && hex_val(at(p + 2)).is_some() && hex_val(at(p + 3)).is_some() {
-                    out.push(hex_val(at(p + 2)).unwrap_or(0) * 16 + hex_val(at(p + 3)).unwrap_or(0));
-                    p += 3;
-                } else if c == b'\\' && at(p + 1) != 0 {
-                    p += 1;
-                    out.push(match at(p) {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        b'b' => 0x08,
-                        b'a' => 0x07,
-                        o => o,
-                    });
-                } else if c == b'"' {
-                    if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return false;
-                    }
-                    done = true;
-                } else if c == 0 {
-                    return false;
-                } else {
-                    out.push(c);
-                }
-            } else if insq {
-                if c == b'\\' && at(p + 1) == b'\'' {
-                    p += 1;
-                    out.push(b'\'');
-                } else if c == b'\'' {
-                    if at(p + 1) != 0 && !is_space(at(p + 1)) {
-                        return false;
-                    }
-                    done = true;
-                } else if c == 0 {
-                    return false;
-                } else {
-                    out.push(c);
-                }
-            } else {
-                match c {
-                    b' ' | b'\n' | b'\r' | b'\t' | 0 => done = true,
-                    b'"' => inq = true,
-                    b'\'' => insq = true,
-                    _ => out.push(c),
-                }
-            }
-            if at(p) != 0 {
-                p += 1;
-            }
-        }
-        args.push((start, out.len()));
     }
 }
 

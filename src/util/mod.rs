@@ -2,4 +2,5 @@
 
 pub mod glob;
 pub mod num;
+pub mod sds;
 pub mod slot;

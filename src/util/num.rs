@@ -58,10 +58,10 @@ pub fn string2ll(s: &[u8]) -> Option<i64> {
     }
 }
 
-/// Append the decimal representation of `v` (as Redis `ll2string`).
-/// No allocation beyond growing `out`.
-pub fn write_i64(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
+/// Redis `ll2string` into a stack buffer (i64::MIN needs all 20 bytes);
+/// returns the digits. For hot paths that must not allocate.
+#[inline]
+pub fn i64_to_buf(v: i64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     let mut n = v.unsigned_abs();
     loop {
@@ -73,9 +73,17 @@ pub fn write_i64(out: &mut Vec<u8>, v: i64) {
         }
     }
     if v < 0 {
-        out.push(b'-');
+        i -= 1;
+        buf[i] = b'-';
     }
-    out.extend_from_slice(&buf[i..]);
+    &buf[i..]
+}
+
+/// Append the decimal representation of `v` (as Redis `ll2string`).
+/// No allocation beyond growing `out`.
+pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(i64_to_buf(v, &mut buf));
 }
 
 /// Append the decimal representation of `v` (unsigned variant, like Redis
