@@ -128,6 +128,23 @@ pub struct Args {
     /// Correctness mode: check every GET against the last acknowledged SET.
     #[arg(long)]
     pub verify: bool,
+
+    /// Event loop of the load threads: io_uring (falls back to epoll if the kernel refuses it) or epoll.
+    #[arg(long, value_enum, default_value_t = Engine::IoUring)]
+    pub engine: Engine,
+}
+
+/// I/O engine of the load threads.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Engine {
+    /// Completion-based: one io_uring per thread.
+    #[value(name = "io_uring")]
+    #[serde(rename = "io_uring")]
+    IoUring,
+    /// Readiness-based: epoll over non-blocking sockets.
+    #[value(name = "epoll")]
+    #[serde(rename = "epoll")]
+    Epoll,
 }
 
 /// Parse "10", "10s", "1.5s", "500ms", "250us", "2m", "1h" into nanoseconds.

@@ -1,11 +1,20 @@
-//! The load engine: one epoll event loop per thread over non-blocking
-//! std sockets, closed-loop and open-loop (intended-time) request pacing,
-//! reply counting and latency recording.
+//! The load engine: one event loop per thread, closed-loop and open-loop
+//! (intended-time) request pacing, reply counting and latency recording.
+//!
+//! The worker logic (request generation, pacing, reply counting, stats,
+//! verify, reconnects) is shared; only the I/O layer differs ([`Io`]):
+//! * `io_uring` (default): completion-based, one ring per thread, one RECV in
+//!   flight per connection into its own read buffer, at most one SEND in
+//!   flight per connection, the pacing timerfd read with a READ op, one
+//!   `io_uring_enter` per loop iteration;
+//! * `epoll`: readiness-based, non-blocking `std` sockets, `read`/`write`.
 
+use crate::cli::Engine;
 use crate::keygen::{next_key, KeyState, Rng};
 use crate::resp::{Reply, RespCounter};
 use crate::workload::{encode, verify_value, CmdKind, Workload};
 use hdrhistogram::Histogram;
+use io_uring::{opcode, squeue, types, IoUring};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -22,6 +31,13 @@ const RECONNECT_BACKOFF_NS: u64 = 200_000_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_CHUNK: usize = 64 * 1024;
 const MAX_VERIFY_EXAMPLES: usize = 5;
+// io_uring user_data: connection index << 8 | operation.
+const OP_RECV: u64 = 1;
+const OP_SEND: u64 = 2;
+const OP_TIMER: u64 = 3;
+const OP_CANCEL: u64 = 4;
+/// How long dropping a worker waits for cancelled io_uring operations before leaking their buffers.
+const URING_DRAIN_NS: u64 = 2_000_000_000;
 
 /// Monotonic clock in nanoseconds (CLOCK_MONOTONIC, same clock as timerfd).
 #[inline]
@@ -62,6 +78,8 @@ pub struct RunSpec {
     pub drain_timeout_ns: u64,
     /// A connection with requests outstanding that receives nothing for this long is dropped.
     pub reply_timeout_ns: u64,
+    /// I/O engine (io_uring falls back to epoll if the ring cannot be set up).
+    pub engine: Engine,
 }
 
 #[repr(align(128))]
@@ -136,9 +154,19 @@ struct Conn {
     rbuf: Vec<u8>,
     rstart: usize,
     rend: usize,
+    /// Requests are encoded here (epoll: written from `wpos`; io_uring: swapped into `sbuf` when no SEND is in flight).
     wbuf: Vec<u8>,
     wpos: usize,
     want_out: bool,
+    // io_uring only. Invariants: while `recv_busy`, `rbuf` is never resized (the kernel writes
+    // into `rbuf[rend..]`); while `send_busy`, `sbuf` is not touched (the kernel reads `sbuf[spos..]`).
+    sbuf: Vec<u8>,
+    spos: usize,
+    recv_busy: bool,
+    send_busy: bool,
+    /// A failed connection whose operations are still in flight (shut down and cancelled);
+    /// it is closed, and may be re-opened, once they have completed.
+    closing: Option<TcpStream>,
     inflight: VecDeque<Pending>,
     parser: RespCounter,
     rng: Rng,
@@ -249,12 +277,105 @@ impl Phase {
     }
 }
 
+/// The readiness/completion layer of one worker thread.
+enum Io {
+    Epoll { epfd: i32, events: Vec<libc::epoll_event> },
+    Uring(Box<Uring>),
+}
+
+/// One io_uring per thread (boxed: `tbuf` must keep its address while a timer READ is in flight).
+struct Uring {
+    ring: IoUring,
+    /// Target of the timerfd READ.
+    tbuf: [u8; 8],
+    timer_busy: bool,
+    /// Submitted operations whose completion has not been reaped yet (cancels included).
+    ops: usize,
+    cqes: Vec<(u64, i32)>,
+}
+
+impl Uring {
+    /// Set up a ring, trying the cheapest task-run modes first.
+    fn new(entries: u32) -> std::io::Result<Uring> {
+        let mut b = IoUring::builder();
+        b.setup_single_issuer().setup_defer_taskrun();
+        let ring = match b.build(entries) {
+            Ok(r) => r,
+            Err(_) => match IoUring::builder().setup_coop_taskrun().build(entries) {
+                Ok(r) => r,
+                Err(_) => IoUring::builder().build(entries)?,
+            },
+        };
+        Ok(Uring {
+            ring,
+            tbuf: [0; 8],
+            timer_busy: false,
+            ops: 0,
+            cqes: Vec::with_capacity(entries as usize * 2),
+        })
+    }
+
+    /// Queue one operation. Safety: every buffer `e` points to must stay valid and unmoved until
+    /// its completion has been reaped.
+    unsafe fn push(&mut self, e: &squeue::Entry) -> bool {
+        for _ in 0..4 {
+            if self.ring.submission().push(e).is_ok() {
+                self.ops += 1;
+                return true;
+            }
+            // Full submission queue (cannot happen with the ring sized for all operations): submit.
+            let _ = self.ring.submit();
+        }
+        false
+    }
+
+    fn push_cancel(&mut self, user_data: u64) {
+        let e = opcode::AsyncCancel::new(user_data).build().user_data(OP_CANCEL);
+        // SAFETY: a cancel references no buffer.
+        unsafe { self.push(&e) };
+    }
+
+    fn push_timer_read(&mut self, tfd: i32) {
+        let e = opcode::Read::new(types::Fd(tfd), self.tbuf.as_mut_ptr(), 8).build().user_data(OP_TIMER);
+        // SAFETY: `tbuf` lives in the boxed `Uring`, which is only dropped after the drain in `Worker::drop`.
+        self.timer_busy = unsafe { self.push(&e) };
+    }
+
+    /// Submit what is queued, wait for at least `want` completions, and copy them out.
+    fn enter(&mut self, want: usize) -> std::io::Result<()> {
+        let r = if want > 0 {
+            self.ring.submit_and_wait(want)
+        } else {
+            // Nothing to wait for, but GETEVENTS so that deferred task work (completions) runs.
+            let n = self.ring.submission().len() as u32;
+            // SAFETY: plain io_uring_enter without an argument.
+            unsafe { self.ring.submitter().enter::<libc::sigset_t>(n, 0, io_uring::EnterFlags::GETEVENTS.bits(), None) }
+        };
+        self.reap();
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ETIME)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reap(&mut self) {
+        let before = self.cqes.len();
+        let mut cq = self.ring.completion();
+        cq.sync();
+        for cqe in &mut cq {
+            self.cqes.push((cqe.user_data(), cqe.result()));
+        }
+        self.ops -= (self.cqes.len() - before).min(self.ops);
+    }
+}
+
 struct Worker<'a> {
     tid: usize,
     spec: &'a RunSpec,
     wl: &'a Workload,
     shared: &'a Shared,
-    epfd: i32,
+    io: Io,
     tfd: i32,
     armed: u64,
     conns: Vec<Conn>,
@@ -467,25 +588,102 @@ enum ConnErr {
 
 impl<'a> Drop for Worker<'a> {
     fn drop(&mut self) {
+        if let Io::Uring(u) = &mut self.io {
+            // Buffers must outlive the operations that use them: shut down and cancel everything
+            // still in flight, then wait for all completions before anything is freed.
+            for (i, c) in self.conns.iter().enumerate() {
+                if let Some(s) = c.stream.as_ref().or(c.closing.as_ref()) {
+                    if c.recv_busy || c.send_busy {
+                        // SAFETY: shutdown on a socket we own.
+                        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
+                    }
+                }
+                if c.recv_busy {
+                    u.push_cancel((i as u64) << 8 | OP_RECV);
+                }
+                if c.send_busy {
+                    u.push_cancel((i as u64) << 8 | OP_SEND);
+                }
+            }
+            if u.timer_busy {
+                u.push_cancel(OP_TIMER);
+                // Also let the timer fire at once, in case the READ is past cancelling.
+                let mut its: libc::itimerspec = unsafe { std::mem::zeroed() };
+                its.it_value.tv_nsec = 1;
+                // SAFETY: valid timerfd and itimerspec.
+                unsafe { libc::timerfd_settime(self.tfd, 0, &its, std::ptr::null_mut()) };
+            }
+            let give_up = now_ns() + URING_DRAIN_NS;
+            let ts = types::Timespec::new().nsec(50_000_000);
+            while u.ops > 0 && now_ns() < give_up {
+                let args = types::SubmitArgs::new().timespec(&ts);
+                let _ = u.ring.submitter().submit_with_args(1, &args);
+                u.reap();
+                u.cqes.clear();
+            }
+            if u.ops > 0 {
+                // The kernel may still write into these buffers: leak them rather than free them.
+                eprintln!("tessera-loadgen: warning: {} io_uring operations did not complete; leaking their buffers", u.ops);
+                std::mem::forget(std::mem::take(&mut self.conns));
+                if let Io::Uring(u) = std::mem::replace(&mut self.io, Io::Epoll { epfd: -1, events: Vec::new() }) {
+                    std::mem::forget(u);
+                }
+            }
+        }
         self.conns.clear();
         // SAFETY: fds owned by this worker.
         unsafe {
             libc::close(self.tfd);
-            libc::close(self.epfd);
+            if let Io::Epoll { epfd, .. } = self.io {
+                if epfd >= 0 {
+                    libc::close(epfd);
+                }
+            }
         }
     }
 }
 
 impl<'a> Worker<'a> {
     fn new(tid: usize, spec: &'a RunSpec, shared: &'a Shared) -> Result<Worker<'a>, String> {
-        // SAFETY: plain syscalls; results checked.
-        let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if epfd < 0 {
-            return Err(format!("epoll_create1: {}", std::io::Error::last_os_error()));
+        let mut io = None;
+        if spec.engine == Engine::IoUring {
+            // Room for every operation that can be queued in one loop iteration
+            // (RECV, SEND and two cancels per connection, plus the timer).
+            let entries = (4 * spec.conns_per_thread as u32 + 16).next_power_of_two().min(32768);
+            match Uring::new(entries) {
+                Ok(u) => io = Some(Io::Uring(Box::new(u))),
+                Err(e) => {
+                    static WARNED: AtomicBool = AtomicBool::new(false);
+                    if !WARNED.swap(true, Ordering::Relaxed) {
+                        eprintln!("tessera-loadgen: warning: io_uring unavailable ({e}), falling back to the epoll engine");
+                    }
+                }
+            }
         }
-        let tfd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC) };
+        let io = match io {
+            Some(io) => io,
+            None => {
+                // SAFETY: plain syscall; result checked.
+                let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+                if epfd < 0 {
+                    return Err(format!("epoll_create1: {}", std::io::Error::last_os_error()));
+                }
+                let events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+                Io::Epoll { epfd, events }
+            }
+        };
+        // io_uring reads the timerfd with a (blocking) READ op; epoll needs it non-blocking.
+        let tflags = match io {
+            Io::Epoll { .. } => libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            Io::Uring(_) => libc::TFD_CLOEXEC,
+        };
+        // SAFETY: plain syscall; result checked.
+        let tfd = unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, tflags) };
         if tfd < 0 {
-            unsafe { libc::close(epfd) };
+            if let Io::Epoll { epfd, .. } = io {
+                // SAFETY: our own fd.
+                unsafe { libc::close(epfd) };
+            }
             return Err(format!("timerfd_create: {}", std::io::Error::last_os_error()));
         }
         let wl: &Workload = &spec.workload;
@@ -496,7 +694,7 @@ impl<'a> Worker<'a> {
             spec,
             wl,
             shared,
-            epfd,
+            io,
             tfd,
             armed: 0,
             conns: Vec::new(),
@@ -521,11 +719,13 @@ impl<'a> Worker<'a> {
             quota_total: u64::MAX,
             backlog_total: 0,
         };
-        epoll_ctl(epfd, libc::EPOLL_CTL_ADD, tfd, libc::EPOLLIN as u32, TIMER_TOKEN).map_err(|e| format!("epoll_ctl: {e}"))?;
+        match &mut w.io {
+            Io::Epoll { epfd, .. } => epoll_ctl(*epfd, libc::EPOLL_CTL_ADD, tfd, libc::EPOLLIN as u32, TIMER_TOKEN).map_err(|e| format!("epoll_ctl: {e}"))?,
+            Io::Uring(u) => u.push_timer_read(tfd),
+        }
         for i in 0..spec.conns_per_thread {
             let gidx = (tid * spec.conns_per_thread + i) as u64;
             let stream = connect(&spec.addr, &spec.auth)?;
-            epoll_ctl(epfd, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), libc::EPOLLIN as u32, i as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
             let seq_start = share(wl.keys, total_conns, 0) * gidx % wl.keys;
             w.conns.push(Conn {
                 gidx,
@@ -536,6 +736,11 @@ impl<'a> Worker<'a> {
                 wbuf: Vec::with_capacity(4096),
                 wpos: 0,
                 want_out: false,
+                sbuf: Vec::with_capacity(4096),
+                spos: 0,
+                recv_busy: false,
+                send_busy: false,
+                closing: None,
                 inflight: VecDeque::with_capacity(spec.pipeline),
                 parser: RespCounter::new(),
                 rng: Rng::new(spec.seed.wrapping_add(gidx.wrapping_mul(0x2545_F491_4F6C_DD1D))),
@@ -554,8 +759,63 @@ impl<'a> Worker<'a> {
                 vseq: 0,
                 vfailed: HashSet::new(),
             });
+            w.attach(i).map_err(|e| format!("attaching connection: {e}"))?;
         }
         Ok(w)
+    }
+
+    /// Register a freshly (re)connected socket with the I/O layer.
+    fn attach(&mut self, i: usize) -> std::io::Result<()> {
+        let Some(s) = self.conns[i].stream.as_ref() else { return Ok(()) };
+        match &mut self.io {
+            Io::Epoll { epfd, .. } => epoll_ctl(*epfd, libc::EPOLL_CTL_ADD, s.as_raw_fd(), libc::EPOLLIN as u32, i as u64),
+            Io::Uring(_) => {
+                // Blocking socket: io_uring tries the operation non-blocking and arms an internal poll.
+                s.set_nonblocking(false)?;
+                if self.submit_recv(i) {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("io_uring submission queue full"))
+                }
+            }
+        }
+    }
+
+    /// io_uring: keep one RECV in flight into the free tail of the read buffer.
+    fn submit_recv(&mut self, i: usize) -> bool {
+        let Io::Uring(u) = &mut self.io else { return true };
+        let c = &mut self.conns[i];
+        let Some(fd) = c.stream.as_ref().map(|s| s.as_raw_fd()) else { return true };
+        debug_assert!(!c.recv_busy);
+        make_room(c);
+        let space = &mut c.rbuf[c.rend..];
+        let e = opcode::Recv::new(types::Fd(fd), space.as_mut_ptr(), space.len() as u32).build().user_data((i as u64) << 8 | OP_RECV);
+        // SAFETY: `rbuf` is neither resized nor freed while `recv_busy` (see `Conn`, `Worker::drop`).
+        c.recv_busy = unsafe { u.push(&e) };
+        c.recv_busy
+    }
+
+    /// io_uring: if no SEND is in flight, send what has been encoded (or the rest of a short send).
+    fn submit_send(&mut self, i: usize) -> bool {
+        let Io::Uring(u) = &mut self.io else { return true };
+        let c = &mut self.conns[i];
+        let Some(s) = c.stream.as_ref() else { return true };
+        if c.send_busy {
+            return true;
+        }
+        if c.spos == c.sbuf.len() {
+            if c.wbuf.is_empty() {
+                return true;
+            }
+            c.sbuf.clear();
+            std::mem::swap(&mut c.sbuf, &mut c.wbuf);
+            c.spos = 0;
+        }
+        let data = &c.sbuf[c.spos..];
+        let e = opcode::Send::new(types::Fd(s.as_raw_fd()), data.as_ptr(), data.len() as u32).build().user_data((i as u64) << 8 | OP_SEND);
+        // SAFETY: `sbuf` is not touched while `send_busy` and not freed before the drain in `Worker::drop`.
+        c.send_busy = unsafe { u.push(&e) };
+        c.send_busy
     }
 
     fn wait_until(&self, t: u64) {
@@ -597,7 +857,6 @@ impl<'a> Worker<'a> {
     }
 
     fn run_phase(&mut self, mut ph: Phase) {
-        let mut events: Vec<libc::epoll_event> = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let n = self.conns.len();
         let progress = self.st.progress.is_some();
         let mut next_tick = now_ns() + NS;
@@ -688,55 +947,22 @@ impl<'a> Worker<'a> {
             }
             if self.disconnected > 0 {
                 for c in &self.conns {
-                    if c.stream.is_none() && !c.dead {
+                    if c.stream.is_none() && c.closing.is_none() && !c.dead {
                         dl = dl.min(c.reconnect_at);
                     }
                 }
             }
-            let timeout = if dl <= now {
-                0
-            } else {
+            let wait = dl > now;
+            if wait {
                 self.arm_timer(dl);
-                -1
+            }
+            let ok = match self.io {
+                Io::Epoll { .. } => self.epoll_step(&ph, wait),
+                Io::Uring(_) => self.uring_step(&ph, wait),
             };
-            // SAFETY: events buffer is valid for its length.
-            let nev = unsafe { libc::epoll_wait(self.epfd, events.as_mut_ptr(), events.len() as i32, timeout) };
-            if nev < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == ErrorKind::Interrupted {
-                    continue;
-                }
-                eprintln!("tessera-loadgen: epoll_wait: {e}");
+            if !ok {
                 self.give_up(&ph);
                 break;
-            }
-            for ev in events.iter().take(nev as usize).copied() {
-                let token = ev.u64;
-                if token == TIMER_TOKEN {
-                    let mut b = [0u8; 8];
-                    // SAFETY: reading 8 bytes from our timerfd into a local buffer.
-                    unsafe { libc::read(self.tfd, b.as_mut_ptr() as *mut libc::c_void, 8) };
-                    self.armed = 0;
-                    continue;
-                }
-                let i = token as usize;
-                if i >= n || self.conns[i].stream.is_none() {
-                    continue;
-                }
-                let flags = ev.events;
-                let mut ok = true;
-                if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
-                    ok = self.on_readable(i, &ph).is_ok();
-                }
-                if ok && flags & libc::EPOLLOUT as u32 != 0 {
-                    ok = self.flush(i).is_ok();
-                    if !ok {
-                        self.conn_failed(i, &ph, now_ns(), b"connection");
-                    }
-                }
-                if ok {
-                    self.service(i, &ph, 0);
-                }
             }
             if progress {
                 self.publish_progress();
@@ -744,6 +970,68 @@ impl<'a> Worker<'a> {
         }
         self.publish_progress();
         self.merge_progress_hist();
+    }
+
+    /// io_uring: one `io_uring_enter` (submit everything queued, wait for a completion if `wait`),
+    /// then handle the completions. False on a fatal error.
+    fn uring_step(&mut self, ph: &Phase, wait: bool) -> bool {
+        let Io::Uring(u) = &mut self.io else { return false };
+        if let Err(e) = u.enter(usize::from(wait)) {
+            eprintln!("tessera-loadgen: io_uring_enter: {e}");
+            return false;
+        }
+        self.on_completions(ph);
+        true
+    }
+
+    /// epoll: one `epoll_wait` (blocking if `wait`), then handle the ready sockets. False on a fatal error.
+    fn epoll_step(&mut self, ph: &Phase, wait: bool) -> bool {
+        let Io::Epoll { epfd, events } = &mut self.io else { return false };
+        let mut events = std::mem::take(events);
+        let epfd = *epfd;
+        let n = self.conns.len();
+        // SAFETY: events buffer is valid for its length.
+        let nev = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), events.len() as i32, if wait { -1 } else { 0 }) };
+        let mut ok = true;
+        if nev < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() != ErrorKind::Interrupted {
+                eprintln!("tessera-loadgen: epoll_wait: {e}");
+                ok = false;
+            }
+        }
+        for ev in events.iter().take(nev.max(0) as usize).copied() {
+            let token = ev.u64;
+            if token == TIMER_TOKEN {
+                let mut b = [0u8; 8];
+                // SAFETY: reading 8 bytes from our timerfd into a local buffer.
+                unsafe { libc::read(self.tfd, b.as_mut_ptr() as *mut libc::c_void, 8) };
+                self.armed = 0;
+                continue;
+            }
+            let i = token as usize;
+            if i >= n || self.conns[i].stream.is_none() {
+                continue;
+            }
+            let flags = ev.events;
+            let mut ok = true;
+            if flags & (libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 {
+                ok = self.on_readable(i, ph).is_ok();
+            }
+            if ok && flags & libc::EPOLLOUT as u32 != 0 {
+                ok = self.flush(i).is_ok();
+                if !ok {
+                    self.conn_failed(i, ph, now_ns(), b"connection");
+                }
+            }
+            if ok {
+                self.service(i, ph, 0);
+            }
+        }
+        if let Io::Epoll { events: e, .. } = &mut self.io {
+            *e = events;
+        }
+        ok
     }
 
     /// Whether the phase is over (everything sent and answered).
@@ -887,9 +1175,12 @@ impl<'a> Worker<'a> {
         self.inflight_total += 1;
     }
 
-    /// Write as much of the buffer as the socket takes.
+    /// Write as much of the buffer as the socket takes (io_uring: queue a SEND unless one is in flight).
     fn flush(&mut self, i: usize) -> Result<(), ()> {
-        let epfd = self.epfd;
+        let epfd = match &self.io {
+            Io::Epoll { epfd, .. } => *epfd,
+            Io::Uring(_) => return if self.submit_send(i) { Ok(()) } else { Err(()) },
+        };
         let c = &mut self.conns[i];
         let Some(stream) = c.stream.as_ref() else { return Err(()) };
         let mut s: &TcpStream = stream;
@@ -917,19 +1208,11 @@ impl<'a> Worker<'a> {
         Ok(())
     }
 
+    /// epoll: read until the socket is drained.
     fn on_readable(&mut self, i: usize, ph: &Phase) -> Result<(), ()> {
         loop {
             let c = &mut self.conns[i];
-            if c.rend == c.rbuf.len() {
-                if c.rstart > 0 {
-                    c.rbuf.copy_within(c.rstart..c.rend, 0);
-                    c.rend -= c.rstart;
-                    c.rstart = 0;
-                } else {
-                    let l = c.rbuf.len();
-                    c.rbuf.resize(l * 2, 0);
-                }
-            }
+            make_room(c);
             let space = c.rbuf.len() - c.rend;
             let Some(stream) = c.stream.as_ref() else { return Err(()) };
             let mut s: &TcpStream = stream;
@@ -947,20 +1230,107 @@ impl<'a> Worker<'a> {
                     return Err(());
                 }
             };
-            c.rend += n;
-            let now = now_ns();
-            c.last_rx = now;
-            match self.process_replies(i, now) {
-                Ok(()) => {}
-                Err(ConnErr::Protocol) => {
-                    self.st.add_error(b"protocol", 1);
-                    self.conn_failed(i, ph, now, b"connection");
-                    return Err(());
-                }
-            }
+            self.on_data(i, n, ph)?;
             if n < space {
                 return Ok(());
             }
+        }
+    }
+
+    /// `n` bytes arrived at `rbuf[rend..]` (both engines): count and check the replies.
+    fn on_data(&mut self, i: usize, n: usize, ph: &Phase) -> Result<(), ()> {
+        let c = &mut self.conns[i];
+        c.rend += n;
+        let now = now_ns();
+        c.last_rx = now;
+        match self.process_replies(i, now) {
+            Ok(()) => Ok(()),
+            Err(ConnErr::Protocol) => {
+                self.st.add_error(b"protocol", 1);
+                self.conn_failed(i, ph, now, b"connection");
+                Err(())
+            }
+        }
+    }
+
+    /// io_uring: handle the completions of one `enter`.
+    fn on_completions(&mut self, ph: &Phase) {
+        let Io::Uring(u) = &mut self.io else { return };
+        let mut cqes = std::mem::take(&mut u.cqes);
+        for &(ud, res) in &cqes {
+            let op = ud & 0xff;
+            let i = (ud >> 8) as usize;
+            match op {
+                OP_TIMER => {
+                    if let Io::Uring(u) = &mut self.io {
+                        u.timer_busy = false;
+                        self.armed = 0;
+                        if res != -libc::ECANCELED {
+                            u.push_timer_read(self.tfd);
+                        }
+                    }
+                }
+                OP_RECV => self.on_recv(i, res, ph),
+                OP_SEND => self.on_send(i, res, ph),
+                _ => {} // cancel results
+            }
+        }
+        cqes.clear();
+        if let Io::Uring(u) = &mut self.io {
+            u.cqes = cqes;
+        }
+    }
+
+    fn on_recv(&mut self, i: usize, res: i32, ph: &Phase) {
+        let c = &mut self.conns[i];
+        c.recv_busy = false;
+        if c.stream.is_none() {
+            self.finish_close(i);
+            return;
+        }
+        if res > 0 {
+            if self.on_data(i, res as usize, ph).is_err() {
+                return;
+            }
+        } else if res == 0 || !matches!(-res, libc::EINTR | libc::EAGAIN | libc::ENOBUFS | libc::ECANCELED) {
+            self.conn_failed(i, ph, now_ns(), b"connection");
+            return;
+        }
+        if !self.submit_recv(i) {
+            self.conn_failed(i, ph, now_ns(), b"connection");
+            return;
+        }
+        self.service(i, ph, 0);
+    }
+
+    fn on_send(&mut self, i: usize, res: i32, ph: &Phase) {
+        let c = &mut self.conns[i];
+        c.send_busy = false;
+        if c.stream.is_none() {
+            self.finish_close(i);
+            return;
+        }
+        if res > 0 {
+            c.spos += res as usize;
+        } else if res == 0 || !matches!(-res, libc::EINTR | libc::EAGAIN | libc::ENOBUFS | libc::ECANCELED) {
+            self.conn_failed(i, ph, now_ns(), b"connection");
+            return;
+        }
+        // Rest of a short send, else the next batch.
+        if !self.submit_send(i) {
+            self.conn_failed(i, ph, now_ns(), b"connection");
+        }
+    }
+
+    /// io_uring: a failed connection's last operation completed; close it for good.
+    fn finish_close(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        if !c.recv_busy && !c.send_busy {
+            c.closing = None;
+            c.sbuf.clear();
+            c.spos = 0;
+            c.rstart = 0;
+            c.rend = 0;
         }
     }
 
@@ -1079,7 +1449,25 @@ impl<'a> Worker<'a> {
         c.wbuf.clear();
         c.wpos = 0;
         c.want_out = false;
-        c.stream = None; // closing the fd removes it from the epoll set
+        let stream = c.stream.take(); // closing the fd removes it from the epoll set
+        if let (Io::Uring(u), Some(s)) = (&mut self.io, stream) {
+            if c.recv_busy || c.send_busy {
+                // Wake the operations still in flight (shutdown makes RECV see EOF and SEND fail) and
+                // cancel them; the socket and the buffers stay until their completions arrive.
+                // SAFETY: shutdown on a socket we own.
+                unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
+                if c.recv_busy {
+                    u.push_cancel((i as u64) << 8 | OP_RECV);
+                }
+                if c.send_busy {
+                    u.push_cancel((i as u64) << 8 | OP_SEND);
+                }
+                c.closing = Some(s);
+            } else {
+                c.sbuf.clear();
+                c.spos = 0;
+            }
+        }
         c.reconnect_at = now; // first retry at once
         self.disconnected += 1;
         if ph.kind == PhaseKind::Preload {
@@ -1103,7 +1491,7 @@ impl<'a> Worker<'a> {
     fn reconnect_due(&mut self, ph: &Phase, now: u64) {
         for i in 0..self.conns.len() {
             let c = &self.conns[i];
-            if c.stream.is_some() || c.dead || now < c.reconnect_at {
+            if c.stream.is_some() || c.closing.is_some() || c.dead || now < c.reconnect_at {
                 continue;
             }
             // No point reconnecting once this connection has nothing left to do.
@@ -1118,11 +1506,12 @@ impl<'a> Worker<'a> {
             }
             match connect(&self.spec.addr, &self.spec.auth) {
                 Ok(s) => {
-                    if epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, s.as_raw_fd(), libc::EPOLLIN as u32, i as u64).is_err() {
+                    self.conns[i].stream = Some(s);
+                    if self.attach(i).is_err() {
+                        self.conns[i].stream = None;
                         continue;
                     }
                     let c = &mut self.conns[i];
-                    c.stream = Some(s);
                     c.failures = 0;
                     self.disconnected -= 1;
                     self.service(i, ph, 0);
@@ -1165,6 +1554,20 @@ impl<'a> Worker<'a> {
         self.backlog_total -= c.backlog_n;
         c.backlog_n = 0;
         self.st.add_error(b"connection", lost);
+    }
+}
+
+/// Make sure the read buffer has free space at its end (compact, else grow).
+fn make_room(c: &mut Conn) {
+    if c.rend == c.rbuf.len() {
+        if c.rstart > 0 {
+            c.rbuf.copy_within(c.rstart..c.rend, 0);
+            c.rend -= c.rstart;
+            c.rstart = 0;
+        } else {
+            let l = c.rbuf.len();
+            c.rbuf.resize(l * 2, 0);
+        }
     }
 }
 

@@ -205,6 +205,7 @@ fn build_plan(a: &Args) -> Result<Plan, String> {
         seed,
         drain_timeout_ns,
         reply_timeout_ns,
+        engine: a.engine,
     };
     Ok(Plan {
         spec,

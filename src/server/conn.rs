@@ -312,7 +312,7 @@ fn step_ok(cmd: &Command, argc: usize) -> bool {
     if step <= 1 || cmd.meta.last_key >= 0 || cmd.meta.first_key <= 0 {
         return true;
     }
-    (argc - cmd.meta.first_key as usize).is_multiple_of(step as usize)
+    argc.saturating_sub(cmd.meta.first_key as usize).is_multiple_of(step as usize)
 }
 
 fn finish_local(_c: &mut Client, pipe: &mut Pipeline, out: &mut Reply, mark: usize, keep: bool) {
