@@ -349,7 +349,11 @@ impl Uring {
             // Nothing to wait for, but GETEVENTS so that deferred task work (completions) runs.
             let n = self.ring.submission().len() as u32;
             // SAFETY: plain io_uring_enter without an argument.
-            unsafe { self.ring.submitter().enter::<libc::sigset_t>(n, 0, io_uring::EnterFlags::GETEVENTS.bits(), None) }
+            unsafe {
+                self.ring
+                    .submitter()
+                    .enter::<libc::sigset_t>(n, 0, io_uring::EnterFlags::GETEVENTS.bits(), None)
+            }
         };
         self.reap();
         match r {
@@ -623,7 +627,10 @@ impl<'a> Drop for Worker<'a> {
             }
             if u.ops > 0 {
                 // The kernel may still write into these buffers: leak them rather than free them.
-                eprintln!("tessera-loadgen: warning: {} io_uring operations did not complete; leaking their buffers", u.ops);
+                eprintln!(
+                    "tessera-loadgen: warning: {} io_uring operations did not complete; leaking their buffers",
+                    u.ops
+                );
                 std::mem::forget(std::mem::take(&mut self.conns));
                 if let Io::Uring(u) = std::mem::replace(&mut self.io, Io::Epoll { epfd: -1, events: Vec::new() }) {
                     std::mem::forget(u);
@@ -789,7 +796,9 @@ impl<'a> Worker<'a> {
         debug_assert!(!c.recv_busy);
         make_room(c);
         let space = &mut c.rbuf[c.rend..];
-        let e = opcode::Recv::new(types::Fd(fd), space.as_mut_ptr(), space.len() as u32).build().user_data((i as u64) << 8 | OP_RECV);
+        let e = opcode::Recv::new(types::Fd(fd), space.as_mut_ptr(), space.len() as u32)
+            .build()
+            .user_data((i as u64) << 8 | OP_RECV);
         // SAFETY: `rbuf` is neither resized nor freed while `recv_busy` (see `Conn`, `Worker::drop`).
         c.recv_busy = unsafe { u.push(&e) };
         c.recv_busy
@@ -812,7 +821,9 @@ impl<'a> Worker<'a> {
             c.spos = 0;
         }
         let data = &c.sbuf[c.spos..];
-        let e = opcode::Send::new(types::Fd(s.as_raw_fd()), data.as_ptr(), data.len() as u32).build().user_data((i as u64) << 8 | OP_SEND);
+        let e = opcode::Send::new(types::Fd(s.as_raw_fd()), data.as_ptr(), data.len() as u32)
+            .build()
+            .user_data((i as u64) << 8 | OP_SEND);
         // SAFETY: `sbuf` is not touched while `send_busy` and not freed before the drain in `Worker::drop`.
         c.send_busy = unsafe { u.push(&e) };
         c.send_busy

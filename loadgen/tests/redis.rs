@@ -460,12 +460,20 @@ fn both_engines_complete_exact_request_counts() {
     let _l = serial();
     let Some(r) = start_redis() else { return };
     for engine in ["epoll", "io_uring"] {
-        let out = loadgen(r.port, &["--engine", engine, "--requests", "20011", "-c", "10", "-P", "8", "--ratio", "1:1", "--json"]);
+        let out = loadgen(
+            r.port,
+            &["--engine", engine, "--requests", "20011", "-c", "10", "-P", "8", "--ratio", "1:1", "--json"],
+        );
         assert!(out.status.success(), "{engine}");
         let d = json_of(&out);
         assert_eq!(d["config"]["engine"].as_str(), Some(engine));
         assert_eq!(d["requests"].as_u64(), Some(20011), "{engine}");
-        assert_eq!(d["errors"].as_object().map(|e| e.values().filter_map(|v| v.as_u64()).sum::<u64>()), Some(0), "{engine}: {}", d["errors"]);
+        assert_eq!(
+            d["errors"].as_object().map(|e| e.values().filter_map(|v| v.as_u64()).sum::<u64>()),
+            Some(0),
+            "{engine}: {}",
+            d["errors"]
+        );
         assert_eq!(num(&d, &["error_rate"]), 0.0, "{engine}");
     }
 }
