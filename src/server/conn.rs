@@ -360,7 +360,11 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
     let rt = runtime::rt_ref();
     let authed = rt.requirepass.read().map(|p| p.is_none()).unwrap_or(true);
     let mut c = Client::new(shared.clone(), authed);
-    let (max_bulk, qbuf_limit) = rt.config.read().map(|c| (c.proto_max_bulk_len(), c.client_query_buffer_limit())).unwrap_or((512 << 20, 1 << 30));
+    let (max_bulk, qbuf_limit) = rt
+        .config
+        .read()
+        .map(|c| (c.proto_max_bulk_len(), c.client_query_buffer_limit()))
+        .unwrap_or((512 << 20, 1 << 30));
     let mut parser = Parser {
         max_bulk: max_bulk.min(i64::MAX as u64) as i64,
         ..Parser::default()
@@ -416,7 +420,12 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
         end += n;
         if (end - start) as u64 > qbuf_limit {
             // As Redis's readQueryFromClient: no reply, the client is just closed.
-            crate::log_warning!("Closing client that reached max query buffer length: id={} addr={} qbuf={}", shared.id, shared.addr, end - start);
+            crate::log_warning!(
+                "Closing client that reached max query buffer length: id={} addr={} qbuf={}",
+                shared.id,
+                shared.addr,
+                end - start
+            );
             break;
         }
         // One clock read per read: every command of this pipeline sees the same time.
