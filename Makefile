@@ -24,7 +24,7 @@ deps:
 
 ## Every test: unit, integration, differential against real redis-server, loadgen, perf smoke run.
 test: deps
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) test --workspace --no-fail-fast -- --show-output
 	bash perf/compare.sh --quick --profile debug
 
 bench:
