@@ -335,6 +335,23 @@ impl Uring {
         unsafe { self.push(&e) };
     }
 
+    /// Wakes connection `i`'s in-flight operations (shutdown makes RECV see EOF
+    /// and SEND fail) and cancels them. The socket and its buffers must stay
+    /// alive until their completions arrive.
+    fn abort_conn_ops(&mut self, i: usize, fd: i32, recv_busy: bool, send_busy: bool) {
+        if !recv_busy && !send_busy {
+            return;
+        }
+        // SAFETY: shutdown on a socket the caller owns.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        if recv_busy {
+            self.push_cancel((i as u64) << 8 | OP_RECV);
+        }
+        if send_busy {
+            self.push_cancel((i as u64) << 8 | OP_SEND);
+        }
+    }
+
     fn push_timer_read(&mut self, tfd: i32) {
         let e = opcode::Read::new(types::Fd(tfd), self.tbuf.as_mut_ptr(), 8).build().user_data(OP_TIMER);
         // SAFETY: `tbuf` lives in the boxed `Uring`, which is only dropped after the drain in `Worker::drop`.
@@ -597,16 +614,7 @@ impl<'a> Drop for Worker<'a> {
             // still in flight, then wait for all completions before anything is freed.
             for (i, c) in self.conns.iter().enumerate() {
                 if let Some(s) = c.stream.as_ref().or(c.closing.as_ref()) {
-                    if c.recv_busy || c.send_busy {
-                        // SAFETY: shutdown on a socket we own.
-                        unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
-                    }
-                }
-                if c.recv_busy {
-                    u.push_cancel((i as u64) << 8 | OP_RECV);
-                }
-                if c.send_busy {
-                    u.push_cancel((i as u64) << 8 | OP_SEND);
+                    u.abort_conn_ops(i, s.as_raw_fd(), c.recv_busy, c.send_busy);
                 }
             }
             if u.timer_busy {
@@ -1463,16 +1471,7 @@ impl<'a> Worker<'a> {
         let stream = c.stream.take(); // closing the fd removes it from the epoll set
         if let (Io::Uring(u), Some(s)) = (&mut self.io, stream) {
             if c.recv_busy || c.send_busy {
-                // Wake the operations still in flight (shutdown makes RECV see EOF and SEND fail) and
-                // cancel them; the socket and the buffers stay until their completions arrive.
-                // SAFETY: shutdown on a socket we own.
-                unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
-                if c.recv_busy {
-                    u.push_cancel((i as u64) << 8 | OP_RECV);
-                }
-                if c.send_busy {
-                    u.push_cancel((i as u64) << 8 | OP_SEND);
-                }
+                u.abort_conn_ops(i, s.as_raw_fd(), c.recv_busy, c.send_busy);
                 c.closing = Some(s);
             } else {
                 c.sbuf.clear();

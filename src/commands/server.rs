@@ -253,19 +253,7 @@ fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-const DEFAULT_SECTIONS: &[&str] = &[
-    "server",
-    "clients",
-    "memory",
-    "persistence",
-    "stats",
-    "replication",
-    "cpu",
-    "modules",
-    "errorstats",
-    "cluster",
-    "keyspace",
-];
+/// INFO sections in Redis 7.0 order; "default" is all but commandstats and latencystats.
 const ALL_SECTIONS: &[&str] = &[
     "server",
     "clients",
@@ -292,7 +280,7 @@ async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let sections: Vec<&str> = ALL_SECTIONS
         .iter()
         .copied()
-        .filter(|s| every || (default && DEFAULT_SECTIONS.contains(s)) || want.iter().any(|w| w == s))
+        .filter(|s| every || (default && !matches!(*s, "commandstats" | "latencystats")) || want.iter().any(|w| w == s))
         .collect();
     let infos = runtime::broadcast(shard_info).await;
     let text = render_info(&sections, &infos);
