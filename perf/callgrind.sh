@@ -84,17 +84,14 @@ command -v redis-server >/dev/null || fail "redis-server not found (make deps)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-callgrind.XXXXXX")"
 [[ -n "$OUT_DIR" ]] || OUT_DIR="$WORK/out"
 mkdir -p "$OUT_DIR"
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+STOP_TRIES=100 # valgrind needs longer to exit
 PIDS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]:-}"; do [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] || continue
-        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]:-}"
     log "files: $OUT_DIR (server logs: $WORK)"
     exit $rc
 }

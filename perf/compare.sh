@@ -128,19 +128,13 @@ fi
 # Process bookkeeping: everything we start is stopped on exit.
 # ---------------------------------------------------------------------------
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-compare.XXXXXX")"
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PIDS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] || continue
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]:-}"
     if [[ $KEEP_LOGS == 1 || $rc != 0 ]]; then
         log "server logs kept in $WORK"
     else

@@ -112,17 +112,13 @@ SHORT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo nogit)
 mkdir -p "$OUT_DIR"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-flame-work.XXXXXX")"
 
+# shellcheck source=perf/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PIDS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]:-}"; do [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]:-}"; do
-        [[ -n "$pid" ]] || continue
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]:-}"
     if [[ $rc == 0 ]]; then rm -rf "$WORK"; else log "server log kept in $WORK"; fi
     exit $rc
 }
