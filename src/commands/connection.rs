@@ -176,7 +176,7 @@ fn quit(c: &mut Client, _args: Args, out: &mut Reply) {
 
 fn reset(c: &mut Client, _args: Args, out: &mut Reply) {
     if c.shared.monitor.get() {
-        super::server::unregister_monitor(&c.shared);
+        crate::server::monitor::remove(&c.shared);
     }
     c.set_db(0);
     c.set_resp3(false);

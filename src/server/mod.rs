@@ -2,7 +2,10 @@
 
 pub mod client;
 pub mod conn;
+pub mod dispatch;
 pub mod log;
+pub mod monitor;
+pub mod pause;
 
 use crate::config::Config;
 use crate::runtime::{self, inbox::Inbox, Runtime, Shard};

@@ -1,0 +1,84 @@
+//! DEBUG (gated by enable-debug-command).
+
+use crate::commands::connection::write_help;
+use crate::commands::table::{AsyncFn, Table};
+use crate::protocol::{Args, Reply};
+use crate::runtime::{self};
+use crate::server::client::Client;
+use std::sync::atomic::Ordering;
+
+pub fn register(t: &mut Table) {
+    t.asynch("debug", DEBUG);
+}
+
+// ---------------------------------------------------------------- DEBUG
+
+const DEBUG: AsyncFn = |c, args, out| Box::pin(debug(c, args, out));
+
+fn debug_allowed(c: &Client) -> bool {
+    match runtime::rt_ref().debug_mode.load(Ordering::Relaxed) {
+        1 => true,
+        2 => c.shared.addr.starts_with("127.") || c.shared.addr.starts_with("[::1]"),
+        _ => false,
+    }
+}
+
+const DEBUG_HELP: &[&str] = &[
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "SET-ACTIVE-EXPIRE <0|1>",
+    "    Setting it to 0 disables expiring keys in background when they are not",
+    "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+    "    default.",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "HELP",
+    "    Prints this help.",
+];
+
+async fn debug(c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    if !debug_allowed(c) {
+        return out.error("ERR DEBUG command not allowed. If the enable-debug-command option is set to \"local\", you can run it from a local connection, otherwise you need to set this option in the configuration file, and then restart the server.");
+    }
+    if args.len() == 2 && args.is(1, "help") {
+        return write_help(out, DEBUG_HELP);
+    }
+    if args.len() == 3 && args.is(1, "sleep") {
+        let secs = crate::util::num::string2d(args.get(2)).or_else(|| strtod_prefix(args.get(2))).unwrap_or(0.0);
+        let us = (secs * 1e6) as i64;
+        if us > 0 {
+            let d = std::time::Duration::from_micros(us as u64);
+            // Stall every shard, as DEBUG SLEEP stalls all of Redis.
+            let me = runtime::shard_id();
+            for s in 0..runtime::nshards() {
+                if s != me {
+                    runtime::send(s, Box::new(move || std::thread::sleep(d)));
+                }
+            }
+            std::thread::sleep(d);
+        }
+        return out.ok();
+    }
+    if args.len() == 3 && args.is(1, "set-active-expire") {
+        // atoi semantics, as Redis.
+        let on = strtod_prefix(args.get(2)).map(|v| v as i64 != 0).unwrap_or(false);
+        runtime::ACTIVE_EXPIRE.store(on, Ordering::Relaxed);
+        return out.ok();
+    }
+    let mut m = b"ERR unknown subcommand or wrong number of arguments for '".to_vec();
+    m.extend_from_slice(args.get(1));
+    m.extend_from_slice(b"'. Try DEBUG HELP.");
+    out.error_bytes(&m);
+}
+
+/// strtod on the longest numeric prefix (Redis's DEBUG SLEEP ignores trailing junk).
+fn strtod_prefix(b: &[u8]) -> Option<f64> {
+    let mut end = 0;
+    for (i, ch) in b.iter().enumerate() {
+        if ch.is_ascii_digit() || matches!(ch, b'.' | b'-' | b'+' | b'e' | b'E') {
+            end = i + 1;
+        } else {
+            break;
+        }
+    }
+    (1..=end).rev().find_map(|e| std::str::from_utf8(&b[..e]).ok()?.parse::<f64>().ok())
+}

@@ -1,0 +1,309 @@
+//! INFO: per-shard figures gathered and rendered in Redis 7.0's sections.
+
+use crate::commands::table::{self, AsyncFn, Table};
+use crate::protocol::{Args, Reply};
+use crate::runtime::{self, now_ms, now_us, Shard, ShardStats};
+use crate::server::client::{self, Client};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+pub fn register(t: &mut Table) {
+    t.asynch("info", INFO);
+}
+
+// ---------------------------------------------------------------- INFO
+
+const INFO: AsyncFn = |c, args, out| Box::pin(info(c, args, out));
+
+#[derive(Default)]
+struct ShardInfo {
+    stats: ShardStats,
+    keys: Vec<(usize, usize, u64)>,
+    clients: usize,
+    mem: usize,
+}
+
+fn shard_info(s: &mut Shard) -> ShardInfo {
+    let now = now_ms();
+    let mut mem = 0usize;
+    let keys = s
+        .dbs
+        .iter()
+        .map(|db| {
+            mem += db.keys.len() * 64 + db.keys.buckets() * 8;
+            (db.len(), db.expires_len(), db.avg_ttl(now))
+        })
+        .collect();
+    let mut stats = s.stats.clone();
+    stats.expired_stale_perc = s.dbs.iter().map(|d| d.expired).sum::<u64>() as f64;
+    ShardInfo {
+        stats,
+        keys,
+        clients: client::count(),
+        mem,
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    let f = n as f64;
+    if f < 1024.0 {
+        format!("{n}B")
+    } else if f < 1024.0 * 1024.0 {
+        format!("{:.2}K", f / 1024.0)
+    } else if f < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2}M", f / (1024.0 * 1024.0))
+    } else {
+        format!("{:.2}G", f / (1024.0 * 1024.0 * 1024.0))
+    }
+}
+
+fn rusage(who: i32) -> (f64, f64) {
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage fills the struct we own.
+    unsafe {
+        libc::getrusage(who, &mut ru);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_stime), t(ru.ru_utime))
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// INFO sections in Redis 7.0 order; "default" is all but commandstats and latencystats.
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "modules",
+    "commandstats",
+    "errorstats",
+    "latencystats",
+    "cluster",
+    "keyspace",
+];
+
+async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    let mut want: Vec<String> = Vec::new();
+    for i in 1..args.len() {
+        want.push(String::from_utf8_lossy(args.get(i)).to_ascii_lowercase());
+    }
+    let every = want.iter().any(|w| w == "all" || w == "everything");
+    let default = want.is_empty() || want.iter().any(|w| w == "default");
+    let sections: Vec<&str> = ALL_SECTIONS
+        .iter()
+        .copied()
+        .filter(|s| every || (default && !matches!(*s, "commandstats" | "latencystats")) || want.iter().any(|w| w == s))
+        .collect();
+    let infos = runtime::broadcast(shard_info).await;
+    let text = render_info(&sections, &infos);
+    out.verbatim(text.as_bytes());
+}
+
+fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
+    let rt = runtime::rt_ref();
+    let now = now_ms();
+    let mut s = String::with_capacity(4096);
+    let mut total = ShardStats::default();
+    for i in infos {
+        total.commands += i.stats.commands;
+        total.keyspace_hits += i.stats.keyspace_hits;
+        total.keyspace_misses += i.stats.keyspace_misses;
+        total.connections_received += i.stats.connections_received;
+        total.rejected_connections += i.stats.rejected_connections;
+        total.net_input_bytes += i.stats.net_input_bytes;
+        total.net_output_bytes += i.stats.net_output_bytes;
+    }
+    let expired: f64 = infos.iter().map(|i| i.stats.expired_stale_perc).sum();
+    let mem: usize = infos.iter().map(|i| i.mem).sum::<usize>() + 1_000_000;
+    let (port, cfg_file, hz, maxmem, policy) = match rt.config.read() {
+        Ok(c) => (
+            c.port(),
+            c.config_file().map(|p| p.display().to_string()).unwrap_or_default(),
+            first_value(&c, "hz").unwrap_or_else(|| "10".into()),
+            first_value(&c, "maxmemory").unwrap_or_else(|| "0".into()),
+            first_value(&c, "maxmemory-policy").unwrap_or_else(|| "noeviction".into()),
+        ),
+        Err(_) => (0, String::new(), "10".into(), "0".into(), "noeviction".into()),
+    };
+    let mut first = true;
+    for sec in sections {
+        if !first {
+            s.push_str("\r\n");
+        }
+        first = false;
+        match *sec {
+            "server" => {
+                let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+                // SAFETY: uname fills the struct we own.
+                unsafe { libc::uname(&mut uts) };
+                let cs = |a: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(a.as_ptr()) }.to_string_lossy().into_owned();
+                let up = (now - rt.start_ms) / 1000;
+                let _ = write!(
+                    s,
+                    "# Server\r\nredis_version:{}\r\ntessera_version:{}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\nredis_mode:standalone\r\nos:{} {} {}\r\narch_bits:64\r\nmonotonic_clock:POSIX clock_gettime\r\nmultiplexing_api:io_uring\r\natomicvar_api:c11-builtin\r\ngcc_version:0.0.0\r\nprocess_id:{}\r\nprocess_supervised:no\r\nrun_id:{:040x}\r\ntcp_port:{}\r\nserver_time_usec:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfigured_hz:{}\r\nlru_clock:{}\r\nexecutable:{}\r\nconfig_file:{}\r\nio_threads_active:0\r\nshards:{}\r\n",
+                    crate::REDIS_VERSION,
+                    env!("CARGO_PKG_VERSION"),
+                    cs(&uts.sysname),
+                    cs(&uts.release),
+                    cs(&uts.machine),
+                    std::process::id(),
+                    ((rt.start_ms as u128) * 0x9E3779B97F4A7C15u128) ^ std::process::id() as u128,
+                    port,
+                    now_us(),
+                    up,
+                    up / 86400,
+                    hz,
+                    hz,
+                    crate::keyspace::db::lru_clock(now),
+                    std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
+                    cfg_file,
+                    rt.nshards
+                );
+            }
+            "clients" => {
+                let _ = write!(
+                    s,
+                    "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                    infos.iter().map(|i| i.clients).sum::<usize>(),
+                    rt.maxclients.load(Ordering::Relaxed)
+                );
+            }
+            "memory" => {
+                let rss = rss_bytes();
+                let total_mem = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) as u64 * libc::sysconf(libc::_SC_PAGESIZE) as u64 };
+                let maxmem_n: u64 = maxmem.parse().unwrap_or(0);
+                let _ = write!(
+                    s,
+                    "# Memory\r\nused_memory:{mem}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{mem}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:100.00%\r\nused_memory_overhead:1000000\r\nused_memory_startup:1000000\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total_mem}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nmaxmemory:{maxmem_n}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+                    human_bytes(mem as u64),
+                    human_bytes(rss),
+                    human_bytes(mem as u64),
+                    mem.saturating_sub(1_000_000),
+                    human_bytes(total_mem),
+                    human_bytes(maxmem_n),
+                    if mem > 0 { rss as f64 / mem as f64 } else { 0.0 }
+                );
+            }
+            "persistence" => {
+                let _ = write!(
+                    s,
+                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    rt.lastsave.load(Ordering::Relaxed)
+                );
+            }
+            "stats" => {
+                let _ = write!(
+                    s,
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n",
+                    total.connections_received,
+                    total.commands,
+                    total.net_input_bytes,
+                    total.net_output_bytes,
+                    total.rejected_connections,
+                    expired as u64,
+                    total.keyspace_hits,
+                    total.keyspace_misses,
+                    infos.iter().map(|i| i.stats.errors.values().sum::<u64>()).sum::<u64>()
+                );
+            }
+            "replication" => {
+                s.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\nmaster_replid:0000000000000000000000000000000000000000\r\nmaster_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\nrepl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:0\r\nrepl_backlog_histlen:0\r\n");
+            }
+            "cpu" => {
+                let (sys, user) = rusage(libc::RUSAGE_SELF);
+                let (csys, cuser) = rusage(libc::RUSAGE_CHILDREN);
+                let _ = write!(
+                    s,
+                    "# CPU\r\nused_cpu_sys:{sys:.6}\r\nused_cpu_user:{user:.6}\r\nused_cpu_sys_children:{csys:.6}\r\nused_cpu_user_children:{cuser:.6}\r\n"
+                );
+            }
+            "modules" => s.push_str("# Modules\r\n"),
+            "errorstats" => {
+                s.push_str("# Errorstats\r\n");
+                let mut errs: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+                for i in infos {
+                    for (k, v) in &i.stats.errors {
+                        *errs.entry(k.as_str()).or_insert(0) += v;
+                    }
+                }
+                for (k, v) in errs {
+                    let _ = write!(s, "errorstat_{k}:count={v}\r\n");
+                }
+            }
+            "commandstats" | "latencystats" => {
+                s.push_str(if *sec == "commandstats" { "# Commandstats\r\n" } else { "# Latencystats\r\n" });
+                for cmd in table::table().all() {
+                    let mut tot = runtime::CmdStat::default();
+                    let mut hist = runtime::LatencyHist::default();
+                    for i in infos {
+                        if let Some(c) = i.stats.cmd.get(cmd.id) {
+                            tot.calls += c.calls;
+                            tot.usec += c.usec;
+                            tot.rejected += c.rejected;
+                            tot.failed += c.failed;
+                            if let Some(h) = &c.hist {
+                                hist.merge(h);
+                            }
+                        }
+                    }
+                    if tot.calls == 0 && tot.rejected == 0 {
+                        continue;
+                    }
+                    if *sec == "commandstats" {
+                        let per = if tot.calls > 0 { tot.usec as f64 / tot.calls as f64 } else { 0.0 };
+                        let _ = write!(
+                            s,
+                            "cmdstat_{}:calls={},usec={},usec_per_call={:.2},rejected_calls={},failed_calls={}\r\n",
+                            cmd.meta.name, tot.calls, tot.usec, per, tot.rejected, tot.failed
+                        );
+                    } else if tot.calls > 0 {
+                        let _ = write!(
+                            s,
+                            "latency_percentiles_usec_{}:p50={:.3},p99={:.3},p99.9={:.3}\r\n",
+                            cmd.meta.name,
+                            hist.percentile_us(50.0),
+                            hist.percentile_us(99.0),
+                            hist.percentile_us(99.9)
+                        );
+                    }
+                }
+            }
+            "cluster" => s.push_str("# Cluster\r\ncluster_enabled:0\r\n"),
+            "keyspace" => {
+                s.push_str("# Keyspace\r\n");
+                let ndb = infos.first().map(|i| i.keys.len()).unwrap_or(0);
+                for db in 0..ndb {
+                    let (mut keys, mut exp, mut ttl_sum, mut ttl_n) = (0usize, 0usize, 0u64, 0u64);
+                    for i in infos {
+                        let (k, e, t) = i.keys[db];
+                        keys += k;
+                        exp += e;
+                        if t > 0 {
+                            ttl_sum += t;
+                            ttl_n += 1;
+                        }
+                    }
+                    if keys > 0 {
+                        let _ = write!(s, "db{db}:keys={keys},expires={exp},avg_ttl={}\r\n", ttl_sum.checked_div(ttl_n).unwrap_or(0));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+fn first_value(c: &crate::config::Config, name: &str) -> Option<String> {
+    c.get(&[name.as_bytes()]).into_iter().next().map(|(_, v)| v)
+}

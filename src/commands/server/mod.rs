@@ -1,0 +1,114 @@
+//! Server commands, one file per concern: `command.rs` (COMMAND), `info.rs`
+//! (INFO), `config.rs` (CONFIG), `debug.rs` (DEBUG), `monitor.rs` (MONITOR);
+//! DBSIZE, FLUSHDB, FLUSHALL, TIME, LASTSAVE and SHUTDOWN live here.
+
+mod command;
+mod config;
+mod debug;
+mod info;
+mod monitor;
+
+pub use config::apply_runtime_config;
+
+use crate::commands::table::{AsyncFn, Table};
+use crate::protocol::reply::err;
+use crate::protocol::{Args, Reply};
+use crate::runtime::{self, now_us, Shard};
+use crate::server::client::Client;
+use std::sync::atomic::Ordering;
+
+pub fn register(t: &mut Table) {
+    t.asynch("dbsize", DBSIZE);
+    t.asynch("flushdb", FLUSHDB);
+    t.asynch("flushall", FLUSHALL);
+    t.client("time", time);
+    t.client("lastsave", lastsave);
+    t.client("shutdown", shutdown);
+    command::register(t);
+    info::register(t);
+    config::register(t);
+    monitor::register(t);
+    debug::register(t);
+}
+
+// ---------------------------------------------------------------- DBSIZE, FLUSH*
+
+const DBSIZE: AsyncFn = |c, args, out| Box::pin(dbsize(c, args, out));
+
+async fn dbsize(c: &mut Client, _args: Args<'_>, out: &mut Reply) {
+    let db = c.db;
+    let n: usize = runtime::broadcast(move |s: &mut Shard| s.dbs[db].len()).await.into_iter().sum();
+    out.int(n as i64);
+}
+
+/// FLUSHDB/FLUSHALL's optional ASYNC|SYNC argument.
+fn flush_flags_ok(args: &Args) -> bool {
+    match args.len() {
+        1 => true,
+        2 => args.is(1, "async") || args.is(1, "sync"),
+        _ => false,
+    }
+}
+
+const FLUSHDB: AsyncFn = |c, args, out| Box::pin(flushdb(c, args, out));
+
+async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    if !flush_flags_ok(&args) {
+        return out.error(err::SYNTAX);
+    }
+    let db = c.db;
+    runtime::broadcast(move |s: &mut Shard| s.dbs[db].clear()).await;
+    out.ok();
+}
+
+const FLUSHALL: AsyncFn = |c, args, out| Box::pin(flushall(c, args, out));
+
+async fn flushall(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    if !flush_flags_ok(&args) {
+        return out.error(err::SYNTAX);
+    }
+    runtime::broadcast(|s: &mut Shard| s.dbs.iter_mut().for_each(|d| d.clear())).await;
+    out.ok();
+}
+
+// ---------------------------------------------------------------- TIME, LASTSAVE, SHUTDOWN
+
+fn time(_c: &mut Client, _args: Args, out: &mut Reply) {
+    let us = now_us();
+    out.array_len(2);
+    out.bulk_int((us / 1_000_000) as i64);
+    out.bulk_int((us % 1_000_000) as i64);
+}
+
+fn lastsave(_c: &mut Client, _args: Args, out: &mut Reply) {
+    out.int(runtime::rt_ref().lastsave.load(Ordering::Relaxed) as i64);
+}
+
+fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
+    let (mut abort, mut other, mut save, mut nosave) = (false, false, false, false);
+    for i in 1..args.len() {
+        if args.is(i, "nosave") {
+            nosave = true;
+            other = true;
+        } else if args.is(i, "save") {
+            save = true;
+            other = true;
+        } else if args.is(i, "now") || args.is(i, "force") {
+            other = true;
+        } else if args.is(i, "abort") {
+            abort = true;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+    }
+    if (abort && other) || (save && nosave) {
+        return out.error(err::SYNTAX);
+    }
+    if abort {
+        return out.error("ERR No shutdown in progress.");
+    }
+    crate::log_warning!("User requested shutdown...");
+    crate::server::initiate_shutdown();
+    // Redis answers nothing: the connection just closes.
+    c.close_after_reply = true;
+}

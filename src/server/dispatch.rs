@@ -1,0 +1,340 @@
+//! Command dispatch for one connection: lookup, checks, routing to the
+//! owning shard (inline, forwarded in per-shard batches, or as a cross-shard
+//! transaction), and splicing the replies back in request order.
+
+use super::client::{Client, ReplyMode};
+use crate::commands::table::{self, flags, Command, Cross, Handler};
+use crate::protocol::{Args, Reply};
+use crate::runtime::{self, tx, with_shard};
+
+enum Seg {
+    /// Bytes in `Pipeline::local`.
+    Local(usize, usize),
+    /// The next reply of that shard's batch; dropped when `keep` is false (CLIENT REPLY).
+    Remote(usize, bool),
+}
+
+/// Replies of one read that are not final yet because some commands were
+/// forwarded to other shards.
+pub struct Pipeline {
+    batches: Vec<Option<Box<tx::Batch>>>,
+    /// Batches back from their shards, kept for reuse.
+    spare: Vec<Option<Box<tx::Batch>>>,
+    /// Per shard: the returned batch, the reply index and byte offset being spliced.
+    back: Vec<Option<(Box<tx::Batch>, usize, usize)>>,
+    segs: Vec<Seg>,
+    local: Reply,
+    pending: bool,
+}
+
+impl Pipeline {
+    pub fn new(shards: usize) -> Self {
+        let none = || {
+            let mut v = Vec::with_capacity(shards);
+            v.resize_with(shards, || None);
+            v
+        };
+        Pipeline {
+            batches: none(),
+            spare: none(),
+            back: {
+                let mut v = Vec::with_capacity(shards);
+                v.resize_with(shards, || None);
+                v
+            },
+            segs: Vec::new(),
+            local: Reply::new(false),
+            pending: false,
+        }
+    }
+
+    /// Where a reply produced now must go: straight to `out` while nothing is
+    /// pending, else into the local side buffer (spliced in at flush).
+    fn sink<'a>(&'a mut self, out: &'a mut Reply) -> &'a mut Reply {
+        if self.pending {
+            self.local.resp3 = out.resp3;
+            &mut self.local
+        } else {
+            out
+        }
+    }
+
+    fn note_local(&mut self, start: usize) {
+        if self.pending {
+            let end = self.local.buf.len();
+            if end > start {
+                self.segs.push(Seg::Local(start, end));
+            }
+        }
+    }
+
+    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, db: usize, resp3: bool, keep: bool) {
+        if self.batches[shard].is_none() {
+            let b = match self.spare[shard].take() {
+                Some(mut b) => {
+                    b.recycle(db, resp3);
+                    b
+                }
+                None => Box::new(tx::Batch::new(db, resp3)),
+            };
+            self.batches[shard] = Some(b);
+        }
+        if let Some(b) = self.batches[shard].as_mut() {
+            b.push(cmd, args);
+        }
+        self.segs.push(Seg::Remote(shard, keep));
+        self.pending = true;
+    }
+
+    /// Sends the batches, waits for every reply and splices them in order.
+    pub async fn flush(&mut self, out: &mut Reply) {
+        if !self.pending {
+            return;
+        }
+        // Send every batch first (they run in parallel on their shards), then collect.
+        let mut rxs: [Option<futures_channel::oneshot::Receiver<Box<tx::Batch>>>; 8] = Default::default();
+        let mut more = Vec::new();
+        for (shard, b) in self.batches.iter_mut().enumerate() {
+            if let Some(b) = b.take() {
+                let rx = tx::forward(shard, b);
+                match rxs.get_mut(shard) {
+                    Some(slot) => *slot = Some(rx),
+                    None => more.push((shard, rx)),
+                }
+            }
+        }
+        for (shard, rx) in rxs.iter_mut().enumerate() {
+            if let Some(rx) = rx.take() {
+                self.back[shard] = rx.await.ok().map(|b| (b, 0, 0));
+            }
+        }
+        for (shard, rx) in more {
+            self.back[shard] = rx.await.ok().map(|b| (b, 0, 0));
+        }
+        for seg in self.segs.drain(..) {
+            match seg {
+                Seg::Local(s, e) => out.raw(&self.local.buf[s..e]),
+                Seg::Remote(shard, keep) => {
+                    if let Some((r, idx, pos)) = self.back[shard].as_mut() {
+                        let end = r.ends.get(*idx).copied().unwrap_or(r.out.len());
+                        if r.out.get(*pos) == Some(&b'-') {
+                            let (cmd, reply) = (r.cmds.get(*idx).map(|c| c.0), &r.out[*pos..end]);
+                            with_shard(|sh| {
+                                if let Some(cmd) = cmd {
+                                    count_failed(sh, cmd, reply);
+                                }
+                            });
+                        }
+                        if keep {
+                            out.buf.extend_from_slice(&r.out[*pos..end]);
+                        }
+                        *pos = end;
+                        *idx += 1;
+                    }
+                }
+            }
+        }
+        for (shard, b) in self.back.iter_mut().enumerate() {
+            if let Some((b, _, _)) = b.take() {
+                // Keep ordinary-sized buffers only: one huge pipeline must not pin its memory.
+                if b.data.capacity() <= 1 << 20 && b.out.capacity() <= 1 << 20 {
+                    self.spare[shard] = Some(b);
+                }
+            }
+        }
+        self.local.buf.clear();
+        self.pending = false;
+    }
+}
+
+/// Executes one parsed request.
+pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: &mut Reply) {
+    out.resp3 = c.resp3;
+    let looked = table::lookup(&args);
+    // CLIENT REPLY decides its own reply (ON answers OK even when replies were off);
+    // for every other command the mode in force before it applies, as Redis's flags.
+    let keep = if matches!(&looked, Ok(cmd) if cmd.meta.name == "client|reply") {
+        true
+    } else {
+        match c.reply_mode {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                c.reply_mode = ReplyMode::Skipping;
+                false
+            }
+            ReplyMode::Skipping => {
+                c.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    };
+    let cmd = match looked {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            let mark = pipe.sink(out).buf.len();
+            table::write_lookup_error(e, &args, pipe.sink(out));
+            with_shard(|sh| sh.stats.count_error(&pipe.sink(out).buf[mark..]));
+            finish_local(c, pipe, out, mark, keep);
+            return;
+        }
+    };
+    c.shared.last_cmd.set(cmd.meta.name);
+    if !cmd.arity_ok(args.len()) || !step_ok(cmd, args.len()) {
+        let mark = pipe.sink(out).buf.len();
+        table::write_arity_error(cmd, pipe.sink(out));
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return;
+    }
+    if !c.authed && !cmd.has(flags::NOAUTH) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::protocol::reply::err::NOAUTH);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return;
+    }
+    // Counted once per executed command, on the connection's shard (INFO sums shards).
+    with_shard(|sh| {
+        sh.stats.commands += 1;
+        sh.stats.cmd_mut(cmd.id).calls += 1;
+    });
+    let rt = runtime::rt_ref();
+    if rt.pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        pipe.flush(out).await;
+        super::pause::wait_pause(cmd).await;
+    }
+    match cmd.handler {
+        Handler::Keyed(_) => {
+            let n = runtime::nshards();
+            match target_shard(cmd, &args, n) {
+                Some(s) if s == runtime::shard_id() => {
+                    let locked = with_shard(|sh| tx::keys_locked(sh, cmd, &args, c.db));
+                    if locked {
+                        pipe.flush(out).await;
+                        let fps = tx::key_fps(cmd, &args, c.db);
+                        loop {
+                            runtime::wait_unlocked(&fps).await;
+                            if !with_shard(|sh| tx::keys_locked(sh, cmd, &args, c.db)) {
+                                break;
+                            }
+                        }
+                    }
+                    let now = c.now_ms;
+                    let db = c.db;
+                    let mark = pipe.sink(out).buf.len();
+                    with_shard(|sh| {
+                        tx::run_keyed(sh, cmd, args, db, now, pipe.sink(out));
+                        count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+                    });
+                    finish_local(c, pipe, out, mark, keep);
+                }
+                Some(s) => pipe.push_remote(s, cmd, &args, c.db, c.resp3, keep),
+                None => {
+                    pipe.flush(out).await;
+                    let mark = out.buf.len();
+                    match cmd.cross {
+                        Cross::Split(comb) => tx::run_split(cmd, args, c.db, c.resp3, comb, out).await,
+                        Cross::Custom(f) => f(c, args, out).await,
+                        Cross::None => {
+                            // Keys on several shards for a command that cannot span them.
+                            out.error("CROSSSLOT Keys in request don't hash to the same slot");
+                        }
+                    }
+                    with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
+                    if !keep {
+                        out.buf.truncate(mark);
+                    }
+                }
+            }
+        }
+        Handler::Client(f) => {
+            // PING/ECHO do not depend on ordering with forwarded commands.
+            if !cmd.has(flags::FAST) || !matches!(cmd.meta.name, "ping" | "echo") {
+                pipe.flush(out).await;
+            }
+            let mark = pipe.sink(out).buf.len();
+            let t0 = runtime::clock::ticks();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
+            if r.is_err() {
+                pipe.sink(out).buf.truncate(mark);
+                tx::internal_error(cmd, pipe.sink(out));
+            }
+            with_shard(|sh| {
+                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+                count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+            });
+            finish_local(c, pipe, out, mark, keep);
+        }
+        Handler::Async(f) => {
+            pipe.flush(out).await;
+            let mark = out.buf.len();
+            let t0 = runtime::clock::ticks();
+            f(c, args, out).await;
+            with_shard(|sh| {
+                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+                count_failed(sh, cmd, &out.buf[mark..]);
+            });
+            if !keep {
+                out.buf.truncate(mark);
+            }
+        }
+    }
+    // Like Redis's call(): monitors see a command after it ran, with the db it left selected.
+    if rt.monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        super::monitor::feed(c, &args);
+    }
+}
+
+/// An error reply from an executed command: failed_calls and errorstats.
+#[inline]
+fn count_failed(sh: &mut runtime::Shard, cmd: &Command, reply: &[u8]) {
+    if reply.first() == Some(&b'-') {
+        sh.stats.cmd_mut(cmd.id).failed += 1;
+        sh.stats.count_error(reply);
+    }
+}
+
+/// A command refused before running (arity, NOAUTH): rejected_calls and errorstats.
+fn count_rejected(cmd: &Command, reply: &[u8]) {
+    with_shard(|sh| {
+        sh.stats.cmd_mut(cmd.id).rejected += 1;
+        sh.stats.count_error(reply);
+    });
+}
+
+/// MSET-style commands need whole key/value groups (Redis checks this in the handler).
+fn step_ok(cmd: &Command, argc: usize) -> bool {
+    let step = cmd.meta.key_step;
+    if step <= 1 || cmd.meta.last_key >= 0 || cmd.meta.first_key <= 0 {
+        return true;
+    }
+    argc.saturating_sub(cmd.meta.first_key as usize).is_multiple_of(step as usize)
+}
+
+fn finish_local(_c: &mut Client, pipe: &mut Pipeline, out: &mut Reply, mark: usize, keep: bool) {
+    if !keep {
+        pipe.sink(out).buf.truncate(mark);
+        return;
+    }
+    pipe.note_local(mark);
+}
+
+/// The shard owning all of the command's keys, or None if they span shards.
+#[inline]
+fn target_shard(cmd: &Command, args: &Args, n: usize) -> Option<usize> {
+    if n == 1 {
+        return Some(0);
+    }
+    let mut it = cmd.key_positions(args.len());
+    let first = match it.next() {
+        Some(i) => runtime::shard_of_key(args.get(i), n),
+        None => return Some(runtime::shard_id()),
+    };
+    for i in it {
+        if runtime::shard_of_key(args.get(i), n) != first {
+            return None;
+        }
+    }
+    Some(first)
+}
