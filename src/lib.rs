@@ -6,6 +6,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod exec;
 pub mod keyspace;
 pub mod protocol;
 pub mod runtime;

@@ -3,18 +3,18 @@
 //! OBJECT EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL EXPIRETIME PEXPIRETIME PERSIST.
 //!
 //! Keyed commands run on the shard owning their keys. RENAME, RENAMENX and
-//! COPY whose two keys live on different shards run as small transactions
-//! (both keys locked, one hop to read/remove the source, one to write the
-//! destination). KEYS, SCAN and RANDOMKEY visit every shard; the SCAN cursor
-//! carries the shard index in its low part (`dict_cursor * nshards + shard`).
+//! COPY are plans (`table::PlanFn`): written once, run inline when both keys
+//! are on one shard and as a transaction otherwise. KEYS, SCAN, RANDOMKEY run
+//! on every shard under shared whole-shard locks; the SCAN cursor carries the
+//! shard index in its low part (`dict_cursor * nshards + shard`).
 
-use super::table::{Combine, Ctx, Table};
+use super::table::{Combine, Ctx, HopLost, PlanFn, Table, Tx};
+use crate::exec::on_every_shard;
 use crate::keyspace::db::idle_secs;
 use crate::keyspace::{Db, Entry};
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
-use crate::runtime::locks::fingerprint;
-use crate::runtime::tx::TxLocks;
+use crate::runtime::locks::Mode;
 use crate::runtime::{self, Shard};
 use crate::server::client::Client;
 use crate::util::glob::glob_match;
@@ -24,6 +24,8 @@ use std::pin::Pin;
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
+/// A shard failed to answer (a bug, logged where it happened).
+const LOST: &str = "ERR internal error: a shard did not answer";
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
@@ -39,10 +41,10 @@ pub fn register(t: &mut Table) {
     t.asynch("keys", keys_cmd);
     t.asynch("scan", scan_cmd);
     t.asynch("randomkey", randomkey_cmd);
-    t.keyed_custom("rename", rename, rename_cross);
-    t.keyed_custom("renamenx", renamenx, renamenx_cross);
-    t.keyed_custom("copy", copy, copy_cross);
-    t.keyed("move", move_cmd);
+    t.plan("rename", RENAME);
+    t.plan("renamenx", RENAMENX);
+    t.plan("copy", COPY).other_db = Some(copy_dst_db);
+    t.keyed("move", move_cmd).other_db = Some(move_dst_db);
     t.client("object", object_container);
     t.keyed("object|encoding", object_encoding);
     t.keyed("object|refcount", object_refcount);
@@ -221,7 +223,9 @@ fn keys_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
     Box::pin(async move {
         let pattern = args.get(1).to_vec();
         let dbi = c.db;
-        let parts = runtime::broadcast(move |s: &mut Shard| keys_shard(&s.dbs[dbi], &pattern, runtime::now_ms())).await;
+        let Ok(parts) = on_every_shard(dbi, Mode::Shared, move |ctx: &mut Ctx| keys_shard(&ctx.shard.dbs[dbi], &pattern, ctx.now)).await else {
+            return out.error(LOST);
+        };
         out.array_len(parts.iter().map(|p| p.0).sum());
         for (_, bytes) in parts {
             out.raw(&bytes);
@@ -276,6 +280,7 @@ pub struct ScanOpts {
 }
 
 /// What one shard step of a SCAN produced.
+#[derive(Default)]
 pub struct ScanStep {
     /// Keys that passed the filters, as RESP bulks.
     pub bulks: Vec<u8>,
@@ -429,11 +434,32 @@ fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
         };
         let n = runtime::nshards() as u64;
         let dbi = c.db;
+        // One call is atomic like Redis's: the shards it may visit are locked
+        // (shared) so it cannot see half of a cross-shard transaction.
+        let visit: Vec<usize> = ((cursor % n) as usize..n as usize).collect();
+        let mut tx = Tx::begin(
+            dbi,
+            visit.iter().map(|&s| (s, crate::runtime::locks::LockReq::shard_wide(Mode::Shared))).collect(),
+            Vec::new(),
+        )
+        .await;
+        let lost = std::cell::Cell::new(false);
         let (next, nkeys, bulks) = scan_walk(n, cursor, opts.count, |shard, dcur, want, iters| {
             let o = opts.clone();
-            runtime::call(shard, move |s: &mut Shard| scan_shard(s, dbi, dcur, want, iters, &o, runtime::now_ms()))
+            let hop = tx.hop(shard, move |ctx: &mut Ctx| scan_shard(ctx.shard, dbi, dcur, want, iters, &o, ctx.now));
+            let lost = &lost;
+            async move {
+                hop.await.unwrap_or_else(|_| {
+                    lost.set(true);
+                    ScanStep::default()
+                })
+            }
         })
         .await;
+        drop(tx);
+        if lost.get() {
+            return out.error(LOST);
+        }
         out.array_len(2);
         let mut cur = Vec::with_capacity(20);
         crate::util::num::write_u64(&mut cur, next);
@@ -473,7 +499,9 @@ pub fn random_shard(s: &mut Shard, dbi: usize, now: u64) -> (usize, Option<Vec<u
 fn randomkey_cmd<'a>(c: &'a mut Client, _args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
     Box::pin(async move {
         let dbi = c.db;
-        let parts = runtime::broadcast(move |s: &mut Shard| random_shard(s, dbi, runtime::now_ms())).await;
+        let Ok(parts) = on_every_shard(dbi, Mode::Shared, move |ctx: &mut Ctx| random_shard(ctx.shard, dbi, ctx.now)).await else {
+            return out.error(LOST);
+        };
         let total: u64 = parts.iter().map(|p| p.0 as u64).sum();
         if total == 0 {
             out.null();
@@ -499,109 +527,49 @@ fn randomkey_cmd<'a>(c: &'a mut Client, _args: Args<'a>, out: &'a mut Reply) -> 
 // RENAME RENAMENX COPY MOVE
 // ---------------------------------------------------------------------------
 
-fn rename(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    rename_generic(ctx, args, out, false)
-}
+const RENAME: PlanFn = |tx, args, out| Box::pin(rename_plan(tx, args, out, false));
+const RENAMENX: PlanFn = |tx, args, out| Box::pin(rename_plan(tx, args, out, true));
 
-fn renamenx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    rename_generic(ctx, args, out, true)
-}
-
-fn rename_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, nx: bool) {
-    let (src, dst) = (args.get(1), args.get(2));
-    let now = ctx.now;
-    let db = ctx.db();
-    if db.get(src, now).is_none() {
+/// RENAME / RENAMENX (renameGenericCommand): check the source (and for NX the
+/// destination), then move the entry with its TTL.
+async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool) -> Result<(), HopLost> {
+    let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
+    let (ss, ds) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
+    let k = src.clone();
+    let found = tx.hop(ss, move |ctx: &mut Ctx| {
+        let now = ctx.now;
+        ctx.db().get(&k, now).is_some()
+    });
+    let k = dst.clone();
+    let taken = tx.hop(ds, move |ctx: &mut Ctx| {
+        let now = ctx.now;
+        ctx.db().get(&k, now).is_some()
+    });
+    let (found, taken) = (found.await?, taken.await?);
+    if !found {
         out.error(err::NO_SUCH_KEY);
-        return;
+        return Ok(());
     }
     if src == dst {
         reply_status_or_int(out, nx, false);
-        return;
+        return Ok(());
     }
-    if db.get(dst, now).is_some() && nx {
+    if taken && nx {
         out.int(0);
-        return;
+        return Ok(());
     }
-    if let Some(e) = db.remove(src) {
-        db.set(dst, e.val, e.expire_at, now);
-    }
-    reply_status_or_int(out, nx, true);
-}
-
-fn rename_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
-    Box::pin(rename_cross_impl(c, args, out, false))
-}
-
-fn renamenx_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
-    Box::pin(rename_cross_impl(c, args, out, true))
-}
-
-/// Locks `(db, key)` pairs on their owning shards.
-async fn lock_keys(keys: &[(usize, &[u8])]) -> TxLocks {
-    let n = runtime::nshards();
-    let mut parts: Vec<(usize, Vec<u64>)> = Vec::new();
-    for (db, k) in keys {
-        let s = runtime::shard_of_key(k, n);
-        let fp = fingerprint(*db, k);
-        match parts.iter_mut().find(|p| p.0 == s) {
-            Some(p) => p.1.push(fp),
-            None => parts.push((s, vec![fp])),
-        }
-    }
-    TxLocks::acquire(parts).await
-}
-
-/// RENAME / RENAMENX whose keys live on different shards (so they differ).
-async fn rename_cross_impl(c: &mut Client, args: Args<'_>, out: &mut Reply, nx: bool) {
-    let dbi = c.db;
-    let n = runtime::nshards();
-    let (src, dst) = (args.get(1).to_vec(), args.get(2).to_vec());
-    let (ss, ds) = (runtime::shard_of_key(&src, n), runtime::shard_of_key(&dst, n));
-    let locks = lock_keys(&[(dbi, &src), (dbi, &dst)]).await;
-    if nx {
-        let k = src.clone();
-        let found = runtime::call(ss, move |s: &mut Shard| s.dbs[dbi].get(&k, runtime::now_ms()).is_some()).await;
-        if !found {
-            locks.release();
-            out.error(err::NO_SUCH_KEY);
-            return;
-        }
-        let k = dst.clone();
-        let taken = runtime::call(ds, move |s: &mut Shard| s.dbs[dbi].get(&k, runtime::now_ms()).is_some()).await;
-        if taken {
-            locks.release();
-            out.int(0);
-            return;
-        }
-    }
-    let k = src.clone();
-    let entry = runtime::call(ss, move |s: &mut Shard| {
-        let db = &mut s.dbs[dbi];
-        if !nx && db.get(&k, runtime::now_ms()).is_none() {
-            return None;
-        }
-        // Under the lock the key was found above; if active expiry removed it
-        // since, the renamed key would have expired by now anyway.
-        db.remove(&k)
-    })
-    .await;
-    if !nx && entry.is_none() {
-        locks.release();
-        out.error(err::NO_SUCH_KEY);
-        return;
-    }
+    // Under the locks the source was found above; if active expiry removed it
+    // since, the renamed key would have expired by now anyway.
+    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().remove(&src)).await?;
     if let Some(e) = entry {
-        runtime::call(ds, move |s: &mut Shard| {
-            let now = runtime::now_ms();
-            let db = &mut s.dbs[dbi];
-            db.get(&dst, now);
-            db.set(&dst, e.val, e.expire_at, now);
+        tx.hop(ds, move |ctx: &mut Ctx| {
+            let now = ctx.now;
+            ctx.db().set(&dst, e.val, e.expire_at, now);
         })
-        .await;
+        .await?;
     }
-    locks.release();
     reply_status_or_int(out, nx, true);
+    Ok(())
 }
 
 struct CopyOpts {
@@ -630,71 +598,55 @@ fn parse_copy_opts(args: &Args, src_db: usize, databases: usize) -> Result<CopyO
     Ok(o)
 }
 
-fn copy(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let o = match parse_copy_opts(&args, ctx.db, ctx.shard.dbs.len()) {
-        Ok(o) => o,
-        Err(e) => return out.error(&e),
-    };
-    let (key, newkey) = (args.get(1), args.get(2));
-    if o.dst_db == ctx.db && key == newkey {
-        out.error(SAME_OBJECT);
-        return;
-    }
-    let Some(e) = lookup_read(ctx, key, false) else {
-        out.int(0);
-        return;
-    };
-    let (val, expire_at) = (e.val.clone(), e.expire_at);
-    let now = ctx.now;
-    let dst = &mut ctx.shard.dbs[o.dst_db];
-    if dst.get(newkey, now).is_some() && !o.replace {
-        out.int(0);
-        return;
-    }
-    dst.set(newkey, val, expire_at, now);
-    out.int(1);
+/// COPY ... DB n writes `newkey` (argument 2) in database n: it is locked there too.
+fn copy_dst_db(args: &Args, db: usize) -> Option<(usize, usize)> {
+    let o = parse_copy_opts(args, db, runtime::databases()).ok()?;
+    (o.dst_db != db).then_some((2, o.dst_db))
 }
 
-fn copy_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut<'a> {
-    Box::pin(async move {
-        let dbi = c.db;
-        let databases = runtime::with_shard(|s| s.dbs.len());
-        let o = match parse_copy_opts(&args, dbi, databases) {
-            Ok(o) => o,
-            Err(e) => return out.error(&e),
-        };
-        let n = runtime::nshards();
-        let (key, newkey) = (args.get(1).to_vec(), args.get(2).to_vec());
-        let (ss, ds) = (runtime::shard_of_key(&key, n), runtime::shard_of_key(&newkey, n));
-        let locks = lock_keys(&[(dbi, &key), (o.dst_db, &newkey)]).await;
-        let src = runtime::call(ss, move |s: &mut Shard| {
-            let mut ctx = Ctx {
-                shard: s,
-                db: dbi,
-                now: runtime::now_ms(),
-            };
-            lookup_read(&mut ctx, &key, false).map(|e| (e.val.clone(), e.expire_at))
-        })
-        .await;
-        let Some((val, expire_at)) = src else {
-            locks.release();
-            out.int(0);
-            return;
-        };
-        let (dst_db, replace) = (o.dst_db, o.replace);
-        let done = runtime::call(ds, move |s: &mut Shard| {
-            let now = runtime::now_ms();
-            let db = &mut s.dbs[dst_db];
+/// MOVE key db writes `key` in database db: it is locked there too.
+fn move_dst_db(args: &Args, _db: usize) -> Option<(usize, usize)> {
+    parse_db(args.get(2), runtime::databases()).ok().map(|d| (1, d))
+}
+
+const COPY: PlanFn = |tx, args, out| Box::pin(copy_plan(tx, args, out));
+
+/// COPY (copyCommand): read the source where it lives, write the copy with its TTL.
+async fn copy_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let o = match parse_copy_opts(&args, tx.db, runtime::databases()) {
+        Ok(o) => o,
+        Err(e) => {
+            out.error(&e);
+            return Ok(());
+        }
+    };
+    let (key, newkey) = (args.get(1).to_vec(), args.get(2).to_vec());
+    if o.dst_db == tx.db && key == newkey {
+        out.error(SAME_OBJECT);
+        return Ok(());
+    }
+    let (ss, ds) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
+    let src = tx
+        .hop(ss, move |ctx: &mut Ctx| lookup_read(ctx, &key, false).map(|e| (e.val.clone(), e.expire_at)))
+        .await?;
+    let Some((val, expire_at)) = src else {
+        out.int(0);
+        return Ok(());
+    };
+    let (dst_db, replace) = (o.dst_db, o.replace);
+    let done = tx
+        .hop(ds, move |ctx: &mut Ctx| {
+            let now = ctx.now;
+            let db = &mut ctx.shard.dbs[dst_db];
             if db.get(&newkey, now).is_some() && !replace {
                 return false;
             }
             db.set(&newkey, val, expire_at, now);
             true
         })
-        .await;
-        locks.release();
-        out.int(done as i64);
-    })
+        .await?;
+    out.int(done as i64);
+    Ok(())
 }
 
 fn move_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -997,6 +949,17 @@ mod tests {
         let mut ctx = Ctx { shard: s, db, now };
         f(&mut ctx, args, &mut out);
         out.buf
+    }
+
+    /// The plans as keyed handlers: all keys on this shard, run inline.
+    fn rename(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+        assert!(crate::exec::run_plan_inline(ctx.shard, RENAME, args, ctx.db, ctx.now, out));
+    }
+    fn renamenx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+        assert!(crate::exec::run_plan_inline(ctx.shard, RENAMENX, args, ctx.db, ctx.now, out));
+    }
+    fn copy(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+        assert!(crate::exec::run_plan_inline(ctx.shard, COPY, args, ctx.db, ctx.now, out));
     }
 
     fn run(s: &mut Shard, now: u64, f: KeyedFn, argv: &[&str]) -> String {

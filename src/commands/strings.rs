@@ -6,14 +6,11 @@
 //! GET and SET are the hot path: they parse options in place and allocate
 //! nothing but the stored key/value.
 
-use super::table::{Combine, Ctx, Table};
-use crate::keyspace::{Db, Entry, Value};
+use super::table::{Combine, Ctx, HopLost, PlanFn, Table, Tx};
+use crate::keyspace::{Entry, Value};
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
-use crate::server::client::Client;
 use crate::util::num::{incr_by_float, string2ll};
-use std::future::Future;
-use std::pin::Pin;
 
 pub fn register(t: &mut Table) {
     t.keyed("get", get);
@@ -26,7 +23,7 @@ pub fn register(t: &mut Table) {
     t.keyed("getex", getex);
     t.keyed_split("mget", mget, Combine::Merge);
     t.keyed_split("mset", mset, Combine::AllOk);
-    t.keyed_custom("msetnx", msetnx, msetnx_cross);
+    t.plan("msetnx", MSETNX);
     t.keyed("incr", incr);
     t.keyed("decr", decr);
     t.keyed("incrby", incrby);
@@ -37,7 +34,7 @@ pub fn register(t: &mut Table) {
     t.keyed("getrange", getrange);
     t.keyed("substr", getrange);
     t.keyed("setrange", setrange);
-    t.keyed_custom("lcs", lcs, lcs_cross);
+    t.plan("lcs", LCS);
 }
 
 // ---------------------------------------------------------------------------
@@ -432,65 +429,52 @@ fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     out.ok();
 }
 
-fn msetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let now = ctx.now;
-    let db = ctx.db();
-    let mut i = 1;
-    while i < args.len() {
-        if db.get(args.get(i), now).is_some() {
-            return out.int(0);
-        }
-        i += 2;
-    }
+/// MSETNX on any number of shards: check that no key exists anywhere, then
+/// set them all (both steps on every shard of the keys at once).
+const MSETNX: PlanFn = |tx, args, out| Box::pin(msetnx_plan(tx, args, out));
+
+async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let mut pairs: Vec<(usize, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
     let mut i = 1;
     while i + 1 < args.len() {
-        db.set(args.get(i), Value::from_bytes(args.get(i + 1)), 0, now);
+        let s = tx.shard_of_arg(i);
+        let kv = (args.get(i).to_vec(), args.get(i + 1).to_vec());
+        match pairs.iter_mut().find(|p| p.0 == s) {
+            Some(p) => p.1.push(kv),
+            None => pairs.push((s, vec![kv])),
+        }
         i += 2;
     }
-    out.int(1);
-}
-
-/// MSETNX whose keys span shards: lock every key, check that none exists
-/// anywhere, then set them all, then unlock.
-fn msetnx_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
-    Box::pin(async move {
-        use crate::runtime::{call, now_ms, tx};
-        let Some(cmd) = super::table::table().get("msetnx") else {
-            return out.error("ERR unknown command 'msetnx'");
-        };
-        let db = c.db;
-        let groups = tx::keys_by_shard(cmd, &args);
-        let locks = tx::TxLocks::acquire(tx::lock_parts(&args, db, &groups)).await;
-        let mut busy = false;
-        for (shard, idx) in &groups {
-            let keys: Vec<Vec<u8>> = idx.iter().map(|&i| args.get(i).to_vec()).collect();
-            let found = call(*shard, move |s: &mut crate::runtime::Shard| {
-                let now = now_ms();
-                let d = &mut s.dbs[db];
+    let checks = pairs
+        .iter()
+        .map(|(s, kvs)| {
+            let keys: Vec<Vec<u8>> = kvs.iter().map(|kv| kv.0.clone()).collect();
+            (*s, move |ctx: &mut Ctx| {
+                let now = ctx.now;
+                let d = ctx.db();
                 keys.iter().any(|k| d.get(k, now).is_some())
             })
-            .await;
-            if found {
-                busy = true;
-                break;
-            }
-        }
-        if !busy {
-            for (shard, idx) in &groups {
-                let pairs: Vec<(Vec<u8>, Vec<u8>)> = idx.iter().map(|&i| (args.get(i).to_vec(), args.get(i + 1).to_vec())).collect();
-                call(*shard, move |s: &mut crate::runtime::Shard| {
-                    let now = now_ms();
-                    let d = &mut s.dbs[db];
-                    for (k, v) in &pairs {
-                        d.set(k, Value::from_bytes(v), 0, now);
-                    }
-                })
-                .await;
-            }
-        }
-        locks.release();
-        out.int(if busy { 0 } else { 1 });
-    })
+        })
+        .collect();
+    if tx.hop_each(checks).await?.into_iter().any(|busy| busy) {
+        out.int(0);
+        return Ok(());
+    }
+    let sets = pairs
+        .into_iter()
+        .map(|(s, kvs)| {
+            (s, move |ctx: &mut Ctx| {
+                let now = ctx.now;
+                let d = ctx.db();
+                for (k, v) in &kvs {
+                    d.set(k, Value::from_bytes(v), 0, now);
+                }
+            })
+        })
+        .collect();
+    tx.hop_each(sets).await?;
+    out.int(1);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -867,86 +851,31 @@ fn lcs_reply(a: &[u8], b: &[u8], args: &Args, out: &mut Reply) {
     }
 }
 
-/// A looked-up LCS operand: missing keys count as "".
-enum Operand {
-    Missing,
-    Found,
-    WrongType,
-}
+/// LCS: fetch both values where they live (counting hits/misses there), then
+/// compute here.
+const LCS: PlanFn = |tx, args, out| Box::pin(lcs_plan(tx, args, out));
 
-fn lcs_probe(ctx: &mut Ctx, key: &[u8]) -> Operand {
-    match lookup_read(ctx, key) {
-        None => Operand::Missing,
-        Some(e) if e.val.is_string() => Operand::Found,
-        Some(_) => Operand::WrongType,
-    }
-}
-
-fn lcs(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let (k1, k2) = (args.get(1), args.get(2));
-    let p1 = lcs_probe(ctx, k1);
-    let p2 = lcs_probe(ctx, k2);
-    if matches!(p1, Operand::WrongType) || matches!(p2, Operand::WrongType) {
-        return out.error(LCS_WRONGTYPE);
-    }
-    // Both lookups are done (expiry applied); read the values in place.
-    let db: &Db = ctx.db();
-    let (mut ba, mut bb) = ([0u8; 20], [0u8; 20]);
-    let a = match db.keys.get(k1) {
-        Some(e) => str_of(&e.val, &mut ba).unwrap_or(b""),
-        None => b"",
-    };
-    let b = match db.keys.get(k2) {
-        Some(e) => str_of(&e.val, &mut bb).unwrap_or(b""),
-        None => b"",
-    };
-    lcs_reply(a, b, &args, out);
-}
-
-/// LCS with its two keys on different shards: lock both, fetch both values
-/// (counting hits/misses where they live), release, compute here.
-fn lcs_cross<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>> {
-    Box::pin(async move {
-        use crate::runtime::{call, now_ms, nshards, shard_of_key, tx};
-        let db = c.db;
-        let n = nshards();
-        let mut groups: Vec<(usize, Vec<usize>)> = Vec::with_capacity(2);
-        for i in 1..=2 {
-            let s = shard_of_key(args.get(i), n);
-            match groups.iter_mut().find(|g| g.0 == s) {
-                Some(g) => g.1.push(i),
-                None => groups.push((s, vec![i])),
+async fn lcs_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let fetch = |key: Vec<u8>| {
+        move |ctx: &mut Ctx| -> Result<Option<Vec<u8>>, ()> {
+            match lookup_read(ctx, &key) {
+                None => Ok(None),
+                Some(e) => {
+                    let mut buf = [0u8; 20];
+                    str_of(&e.val, &mut buf).map(|b| Some(b.to_vec())).ok_or(())
+                }
             }
         }
-        let locks = tx::TxLocks::acquire(tx::lock_parts(&args, db, &groups)).await;
-        let mut vals: Vec<Result<Option<Vec<u8>>, ()>> = Vec::with_capacity(2);
-        for i in 1..=2 {
-            let key = args.get(i).to_vec();
-            let shard = shard_of_key(&key, n);
-            let v = call(shard, move |s: &mut crate::runtime::Shard| {
-                let now = now_ms();
-                let mut ctx = Ctx { shard: s, db, now };
-                match lookup_read(&mut ctx, &key) {
-                    None => Ok(None),
-                    Some(e) => {
-                        let mut buf = [0u8; 20];
-                        match str_of(&e.val, &mut buf) {
-                            Some(b) => Ok(Some(b.to_vec())),
-                            None => Err(()),
-                        }
-                    }
-                }
-            })
-            .await;
-            vals.push(v);
-        }
-        locks.release();
-        let (a, b) = (vals.remove(0), vals.remove(0));
-        match (a, b) {
-            (Ok(a), Ok(b)) => lcs_reply(a.as_deref().unwrap_or(b""), b.as_deref().unwrap_or(b""), &args, out),
-            _ => out.error(LCS_WRONGTYPE),
-        }
-    })
+    };
+    let (s1, s2) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
+    let h1 = tx.hop(s1, fetch(args.get(1).to_vec()));
+    let h2 = tx.hop(s2, fetch(args.get(2).to_vec()));
+    let (a, b) = (h1.await?, h2.await?);
+    match (a, b) {
+        (Ok(a), Ok(b)) => lcs_reply(a.as_deref().unwrap_or(b""), b.as_deref().unwrap_or(b""), &args, out),
+        _ => out.error(LCS_WRONGTYPE),
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,28 +4,14 @@
 //! sharding, COMMAND output and the NOAUTH/arity checks all read this table.
 
 use super::doc::{self, CommandMeta};
-use crate::keyspace::Db;
 use crate::protocol::{Args, Reply};
-use crate::runtime::Shard;
+pub use crate::runtime::tx::{HopLost, Tx};
+pub use crate::runtime::Ctx;
 use crate::server::client::Client;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
-
-/// What a keyed handler sees: the owning shard, the client's db, the time of the batch.
-pub struct Ctx<'a> {
-    pub shard: &'a mut Shard,
-    pub db: usize,
-    pub now: u64,
-}
-
-impl Ctx<'_> {
-    #[inline]
-    pub fn db(&mut self) -> &mut Db {
-        &mut self.shard.dbs[self.db]
-    }
-}
 
 /// Runs on the shard that owns all the command's keys; touches only that shard.
 pub type KeyedFn = fn(&mut Ctx, Args, &mut Reply);
@@ -34,8 +20,19 @@ pub type ClientFn = fn(&mut Client, Args, &mut Reply);
 /// Runs on the connection's shard and may visit other shards.
 pub type AsyncFn = for<'a> fn(&'a mut Client, Args<'a>, &'a mut Reply) -> Pin<Box<dyn Future<Output = ()> + 'a>>;
 
+/// A command that may need several steps on several shards (RENAME, COPY,
+/// MSETNX, LCS), written once against a [`Tx`]: the transaction layer runs it
+/// inline (every key on one shard: the hops are direct calls and the future
+/// completes in one poll) or distributed (locks, hops as messages).
+pub type PlanFn = for<'a, 's> fn(&'a mut Tx<'s>, Args<'a>, &'a mut Reply) -> PlanFut<'a>;
+pub type PlanFut<'a> = Pin<Box<dyn Future<Output = Result<(), HopLost>> + 'a>>;
+/// For a command that also touches a key in another database (MOVE, COPY ... DB):
+/// the argument position of that key and the database, when the request names one.
+pub type OtherDbFn = fn(&Args, usize) -> Option<(usize, usize)>;
+
 pub enum Handler {
     Keyed(KeyedFn),
+    Plan(PlanFn),
     Client(ClientFn),
     Async(AsyncFn),
 }
@@ -48,8 +45,6 @@ pub enum Cross {
     /// Split the keys by shard, run the same command on each part under the
     /// transaction's locks, and combine the replies.
     Split(Combine),
-    /// A command-specific multi-hop transaction (MSETNX, RENAME, COPY, LCS).
-    Custom(AsyncFn),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -104,10 +99,12 @@ pub struct Command {
     pub handler: Handler,
     pub cross: Cross,
     pub flags: u32,
-    /// Implemented subcommands of a container (sorted by name).
-    pub subs: Vec<&'static Command>,
+    /// Full names of a container's implemented subcommands (sorted).
+    pub subs: Vec<&'static str>,
     /// Dense index for per-shard command statistics.
     pub id: usize,
+    /// A key in another database that the command locks and writes (MOVE, COPY DB).
+    pub other_db: Option<OtherDbFn>,
 }
 
 impl Command {
@@ -151,7 +148,7 @@ impl Command {
     }
 
     pub fn subcommand_metas(&self) -> Vec<&'static CommandMeta> {
-        self.subs.iter().map(|c| c.meta).collect()
+        self.subs.iter().filter_map(|n| table().get(n)).map(|c| c.meta).collect()
     }
 }
 
@@ -189,7 +186,7 @@ impl Table {
         .unwrap_or_else(|| panic!("no Redis metadata for command {name}: add it to tools/commands.txt"))
     }
 
-    fn add(&mut self, name: &'static str, handler: Handler, cross: Cross) {
+    fn add(&mut self, name: &'static str, handler: Handler, cross: Cross) -> &mut Command {
         let meta = Self::meta(name);
         let flags = flags::parse(meta.flags);
         let id = self.map.get(meta.name.as_bytes()).map(|c| c.id).unwrap_or(self.map.len());
@@ -202,23 +199,25 @@ impl Table {
                 flags,
                 subs: Vec::new(),
                 id,
+                other_db: None,
             },
         );
+        self.map.get_mut(meta.name.as_bytes()).expect("just inserted")
     }
 
-    pub fn keyed(&mut self, name: &'static str, f: KeyedFn) {
+    pub fn keyed(&mut self, name: &'static str, f: KeyedFn) -> &mut Command {
         self.add(name, Handler::Keyed(f), Cross::None)
     }
-    pub fn keyed_split(&mut self, name: &'static str, f: KeyedFn, c: Combine) {
+    pub fn keyed_split(&mut self, name: &'static str, f: KeyedFn, c: Combine) -> &mut Command {
         self.add(name, Handler::Keyed(f), Cross::Split(c))
     }
-    pub fn keyed_custom(&mut self, name: &'static str, f: KeyedFn, cross: AsyncFn) {
-        self.add(name, Handler::Keyed(f), Cross::Custom(cross))
+    pub fn plan(&mut self, name: &'static str, f: PlanFn) -> &mut Command {
+        self.add(name, Handler::Plan(f), Cross::None)
     }
-    pub fn client(&mut self, name: &'static str, f: ClientFn) {
+    pub fn client(&mut self, name: &'static str, f: ClientFn) -> &mut Command {
         self.add(name, Handler::Client(f), Cross::None)
     }
-    pub fn asynch(&mut self, name: &'static str, f: AsyncFn) {
+    pub fn asynch(&mut self, name: &'static str, f: AsyncFn) -> &mut Command {
         self.add(name, Handler::Async(f), Cross::None)
     }
 
@@ -254,8 +253,6 @@ pub fn table() -> &'static Table {
     TABLE.get_or_init(|| {
         let mut t = Table { map: HashMap::default() };
         super::register_all(&mut t);
-        // Link containers to their implemented subcommands. The table is
-        // leaked once so commands can refer to each other with 'static lifetimes.
         // Containers whose subcommands are registered get an entry of their own.
         let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
         let parents: Vec<&'static str> = names.iter().filter_map(|n| n.split_once('|').map(|(p, _)| p)).collect();
@@ -264,7 +261,7 @@ pub fn table() -> &'static Table {
                 t.add(Table::meta(p).name, Handler::Client(container_without_sub), Cross::None);
             }
         }
-        let t: &'static mut Table = Box::leak(Box::new(t));
+        // Containers list their implemented subcommands by full name (sorted).
         let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
         let mut links: Vec<(&'static str, &'static str)> = names
             .iter()
@@ -272,21 +269,13 @@ pub fn table() -> &'static Table {
             .map(|(p, n)| (doc::find(p).map(|m| m.name).unwrap_or(p), n))
             .collect();
         links.sort();
-        let t_ptr: *mut Table = t;
         for (parent, sub) in links {
-            // SAFETY: single-threaded initialisation inside get_or_init; the sub entry
-            // lives in the same leaked map, which is never resized after this point.
-            unsafe {
-                let sub_ref: &'static Command = match (*t_ptr).map.get(sub.as_bytes()) {
-                    Some(c) => &*(c as *const Command),
-                    None => continue,
-                };
-                if let Some(p) = (*t_ptr).map.get_mut(parent.as_bytes()) {
-                    p.subs.push(sub_ref);
-                }
+            if let Some(p) = t.map.get_mut(parent.as_bytes()) {
+                p.subs.push(sub);
             }
         }
-        &*t
+        let t: &'static Table = Box::leak(Box::new(t));
+        t
     })
 }
 

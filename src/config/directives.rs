@@ -34,6 +34,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "logfile",
     "dir",
     "threads",
+    "pipeline-ordering",
     "io-threads", // has its own dedicated warning
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",
@@ -140,6 +141,10 @@ pub static SYSLOG_FACILITY: &[(&str, i64)] = &[
 ];
 pub static LOGLEVEL: &[(&str, i64)] = &[("debug", 0), ("verbose", 1), ("notice", 2), ("warning", 3)];
 pub static SUPERVISED: &[(&str, i64)] = &[("upstart", 1), ("systemd", 2), ("auto", 3), ("no", 0)];
+/// Tessera's `pipeline-ordering`: strict (a connection's writes become visible in
+/// the order sent, as in Redis) or relaxed (commands of one pipeline read that
+/// go to different shards may take effect in any order).
+pub static PIPELINE_ORDERING: &[(&str, i64)] = &[("strict", 1), ("relaxed", 0)];
 pub static AOF_FSYNC: &[(&str, i64)] = &[("everysec", 2), ("always", 1), ("no", 0)];
 pub static REPL_DISKLESS_LOAD: &[(&str, i64)] = &[("disabled", 0), ("on-empty-db", 1), ("swapdb", 2)];
 pub static TLS_AUTH_CLIENTS: &[(&str, i64)] = &[("no", 0), ("yes", 1), ("optional", 2)];
@@ -653,6 +658,7 @@ pub static DEFS: &[Def] = &[
     sp("latency-tracking-info-percentiles", N, MODIFIABLE | MULTI_ARG, Kind::Percentiles),
     // ---- Tessera ----
     i("threads", N, IMMUTABLE, 0, 1024, 0),
+    e("pipeline-ordering", N, MODIFIABLE, PIPELINE_ORDERING, 1),
 ];
 
 /// Deprecated directives accepted (and ignored) in config files:

@@ -274,6 +274,10 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.num_at(idx!("threads")) as usize
     }
+    /// `pipeline-ordering strict` (the default).
+    pub fn pipeline_ordering_strict(&self) -> bool {
+        self.enum_value_at(idx!("pipeline-ordering")) != 0
+    }
     pub fn proto_max_bulk_len(&self) -> u64 {
         self.num_at(idx!("proto-max-bulk-len")) as u64
     }

@@ -69,7 +69,11 @@ impl Future for InboxServe {
         let mut ran = 0;
         loop {
             while let Some(job) = inbox.queue.pop() {
-                job();
+                // A panicking job (a bug) must not take the shard down: its reply
+                // channel is dropped, which its sender turns into an error reply.
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                    crate::log_warning!("BUG: a cross-shard job panicked; its command was answered with an error");
+                }
                 ran += 1;
                 if ran >= JOBS_PER_POLL {
                     cx.waker().wake_by_ref();

@@ -14,6 +14,14 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 
+/// The number of databases (fixed at start-up): plans and key rules need it
+/// without touching a shard.
+static DATABASES: AtomicUsize = AtomicUsize::new(16);
+
+pub fn databases() -> usize {
+    DATABASES.load(Ordering::Relaxed)
+}
+
 /// DEBUG SET-ACTIVE-EXPIRE: whether the cron samples and deletes expired keys.
 pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
 
@@ -171,6 +179,7 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize, databases: usize) -> Self {
+        DATABASES.store(databases, Ordering::Relaxed);
         let mut dbs = Vec::with_capacity(databases);
         dbs.resize_with(databases, Db::default);
         Shard {
@@ -236,6 +245,29 @@ pub fn shard_id() -> usize {
     SHARD_ID.with(|i| i.get())
 }
 
+/// Like `with_shard`, but None instead of a panic when the shard is already borrowed
+/// (a guard dropped while its shard is in use).
+pub fn try_with_shard<R>(f: impl FnOnce(&mut Shard) -> R) -> Option<R> {
+    SHARD.with(|c| {
+        let mut b = c.try_borrow_mut().ok()?;
+        b.as_mut().map(f)
+    })
+}
+
+/// What a handler sees: the owning shard, the client's db, the command's time (ms).
+pub struct Ctx<'a> {
+    pub shard: &'a mut Shard,
+    pub db: usize,
+    pub now: u64,
+}
+
+impl Ctx<'_> {
+    #[inline]
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.shard.dbs[self.db]
+    }
+}
+
 /// Runs `f` with this thread's shard. Must not be nested.
 #[inline]
 pub fn with_shard<R>(f: impl FnOnce(&mut Shard) -> R) -> R {
@@ -290,26 +322,6 @@ pub fn send(shard: usize, job: Job) {
     rt_ref().inboxes[shard].push(job);
 }
 
-/// Runs `f` on `shard`'s data and returns its result (a direct call when it is ours).
-pub async fn call<R, F>(shard: usize, f: F) -> R
-where
-    R: Send + 'static,
-    F: FnOnce(&mut Shard) -> R + Send + 'static,
-{
-    if shard == shard_id() {
-        return with_shard(f);
-    }
-    let (tx, rx) = futures_channel::oneshot::channel();
-    send(
-        shard,
-        Box::new(move || {
-            let r = with_shard(f);
-            let _ = tx.send(r);
-        }),
-    );
-    rx.await.expect("shard dropped a call")
-}
-
 /// Runs `f` on every shard and collects the results in shard order.
 pub async fn broadcast<R, F>(f: F) -> Vec<R>
 where
@@ -345,21 +357,6 @@ where
         }
     }
     out
-}
-
-/// Waits until none of `fps` is locked on this shard.
-pub async fn wait_unlocked(fps: &[u64]) {
-    futures_lite::future::poll_fn(|cx| {
-        with_shard(|s| {
-            if fps.iter().any(|f| s.locks.is_locked(*f)) {
-                s.locks.wait(cx.waker().clone());
-                std::task::Poll::Pending
-            } else {
-                std::task::Poll::Ready(())
-            }
-        })
-    })
-    .await
 }
 
 pub fn next_client_id() -> u64 {

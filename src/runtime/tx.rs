@@ -1,310 +1,261 @@
-//! Cross-shard execution: forwarded batches and multi-shard transactions.
+//! The transaction primitive every multi-shard operation runs through.
 //!
-//! Forwarding: a connection groups the single-shard commands of one pipeline
-//! read by owning shard and sends each group as ONE job; the owner runs them
-//! in order and answers with one buffer plus per-command end offsets.
+//! A [`Tx`] is created for one command (or, later, one EXEC or script). It
+//! either runs **inline** on the shard that owns every key (no locks: the
+//! steps run synchronously, so nothing can interleave), or **distributed**:
 //!
-//! Transactions (multi-key commands whose keys span shards): strict two-phase
-//! locking on key fingerprints. Locks are taken shard by shard in ascending
-//! shard order (no deadlock cycles possible), then the hops run (in parallel
-//! where independent), then every lock is released. Single-shard commands
-//! take no locks; they only wait while one of their keys is held, so they
-//! never queue behind transactions on unrelated keys.
+//! 1. *acquire*: lock requests go to every shard at once as non-queuing
+//!    `try_acquire`s (one round trip when nothing conflicts); if any shard
+//!    refuses, the granted ones are released and the locks are then taken
+//!    shard by shard **in ascending shard order**, queued FIFO, so no
+//!    wait-for cycle (deadlock) can form;
+//! 2. *hops*: closures run on the owning shards, all hops of a step sent at
+//!    once and awaited together ([`Tx::hop_each`]), with the transaction's
+//!    db and time (taken after the locks were granted);
+//! 3. *release*: by the guard's `Drop`, whatever ends the transaction (done,
+//!    error, a panicking hop, a dropped future), so no lock can leak.
+//!
+//! The same command code runs in both modes (see `commands::table::PlanFn`).
 
-use super::{call, locks::fingerprint, send, shard_id, wait_unlocked, with_shard, Shard};
-use crate::commands::table::{Combine, Command, Ctx, Handler};
-use crate::protocol::{Args, Reply};
+use super::locks::{LockReq, Mode, TxId};
+use super::{now_ms, send, shard_id, with_shard, Ctx, Shard};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
-/// Commands of one pipeline read bound for one shard.
-pub struct Batch {
+static NEXT_TX: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh transaction id (never 0: 0 means "no owner").
+pub fn next_tx_id() -> TxId {
+    NEXT_TX.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A hop whose shard failed to answer (its job panicked): the command answers an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopLost;
+
+enum Kind<'s> {
+    /// Every key is on this shard, which the caller already holds.
+    Inline(&'s mut Shard),
+    /// Locks taken on these shards (sorted); hops travel as jobs.
+    Distributed { shards: Vec<usize> },
+}
+
+pub struct Tx<'s> {
+    pub id: TxId,
     pub db: usize,
-    pub resp3: bool,
-    pub data: Vec<u8>,
-    pub spans: Vec<(usize, usize)>,
-    /// (command, first span, end span)
-    pub cmds: Vec<(&'static Command, usize, usize)>,
-    /// Filled by the owning shard: every reply, back to back ...
-    pub out: Vec<u8>,
-    /// ... and the end offset in `out` of each command's reply.
-    pub ends: Vec<usize>,
+    /// The command's time (ms): one value for every hop, taken after the lock wait.
+    pub now: u64,
+    kind: Kind<'s>,
+    /// Owning shard of each key argument (position, shard), from the command's route.
+    keys: Vec<(u32, u16)>,
 }
 
-impl Batch {
-    pub fn new(db: usize, resp3: bool) -> Self {
-        Batch {
+impl<'s> Tx<'s> {
+    /// A transaction whose keys all live on `shard`, which the caller is running on.
+    pub fn inline(shard: &'s mut Shard, db: usize, now: u64) -> Tx<'s> {
+        Tx {
+            id: 0,
             db,
-            resp3,
-            data: Vec::with_capacity(256),
-            spans: Vec::with_capacity(16),
-            cmds: Vec::with_capacity(8),
-            out: Vec::with_capacity(256),
-            ends: Vec::with_capacity(8),
+            now,
+            kind: Kind::Inline(shard),
+            keys: Vec::new(),
         }
     }
 
-    /// Empties a batch that came back so the connection can send it again:
-    /// a steady pipeline then forwards without allocating buffers.
-    pub fn recycle(&mut self, db: usize, resp3: bool) {
-        self.db = db;
-        self.resp3 = resp3;
-        self.data.clear();
-        self.spans.clear();
-        self.cmds.clear();
-        self.out.clear();
-        self.ends.clear();
-    }
-
-    /// Copies a command's arguments into the batch.
-    pub fn push(&mut self, cmd: &'static Command, args: &Args) {
-        let first = self.spans.len();
-        for a in args.iter() {
-            let s = self.data.len();
-            self.data.extend_from_slice(a);
-            self.spans.push((s, self.data.len()));
+    /// The shard owning key argument `i` (from the route; no rehashing).
+    pub fn shard_of_arg(&self, i: usize) -> usize {
+        match &self.kind {
+            Kind::Inline(s) => s.id,
+            Kind::Distributed { .. } => self.keys.iter().find(|k| k.0 as usize == i).map(|k| k.1 as usize).unwrap_or_else(shard_id),
         }
-        self.cmds.push((cmd, first, self.spans.len()));
     }
 
-    pub fn len(&self) -> usize {
-        self.cmds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
-    }
-}
-
-/// Runs a keyed handler against a shard.
-#[inline]
-pub fn run_keyed(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
-    if let Handler::Keyed(f) = cmd.handler {
-        let mark = out.buf.len();
-        let t0 = super::clock::ticks();
-        let id = cmd.id;
-        let mut ctx = Ctx { shard: s, db, now };
-        // A handler bug must not take the shard (and every connection on it) down.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args, out)));
-        if r.is_err() {
-            out.buf.truncate(mark);
-            internal_error(cmd, out);
+    /// Every shard holding a key argument, ascending.
+    pub fn shards(&self) -> Vec<usize> {
+        match &self.kind {
+            Kind::Inline(s) => vec![s.id],
+            Kind::Distributed { shards } => shards.clone(),
         }
-        s.stats.cmd_mut(id).record(super::clock::elapsed_ns(t0));
     }
-}
 
-/// The reply for a command whose handler panicked (a bug): logged, answered, survived.
-pub fn internal_error(cmd: &Command, out: &mut Reply) {
-    crate::log_warning!("BUG: handler of '{}' panicked; the command was answered with an error", cmd.meta.name);
-    out.error(&format!("ERR internal error while executing '{}'", cmd.meta.name));
-}
-
-/// True when one of the command's keys is held by a transaction on this shard.
-pub fn keys_locked(s: &Shard, cmd: &Command, args: &Args, db: usize) -> bool {
-    if s.locks.is_empty() {
-        return false;
+    pub fn is_inline(&self) -> bool {
+        matches!(self.kind, Kind::Inline(_))
     }
-    cmd.key_positions(args.len()).any(|i| s.locks.is_locked(fingerprint(db, args.get(i))))
-}
 
-pub fn key_fps(cmd: &Command, args: &Args, db: usize) -> Vec<u64> {
-    cmd.key_positions(args.len()).map(|i| fingerprint(db, args.get(i))).collect()
-}
-
-struct BatchRun {
-    b: Box<Batch>,
-    next: usize,
-}
-
-impl BatchRun {
-    /// Runs commands until done (true) or one hits a locked key (false).
-    fn run(&mut self) -> bool {
-        let now = super::now_ms();
-        let b = &mut *self.b;
-        let mut out = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
-        let done = with_shard(|s| {
-            while self.next < b.cmds.len() {
-                let (cmd, a, e) = b.cmds[self.next];
-                let args = Args::new(&b.data, &b.spans[a..e]);
-                if keys_locked(s, cmd, &args, b.db) {
-                    return false;
+    /// Runs `f` on `shard` with the transaction's db and time.
+    pub fn hop<R, F>(&mut self, shard: usize, f: F) -> Hop<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Ctx) -> R + Send + 'static,
+    {
+        let (db, now) = (self.db, self.now);
+        match &mut self.kind {
+            Kind::Inline(s) => {
+                debug_assert_eq!(s.id, shard, "an inline transaction hopped to another shard");
+                Hop::Ready(Some(Ok(f(&mut Ctx { shard: s, db, now }))))
+            }
+            Kind::Distributed { .. } => {
+                if shard == shard_id() {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_shard(|s| f(&mut Ctx { shard: s, db, now }))));
+                    return Hop::Ready(Some(r.map_err(|_| HopLost)));
                 }
-                run_keyed(s, cmd, args, b.db, now, &mut out);
-                b.ends.push(out.buf.len());
-                self.next += 1;
-            }
-            true
-        });
-        b.out = out.buf;
-        done
-    }
-
-    fn blocking_fps(&self) -> Vec<u64> {
-        let (cmd, a, e) = self.b.cmds[self.next];
-        key_fps(cmd, &Args::new(&self.b.data, &self.b.spans[a..e]), self.b.db)
-    }
-}
-
-/// Executes a batch on this shard and sends it back, replies filled in, through `reply`.
-fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<Box<Batch>>) {
-    let mut run = BatchRun { b, next: 0 };
-    if run.run() {
-        let _ = reply.send(run.b);
-        return;
-    }
-    glommio::spawn_local(async move {
-        loop {
-            let fps = run.blocking_fps();
-            wait_unlocked(&fps).await;
-            if run.run() {
-                let _ = reply.send(run.b);
-                return;
+                let (tx, rx) = futures_channel::oneshot::channel();
+                send(
+                    shard,
+                    Box::new(move || {
+                        let r = with_shard(|s| f(&mut Ctx { shard: s, db, now }));
+                        let _ = tx.send(r);
+                    }),
+                );
+                Hop::Remote(rx)
             }
         }
-    })
-    .detach();
-}
+    }
 
-/// Sends a batch to its owning shard; the receiver yields it back with its replies.
-pub fn forward(shard: usize, b: Box<Batch>) -> futures_channel::oneshot::Receiver<Box<Batch>> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    send(shard, Box::new(move || exec_batch(b, tx)));
-    rx
-}
+    /// Runs one closure per shard, all sent before any is awaited.
+    pub async fn hop_each<R, F>(&mut self, parts: Vec<(usize, F)>) -> Result<Vec<R>, HopLost>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Ctx) -> R + Send + 'static,
+    {
+        let hops: Vec<Hop<R>> = parts.into_iter().map(|(s, f)| self.hop(s, f)).collect();
+        let mut out = Vec::with_capacity(hops.len());
+        for h in hops {
+            out.push(h.await?);
+        }
+        Ok(out)
+    }
 
-/// Locks held by one transaction: fingerprints per shard, in ascending shard order.
-pub struct TxLocks {
-    parts: Vec<(usize, Vec<u64>)>,
-}
-
-impl TxLocks {
-    /// Acquires exclusive locks on `keys` (shard, db, key) shard by shard in
-    /// ascending order; returns once all are held.
-    pub async fn acquire(mut parts: Vec<(usize, Vec<u64>)>) -> TxLocks {
+    /// Locks `parts` (shard, request) and returns the distributed transaction.
+    /// The guard is armed before the first request leaves, so a dropped
+    /// future releases whatever was granted or queued.
+    pub async fn begin(db: usize, mut parts: Vec<(usize, LockReq)>, keys: Vec<(u32, u16)>) -> Tx<'static> {
         parts.sort_by_key(|p| p.0);
-        for (shard, fps) in parts.iter_mut() {
-            fps.sort_unstable();
-            fps.dedup();
-            let f = fps.clone();
-            let granted = call(*shard, move |s| s.locks.acquire(f)).await;
-            let _ = granted.await;
-        }
-        TxLocks { parts }
-    }
-
-    pub fn release(self) {
-        let me = shard_id();
-        for (shard, fps) in self.parts {
-            if shard == me {
-                with_shard(|s| s.locks.release(&fps));
-            } else {
-                send(shard, Box::new(move || with_shard(|s| s.locks.release(&fps))));
-            }
-        }
-    }
-}
-
-/// Groups a command's key positions by owning shard.
-pub fn keys_by_shard(cmd: &Command, args: &Args) -> Vec<(usize, Vec<usize>)> {
-    let n = super::nshards();
-    let mut by: Vec<(usize, Vec<usize>)> = Vec::new();
-    for i in cmd.key_positions(args.len()) {
-        let s = super::shard_of_key(args.get(i), n);
-        match by.iter_mut().find(|p| p.0 == s) {
-            Some(p) => p.1.push(i),
-            None => by.push((s, vec![i])),
-        }
-    }
-    by.sort_by_key(|p| p.0);
-    by
-}
-
-/// Locks for the given key positions.
-pub fn lock_parts(args: &Args, db: usize, groups: &[(usize, Vec<usize>)]) -> Vec<(usize, Vec<u64>)> {
-    groups
-        .iter()
-        .map(|(s, idx)| (*s, idx.iter().map(|&i| fingerprint(db, args.get(i))).collect()))
-        .collect()
-}
-
-/// Runs a multi-key command whose keys span shards by splitting it into one
-/// sub-command per shard, under locks, and combining the parts.
-pub async fn run_split(cmd: &'static Command, args: Args<'_>, db: usize, resp3: bool, combine: Combine, out: &mut Reply) {
-    let groups = keys_by_shard(cmd, &args);
-    let step = cmd.meta.key_step.max(1) as usize;
-    let locks = TxLocks::acquire(lock_parts(&args, db, &groups)).await;
-    // Build and run the sub-commands in parallel.
-    let mut rxs = Vec::with_capacity(groups.len());
-    for (shard, idx) in &groups {
-        let mut b = Batch::new(db, resp3);
-        let first = b.spans.len();
-        let mut push = |a: &[u8]| {
-            let s = b.data.len();
-            b.data.extend_from_slice(a);
-            b.spans.push((s, b.data.len()));
+        let mut tx = Tx {
+            id: next_tx_id(),
+            db,
+            now: 0,
+            kind: Kind::Distributed {
+                shards: parts.iter().map(|p| p.0).collect(),
+            },
+            keys,
         };
-        push(args.get(0));
-        for &i in idx {
-            for j in i..(i + step).min(args.len()) {
-                push(args.get(j));
-            }
+        let owner = tx.id;
+        // Phase 1: every shard at once, without queuing.
+        let mut tries = Vec::with_capacity(parts.len());
+        for (shard, req) in &parts {
+            let req = req.clone();
+            tries.push(run_on(*shard, move |s| s.locks.try_acquire(owner, req)));
         }
-        let end = b.spans.len();
-        b.cmds.push((cmd, first, end));
-        let b = Box::new(b);
-        let shard = *shard;
-        rxs.push(call(shard, move |s| {
-            let args = Args::new(&b.data, &b.spans[b.cmds[0].1..b.cmds[0].2]);
-            let mut r = Reply::new(b.resp3);
-            run_keyed(s, b.cmds[0].0, args, b.db, super::now_ms(), &mut r);
-            r.buf
-        }));
-    }
-    let mut parts = Vec::with_capacity(rxs.len());
-    for rx in rxs {
-        parts.push(rx.await);
-    }
-    locks.release();
-    combine_parts(combine, &groups, &parts, args.len(), out);
-}
-
-fn combine_parts(combine: Combine, groups: &[(usize, Vec<usize>)], parts: &[Vec<u8>], argc: usize, out: &mut Reply) {
-    if let Some(e) = parts.iter().find(|p| p.first() == Some(&b'-')) {
-        out.raw(e);
-        return;
-    }
-    match combine {
-        Combine::AllOk => out.ok(),
-        Combine::Sum => {
-            let total: i64 = parts
-                .iter()
-                .map(|p| {
-                    p.strip_prefix(b":")
-                        .and_then(|r| r.strip_suffix(b"\r\n"))
-                        .and_then(crate::util::num::string2ll)
-                        .unwrap_or(0)
-                })
-                .sum();
-            out.int(total);
+        let mut granted = Vec::with_capacity(parts.len());
+        for t in tries {
+            granted.push(t.await.unwrap_or(false));
         }
-        Combine::Merge => {
-            // Each part is an array of one element per key, in the part's key order.
-            let mut slots: Vec<Option<&[u8]>> = vec![None; argc];
-            for ((_, idx), p) in groups.iter().zip(parts) {
-                let mut pos = match memchr::memchr(b'\n', p) {
-                    Some(nl) => nl + 1,
-                    None => continue,
-                };
-                for &i in idx {
-                    let len = crate::protocol::frame_len(&p[pos..]).unwrap_or(p.len() - pos);
-                    slots[i] = Some(&p[pos..pos + len]);
-                    pos += len;
+        if granted.iter().any(|g| !g) {
+            // Phase 2: give back what was granted, then queue in ascending shard order.
+            for (i, (shard, _)) in parts.iter().enumerate() {
+                if granted[i] {
+                    release_on(*shard, owner);
                 }
             }
-            let elems: Vec<&[u8]> = slots.into_iter().flatten().collect();
-            out.array_len(elems.len());
-            for e in elems {
-                out.raw(e);
+            for (shard, req) in parts {
+                let (gtx, grx) = futures_channel::oneshot::channel();
+                let _ = run_on(shard, move |s| s.locks.acquire(owner, req, gtx)).await;
+                let _ = grx.await;
+            }
+        }
+        tx.now = now_ms();
+        tx
+    }
+
+    /// Locks the whole of every shard in `mode` (FLUSHALL, KEYS, SCAN, DBSIZE...).
+    pub async fn begin_all(db: usize, mode: Mode) -> Tx<'static> {
+        let parts = (0..super::nshards()).map(|s| (s, LockReq::shard_wide(mode))).collect();
+        Tx::begin(db, parts, Vec::new()).await
+    }
+}
+
+impl Drop for Tx<'_> {
+    fn drop(&mut self) {
+        if let Kind::Distributed { shards } = &self.kind {
+            for &s in shards {
+                release_on(s, self.id);
             }
         }
     }
+}
+
+/// Releases everything `owner` holds or queued on `shard`.
+fn release_on(shard: usize, owner: TxId) {
+    if shard == shard_id() && super::try_with_shard(|s| s.locks.release(owner)).is_some() {
+        return;
+    }
+    send(shard, Box::new(move || with_shard(|s| s.locks.release(owner))));
+}
+
+/// Runs `f` on `shard` (directly when it is ours) and yields its result.
+fn run_on<R, F>(shard: usize, f: F) -> Hop<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Shard) -> R + Send + 'static,
+{
+    if shard == shard_id() {
+        return Hop::Ready(Some(Ok(with_shard(f))));
+    }
+    let (tx, rx) = futures_channel::oneshot::channel();
+    send(
+        shard,
+        Box::new(move || {
+            let _ = tx.send(with_shard(f));
+        }),
+    );
+    Hop::Remote(rx)
+}
+
+/// The result of one hop: ready at once (inline or own shard) or a reply to await.
+pub enum Hop<R> {
+    Ready(Option<Result<R, HopLost>>),
+    Remote(futures_channel::oneshot::Receiver<R>),
+}
+
+impl<R> Unpin for Hop<R> {}
+
+impl<R> Future for Hop<R> {
+    type Output = Result<R, HopLost>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Hop::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(HopLost))),
+            Hop::Remote(rx) => Pin::new(rx).poll(cx).map(|r| r.map_err(|_| HopLost)),
+        }
+    }
+}
+
+/// A single-shard command's place in its shard's lock queue: taken when one
+/// of its keys is held by a transaction, released when dropped.
+pub struct QueuedTurn {
+    owner: TxId,
+}
+
+impl QueuedTurn {
+    pub fn owner(&self) -> TxId {
+        self.owner
+    }
+}
+
+impl Drop for QueuedTurn {
+    fn drop(&mut self) {
+        release_on(shard_id(), self.owner);
+    }
+}
+
+/// Queues `req` on this shard (FIFO with transactions) and resolves once granted.
+pub async fn queue_turn(req: LockReq) -> QueuedTurn {
+    let turn = QueuedTurn { owner: next_tx_id() };
+    let (gtx, grx) = futures_channel::oneshot::channel();
+    let owner = turn.owner;
+    with_shard(|s| s.locks.acquire(owner, req, gtx));
+    let _ = grx.await;
+    turn
 }

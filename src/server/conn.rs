@@ -28,11 +28,11 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
     let rt = runtime::rt_ref();
     let authed = rt.requirepass.read().map(|p| p.is_none()).unwrap_or(true);
     let mut c = Client::new(shared.clone(), authed);
-    let (max_bulk, qbuf_limit) = rt
+    let (max_bulk, qbuf_limit, ordered) = rt
         .config
         .read()
-        .map(|c| (c.proto_max_bulk_len(), c.client_query_buffer_limit()))
-        .unwrap_or((512 << 20, 1 << 30));
+        .map(|c| (c.proto_max_bulk_len(), c.client_query_buffer_limit(), c.pipeline_ordering_strict()))
+        .unwrap_or((512 << 20, 1 << 30, true));
     let mut parser = Parser {
         max_bulk: max_bulk.min(i64::MAX as u64) as i64,
         ..Parser::default()
@@ -41,7 +41,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
     let (mut start, mut end) = (0usize, 0usize);
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(16);
     let mut out = Reply::with_buf(Vec::with_capacity(16 * 1024), false);
-    let mut pipe = Pipeline::new(runtime::nshards());
+    let mut pipe = Pipeline::new(runtime::nshards(), ordered);
     'conn: loop {
         if start == end {
             start = 0;

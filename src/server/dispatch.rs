@@ -3,9 +3,10 @@
 //! transaction), and splicing the replies back in request order.
 
 use super::client::{Client, ReplyMode};
-use crate::commands::table::{self, flags, Command, Cross, Handler};
+use crate::commands::table::{self, flags, Command, Handler};
+use crate::exec::{self, Batch, Route};
 use crate::protocol::{Args, Reply};
-use crate::runtime::{self, tx, with_shard};
+use crate::runtime::{self, with_shard};
 
 enum Seg {
     /// Bytes in `Pipeline::local`.
@@ -17,18 +18,23 @@ enum Seg {
 /// Replies of one read that are not final yet because some commands were
 /// forwarded to other shards.
 pub struct Pipeline {
-    batches: Vec<Option<Box<tx::Batch>>>,
+    batches: Vec<Option<Box<Batch>>>,
     /// Batches back from their shards, kept for reuse.
-    spare: Vec<Option<Box<tx::Batch>>>,
+    spare: Vec<Option<Box<Batch>>>,
     /// Per shard: the returned batch, the reply index and byte offset being spliced.
-    back: Vec<Option<(Box<tx::Batch>, usize, usize)>>,
+    back: Vec<Option<(Box<Batch>, usize, usize)>>,
     segs: Vec<Seg>,
     local: Reply,
     pending: bool,
+    /// The current command's route (reused: no allocation per command).
+    route: Route,
+    /// `pipeline-ordering strict` (default): a write waits until every earlier
+    /// command of this connection that went to another shard has run.
+    ordered: bool,
 }
 
 impl Pipeline {
-    pub fn new(shards: usize) -> Self {
+    pub fn new(shards: usize, ordered: bool) -> Self {
         let none = || {
             let mut v = Vec::with_capacity(shards);
             v.resize_with(shards, || None);
@@ -45,7 +51,15 @@ impl Pipeline {
             segs: Vec::new(),
             local: Reply::new(false),
             pending: false,
+            route: Route::default(),
+            ordered,
         }
+    }
+
+    /// True when a batch for a shard other than `shard` is waiting to be sent:
+    /// a write for `shard` must not overtake it.
+    fn pending_elsewhere(&self, shard: usize) -> bool {
+        self.pending && self.batches.iter().enumerate().any(|(s, b)| s != shard && b.is_some())
     }
 
     /// Where a reply produced now must go: straight to `out` while nothing is
@@ -68,19 +82,20 @@ impl Pipeline {
         }
     }
 
-    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, db: usize, resp3: bool, keep: bool) {
+    #[allow(clippy::too_many_arguments)]
+    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, keys: &[u32], db: usize, resp3: bool, keep: bool, now: u64) {
         if self.batches[shard].is_none() {
             let b = match self.spare[shard].take() {
                 Some(mut b) => {
                     b.recycle(db, resp3);
                     b
                 }
-                None => Box::new(tx::Batch::new(db, resp3)),
+                None => Box::new(Batch::new(db, resp3)),
             };
             self.batches[shard] = Some(b);
         }
         if let Some(b) = self.batches[shard].as_mut() {
-            b.push(cmd, args);
+            b.push(cmd, args, keys, now);
         }
         self.segs.push(Seg::Remote(shard, keep));
         self.pending = true;
@@ -92,11 +107,11 @@ impl Pipeline {
             return;
         }
         // Send every batch first (they run in parallel on their shards), then collect.
-        let mut rxs: [Option<futures_channel::oneshot::Receiver<Box<tx::Batch>>>; 8] = Default::default();
+        let mut rxs: [Option<futures_channel::oneshot::Receiver<Box<Batch>>>; 8] = Default::default();
         let mut more = Vec::new();
         for (shard, b) in self.batches.iter_mut().enumerate() {
             if let Some(b) = b.take() {
-                let rx = tx::forward(shard, b);
+                let rx = exec::forward(shard, b);
                 match rxs.get_mut(shard) {
                     Some(slot) => *slot = Some(rx),
                     None => more.push((shard, rx)),
@@ -115,10 +130,17 @@ impl Pipeline {
             match seg {
                 Seg::Local(s, e) => out.raw(&self.local.buf[s..e]),
                 Seg::Remote(shard, keep) => {
-                    if let Some((r, idx, pos)) = self.back[shard].as_mut() {
+                    let Some((r, idx, pos)) = self.back[shard].as_mut() else {
+                        // The shard lost the batch (a bug): every command in it gets an error.
+                        if keep {
+                            out.error("ERR internal error: a forwarded command was lost");
+                        }
+                        continue;
+                    };
+                    {
                         let end = r.ends.get(*idx).copied().unwrap_or(r.out.len());
                         if r.out.get(*pos) == Some(&b'-') {
-                            let (cmd, reply) = (r.cmds.get(*idx).map(|c| c.0), &r.out[*pos..end]);
+                            let (cmd, reply) = (r.cmds.get(*idx).map(|c| c.cmd), &r.out[*pos..end]);
                             with_shard(|sh| {
                                 if let Some(cmd) = cmd {
                                     count_failed(sh, cmd, reply);
@@ -205,48 +227,12 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
         super::pause::wait_pause(cmd).await;
     }
     match cmd.handler {
-        Handler::Keyed(_) => {
-            let n = runtime::nshards();
-            match target_shard(cmd, &args, n) {
-                Some(s) if s == runtime::shard_id() => {
-                    let locked = with_shard(|sh| tx::keys_locked(sh, cmd, &args, c.db));
-                    if locked {
-                        pipe.flush(out).await;
-                        let fps = tx::key_fps(cmd, &args, c.db);
-                        loop {
-                            runtime::wait_unlocked(&fps).await;
-                            if !with_shard(|sh| tx::keys_locked(sh, cmd, &args, c.db)) {
-                                break;
-                            }
-                        }
-                    }
-                    let now = c.now_ms;
-                    let db = c.db;
-                    let mark = pipe.sink(out).buf.len();
-                    with_shard(|sh| {
-                        tx::run_keyed(sh, cmd, args, db, now, pipe.sink(out));
-                        count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
-                    });
-                    finish_local(c, pipe, out, mark, keep);
-                }
-                Some(s) => pipe.push_remote(s, cmd, &args, c.db, c.resp3, keep),
-                None => {
-                    pipe.flush(out).await;
-                    let mark = out.buf.len();
-                    match cmd.cross {
-                        Cross::Split(comb) => tx::run_split(cmd, args, c.db, c.resp3, comb, out).await,
-                        Cross::Custom(f) => f(c, args, out).await,
-                        Cross::None => {
-                            // Keys on several shards for a command that cannot span them.
-                            out.error("CROSSSLOT Keys in request don't hash to the same slot");
-                        }
-                    }
-                    with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
-                    if !keep {
-                        out.buf.truncate(mark);
-                    }
-                }
-            }
+        Handler::Keyed(_) | Handler::Plan(_) => {
+            // The route is computed once and travels with the command.
+            let mut route = std::mem::take(&mut pipe.route);
+            route.compute(cmd, &args, runtime::nshards());
+            keyed(c, pipe, cmd, args, &route, out, keep).await;
+            pipe.route = route;
         }
         Handler::Client(f) => {
             // PING/ECHO do not depend on ordering with forwarded commands.
@@ -258,7 +244,7 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
             if r.is_err() {
                 pipe.sink(out).buf.truncate(mark);
-                tx::internal_error(cmd, pipe.sink(out));
+                exec::internal_error(cmd, pipe.sink(out));
             }
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
@@ -283,6 +269,52 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
     // Like Redis's call(): monitors see a command after it ran, with the db it left selected.
     if rt.monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         super::monitor::feed(c, &args);
+    }
+}
+
+/// A command with keys: inline on this shard, forwarded in a batch, or a
+/// cross-shard transaction.
+async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, route: &Route, out: &mut Reply, keep: bool) {
+    let db = c.db;
+    match route.target {
+        Some(s) => {
+            // Per-connection order: a write becomes visible only after every
+            // earlier command of this connection on other shards has run.
+            if pipe.ordered && cmd.has(flags::WRITE) && pipe.pending_elsewhere(s) {
+                pipe.flush(out).await;
+            }
+            if s != runtime::shard_id() {
+                let now = runtime::clock::wall_ms();
+                pipe.push_remote(s, cmd, &args, &route.keys, db, c.resp3, keep, now);
+                return;
+            }
+            // A transaction holds one of the keys: queue for a turn (FIFO with
+            // transactions, so a stream of them cannot starve this command).
+            let turn = if with_shard(|sh| exec::must_wait(sh, cmd, &args, &route.keys, db)) {
+                pipe.flush(out).await;
+                Some(exec::wait_turn(cmd, &args, &route.keys, db).await)
+            } else {
+                None
+            };
+            // The command's time, taken once (after any wait).
+            let now = runtime::clock::wall_ms();
+            let mark = pipe.sink(out).buf.len();
+            with_shard(|sh| {
+                exec::execute(sh, cmd, args, db, now, pipe.sink(out));
+                count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+            });
+            drop(turn);
+            finish_local(c, pipe, out, mark, keep);
+        }
+        None => {
+            pipe.flush(out).await;
+            let mark = out.buf.len();
+            exec::run_cross(cmd, args, route, db, out).await;
+            with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
+            if !keep {
+                out.buf.truncate(mark);
+            }
+        }
     }
 }
 
@@ -318,23 +350,4 @@ fn finish_local(_c: &mut Client, pipe: &mut Pipeline, out: &mut Reply, mark: usi
         return;
     }
     pipe.note_local(mark);
-}
-
-/// The shard owning all of the command's keys, or None if they span shards.
-#[inline]
-fn target_shard(cmd: &Command, args: &Args, n: usize) -> Option<usize> {
-    if n == 1 {
-        return Some(0);
-    }
-    let mut it = cmd.key_positions(args.len());
-    let first = match it.next() {
-        Some(i) => runtime::shard_of_key(args.get(i), n),
-        None => return Some(runtime::shard_id()),
-    };
-    for i in it {
-        if runtime::shard_of_key(args.get(i), n) != first {
-            return None;
-        }
-    }
-    Some(first)
 }

@@ -41,8 +41,8 @@ fn all_names() -> Vec<(&'static str, &'static Command)> {
     let mut v = Vec::new();
     for c in table::table().commands() {
         v.push((c.meta.name, c));
-        for s in &c.subs {
-            v.push((s.meta.name, *s));
+        for sc in c.subs.iter().filter_map(|n| table::table().get(n)) {
+            v.push((sc.meta.name, sc));
         }
     }
     v

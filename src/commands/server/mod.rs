@@ -11,11 +11,17 @@ mod monitor;
 pub use config::apply_runtime_config;
 
 use crate::commands::table::{AsyncFn, Table};
+use crate::exec::on_every_shard;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
-use crate::runtime::{self, now_us, Shard};
+use crate::runtime::locks::Mode;
+use crate::runtime::Ctx;
+use crate::runtime::{self, now_us};
 use crate::server::client::Client;
 use std::sync::atomic::Ordering;
+
+/// A shard failed to answer (a bug, logged where it happened).
+const LOST: &str = "ERR internal error: a shard did not answer";
 
 pub fn register(t: &mut Table) {
     t.asynch("dbsize", DBSIZE);
@@ -37,8 +43,10 @@ const DBSIZE: AsyncFn = |c, args, out| Box::pin(dbsize(c, args, out));
 
 async fn dbsize(c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     let db = c.db;
-    let n: usize = runtime::broadcast(move |s: &mut Shard| s.dbs[db].len()).await.into_iter().sum();
-    out.int(n as i64);
+    match on_every_shard(db, Mode::Shared, move |ctx: &mut Ctx| ctx.shard.dbs[db].len()).await {
+        Ok(n) => out.int(n.into_iter().sum::<usize>() as i64),
+        Err(_) => out.error(LOST),
+    }
 }
 
 /// FLUSHDB/FLUSHALL's optional ASYNC|SYNC argument.
@@ -57,8 +65,10 @@ async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     let db = c.db;
-    runtime::broadcast(move |s: &mut Shard| s.dbs[db].clear()).await;
-    out.ok();
+    match on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| ctx.shard.dbs[db].clear()).await {
+        Ok(_) => out.ok(),
+        Err(_) => out.error(LOST),
+    }
 }
 
 const FLUSHALL: AsyncFn = |c, args, out| Box::pin(flushall(c, args, out));
@@ -67,8 +77,10 @@ async fn flushall(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     if !flush_flags_ok(&args) {
         return out.error(err::SYNTAX);
     }
-    runtime::broadcast(|s: &mut Shard| s.dbs.iter_mut().for_each(|d| d.clear())).await;
-    out.ok();
+    match on_every_shard(0, Mode::Exclusive, |ctx: &mut Ctx| ctx.shard.dbs.iter_mut().for_each(|d| d.clear())).await {
+        Ok(_) => out.ok(),
+        Err(_) => out.error(LOST),
+    }
 }
 
 // ---------------------------------------------------------------- TIME, LASTSAVE, SHUTDOWN
