@@ -57,7 +57,10 @@ fn used_memory_follows_the_dataset() {
 
     assert_eq!(c.cmd(&["FLUSHALL"]), b"+OK\r\n");
     let flushed = field_u64(&mut c, "memory", "used_memory");
-    assert!(flushed < before + (2 << 20), "after FLUSHALL used_memory is {flushed}, was {before} before the load");
+    assert!(
+        flushed < before + (2 << 20),
+        "after FLUSHALL used_memory is {flushed}, was {before} before the load"
+    );
     let text = info(&mut c, "memory");
     let peak2: u64 = info_field(&text, "used_memory_peak").unwrap().parse().unwrap();
     assert!(peak2 >= after, "the peak survives FLUSHALL: {peak2} < {after}");
@@ -70,7 +73,12 @@ fn used_memory_follows_the_dataset() {
 fn no_made_up_memory_fields() {
     let s = TesseraServer::start(1, &[]);
     let text = info(&mut s.client(), "everything");
-    for f in ["used_memory_lua", "allocator_allocated", "client_recent_max_input_buffer", "total_reads_processed"] {
+    for f in [
+        "used_memory_lua",
+        "allocator_allocated",
+        "client_recent_max_input_buffer",
+        "total_reads_processed",
+    ] {
         assert!(info_field(&text, f).is_none(), "{f} is not measured by Tessera and must be left out\n{text}");
     }
 }
@@ -97,7 +105,10 @@ fn instantaneous_ops_follow_the_load() {
     let kout: f64 = info_field(&text, "instantaneous_output_kbps").unwrap().parse().unwrap();
     // The ring holds 1.6 s; ~1 s of it saw `sent` commands.
     let rate = sent as f64 / t0.elapsed().as_secs_f64();
-    assert!(ops as f64 > rate * 0.2 && (ops as f64) < rate * 2.0, "ops/s {ops} for a load of {rate:.0}/s\n{text}");
+    assert!(
+        ops as f64 > rate * 0.2 && (ops as f64) < rate * 2.0,
+        "ops/s {ops} for a load of {rate:.0}/s\n{text}"
+    );
     assert!(kin > 0.0 && kout > 0.0, "{text}");
     assert!(field_u64(&mut c, "stats", "total_net_input_bytes") > sent * 20, "{text}");
     // Idle: the ring empties within 1.6 s (plus a tick).
@@ -140,7 +151,12 @@ fn explicit_save_points_block_plain_shutdown_and_sigterm() {
 fn config_set_refuses_ignored_directives() {
     let s = TesseraServer::start(2, &[]);
     let mut c = s.client();
-    for (name, value) in [("maxmemory", "100mb"), ("appendonly", "yes"), ("save", "60 1"), ("maxmemory-policy", "allkeys-lru")] {
+    for (name, value) in [
+        ("maxmemory", "100mb"),
+        ("appendonly", "yes"),
+        ("save", "60 1"),
+        ("maxmemory-policy", "allkeys-lru"),
+    ] {
         assert_eq!(
             String::from_utf8_lossy(&c.cmd(&["CONFIG", "SET", name, value])),
             format!("-ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet\r\n"),

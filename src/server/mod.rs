@@ -528,7 +528,11 @@ pub fn run(cfg: Config) -> i32 {
                     let name = if sig == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" };
                     log_warning!("Received {} scheduling shutdown...", name);
                     // shutdown-on-sigterm / shutdown-on-sigint flags, as Redis's serverCron.
-                    let directive = if sig == signal_hook::consts::SIGINT { "shutdown-on-sigint" } else { "shutdown-on-sigterm" };
+                    let directive = if sig == signal_hook::consts::SIGINT {
+                        "shutdown-on-sigint"
+                    } else {
+                        "shutdown-on-sigterm"
+                    };
                     let flags = runtime::rt_ref()
                         .config
                         .read()
@@ -541,7 +545,10 @@ pub fn run(cfg: Config) -> i32 {
                         initiate_shutdown();
                         break;
                     }
-                    log_warning!("{} received but errors trying to shut down the server, check the logs for more information", name);
+                    log_warning!(
+                        "{} received but errors trying to shut down the server, check the logs for more information",
+                        name
+                    );
                 }
             });
         }

@@ -46,11 +46,7 @@ fn add(delta: isize) {
             return v;
         }
         let n = NEXT_SLOT.fetch_add(1, Relaxed);
-        let v = if n < SLOTS {
-            n + 1
-        } else {
-            usize::MAX
-        };
+        let v = if n < SLOTS { n + 1 } else { usize::MAX };
         s.set(v);
         if n == 0 {
             ACTIVE.store(1, Relaxed);

@@ -56,7 +56,9 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                 if let Some((name, _)) = pairs.iter().find(|(n, _)| !c.value_is_honoured(n)) {
                     let name = crate::config::directive_name(name).unwrap_or_default();
                     *c = before.clone();
-                    return Err(format!("ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet"));
+                    return Err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet"
+                    ));
                 }
                 // Redis re-listens at once when port or bind change; undo everything if it cannot.
                 let which = if c.port() != before.port() {
