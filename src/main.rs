@@ -1,7 +1,9 @@
 use mimalloc::MiMalloc;
+use tessera::util::alloc::Counting;
 
+/// mimalloc, counted per thread for INFO memory (see `util::alloc`).
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: Counting<MiMalloc> = Counting(MiMalloc);
 
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();

@@ -1013,9 +1013,13 @@ fn script_server(d: &mut Diff) {
         "CONFIG GET nosuch",
         "CONFIG GET MAXMEMORY",
     ]);
+    // Tessera refuses a non-default maxmemory / maxmemory-policy (ignored
+    // directives: tests/info.rs config_set_refuses_ignored_directives); memory
+    // values are exercised on proto-max-bulk-len, which it implements.
     d.ss(&[
-        "CONFIG SET maxmemory 100mb",
-        "CONFIG GET maxmemory",
+        "CONFIG SET proto-max-bulk-len 100mb",
+        "CONFIG GET proto-max-bulk-len",
+        "CONFIG SET proto-max-bulk-len 512mb",
         "CONFIG SET maxmemory abc",
         "CONFIG SET maxmemory -1",
         "CONFIG SET nosuch 1",
@@ -1044,7 +1048,7 @@ fn script_server(d: &mut Diff) {
         "CONFIG SET lfu-log-factor 10",
     ]);
     d.ss(&[
-        "CONFIG SET maxmemory-policy allkeys-lfu",
+        "CONFIG SET maxmemory-policy noeviction",
         "CONFIG GET maxmemory-policy",
         "SET f 1",
         "GET f",

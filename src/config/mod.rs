@@ -93,6 +93,8 @@ pub struct Config {
     pub(crate) users: Vec<Vec<Vec<u8>>>,
     pub(crate) module_configs: Vec<(Vec<u8>, Vec<u8>)>,
     pub(crate) io_threads_given: bool,
+    /// A `save` directive was given (config file, command line or CONFIG SET).
+    pub(crate) save_configured: bool,
     pub(crate) no_args: bool,
     /// When true, CONFIG SET dir really chdir()s (false in unit tests).
     pub(crate) live_chdir: bool,
@@ -103,6 +105,11 @@ pub struct Config {
 /// `Err` holds the complete fatal message for stderr, without the final
 /// newline: `eprintln!("{msg}")` then `exit(1)` reproduces redis-server's
 /// output byte for byte. `PrintAndExit` text also has no final newline.
+/// A directive's name as Redis registers it (primary name or alias, lower case), for error replies.
+pub fn directive_name(name: &[u8]) -> Option<&'static str> {
+    directives::lookup(name).map(|e| e.name())
+}
+
 pub fn from_args<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<CliOutcome, String> {
     let args: Vec<Vec<u8>> = args.into_iter().map(|a| parse::os_to_bytes(&a)).collect();
     load::from_args_impl(args, &mut || {
@@ -129,6 +136,7 @@ impl Config {
             users: Vec::new(),
             module_configs: Vec::new(),
             io_threads_given: false,
+            save_configured: false,
             no_args: false,
             live_chdir: true,
         }
@@ -336,6 +344,18 @@ impl Config {
         match &self.values[idx!("save")] {
             Value::Save(s) => s.clone(),
             _ => unreachable!(),
+        }
+    }
+    /// The save points SHUTDOWN must honour. Redis 7's built-in default
+    /// ("3600 1 300 100 60 10000") only counts when the user asked for it: a
+    /// server started without any `save` line behaves as if none were
+    /// configured, so plain SHUTDOWN and SIGTERM exit cleanly while
+    /// persistence is not implemented; an explicit `save` line is honoured.
+    pub fn shutdown_save_points(&self) -> Vec<(i64, i64)> {
+        if self.save_configured {
+            self.save_params()
+        } else {
+            Vec::new()
         }
     }
     /// `notify-keyspace-events` as Redis's NOTIFY_* bit flags.
@@ -560,6 +580,29 @@ impl Config {
         Ok(changed)
     }
 
+    /// Whether Tessera really behaves as directive `idx`'s current value says,
+    /// so that CONFIG SET may answer OK (the CONFIG command checks it after a
+    /// successful `set`; `set` itself stays a faithful port of Redis's
+    /// config.c). Implemented directives: always.
+    /// Others only at the value that describes what Tessera does anyway:
+    /// `save ""` (no snapshots: Tessera never saves) and, for every other
+    /// directive, its Redis default (`appendonly no`, `maxmemory 0`, `hz 10`
+    /// — the default is the behaviour of a feature Tessera lacks). Anything
+    /// else would be an OK for a setting that is silently ignored.
+    pub fn value_is_honoured(&self, name: &[u8]) -> bool {
+        let Some(e) = directives::lookup(name) else {
+            return false;
+        };
+        let d = &DEFS[e.idx];
+        if IMPLEMENTED.contains(&d.name) {
+            return true;
+        }
+        match (&self.values[e.idx], d.name) {
+            (Value::Save(points), "save") => points.is_empty(),
+            (v, _) => *v == directives::default_value(d, &self.dir_bytes()),
+        }
+    }
+
     /// Set one directive from already split arguments. `save_loaded` is
     /// `Some` while loading a config (first `save` line replaces the default
     /// list, later ones append), `None` at runtime.
@@ -573,6 +616,7 @@ impl Config {
                 Value::Dir(self.resolve_dir(&args[0], save_loaded.is_none())?)
             }
             Kind::Save => {
+                self.save_configured = true;
                 let Value::Save(new_pairs) = directives::parse_value(def, args, self)? else {
                     unreachable!()
                 };

@@ -50,6 +50,11 @@ impl<V> Dict<V> {
         self.table.len()
     }
 
+    /// Bytes of table structure (bucket array + one node per entry), for INFO's used_memory_overhead.
+    pub fn overhead_bytes(&self) -> usize {
+        self.table.capacity() * std::mem::size_of::<Option<Box<Node<V>>>>() + self.len * std::mem::size_of::<Node<V>>()
+    }
+
     #[inline]
     pub fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)

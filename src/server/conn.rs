@@ -86,6 +86,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             break;
         }
         end += n;
+        with_shard(|s| s.stats.net_input_bytes += n as u64);
         if (end - start) as u64 > qbuf_limit {
             // As Redis's readQueryFromClient: no reply, the client is just closed.
             crate::log_warning!(

@@ -4,6 +4,7 @@ pub mod client;
 pub mod conn;
 pub mod dispatch;
 pub mod log;
+pub mod metrics;
 pub mod monitor;
 pub mod pause;
 
@@ -296,6 +297,9 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
     }
 }
 
+/// Shards that finished their start-up (for `used_memory_startup`).
+static SHARDS_READY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Periodic per-shard work (Redis's serverCron at hz 10): active expiry and idle timeouts.
 async fn cron() {
     let mut ticks: u64 = 0;
@@ -305,6 +309,15 @@ async fn cron() {
             break;
         }
         ticks += 1;
+        let now = runtime::now_ms();
+        let shard0 = runtime::with_shard(|s| {
+            metrics::track([s.stats.commands, s.stats.net_input_bytes, s.stats.net_output_bytes], now);
+            s.id == 0
+        });
+        if shard0 {
+            // Redis samples the peak in serverCron; one shard is enough (the figure is process-wide).
+            crate::util::alloc::sample();
+        }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
@@ -330,6 +343,7 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     glommio::spawn_local(inbox.serve()).detach();
     glommio::spawn_local(cron()).detach();
     spawn_accept_loops(listeners, 0);
+    SHARDS_READY.fetch_add(1, Ordering::Relaxed);
     stopped().await;
     // Let the accept loops see the stop and drop their sockets.
     glommio::timer::sleep(Duration::from_millis(1)).await;
@@ -510,10 +524,31 @@ pub fn run(cfg: Config) -> i32 {
     match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
         Ok(mut sigs) => {
             std::thread::spawn(move || {
-                if let Some(sig) = sigs.forever().next() {
+                for sig in sigs.forever() {
                     let name = if sig == signal_hook::consts::SIGINT { "SIGINT" } else { "SIGTERM" };
                     log_warning!("Received {} scheduling shutdown...", name);
-                    initiate_shutdown();
+                    // shutdown-on-sigterm / shutdown-on-sigint flags, as Redis's serverCron.
+                    let directive = if sig == signal_hook::consts::SIGINT {
+                        "shutdown-on-sigint"
+                    } else {
+                        "shutdown-on-sigterm"
+                    };
+                    let flags = runtime::rt_ref()
+                        .config
+                        .read()
+                        .ok()
+                        .and_then(|c| c.get_value(directive.as_bytes()))
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .unwrap_or_default();
+                    let has = |w: &str| flags.split_whitespace().any(|f| f == w);
+                    if crate::commands::server::final_save_allows_exit(has("save"), has("nosave"), has("force")) {
+                        initiate_shutdown();
+                        break;
+                    }
+                    log_warning!(
+                        "{} received but errors trying to shut down the server, check the logs for more information",
+                        name
+                    );
                 }
             });
         }
@@ -556,6 +591,13 @@ pub fn run(cfg: Config) -> i32 {
         }
     }
     drop(listeners);
+    // Redis measures initial_memory_usage once the server is initialised: here, once
+    // every shard installed its state (bounded wait: a shard that fails to start is reported below).
+    let t0 = std::time::Instant::now();
+    while SHARDS_READY.load(Ordering::Relaxed) < nshards && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    crate::util::alloc::record_startup();
     log_notice!("Ready to accept connections tcp");
     // Watchdog: a parked shard is woken every 50 ms, so a wake-up lost inside the
     // runtime (seen once: every connection idle with requests in the socket buffers)

@@ -52,6 +52,14 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
         Ok(mut c) => {
             let before = c.clone();
             c.set(&pairs).and_then(|_| {
+                // Tessera accepts every Redis directive but must not answer OK for one it ignores.
+                if let Some((name, _)) = pairs.iter().find(|(n, _)| !c.value_is_honoured(n)) {
+                    let name = crate::config::directive_name(name).unwrap_or_default();
+                    *c = before.clone();
+                    return Err(format!(
+                        "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet"
+                    ));
+                }
                 // Redis re-listens at once when port or bind change; undo everything if it cannot.
                 let which = if c.port() != before.port() {
                     Some("port")
@@ -83,6 +91,7 @@ const CONFIG_RESETSTAT: AsyncFn = |c, args, out| Box::pin(config_resetstat(c, ar
 async fn config_resetstat(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     runtime::broadcast(|s: &mut Shard| {
         s.stats = ShardStats::default();
+        crate::server::metrics::reset(runtime::now_ms());
         for db in s.dbs.iter_mut() {
             db.expired = 0;
         }

@@ -4,6 +4,8 @@ use crate::commands::table::{self, AsyncFn, Table};
 use crate::protocol::{Args, Reply};
 use crate::runtime::{self, now_ms, now_us, Shard, ShardStats};
 use crate::server::client::{self, Client};
+use crate::server::metrics;
+use crate::util::alloc;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -20,17 +22,20 @@ struct ShardInfo {
     stats: ShardStats,
     keys: Vec<(usize, usize, u64)>,
     clients: usize,
-    mem: usize,
+    /// Bytes of key-table structure (buckets + nodes) over this shard's databases.
+    overhead: usize,
+    /// This shard's instantaneous rates (ops/s, input B/s, output B/s).
+    inst: [u64; 3],
 }
 
 fn shard_info(s: &mut Shard) -> ShardInfo {
     let now = now_ms();
-    let mut mem = 0usize;
+    let mut overhead = 0usize;
     let keys = s
         .dbs
         .iter()
         .map(|db| {
-            mem += db.keys.len() * 64 + db.keys.buckets() * 8;
+            overhead += db.keys.overhead_bytes() + db.volatile.overhead_bytes();
             (db.len(), db.expires_len(), db.avg_ttl(now))
         })
         .collect();
@@ -40,20 +45,27 @@ fn shard_info(s: &mut Shard) -> ShardInfo {
         stats,
         keys,
         clients: client::count(),
-        mem,
+        overhead,
+        inst: metrics::instantaneous(),
     }
 }
 
+/// Redis's bytesToHuman.
 fn human_bytes(n: u64) -> String {
     let f = n as f64;
-    if f < 1024.0 {
+    const K: f64 = 1024.0;
+    if f < K {
         format!("{n}B")
-    } else if f < 1024.0 * 1024.0 {
-        format!("{:.2}K", f / 1024.0)
-    } else if f < 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.2}M", f / (1024.0 * 1024.0))
+    } else if f < K * K {
+        format!("{:.2}K", f / K)
+    } else if f < K * K * K {
+        format!("{:.2}M", f / (K * K))
+    } else if f < K * K * K * K {
+        format!("{:.2}G", f / (K * K * K))
+    } else if f < K * K * K * K * K {
+        format!("{:.2}T", f / (K * K * K * K))
     } else {
-        format!("{:.2}G", f / (1024.0 * 1024.0 * 1024.0))
+        format!("{:.2}P", f / (K * K * K * K * K))
     }
 }
 
@@ -65,14 +77,6 @@ fn rusage(who: i32) -> (f64, f64) {
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
     (t(ru.ru_stime), t(ru.ru_utime))
-}
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map(|pages| pages * 4096)
-        .unwrap_or(0)
 }
 
 /// INFO sections in Redis 7.0 order; "default" is all but commandstats and latencystats.
@@ -124,7 +128,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
         total.net_output_bytes += i.stats.net_output_bytes;
     }
     let expired: f64 = infos.iter().map(|i| i.stats.expired_stale_perc).sum();
-    let mem: usize = infos.iter().map(|i| i.mem).sum::<usize>() + 1_000_000;
+    let inst: [u64; 3] = std::array::from_fn(|k| infos.iter().map(|i| i.inst[k]).sum());
     let (port, cfg_file, hz, maxmem, policy) = match rt.config.read() {
         Ok(c) => (
             c.port(),
@@ -173,27 +177,13 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "clients" => {
                 let _ = write!(
                     s,
-                    "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nclient_recent_max_input_buffer:0\r\nclient_recent_max_output_buffer:0\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
                     infos.iter().map(|i| i.clients).sum::<usize>(),
-                    rt.maxclients.load(Ordering::Relaxed)
+                    rt.maxclients.load(Ordering::Relaxed),
+                    metrics::BLOCKED_CLIENTS.load(Ordering::Relaxed)
                 );
             }
-            "memory" => {
-                let rss = rss_bytes();
-                let total_mem = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) as u64 * libc::sysconf(libc::_SC_PAGESIZE) as u64 };
-                let maxmem_n: u64 = maxmem.parse().unwrap_or(0);
-                let _ = write!(
-                    s,
-                    "# Memory\r\nused_memory:{mem}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{mem}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:100.00%\r\nused_memory_overhead:1000000\r\nused_memory_startup:1000000\r\nused_memory_dataset:{}\r\ntotal_system_memory:{total_mem}\r\ntotal_system_memory_human:{}\r\nused_memory_lua:0\r\nused_memory_scripts:0\r\nnumber_of_cached_scripts:0\r\nmaxmemory:{maxmem_n}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_allocator:mimalloc\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
-                    human_bytes(mem as u64),
-                    human_bytes(rss),
-                    human_bytes(mem as u64),
-                    mem.saturating_sub(1_000_000),
-                    human_bytes(total_mem),
-                    human_bytes(maxmem_n),
-                    if mem > 0 { rss as f64 / mem as f64 } else { 0.0 }
-                );
-            }
+            "memory" => render_memory(&mut s, infos, &maxmem, &policy),
             "persistence" => {
                 let _ = write!(
                     s,
@@ -204,11 +194,14 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "stats" => {
                 let _ = write!(
                     s,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:0\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:0.00\r\ninstantaneous_output_kbps:0.00\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nexpired_stale_perc:0.00\r\nexpired_time_cap_reached_count:0\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\ntotal_reads_processed:0\r\ntotal_writes_processed:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n",
                     total.connections_received,
                     total.commands,
+                    inst[metrics::OPS],
                     total.net_input_bytes,
                     total.net_output_bytes,
+                    inst[metrics::NET_INPUT] as f64 / 1024.0,
+                    inst[metrics::NET_OUTPUT] as f64 / 1024.0,
                     total.rejected_connections,
                     expired as u64,
                     total.keyspace_hits,
@@ -302,6 +295,37 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
         }
     }
     s
+}
+
+/// INFO memory, in Redis 7.0's field order. Fields Tessera cannot measure
+/// (jemalloc's allocator_*, Lua VM, replication and client buffers) are left out.
+fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str) {
+    let used = alloc::sample() as u64;
+    let peak = (alloc::peak() as u64).max(used);
+    let startup = alloc::startup() as u64;
+    // Redis: startup + buffers + the key tables' structure; Tessera's client buffers are not counted.
+    let overhead = startup + infos.iter().map(|i| i.overhead as u64).sum::<u64>();
+    let dataset = used.saturating_sub(overhead);
+    let net_usage = if used > startup { used - startup } else { 1 };
+    let rss = alloc::rss_bytes().unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let total_mem = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) as u64 * libc::sysconf(libc::_SC_PAGESIZE) as u64 };
+    let maxmem_n: u64 = maxmem.parse().unwrap_or(0);
+    let h = human_bytes;
+    let _ = write!(
+        s,
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{total_mem}\r\ntotal_system_memory_human:{}\r\nnumber_of_cached_scripts:0\r\nmaxmemory:{maxmem_n}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+        h(used),
+        h(rss),
+        h(peak),
+        used as f64 * 100.0 / peak.max(1) as f64,
+        dataset as f64 * 100.0 / net_usage as f64,
+        h(total_mem),
+        h(maxmem_n),
+        rss as f64 / used.max(1) as f64,
+        rss as i64 - used as i64,
+        alloc::allocator_name(),
+    );
 }
 
 fn first_value(c: &crate::config::Config, name: &str) -> Option<String> {

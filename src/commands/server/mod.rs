@@ -97,7 +97,7 @@ fn lastsave(_c: &mut Client, _args: Args, out: &mut Reply) {
 }
 
 fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
-    let (mut abort, mut other, mut save, mut nosave) = (false, false, false, false);
+    let (mut abort, mut other, mut save, mut nosave, mut force) = (false, false, false, false, false);
     for i in 1..args.len() {
         if args.is(i, "nosave") {
             nosave = true;
@@ -105,7 +105,10 @@ fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
         } else if args.is(i, "save") {
             save = true;
             other = true;
-        } else if args.is(i, "now") || args.is(i, "force") {
+        } else if args.is(i, "now") {
+            other = true;
+        } else if args.is(i, "force") {
+            force = true;
             other = true;
         } else if args.is(i, "abort") {
             abort = true;
@@ -120,7 +123,31 @@ fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
         return out.error("ERR No shutdown in progress.");
     }
     crate::log_warning!("User requested shutdown...");
+    if !final_save_allows_exit(save, nosave, force) {
+        return out.error("ERR Errors trying to SHUTDOWN. Check logs.");
+    }
     crate::server::initiate_shutdown();
     // Redis answers nothing: the connection just closes.
     c.close_after_reply = true;
+}
+
+/// Redis's finishShutdown: a final RDB save is due with SAVE, or when save
+/// points are configured and NOSAVE is not given; if it fails, only FORCE
+/// exits anyway. Tessera has no persistence, so a due save always fails and
+/// says why in the log. Save points count only when a `save` directive was
+/// given (see `Config::shutdown_save_points`). Shared with SIGTERM/SIGINT.
+pub fn final_save_allows_exit(save: bool, nosave: bool, force: bool) -> bool {
+    let points = runtime::rt_ref().config.read().map(|c| !c.shutdown_save_points().is_empty()).unwrap_or(false);
+    if !((points && !nosave) || save) {
+        return true;
+    }
+    crate::log_notice!("Saving the final RDB snapshot before exiting.");
+    crate::log_warning!("Failed saving the DB: persistence (RDB) is not implemented by Tessera yet");
+    if force {
+        crate::log_warning!("Error trying to save the DB. Exit anyway.");
+        true
+    } else {
+        crate::log_warning!("Error trying to save the DB, can't exit.");
+        false
+    }
 }

@@ -1,0 +1,182 @@
+//! Honest figures: INFO memory follows the data really stored, the
+//! instantaneous rates follow the load, and SHUTDOWN / CONFIG SET refuse
+//! what Tessera cannot do instead of answering a success that did nothing.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn info(c: &mut Client, section: &str) -> String {
+    c.cmd_value(&["INFO", section]).as_str().expect("INFO reply is a string")
+}
+
+fn field_u64(c: &mut Client, section: &str, name: &str) -> u64 {
+    let text = info(c, section);
+    info_field(&text, name)
+        .unwrap_or_else(|| panic!("INFO {section} has no {name}:\n{text}"))
+        .parse()
+        .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"))
+}
+
+/// Writes `n` keys of `len`-byte values in pipelined chunks.
+fn fill(c: &mut Client, n: usize, len: usize) {
+    let val = "v".repeat(len);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        for i in chunk {
+            c.send_strs(&["SET", &format!("key:{i:08}"), &val]);
+        }
+        for _ in chunk {
+            assert_eq!(c.read_reply_raw(), b"+OK\r\n");
+        }
+    }
+}
+
+#[test]
+fn used_memory_follows_the_dataset() {
+    let s = TesseraServer::start(2, &[]);
+    let mut c = s.client();
+    let before = field_u64(&mut c, "memory", "used_memory");
+    let startup = field_u64(&mut c, "memory", "used_memory_startup");
+    assert!(startup > 0 && startup <= before + (1 << 20), "startup {startup} vs used {before}");
+    fill(&mut c, 100_000, 100);
+    let text = info(&mut c, "memory");
+    let after: u64 = info_field(&text, "used_memory").unwrap().parse().unwrap();
+    let grew = after.saturating_sub(before);
+    // 100K keys x (100-byte value + 12-byte key + table structure): 10 MB of payload plus overhead.
+    assert!((5 << 20..60 << 20).contains(&grew), "used_memory grew by {grew} bytes\n{text}");
+    let overhead: u64 = info_field(&text, "used_memory_overhead").unwrap().parse().unwrap();
+    let dataset: u64 = info_field(&text, "used_memory_dataset").unwrap().parse().unwrap();
+    assert_eq!(dataset, after - overhead, "dataset = used - overhead, as Redis\n{text}");
+    assert!(overhead > startup + 100_000 * 16, "overhead must count the key tables\n{text}");
+    let peak: u64 = info_field(&text, "used_memory_peak").unwrap().parse().unwrap();
+    assert!(peak >= after, "peak {peak} < used {after}");
+    let rss: u64 = info_field(&text, "used_memory_rss").unwrap().parse().unwrap();
+    assert!(rss >= after, "rss {rss} < used {after}\n{text}");
+    assert!(info_field(&text, "mem_allocator").unwrap().starts_with("mimalloc-"), "{text}");
+
+    assert_eq!(c.cmd(&["FLUSHALL"]), b"+OK\r\n");
+    let flushed = field_u64(&mut c, "memory", "used_memory");
+    assert!(
+        flushed < before + (2 << 20),
+        "after FLUSHALL used_memory is {flushed}, was {before} before the load"
+    );
+    let text = info(&mut c, "memory");
+    let peak2: u64 = info_field(&text, "used_memory_peak").unwrap().parse().unwrap();
+    assert!(peak2 >= after, "the peak survives FLUSHALL: {peak2} < {after}");
+    let perc = info_field(&text, "used_memory_peak_perc").unwrap();
+    let perc: f64 = perc.trim_end_matches('%').parse().unwrap();
+    assert!(perc < 50.0, "used/peak after FLUSHALL is {perc}%\n{text}");
+}
+
+#[test]
+fn no_made_up_memory_fields() {
+    let s = TesseraServer::start(1, &[]);
+    let text = info(&mut s.client(), "everything");
+    for f in [
+        "used_memory_lua",
+        "allocator_allocated",
+        "client_recent_max_input_buffer",
+        "total_reads_processed",
+    ] {
+        assert!(info_field(&text, f).is_none(), "{f} is not measured by Tessera and must be left out\n{text}");
+    }
+}
+
+#[test]
+fn instantaneous_ops_follow_the_load() {
+    let s = TesseraServer::start(2, &[]);
+    let mut c = s.client();
+    // Load for 1 s (10 samples), then read while the load is still fresh in the 1.6 s ring.
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    while t0.elapsed() < Duration::from_millis(1000) {
+        for _ in 0..100 {
+            c.send_strs(&["SET", "k", "v"]);
+        }
+        for _ in 0..100 {
+            c.read_reply_raw();
+        }
+        sent += 100;
+    }
+    let text = info(&mut c, "stats");
+    let ops: u64 = info_field(&text, "instantaneous_ops_per_sec").unwrap().parse().unwrap();
+    let kin: f64 = info_field(&text, "instantaneous_input_kbps").unwrap().parse().unwrap();
+    let kout: f64 = info_field(&text, "instantaneous_output_kbps").unwrap().parse().unwrap();
+    // The ring holds 1.6 s; ~1 s of it saw `sent` commands.
+    let rate = sent as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        ops as f64 > rate * 0.2 && (ops as f64) < rate * 2.0,
+        "ops/s {ops} for a load of {rate:.0}/s\n{text}"
+    );
+    assert!(kin > 0.0 && kout > 0.0, "{text}");
+    assert!(field_u64(&mut c, "stats", "total_net_input_bytes") > sent * 20, "{text}");
+    // Idle: the ring empties within 1.6 s (plus a tick).
+    std::thread::sleep(Duration::from_millis(2000));
+    let text = info(&mut c, "stats");
+    assert_eq!(info_field(&text, "instantaneous_ops_per_sec").as_deref(), Some("0"), "{text}");
+    assert_eq!(info_field(&text, "instantaneous_output_kbps").as_deref(), Some("0.00"), "{text}");
+}
+
+#[test]
+fn shutdown_save_is_an_error_without_persistence() {
+    let mut s = TesseraServer::start(2, &[]);
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["SHUTDOWN", "SAVE"]), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n", "the server must still run");
+    assert!(s.log().contains("persistence (RDB) is not implemented"), "{}", s.log_tail(20));
+    // FORCE exits even though the save fails, as Redis.
+    c.send_strs(&["SHUTDOWN", "SAVE", "FORCE"]);
+    let (_, closed) = c.read_until_close(Duration::from_secs(5));
+    assert!(closed);
+    let st = s.wait_exit(Duration::from_secs(5)).expect("exit after SHUTDOWN SAVE FORCE");
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn explicit_save_points_block_plain_shutdown_and_sigterm() {
+    let mut s = TesseraServer::start(2, &["--save", "60 1"]);
+    let mut c = s.client();
+    assert_eq!(c.cmd(&["SHUTDOWN"]), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
+    s.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n", "SIGTERM with a failing save keeps running, as Redis");
+    assert!(s.log().contains("SIGTERM received but errors trying to shut down"), "{}", s.log_tail(20));
+    c.send_strs(&["SHUTDOWN", "NOSAVE"]);
+    assert!(c.read_until_close(Duration::from_secs(5)).1);
+    assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0));
+}
+
+#[test]
+fn config_set_refuses_ignored_directives() {
+    let s = TesseraServer::start(2, &[]);
+    let mut c = s.client();
+    for (name, value) in [
+        ("maxmemory", "100mb"),
+        ("appendonly", "yes"),
+        ("save", "60 1"),
+        ("maxmemory-policy", "allkeys-lru"),
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&c.cmd(&["CONFIG", "SET", name, value])),
+            format!("-ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet\r\n"),
+        );
+    }
+    // Nothing was changed by the refused sets.
+    assert_eq!(c.cmd(&["CONFIG", "GET", "maxmemory"]), b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n");
+    // All or nothing: an implemented directive in the same call is not applied either.
+    assert!(c.cmd(&["CONFIG", "SET", "timeout", "7", "maxmemory", "1gb"]).starts_with(b"-ERR"));
+    assert_eq!(c.cmd(&["CONFIG", "GET", "timeout"]), b"*2\r\n$7\r\ntimeout\r\n$1\r\n0\r\n");
+    // Values that describe what Tessera does anyway are accepted.
+    for (name, value) in [("save", ""), ("appendonly", "no"), ("maxmemory", "0")] {
+        assert_eq!(c.cmd(&["CONFIG", "SET", name, value]), b"+OK\r\n", "{name} {value:?}");
+    }
+    // Implemented directives work.
+    assert_eq!(c.cmd(&["CONFIG", "SET", "timeout", "30"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["CONFIG", "GET", "timeout"]), b"*2\r\n$7\r\ntimeout\r\n$2\r\n30\r\n");
+    // Invalid values keep Redis's own error.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxmemory", "abc"]),
+        b"-ERR CONFIG SET failed (possibly related to argument 'maxmemory') - argument must be a memory value\r\n".to_vec()
+    );
+}
