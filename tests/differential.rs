@@ -1048,7 +1048,7 @@ fn script_server(d: &mut Diff) {
         "CONFIG SET lfu-log-factor 10",
     ]);
     d.ss(&[
-        "CONFIG SET maxmemory-policy noeviction",
+        "CONFIG SET maxmemory-policy allkeys-lfu",
         "CONFIG GET maxmemory-policy",
         "SET f 1",
         "GET f",

@@ -29,8 +29,6 @@ const LOST: &str = "ERR internal error: a shard did not answer";
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
-/// Redis's LFU_INIT_VAL: the counter of a freshly created object under an LFU policy.
-const LFU_INIT_VAL: i64 = 5;
 
 pub fn register(t: &mut Table) {
     t.keyed_split("del", del, Combine::Sum);
@@ -102,11 +100,15 @@ fn is_expired(e: &Entry, now: u64) -> bool {
 
 /// Redis's lookupKeyRead / lookupKeyReadWithFlags(LOOKUP_NOTOUCH): lazy
 /// expiry, LRU touch unless `notouch`, and the keyspace hit/miss counters.
-fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8], notouch: bool) -> Option<&'a mut Entry> {
+fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8], notouch: bool) -> Option<&'a Entry> {
     let now = ctx.now;
     let dbi = ctx.db;
     let s: &'a mut Shard = &mut *ctx.shard;
-    let e = if notouch { s.dbs[dbi].peek(key, now) } else { s.dbs[dbi].get(key, now) };
+    let e = if notouch {
+        s.dbs[dbi].peek(key, now)
+    } else {
+        s.dbs[dbi].lookup_read(key, now)
+    };
     if e.is_some() {
         s.stats.keyspace_hits += 1;
     } else {
@@ -117,7 +119,7 @@ fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8], notouch: bool) -> Option<&'a mu
 
 /// dbSyncDelete after expireIfNeeded: an already expired key counts as absent.
 fn delete_key(db: &mut Db, key: &[u8], now: u64) -> bool {
-    if !db.volatile.is_empty() && db.peek(key, now).is_none() {
+    if db.has_volatile() && db.peek(key, now).is_none() {
         return false;
     }
     db.remove(key).is_some()
@@ -143,12 +145,7 @@ fn parse_db(arg: &[u8], databases: usize) -> Result<usize, String> {
 
 /// The maxmemory policy has MAXMEMORY_FLAG_LFU.
 fn lfu_policy() -> bool {
-    use crate::config::MaxmemoryPolicy::*;
-    runtime::rt_ref()
-        .config
-        .read()
-        .map(|c| matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu))
-        .unwrap_or(false)
+    crate::keyspace::access::lfu_policy()
 }
 
 fn reply_status_or_int(out: &mut Reply, nx: bool, ok: bool) {
@@ -210,7 +207,7 @@ pub fn keys_shard(db: &Db, pattern: &[u8], now: u64) -> (usize, Vec<u8>) {
     let allkeys = pattern == b"*";
     let mut r = Reply::new(false);
     let mut n = 0;
-    for (k, e) in db.keys.iter() {
+    for (k, e) in db.iter() {
         if (allkeys || glob_match(pattern, k, false)) && !is_expired(e, now) {
             r.bulk(k);
             n += 1;
@@ -301,7 +298,7 @@ pub fn scan_shard(s: &mut Shard, dbi: usize, cursor: u64, want: usize, iters: u6
     let mut cur = cursor;
     let mut iters = iters;
     loop {
-        cur = s.dbs[dbi].keys.scan(cur, |k, _| keys.push(k.to_vec()));
+        cur = s.dbs[dbi].scan(cur, |k, _| keys.push(k.to_vec()));
         if cur == 0 || keys.len() >= want {
             break;
         }
@@ -332,7 +329,7 @@ pub fn scan_shard(s: &mut Shard, dbi: usize, cursor: u64, want: usize, iters: u6
         }
         // expireIfNeeded: a key that is present but logically expired is deleted.
         let db = &mut s.dbs[dbi];
-        if db.keys.get(k).is_some_and(|e| is_expired(e, now)) {
+        if db.entry(k).is_some_and(|e| is_expired(e, now)) {
             db.peek(k, now);
             continue;
         }
@@ -481,7 +478,7 @@ pub fn random_shard(s: &mut Shard, dbi: usize, now: u64) -> (usize, Option<Vec<u
     };
     let db = &mut s.dbs[dbi];
     loop {
-        let (key, expired) = match db.keys.random(&mut rng) {
+        let (key, expired) = match db.random(&mut rng) {
             None => return (0, None),
             Some((k, e)) => (k.to_vec(), is_expired(e, now)),
         };
@@ -538,12 +535,12 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     let k = src.clone();
     let found = tx.hop(ss, move |ctx: &mut Ctx| {
         let now = ctx.now;
-        ctx.db().get(&k, now).is_some()
+        ctx.db().lookup_write(&k, now).is_some()
     });
     let k = dst.clone();
     let taken = tx.hop(ds, move |ctx: &mut Ctx| {
         let now = ctx.now;
-        ctx.db().get(&k, now).is_some()
+        ctx.db().lookup_write(&k, now).is_some()
     });
     let (found, taken) = (found.await?, taken.await?);
     if !found {
@@ -564,7 +561,9 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     if let Some(e) = entry {
         tx.hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;
-            ctx.db().set(&dst, e.val, e.expire_at, now);
+            let db = ctx.db();
+            db.lookup_write(&dst, now);
+            db.set_entry(&dst, e);
         })
         .await?;
     }
@@ -638,7 +637,7 @@ async fn copy_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(
         .hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;
             let db = &mut ctx.shard.dbs[dst_db];
-            if db.get(&newkey, now).is_some() && !replace {
+            if db.lookup_write(&newkey, now).is_some() && !replace {
                 return false;
             }
             db.set(&newkey, val, expire_at, now);
@@ -660,16 +659,17 @@ fn move_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     }
     let key = args.get(1);
     let now = ctx.now;
-    if ctx.db().get(key, now).is_none() {
+    if ctx.db().lookup_write(key, now).is_none() {
         out.int(0);
         return;
     }
-    if ctx.shard.dbs[dst_db].get(key, now).is_some() {
+    if ctx.shard.dbs[dst_db].lookup_write(key, now).is_some() {
         out.int(0);
         return;
     }
+    // The same object moves (dbAdd + setExpire): its access clock goes with it.
     if let Some(e) = ctx.db().remove(key) {
-        ctx.shard.dbs[dst_db].set(key, e.val, e.expire_at, now);
+        ctx.shard.dbs[dst_db].set_entry(key, e);
     }
     out.int(1);
 }
@@ -688,7 +688,7 @@ fn object_container(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 /// objectCommandLookup: no LRU touch, a null reply for a missing key.
-fn object_lookup<'a>(ctx: &'a mut Ctx, args: &Args, out: &mut Reply) -> Option<&'a mut Entry> {
+fn object_lookup<'a>(ctx: &'a mut Ctx, args: &Args, out: &mut Reply) -> Option<&'a Entry> {
     let e = lookup_read(ctx, args.get(2), true);
     if e.is_none() {
         out.null();
@@ -723,13 +723,13 @@ fn object_idletime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn object_freq(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    if object_lookup(ctx, &args, out).is_some() {
+    let now = ctx.now;
+    if let Some(e) = object_lookup(ctx, &args, out) {
         if !lfu_policy() {
             out.error(LFU_NOT_SELECTED);
             return;
         }
-        // Access frequencies are not tracked: report a fresh object's counter.
-        out.int(LFU_INIT_VAL);
+        out.int(crate::keyspace::access::lfu_counter(e.lfu, now) as i64);
     }
 }
 
@@ -843,12 +843,12 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
     let key = args.get(1);
     let now = ctx.now;
     let db = ctx.db();
-    let Some(e) = db.get(key, now) else {
+    let Some(current_at) = db.lookup_write(key, now).map(|e| e.expire_at) else {
         out.int(0);
         return;
     };
     if flags != 0 {
-        let current: i64 = if e.expire_at == 0 { -1 } else { e.expire_at as i64 };
+        let current: i64 = if current_at == 0 { -1 } else { current_at as i64 };
         if flags & EXPIRE_NX != 0 && current != -1 {
             out.int(0);
             return;
@@ -915,7 +915,7 @@ fn persist(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let now = ctx.now;
     let db = ctx.db();
-    if db.get(key, now).is_none() {
+    if db.lookup_write(key, now).is_none() {
         out.int(0);
         return;
     }
@@ -1042,7 +1042,7 @@ mod tests {
         assert_eq!(r(&mut s, &["expire", "k", "100", "xx"]), ":0\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "100", "gt"]), ":0\r\n", "GT treats no TTL as infinite");
         assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":1\r\n", "LT on a persistent key sets it");
-        assert_eq!(s.dbs[0].keys.get(b"k").unwrap().expire_at, NOW + 100_000);
+        assert_eq!(s.dbs[0].entry(b"k").unwrap().expire_at, NOW + 100_000);
         assert_eq!(s.dbs[0].expires_len(), 1);
         assert_eq!(r(&mut s, &["expire", "k", "50", "nx"]), ":0\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "50", "gt"]), ":0\r\n");
@@ -1050,7 +1050,7 @@ mod tests {
         assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":0\r\n", "equal is not less");
         assert_eq!(r(&mut s, &["expire", "k", "200", "GT", "xx"]), ":1\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "150", "Lt"]), ":1\r\n");
-        assert_eq!(s.dbs[0].keys.get(b"k").unwrap().expire_at, NOW + 150_000);
+        assert_eq!(s.dbs[0].entry(b"k").unwrap().expire_at, NOW + 150_000);
         assert_eq!(
             r(&mut s, &["expire", "k", "1", "nx", "xx"]),
             "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
@@ -1104,23 +1104,23 @@ mod tests {
         // Overwriting a volatile key with a persistent one drops its TTL.
         set(&mut s, "p", 0);
         assert_eq!(run(&mut s, NOW, rename, &["rename", "p", "b"]), "+OK\r\n");
-        assert_eq!(s.dbs[0].keys.get(b"b").unwrap().expire_at, 0);
+        assert_eq!(s.dbs[0].entry(b"b").unwrap().expire_at, 0);
         assert_eq!(s.dbs[0].expires_len(), 1);
         assert_eq!(run(&mut s, NOW, rename, &["rename", "a", "c"]), "+OK\r\n");
-        assert_eq!(s.dbs[0].keys.get(b"c").unwrap().expire_at, NOW + 5000);
-        assert!(s.dbs[0].volatile.contains(b"c") && !s.dbs[0].volatile.contains(b"a"));
+        assert_eq!(s.dbs[0].entry(b"c").unwrap().expire_at, NOW + 5000);
+        assert!(s.dbs[0].in_volatile(b"c") && !s.dbs[0].in_volatile(b"a"));
         assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "b"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "c"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, rename, &["rename", "c", "c"]), "+OK\r\n");
         assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "d"]), ":1\r\n");
-        assert_eq!(s.dbs[0].keys.get(b"d").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[0].entry(b"d").unwrap().expire_at, NOW + 5000);
         assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d", "replace"]), ":1\r\n");
-        assert_eq!(s.dbs[0].keys.get(b"d").unwrap().expire_at, 0);
+        assert_eq!(s.dbs[0].entry(b"d").unwrap().expire_at, 0);
         assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "c", "db", "2"]), ":1\r\n");
         assert_eq!(s.dbs[2].expires_len(), 1);
         assert_eq!(run(&mut s, NOW, move_cmd, &["move", "c", "3"]), ":1\r\n");
-        assert_eq!(s.dbs[3].keys.get(b"c").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[3].entry(b"c").unwrap().expire_at, NOW + 5000);
         assert_eq!(s.dbs[3].expires_len(), 1);
         assert_eq!(s.dbs[0].expires_len(), 0);
         assert_eq!(
@@ -1311,12 +1311,12 @@ mod tests {
         assert_eq!(db.expires_len(), db.len());
         assert_eq!(s.dbs[1].len(), 2000, "persistent keys are never sampled");
         // Whatever is left that is expired still vanishes on access.
-        let stale: Vec<Vec<u8>> = s.dbs[0].keys.iter().filter(|(_, e)| e.expire_at < now).map(|(k, _)| k.to_vec()).collect();
+        let stale: Vec<Vec<u8>> = s.dbs[0].iter().filter(|(_, e)| e.expire_at < now).map(|(k, _)| k.to_vec()).collect();
         for k in &stale {
-            assert!(s.dbs[0].get(k, now).is_none());
+            assert!(s.dbs[0].lookup_read(k, now).is_none());
         }
         assert_eq!(s.dbs[0].len(), 200);
-        assert!(s.dbs[0].keys.iter().all(|(_, e)| e.expire_at > now));
+        assert!(s.dbs[0].iter().all(|(_, e)| e.expire_at > now));
     }
 
     #[test]

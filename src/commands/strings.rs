@@ -67,10 +67,10 @@ fn reply_str(out: &mut Reply, v: &Value) {
 
 /// Redis's lookupKeyRead: lazy expiry, LRU touch and the hit/miss counters.
 #[inline]
-fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Option<&'a mut Entry> {
+fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Option<&'a Entry> {
     let now = ctx.now;
     let shard = &mut *ctx.shard;
-    let e = shard.dbs[ctx.db].get(key, now);
+    let e = shard.dbs[ctx.db].lookup_read(key, now);
     if e.is_some() {
         shard.stats.keyspace_hits += 1;
     } else {
@@ -278,7 +278,7 @@ fn set_generic(ctx: &mut Ctx, cmd: &str, flags: u16, key: &[u8], val: &[u8], exp
     let db = ctx.db();
     if flags & (NX | XX | KEEPTTL) != 0 {
         // lookupKeyWrite: also drops the key if it has expired.
-        let found = db.get(key, now).is_some();
+        let found = db.lookup_write(key, now).is_some();
         if (flags & NX != 0 && found) || (flags & XX != 0 && !found) {
             if flags & GET == 0 {
                 match replies {
@@ -288,7 +288,7 @@ fn set_generic(ctx: &mut Ctx, cmd: &str, flags: u16, key: &[u8], val: &[u8], exp
             }
             return;
         }
-    } else if !db.volatile.is_empty() {
+    } else if db.has_volatile() {
         // Expire a stale key first so the expired-keys count matches Redis.
         db.peek(key, now);
     }
@@ -419,7 +419,7 @@ fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut i = 1;
     while i + 1 < args.len() {
         let key = args.get(i);
-        if !db.volatile.is_empty() {
+        if db.has_volatile() {
             // setKey's lookupKeyWrite: a stale key counts as expired first.
             db.peek(key, now);
         }
@@ -452,7 +452,7 @@ async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result
             (*s, move |ctx: &mut Ctx| {
                 let now = ctx.now;
                 let d = ctx.db();
-                keys.iter().any(|k| d.get(k, now).is_some())
+                keys.iter().any(|k| d.lookup_write(k, now).is_some())
             })
         })
         .collect();
@@ -485,26 +485,23 @@ async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result
 fn incr_decr(ctx: &mut Ctx, key: &[u8], incr: i64, out: &mut Reply) {
     let now = ctx.now;
     let db = ctx.db();
-    match db.get(key, now) {
-        None => {
-            db.set(key, Value::Int(incr), 0, now);
-            out.int(incr);
-        }
-        Some(e) => {
-            let old = match &e.val {
-                Value::Int(v) => *v,
-                Value::Str { data, .. } => match string2ll(data) {
-                    Some(v) => v,
-                    None => return out.error(err::NOT_INT),
-                },
-                _ => return out.error(err::WRONGTYPE),
-            };
-            let Some(v) = old.checked_add(incr) else { return out.error(err::OVERFLOW) };
-            // dbOverwrite / in-place update: the TTL stays.
-            e.val = Value::Int(v);
-            out.int(v);
-        }
+    if let Some(mut e) = db.lookup_write(key, now) {
+        let old = match &e.val {
+            Value::Int(v) => *v,
+            Value::Str { data, .. } => match string2ll(data) {
+                Some(v) => v,
+                None => return out.error(err::NOT_INT),
+            },
+            _ => return out.error(err::WRONGTYPE),
+        };
+        let Some(v) = old.checked_add(incr) else { return out.error(err::OVERFLOW) };
+        // dbOverwrite / in-place update: the TTL stays.
+        *e.val_mut() = Value::Int(v);
+        out.int(v);
+        return;
     }
+    db.set(key, Value::Int(incr), 0, now);
+    out.int(incr);
 }
 
 fn incr(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -534,27 +531,26 @@ fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let now = ctx.now;
     let db = ctx.db();
-    match db.get(key, now) {
-        None => match incr_by_float(None, args.get(2)) {
+    if let Some(mut e) = db.lookup_write(key, now) {
+        let mut buf = [0u8; 20];
+        let Some(cur) = str_of(&e.val, &mut buf) else {
+            return out.error(err::WRONGTYPE);
+        };
+        match incr_by_float(Some(cur), args.get(2)) {
             Ok(r) => {
                 out.bulk(&r);
-                db.set(key, Value::plain(r), 0, now);
+                *e.val_mut() = Value::plain(r);
             }
-            Err(e) => out.error(e.message()),
-        },
-        Some(e) => {
-            let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else {
-                return out.error(err::WRONGTYPE);
-            };
-            match incr_by_float(Some(cur), args.get(2)) {
-                Ok(r) => {
-                    out.bulk(&r);
-                    e.val = Value::plain(r);
-                }
-                Err(er) => out.error(er.message()),
-            }
+            Err(er) => out.error(er.message()),
         }
+        return;
+    }
+    match incr_by_float(None, args.get(2)) {
+        Ok(r) => {
+            out.bulk(&r);
+            db.set(key, Value::plain(r), 0, now);
+        }
+        Err(e) => out.error(e.message()),
     }
 }
 
@@ -567,24 +563,23 @@ fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let tail = args.get(2);
     let now = ctx.now;
     let db = ctx.db();
-    match db.get(key, now) {
-        None => {
-            db.set(key, Value::from_bytes(tail), 0, now);
-            out.int(tail.len() as i64);
+    if let Some(mut e) = db.lookup_write(key, now) {
+        let mut buf = [0u8; 20];
+        let Some(cur) = str_of(&e.val, &mut buf) else {
+            return out.error(err::WRONGTYPE);
+        };
+        if !check_string_length(cur.len() as i64, tail.len() as i64, out) {
+            return;
         }
-        Some(e) => {
-            let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else {
-                return out.error(err::WRONGTYPE);
-            };
-            if !check_string_length(cur.len() as i64, tail.len() as i64, out) {
-                return;
-            }
-            let Some(data) = e.val.make_raw() else { return out.error(err::WRONGTYPE) };
-            data.extend_from_slice(tail);
-            out.int(data.len() as i64);
-        }
+        let Some(data) = e.val_mut().make_raw() else {
+            return out.error(err::WRONGTYPE);
+        };
+        data.extend_from_slice(tail);
+        out.int(data.len() as i64);
+        return;
     }
+    db.set(key, Value::from_bytes(tail), 0, now);
+    out.int(tail.len() as i64);
 }
 
 fn strlen(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -649,42 +644,41 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     }
     let now = ctx.now;
     let db = ctx.db();
-    match db.get(key, now) {
-        None => {
-            if value.is_empty() {
-                return out.int(0);
-            }
-            if !check_string_length(offset, value.len() as i64, out) {
-                return;
-            }
-            let off = offset as usize;
-            // Zeroed allocation (fresh pages) like sdsnewlen(NULL, len).
-            let mut data = vec![0u8; off + value.len()];
-            data[off..].copy_from_slice(value);
-            out.int(data.len() as i64);
-            db.set(key, Value::Str { data, raw: true }, 0, now);
+    if let Some(mut e) = db.lookup_write(key, now) {
+        let mut buf = [0u8; 20];
+        let Some(cur) = str_of(&e.val, &mut buf) else {
+            return out.error(err::WRONGTYPE);
+        };
+        if value.is_empty() {
+            return out.int(cur.len() as i64);
         }
-        Some(e) => {
-            let mut buf = [0u8; 20];
-            let Some(cur) = str_of(&e.val, &mut buf) else {
-                return out.error(err::WRONGTYPE);
-            };
-            if value.is_empty() {
-                return out.int(cur.len() as i64);
-            }
-            if !check_string_length(offset, value.len() as i64, out) {
-                return;
-            }
-            let Some(data) = e.val.make_raw() else { return out.error(err::WRONGTYPE) };
-            let off = offset as usize;
-            let need = off + value.len();
-            if need > data.len() {
-                grow_zero(data, need);
-            }
-            data[off..need].copy_from_slice(value);
-            out.int(data.len() as i64);
+        if !check_string_length(offset, value.len() as i64, out) {
+            return;
         }
+        let Some(data) = e.val_mut().make_raw() else {
+            return out.error(err::WRONGTYPE);
+        };
+        let off = offset as usize;
+        let need = off + value.len();
+        if need > data.len() {
+            grow_zero(data, need);
+        }
+        data[off..need].copy_from_slice(value);
+        out.int(data.len() as i64);
+        return;
     }
+    if value.is_empty() {
+        return out.int(0);
+    }
+    if !check_string_length(offset, value.len() as i64, out) {
+        return;
+    }
+    let off = offset as usize;
+    // Zeroed allocation (fresh pages) like sdsnewlen(NULL, len).
+    let mut data = vec![0u8; off + value.len()];
+    data[off..].copy_from_slice(value);
+    out.int(data.len() as i64);
+    db.set(key, Value::Str { data, raw: true }, 0, now);
 }
 
 /// sdsgrowzero: extends `data` to `len` bytes with zeros (one memset).

@@ -35,6 +35,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "dir",
     "threads",
     "pipeline-ordering",
+    // The access clock OBJECT FREQ / IDLETIME report (keyspace/access.rs).
+    "maxmemory-policy",
+    "lfu-log-factor",
+    "lfu-decay-time",
     "io-threads", // has its own dedicated warning
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",

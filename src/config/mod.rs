@@ -282,6 +282,12 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.num_at(idx!("threads")) as usize
     }
+    pub fn lfu_log_factor(&self) -> u32 {
+        self.num_at(idx!("lfu-log-factor")) as u32
+    }
+    pub fn lfu_decay_time(&self) -> u32 {
+        self.num_at(idx!("lfu-decay-time")) as u32
+    }
     /// `pipeline-ordering strict` (the default).
     pub fn pipeline_ordering_strict(&self) -> bool {
         self.enum_value_at(idx!("pipeline-ordering")) != 0

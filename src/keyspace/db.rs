@@ -1,6 +1,18 @@
 //! One logical database (SELECT index) on one shard: the key table plus a
 //! second table of the keys that carry a TTL, sampled by active expiry.
+//!
+//! **The write path.** The tables are private. Reads go through
+//! [`Db::lookup_read`] / [`Db::peek`] (shared references only; the first
+//! updates the access clock), writes through the mutating methods below or
+//! through [`Db::lookup_write`], whose [`EntryMut`] hands out `&mut Value`
+//! only via `val_mut()`. Every mutation therefore passes one place,
+//! [`WriteHook::fire`]: "key K in this db changed, this way". WATCH, keyspace
+//! notifications, AOF, snapshot copy-on-write, memory accounting and blocked
+//! clients hang on it; today it counts `dirty` (changes since the last save)
+//! and, when a consumer turned it on, logs the events. No handler can change
+//! a value without passing through it: the types do not allow it.
 
+use super::access;
 use super::dict::Dict;
 use super::value::{Entry, Value};
 
@@ -21,13 +33,102 @@ pub fn idle_secs(lru: u32, now_ms: u64) -> u64 {
     }
 }
 
+/// How a key changed (the post-write hook's event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteKind {
+    /// Created or overwritten with a new value.
+    Set,
+    /// Its value was modified in place (APPEND, INCR, SETRANGE...).
+    Modify,
+    /// Its TTL was set or removed.
+    Ttl,
+    /// Deleted by a command.
+    Delete,
+    /// Deleted because its TTL passed (lazily or by the active cycle).
+    Expired,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyEvent {
+    pub key: Box<[u8]>,
+    pub kind: WriteKind,
+}
+
+/// The single post-write hook of a database.
+#[derive(Default)]
+pub struct WriteHook {
+    /// Modifications made by commands (Redis's `server.dirty`; expiry excluded).
+    pub dirty: u64,
+    /// Events since the last `take_events`, kept only while a consumer wants them.
+    log: Option<Vec<KeyEvent>>,
+}
+
+impl WriteHook {
+    #[inline]
+    fn fire(&mut self, key: &[u8], kind: WriteKind) {
+        if kind != WriteKind::Expired {
+            self.dirty += 1;
+        }
+        if let Some(l) = self.log.as_mut() {
+            l.push(KeyEvent { key: key.into(), kind });
+        }
+    }
+
+    /// Starts (or stops) keeping events for a consumer.
+    pub fn set_logging(&mut self, on: bool) {
+        self.log = if on { Some(self.log.take().unwrap_or_default()) } else { None };
+    }
+
+    pub fn take_events(&mut self) -> Vec<KeyEvent> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+}
+
+/// A key looked up for writing. Reading through it changes nothing; the first
+/// `val_mut()` marks it modified, and the hook fires when it is dropped.
+pub struct EntryMut<'a> {
+    entry: &'a mut Entry,
+    key: &'a [u8],
+    hook: &'a mut WriteHook,
+    modified: bool,
+}
+
+impl EntryMut<'_> {
+    /// The value, for an in-place change (fires the hook with `Modify`).
+    #[inline]
+    pub fn val_mut(&mut self) -> &mut Value {
+        self.modified = true;
+        &mut self.entry.val
+    }
+}
+
+impl std::ops::Deref for EntryMut<'_> {
+    type Target = Entry;
+    #[inline]
+    fn deref(&self) -> &Entry {
+        self.entry
+    }
+}
+
+impl Drop for EntryMut<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.modified {
+            self.hook.fire(self.key, WriteKind::Modify);
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Db {
-    pub keys: Dict<Entry>,
+    keys: Dict<Entry>,
     /// Keys that have a TTL (values unused). Kept in step with `Entry::expire_at`.
-    pub volatile: Dict<()>,
+    volatile: Dict<()>,
     /// Keys removed by lazy or active expiry since the last read of this counter.
     pub expired: u64,
+    pub hook: WriteHook,
+    /// State of the LFU counter's random increments.
+    rng: u64,
 }
 
 impl Db {
@@ -43,6 +144,20 @@ impl Db {
         self.volatile.len()
     }
 
+    /// Whether the TTL index lists `key` (tests of the index's consistency).
+    pub fn in_volatile(&self, key: &[u8]) -> bool {
+        self.volatile.contains(key)
+    }
+
+    pub fn has_volatile(&self) -> bool {
+        !self.volatile.is_empty()
+    }
+
+    /// Bytes of table structure (buckets and nodes) of both tables: INFO's overhead.
+    pub fn overhead_bytes(&self) -> usize {
+        self.keys.overhead_bytes() + self.volatile.overhead_bytes()
+    }
+
     /// Deletes the key if its TTL has passed; true when it did.
     #[inline]
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
@@ -51,42 +166,81 @@ impl Db {
             None => return false,
         };
         if expired {
-            self.remove(key);
+            self.unlink(key);
             self.expired += 1;
+            self.hook.fire(key, WriteKind::Expired);
         }
         expired
     }
 
-    /// Looks a key up, deleting it first if expired, and touches its LRU clock.
+    /// Redis's lookupKeyRead: lazy expiry, then the access clock (LRU or LFU).
     #[inline]
-    pub fn get(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+    pub fn lookup_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
         if !self.volatile.is_empty() {
             self.expire_if_needed(key, now_ms);
         }
         let e = self.keys.get_mut(key)?;
-        e.lru = lru_clock(now_ms);
+        access::touch(e, now_ms, &mut self.rng);
         Some(e)
     }
 
-    /// Like `get` but leaves the LRU clock alone (OBJECT, TTL-style peeks).
-    pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&mut Entry> {
+    /// Redis's lookupKeyWrite: lazy expiry and the access clock; changes
+    /// through the returned handle fire the hook.
+    #[inline]
+    pub fn lookup_write<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
         if !self.volatile.is_empty() {
             self.expire_if_needed(key, now_ms);
         }
-        self.keys.get_mut(key)
+        let e = self.keys.get_mut(key)?;
+        access::touch(e, now_ms, &mut self.rng);
+        Some(EntryMut {
+            entry: e,
+            key,
+            hook: &mut self.hook,
+            modified: false,
+        })
+    }
+
+    /// Lazy expiry without touching the access clock (OBJECT, TTL-style peeks).
+    pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
+        if !self.volatile.is_empty() {
+            self.expire_if_needed(key, now_ms);
+        }
+        self.keys.get(key)
+    }
+
+    /// The stored entry as it is: no expiry, no access clock (scans, samplers).
+    pub fn entry(&self, key: &[u8]) -> Option<&Entry> {
+        self.keys.get(key)
     }
 
     pub fn exists(&mut self, key: &[u8], now_ms: u64) -> bool {
         self.peek(key, now_ms).is_some()
     }
 
+    /// Every stored entry (expired ones included: callers filter).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.keys.iter()
+    }
+
+    /// One SCAN step over the key table (see `Dict::scan`).
+    pub fn scan(&self, cursor: u64, f: impl FnMut(&[u8], &Entry)) -> u64 {
+        self.keys.scan(cursor, f)
+    }
+
+    /// A random stored entry (expired ones included).
+    pub fn random(&self, rand: impl FnMut() -> u64) -> Option<(&[u8], &Entry)> {
+        self.keys.random(rand)
+    }
+
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        let lru = lru_clock(now_ms);
+        let mut entry = Entry::new(val, expire_at, now_ms);
         match self.keys.get_mut(key) {
             Some(e) => {
                 let had_ttl = e.expire_at != 0;
-                *e = Entry { val, expire_at, lru };
+                entry.lfu = access::carry_lfu(e, &entry);
+                *e = entry;
                 if had_ttl && expire_at == 0 {
                     self.volatile.remove(key);
                 } else if !had_ttl && expire_at != 0 {
@@ -94,12 +248,36 @@ impl Db {
                 }
             }
             None => {
-                self.keys.insert_new(key.into(), Entry { val, expire_at, lru });
+                self.keys.insert_new(key.into(), entry);
                 if expire_at != 0 {
                     self.volatile.insert_new(key.into(), ());
                 }
             }
         }
+        self.hook.fire(key, WriteKind::Set);
+    }
+
+    /// Stores an entry moved from elsewhere (RENAME, MOVE) keeping its access clock.
+    pub fn set_entry(&mut self, key: &[u8], entry: Entry) {
+        let expire_at = entry.expire_at;
+        match self.keys.get_mut(key) {
+            Some(e) => {
+                let had_ttl = e.expire_at != 0;
+                *e = entry;
+                if had_ttl && expire_at == 0 {
+                    self.volatile.remove(key);
+                } else if !had_ttl && expire_at != 0 {
+                    self.volatile.insert_new(key.into(), ());
+                }
+            }
+            None => {
+                self.keys.insert_new(key.into(), entry);
+                if expire_at != 0 {
+                    self.volatile.insert_new(key.into(), ());
+                }
+            }
+        }
+        self.hook.fire(key, WriteKind::Set);
     }
 
     /// Replaces only the value of an existing or new key, keeping any TTL (KEEPTTL).
@@ -107,17 +285,26 @@ impl Db {
         match self.keys.get_mut(key) {
             Some(e) => {
                 e.val = val;
-                e.lru = lru_clock(now_ms);
+                access::touch(e, now_ms, &mut self.rng);
+                self.hook.fire(key, WriteKind::Set);
             }
             None => self.set(key, val, 0, now_ms),
         }
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    /// Removes the key from both tables without telling the hook.
+    fn unlink(&mut self, key: &[u8]) -> Option<Entry> {
         let (_, e) = self.keys.remove(key)?;
         if e.expire_at != 0 {
             self.volatile.remove(key);
         }
+        Some(e)
+    }
+
+    /// Deletes a key (a command's DEL, RENAME's source, MOVE...).
+    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let e = self.unlink(key)?;
+        self.hook.fire(key, WriteKind::Delete);
         Some(e)
     }
 
@@ -129,6 +316,7 @@ impl Db {
             if !had {
                 self.volatile.insert_new(key.into(), ());
             }
+            self.hook.fire(key, WriteKind::Ttl);
         }
     }
 
@@ -138,20 +326,31 @@ impl Db {
             Some(e) if e.expire_at != 0 => {
                 e.expire_at = 0;
                 self.volatile.remove(key);
+                self.hook.fire(key, WriteKind::Ttl);
                 true
             }
             _ => false,
         }
     }
 
+    /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
     pub fn clear(&mut self) {
+        if self.hook.log.is_some() {
+            let keys: Vec<Box<[u8]>> = self.keys.iter().map(|(k, _)| k.into()).collect();
+            for k in keys {
+                self.hook.fire(&k, WriteKind::Delete);
+            }
+        } else {
+            self.hook.dirty += self.keys.len() as u64;
+        }
         self.keys.clear();
         self.volatile.clear();
     }
 
     /// One round of Redis-style active expiry: sample up to `samples` keys with
-    /// a TTL, delete the expired ones. Returns (sampled, expired).
-    pub fn expire_sample(&mut self, samples: usize, now_ms: u64, mut rand: impl FnMut() -> u64) -> (usize, usize) {
+    /// a TTL, delete the expired ones that `may_delete` allows (keys held by an
+    /// in-flight transaction are skipped). Returns (sampled, expired).
+    pub fn expire_sample(&mut self, samples: usize, now_ms: u64, mut rand: impl FnMut() -> u64, may_delete: impl Fn(&[u8]) -> bool) -> (usize, usize) {
         let mut sampled = 0;
         let mut victims: Vec<Box<[u8]>> = Vec::new();
         let n = samples.min(self.volatile.len());
@@ -159,14 +358,15 @@ impl Db {
             let Some((k, _)) = self.volatile.random(&mut rand) else { break };
             sampled += 1;
             if let Some(e) = self.keys.get(k) {
-                if e.is_expired(now_ms) && !victims.iter().any(|v| &**v == k) {
+                if e.is_expired(now_ms) && !victims.iter().any(|v| &**v == k) && may_delete(k) {
                     victims.push(k.into());
                 }
             }
         }
         let expired = victims.len();
         for k in victims {
-            self.remove(&k);
+            self.unlink(&k);
+            self.hook.fire(&k, WriteKind::Expired);
         }
         self.expired += expired as u64;
         (sampled, expired)
@@ -194,8 +394,8 @@ mod tests {
     fn expired_keys_vanish_on_access() {
         let mut db = Db::default();
         db.set(b"k", Value::from_bytes(b"v"), 1000, 0);
-        assert!(db.get(b"k", 1000).is_some(), "alive at its expiry millisecond, as Redis");
-        assert!(db.get(b"k", 1001).is_none());
+        assert!(db.lookup_read(b"k", 1000).is_some(), "alive at its expiry millisecond, as Redis");
+        assert!(db.lookup_read(b"k", 1001).is_none());
         assert_eq!(db.expires_len(), 0);
         assert_eq!(db.expired, 1);
     }
@@ -214,7 +414,57 @@ mod tests {
     }
 
     #[test]
-    fn active_expiry_sampling_removes_only_expired_keys() {
+    fn every_mutation_fires_the_write_hook_and_reads_do_not() {
+        let mut db = Db::default();
+        db.hook.set_logging(true);
+        let ev = |k: &str, kind| KeyEvent {
+            key: k.as_bytes().into(),
+            kind,
+        };
+        db.set(b"a", Value::Int(1), 0, 0);
+        db.set(b"b", Value::Int(1), 500, 0);
+        assert!(db.lookup_read(b"a", 0).is_some());
+        assert!(db.peek(b"a", 0).is_some());
+        // A write lookup that only reads changes nothing ...
+        assert_eq!(db.lookup_write(b"a", 0).map(|e| e.expire_at), Some(0));
+        // ... an in-place change fires once, when the handle is dropped.
+        if let Some(mut e) = db.lookup_write(b"a", 0) {
+            *e.val_mut() = Value::Int(2);
+            *e.val_mut() = Value::Int(3);
+        }
+        db.set_expire(b"a", 900);
+        db.persist(b"a");
+        db.set_keep_ttl(b"b", Value::Int(5), 0);
+        assert!(db.lookup_read(b"b", 501).is_none(), "lazily expired");
+        db.remove(b"a");
+        db.set(b"c", Value::Int(1), 0, 0);
+        db.clear();
+        assert_eq!(
+            db.take_events_for_test(),
+            vec![
+                ev("a", WriteKind::Set),
+                ev("b", WriteKind::Set),
+                ev("a", WriteKind::Modify),
+                ev("a", WriteKind::Ttl),
+                ev("a", WriteKind::Ttl),
+                ev("b", WriteKind::Set),
+                ev("b", WriteKind::Expired),
+                ev("a", WriteKind::Delete),
+                ev("c", WriteKind::Set),
+                ev("c", WriteKind::Delete),
+            ]
+        );
+        assert_eq!(db.hook.dirty, 9, "expiry is not a command's change");
+    }
+
+    impl Db {
+        fn take_events_for_test(&mut self) -> Vec<KeyEvent> {
+            self.hook.take_events()
+        }
+    }
+
+    #[test]
+    fn active_expiry_sampling_removes_only_expired_unheld_keys() {
         let mut db = Db::default();
         for i in 0..100 {
             let at = if i % 2 == 0 { 10 } else { 1_000_000 };
@@ -228,9 +478,10 @@ mod tests {
             x
         };
         for _ in 0..200 {
-            db.expire_sample(20, 100, &mut rand);
+            db.expire_sample(20, 100, &mut rand, |k| k != b"k0");
         }
-        assert_eq!(db.len(), 50);
-        assert!(db.keys.iter().all(|(_, e)| e.expire_at == 1_000_000));
+        assert_eq!(db.len(), 51, "k0 is held by a transaction and stays");
+        assert!(db.entry(b"k0").is_some());
+        assert!(db.iter().all(|(k, e)| e.expire_at == 1_000_000 || k == b"k0"));
     }
 }

@@ -1,4 +1,5 @@
 //! Per-shard storage: databases, values and expiry. Knows no sockets and no commands.
+pub mod access;
 pub mod db;
 pub mod dict;
 pub mod value;

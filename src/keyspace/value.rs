@@ -121,9 +121,21 @@ pub struct Entry {
     pub expire_at: u64,
     /// LRU clock (seconds, 24 bits as Redis) of the last access, for OBJECT IDLETIME.
     pub lru: u32,
+    /// LFU word (16 bits of minutes, 8 bits of counter), for OBJECT FREQ under LFU.
+    pub lfu: u32,
 }
 
 impl Entry {
+    /// A new object created at `now_ms` (createObject's access clock).
+    pub fn new(val: Value, expire_at: u64, now_ms: u64) -> Entry {
+        Entry {
+            val,
+            expire_at,
+            lru: super::db::lru_clock(now_ms),
+            lfu: super::access::lfu_init(now_ms),
+        }
+    }
+
     /// Redis's keyIsExpired: a key lives through its expiry millisecond (`now > when`).
     /// The one definition every lookup, scan and sampler uses.
     #[inline]

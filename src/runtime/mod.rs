@@ -213,12 +213,15 @@ impl Shard {
             rng ^= rng >> 27;
             rng.wrapping_mul(0x2545F4914F6CDD1D)
         };
-        for db in self.dbs.iter_mut() {
+        let locks = &self.locks;
+        for (dbi, db) in self.dbs.iter_mut().enumerate() {
             loop {
-                if db.volatile.is_empty() {
+                if !db.has_volatile() {
                     break;
                 }
-                let (sampled, expired) = db.expire_sample(20, now, &mut next);
+                // A key held by an in-flight transaction is left to it.
+                let free = |k: &[u8]| locks.is_empty() || !locks.must_wait(0, std::iter::once((locks::fingerprint(dbi, k), locks::Mode::Exclusive)), None);
+                let (sampled, expired) = db.expire_sample(20, now, &mut next, free);
                 if sampled == 0 || expired * 4 <= sampled || now_us() - start > budget_us {
                     break;
                 }

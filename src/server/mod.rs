@@ -466,6 +466,14 @@ pub fn run(cfg: Config) -> i32 {
     let nshards = if cfg.threads() > 0 { cfg.threads() } else { cpus.len() };
     let _ = log::set_file(&cfg.logfile());
     log::set_level(log::level_code(cfg.loglevel()));
+    {
+        use crate::config::MaxmemoryPolicy::*;
+        crate::keyspace::access::configure(
+            matches!(cfg.maxmemory_policy(), VolatileLfu | AllkeysLfu),
+            cfg.lfu_log_factor(),
+            cfg.lfu_decay_time(),
+        );
+    }
     log_notice!("oO0OoO0OoO0Oo Tessera is starting oO0OoO0OoO0Oo");
     log_notice!(
         "Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}",

@@ -40,6 +40,8 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
     rt.timeout_secs.store(c.timeout_secs(), Ordering::Relaxed);
     rt.maxclients.store(c.maxclients(), Ordering::Relaxed);
     crate::server::log::set_level(crate::server::log::level_code(c.loglevel()));
+    use crate::config::MaxmemoryPolicy::*;
+    crate::keyspace::access::configure(matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu), c.lfu_log_factor(), c.lfu_decay_time());
 }
 
 fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {

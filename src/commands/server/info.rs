@@ -35,7 +35,7 @@ fn shard_info(s: &mut Shard) -> ShardInfo {
         .dbs
         .iter()
         .map(|db| {
-            overhead += db.keys.overhead_bytes() + db.volatile.overhead_bytes();
+            overhead += db.overhead_bytes();
             (db.len(), db.expires_len(), db.avg_ttl(now))
         })
         .collect();
