@@ -264,6 +264,7 @@ pub fn table() -> &'static Table {
                 t.add(Table::meta(p).name, Handler::Client(container_without_sub), Cross::None);
             }
         }
+        super::keyspec::check_registered(t.map.values());
         let t: &'static mut Table = Box::leak(Box::new(t));
         let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
         let mut links: Vec<(&'static str, &'static str)> = names
