@@ -506,7 +506,7 @@ fn run_proc(p: Proc, args: &Args, out: &mut Vec<KeyRef>) {
             }
             let Some(sp) = streams else { return };
             let num = argc - sp - 1;
-            if num == 0 || num % 2 != 0 {
+            if num == 0 || !num.is_multiple_of(2) {
                 return;
             }
             for pos in sp + 1..sp + 1 + num / 2 {
