@@ -113,6 +113,8 @@ pub struct ParsedSpecs {
     /// Redis's `doesCommandHaveKeys`.
     has_keys: bool,
     no_mandatory_keys: bool,
+    /// |arity|: the procs assume at least this many arguments, as in Redis.
+    min_args: usize,
 }
 
 impl ParsedSpecs {
@@ -138,6 +140,7 @@ static EMPTY: ParsedSpecs = ParsedSpecs {
     use_specs: false,
     has_keys: false,
     no_mandatory_keys: false,
+    min_args: 0,
 };
 
 /// Keyed by the address of the `'static` metadata entry.
@@ -236,6 +239,7 @@ fn parse(meta: &'static CommandMeta) -> ParsedSpecs {
         use_specs: has_keyspec && !has_varflags,
         has_keys: proc_.is_some() || has_keyspec,
         no_mandatory_keys: meta.has_flag("no_mandatory_keys"),
+        min_args: meta.arity.unsigned_abs() as usize,
         specs,
         proc_,
     }
@@ -264,7 +268,8 @@ pub fn keys(meta: &'static CommandMeta, args: &Args, out: &mut Vec<KeyRef>) -> R
 
 /// [`keys`] with the specs already looked up: for an index+range command a
 /// few comparisons and pushes, no allocation beyond `out`'s growth.
-/// Never panics, whatever `args` holds (arity need not have been checked).
+/// Never panics whatever `args` holds (arity need not have been checked);
+/// every pushed `pos` is `< args.len()`.
 #[inline]
 pub fn keys_with(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>) -> Result<(), KeysError> {
     if !s.has_keys {
@@ -273,7 +278,7 @@ pub fn keys_with(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>) -> Result<
     let base = out.len();
     if !(s.use_specs && from_specs(&s.specs, args, out)) {
         out.truncate(base);
-        if let Some(p) = s.proc_ {
+        if let Some(p) = s.proc_.filter(|_| args.len() >= s.min_args) {
             run_proc(p, args, out);
         }
     }
@@ -669,6 +674,71 @@ mod tests {
         assert_eq!(names(&["XREAD", "STREAMS", "a", "b", "0"]), ["a"]);
         assert_eq!(run(&["XREAD", "COUNT", "1", "STREAMS", "a"]), Err(KeysError::Invalid));
         assert_eq!(names(&["XREADGROUP", "GROUP", "g", "c", "NOACK", "STREAMS", "s", ">"]), ["s"]);
+    }
+
+    /// Every command, every argv length up to 7 over tricky words: never panics.
+    #[test]
+    fn arbitrary_argv_never_panics() {
+        const WORDS: [&str; 12] = ["STREAMS", "STORE", "KEYS", "GET", "-1", "2", "99999999999", "", "LIMIT", "AUTH2", "1", "x"];
+        fn walk(m: &'static CommandMeta, calls: &mut usize) {
+            for len in 1..=7usize {
+                for seed in 0..40usize {
+                    let mut data = Vec::new();
+                    let mut spans = Vec::new();
+                    for i in 0..len {
+                        let w = if i == 0 {
+                            m.name
+                        } else {
+                            WORDS[(seed * 7 + i * 5 + seed / 3 * i) % WORDS.len()]
+                        };
+                        spans.push((data.len(), data.len() + w.len()));
+                        data.extend_from_slice(w.as_bytes());
+                    }
+                    let mut out = Vec::new();
+                    let r = keys(m, &Args::new(&data, &spans), &mut out);
+                    assert!(out.iter().all(|k| k.pos < len), "{}: {out:?}", m.name);
+                    assert!(r.is_ok() || out.is_empty());
+                    *calls += 1;
+                }
+            }
+            for s in m.subcommands {
+                walk(s, calls);
+            }
+        }
+        let mut calls = 0;
+        for m in COMMANDS {
+            walk(m, &mut calls);
+        }
+        assert!(calls > 50_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "movablekeys flag but src/commands/keyspec.rs has no key extraction rule")]
+    fn startup_check_rejects_movable_command_without_rule() {
+        use crate::commands::table::{Command, Cross, Handler};
+        static META: CommandMeta = CommandMeta {
+            name: "nosuchmovable",
+            arity: -2,
+            flags: &["movablekeys"],
+            first_key: 0,
+            last_key: 0,
+            key_step: 0,
+            acl_categories: &[],
+            tips: &[],
+            info: Doc::Array(&[]),
+            docs: Doc::Map(&[]),
+            subcommands: &[],
+        };
+        fn nop(_: &mut crate::server::client::Client, _: Args, _: &mut crate::protocol::Reply) {}
+        let c = Command {
+            meta: &META,
+            handler: Handler::Client(nop),
+            cross: Cross::None,
+            flags: 0,
+            subs: Vec::new(),
+            id: 0,
+        };
+        check_registered(std::iter::once(&c));
     }
 
     #[test]
