@@ -8,6 +8,7 @@
 pub mod connection;
 pub mod doc;
 pub mod keys;
+pub mod keyspec;
 pub mod meta;
 pub mod server;
 pub mod strings;

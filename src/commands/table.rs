@@ -105,6 +105,8 @@ pub struct Command {
     pub id: usize,
     /// A key in another database that the command locks and writes (MOVE, COPY DB).
     pub other_db: Option<OtherDbFn>,
+    /// The structured key specs: where routing finds the keys.
+    pub specs: &'static super::keyspec::ParsedSpecs,
 }
 
 impl Command {
@@ -125,7 +127,8 @@ impl Command {
         }
     }
 
-    /// Key argument positions from the legacy (first, last, step) triple.
+    /// Key argument positions from the legacy (first, last, step) triple
+    /// (MSET-style group checks and splitting; routing uses the key specs).
     pub fn key_positions(&self, argc: usize) -> KeyPositions {
         let m = self.meta;
         if m.first_key <= 0 || argc <= m.first_key as usize {
@@ -200,6 +203,7 @@ impl Table {
                 subs: Vec::new(),
                 id,
                 other_db: None,
+                specs: super::keyspec::specs(meta),
             },
         );
         self.map.get_mut(meta.name.as_bytes()).expect("just inserted")
@@ -261,6 +265,7 @@ pub fn table() -> &'static Table {
                 t.add(Table::meta(p).name, Handler::Client(container_without_sub), Cross::None);
             }
         }
+        super::keyspec::check_registered(t.map.values());
         // Containers list their implemented subcommands by full name (sorted).
         let names: Vec<&'static str> = t.map.values().map(|c| c.meta.name).collect();
         let mut links: Vec<(&'static str, &'static str)> = names

@@ -11,6 +11,7 @@
 //!   transaction (`runtime::tx::Tx`): split into per-shard parts, or a plan.
 //! * [`on_every_shard`]: FLUSHALL, DBSIZE, KEYS, SCAN... under whole-shard locks.
 
+use crate::commands::keyspec::{self, KeyRef};
 use crate::commands::table::{flags, Combine, Command, Cross, Handler, PlanFn};
 use crate::protocol::{Args, Reply};
 use crate::runtime::locks::{fingerprint, LockReq, Mode};
@@ -18,11 +19,32 @@ use crate::runtime::tx::{queue_turn, HopLost, Tx};
 use crate::runtime::{self, send, shard_id, with_shard, Ctx, Shard};
 use std::task::{Context, Poll};
 
+/// A key argument: its position in argv, with [`SHARED_KEY`] set when the
+/// command only reads it (key-spec flag RO, or a read-only command).
+pub type KeyArg = u32;
+pub const SHARED_KEY: KeyArg = 1 << 31;
+
+#[inline]
+pub fn key_pos(k: KeyArg) -> usize {
+    (k & !SHARED_KEY) as usize
+}
+
+#[inline]
+fn key_lock_mode(k: KeyArg) -> Mode {
+    if k & SHARED_KEY != 0 {
+        Mode::Shared
+    } else {
+        Mode::Exclusive
+    }
+}
+
 /// Where a command's keys live: computed once per command.
 #[derive(Default, Debug)]
 pub struct Route {
-    /// Argument positions of the keys, in the command's order.
-    pub keys: Vec<u32>,
+    /// The keys in the command's order, as [`KeyArg`]s (position + lock mode).
+    pub keys: Vec<KeyArg>,
+    /// Scratch for the key-spec extraction.
+    refs: Vec<KeyRef>,
     /// The owning shard of each key.
     pub shards: Vec<u16>,
     /// The shard owning every key (for a keyless command: the connection's own),
@@ -31,14 +53,24 @@ pub struct Route {
 }
 
 impl Route {
+    /// Finds the keys from the command's key specs (`commands/keyspec.rs`).
     pub fn compute(&mut self, cmd: &Command, args: &Args, nshards: usize) {
         self.keys.clear();
         self.shards.clear();
+        self.refs.clear();
+        // Arguments that name no key are the handler's to reject (as Redis).
+        let _ = keyspec::keys_with(cmd.specs, args, &mut self.refs);
         let mut target = None;
         let mut spans = false;
-        for i in cmd.key_positions(args.len()) {
+        let write = !cmd.has(flags::READONLY);
+        for r in &self.refs {
+            if r.flags & keyspec::flags::NOT_KEY != 0 {
+                continue;
+            }
+            let i = r.pos;
             let s = runtime::shard_of_key(args.get(i), nshards);
-            self.keys.push(i as u32);
+            let shared = !write || r.flags & keyspec::flags::RO != 0;
+            self.keys.push(i as u32 | if shared { SHARED_KEY } else { 0 });
             self.shards.push(s as u16);
             match target {
                 None => target = Some(s),
@@ -58,23 +90,12 @@ impl Route {
     }
 }
 
-/// The lock mode a command needs on its keys.
-#[inline]
-pub fn key_mode(cmd: &Command) -> Mode {
-    if cmd.has(flags::READONLY) {
-        Mode::Shared
-    } else {
-        Mode::Exclusive
-    }
-}
-
 /// The (fingerprint, mode) pairs a command touches among `positions`, plus its
 /// key in another database (MOVE, COPY ... DB) when that key is on `shard`.
-pub fn lock_keys(cmd: &Command, args: &Args, positions: &[u32], db: usize) -> Vec<(u64, Mode)> {
-    let mode = key_mode(cmd);
-    let mut v: Vec<(u64, Mode)> = positions.iter().map(|&i| (fingerprint(db, args.get(i as usize)), mode)).collect();
+pub fn lock_keys(cmd: &Command, args: &Args, keys: &[KeyArg], db: usize) -> Vec<(u64, Mode)> {
+    let mut v: Vec<(u64, Mode)> = keys.iter().map(|&k| (fingerprint(db, args.get(key_pos(k))), key_lock_mode(k))).collect();
     if let Some((pos, odb)) = cmd.other_db.and_then(|f| f(args, db)) {
-        if positions.contains(&(pos as u32)) {
+        if keys.iter().any(|&k| key_pos(k) == pos) {
             v.push((fingerprint(odb, args.get(pos)), Mode::Exclusive));
         }
     }
@@ -83,17 +104,17 @@ pub fn lock_keys(cmd: &Command, args: &Args, positions: &[u32], db: usize) -> Ve
 
 /// True when a transaction holds one of the command's keys on this shard.
 #[inline]
-pub fn must_wait(s: &Shard, cmd: &Command, args: &Args, positions: &[u32], db: usize) -> bool {
+pub fn must_wait(s: &Shard, cmd: &Command, args: &Args, keys: &[KeyArg], db: usize) -> bool {
     if s.locks.is_empty() {
         return false;
     }
-    s.locks.must_wait(0, lock_keys(cmd, args, positions, db).into_iter(), None)
+    s.locks.must_wait(0, lock_keys(cmd, args, keys, db).into_iter(), None)
 }
 
 /// Waits for the command's turn in this shard's lock queue (see `locks.rs`).
-pub async fn wait_turn(cmd: &Command, args: &Args<'_>, positions: &[u32], db: usize) -> runtime::tx::QueuedTurn {
+pub async fn wait_turn(cmd: &Command, args: &Args<'_>, keys: &[KeyArg], db: usize) -> runtime::tx::QueuedTurn {
     let req = LockReq {
-        keys: lock_keys(cmd, args, positions, db),
+        keys: lock_keys(cmd, args, keys, db),
         shard: None,
     };
     queue_turn(req).await
@@ -147,7 +168,7 @@ pub struct Batch {
     pub data: Vec<u8>,
     pub spans: Vec<(usize, usize)>,
     /// Key positions of every command, back to back (from its `Route`).
-    pub keys: Vec<u32>,
+    pub keys: Vec<KeyArg>,
     pub cmds: Vec<BatchCmd>,
     /// Filled by the owning shard: every reply, back to back ...
     pub out: Vec<u8>,
@@ -193,7 +214,7 @@ impl Batch {
     }
 
     /// Copies a command's arguments and key positions into the batch.
-    pub fn push(&mut self, cmd: &'static Command, args: &Args, keys: &[u32], now: u64) {
+    pub fn push(&mut self, cmd: &'static Command, args: &Args, keys: &[KeyArg], now: u64) {
         let first = self.spans.len();
         for a in args.iter() {
             let s = self.data.len();
@@ -308,7 +329,14 @@ impl Part {
 /// Runs a command whose keys span shards as one distributed transaction.
 pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize, out: &mut Reply) {
     let shards = route.shard_set();
-    let keys = || route.keys.iter().copied().zip(route.shards.iter().copied()).collect::<Vec<_>>();
+    let keys = || {
+        route
+            .keys
+            .iter()
+            .map(|&k| key_pos(k) as u32)
+            .zip(route.shards.iter().copied())
+            .collect::<Vec<_>>()
+    };
     let lock_parts = || -> Vec<(usize, LockReq)> {
         shards
             .iter()
@@ -349,8 +377,9 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
                     if o as usize != s {
                         continue;
                     }
-                    idx.push(k as usize);
-                    for j in k as usize..(k as usize + step).min(args.len()) {
+                    let k = key_pos(k);
+                    idx.push(k);
+                    for j in k..(k + step).min(args.len()) {
                         part.push(args.get(j));
                     }
                 }

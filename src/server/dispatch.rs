@@ -83,7 +83,7 @@ impl Pipeline {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, keys: &[u32], db: usize, resp3: bool, keep: bool, now: u64) {
+    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, keys: &[exec::KeyArg], db: usize, resp3: bool, keep: bool, now: u64) {
         if self.batches[shard].is_none() {
             let b = match self.spare[shard].take() {
                 Some(mut b) => {

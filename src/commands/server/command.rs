@@ -1,7 +1,8 @@
 //! COMMAND and its subcommands: the table rendered as Redis 7.0.15 does.
 
 use crate::commands::connection::write_help;
-use crate::commands::doc::CommandMeta;
+use crate::commands::doc::{self, CommandMeta};
+use crate::commands::keyspec;
 use crate::commands::table::{self, Command, Table};
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
@@ -14,6 +15,7 @@ pub fn register(t: &mut Table) {
     t.client("command|info", command_info);
     t.client("command|docs", command_docs);
     t.client("command|getkeys", command_getkeys);
+    t.client("command|getkeysandflags", command_getkeysandflags);
     t.client("command|help", command_help);
 }
 
@@ -119,25 +121,57 @@ fn command_docs(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn command_getkeys(_c: &mut Client, args: Args, out: &mut Reply) {
+    getkeys(args, false, out)
+}
+
+fn command_getkeysandflags(_c: &mut Client, args: Args, out: &mut Reply) {
+    getkeys(args, true, out)
+}
+
+/// Redis's lookupCommand over the generated metadata (every Redis 7.0
+/// command, implemented or not): a container without a subcommand argument
+/// is the container itself.
+fn lookup_meta(argv: &Args) -> Option<&'static CommandMeta> {
+    let base = doc::find(std::str::from_utf8(argv.get(0)).ok()?)?;
+    if argv.len() == 1 || !base.is_container() {
+        return Some(base);
+    }
+    // Redis's subcommand dict is keyed by the bare name only.
+    let sub = std::str::from_utf8(argv.get(1)).ok().filter(|s| !s.contains('|'))?;
+    base.subcommand(sub)
+}
+
+/// getKeysSubcommandImpl: COMMAND GETKEYS / GETKEYSANDFLAGS.
+fn getkeys(args: Args, with_flags: bool, out: &mut Reply) {
     let sub = Args::new(args.data, &args.spans[2..]);
-    let cmd = match table::lookup(&sub) {
-        Ok(c) => c,
-        Err(_) => return out.error("ERR Invalid command specified"),
+    let Some(meta) = lookup_meta(&sub) else {
+        return out.error("ERR Invalid command specified");
     };
-    let has_keys = cmd.meta.info.items().get(8).map(|k| !k.items().is_empty()).unwrap_or(false);
-    if !has_keys {
+    let specs = keyspec::specs(meta);
+    if !specs.has_keys() {
         return out.error("ERR The command has no key arguments");
     }
-    if !cmd.arity_ok(sub.len()) {
+    let (arity, argc) = (meta.arity as i64, sub.len() as i64);
+    if (arity > 0 && arity != argc) || argc < -arity {
         return out.error("ERR Invalid number of arguments specified for command");
     }
-    let keys: Vec<usize> = cmd.key_positions(sub.len()).collect();
-    if keys.is_empty() {
+    let mut keys = Vec::new();
+    if keyspec::keys_with(specs, &sub, &mut keys).is_err() {
         return out.error("ERR Invalid arguments specified for command");
     }
     out.array_len(keys.len());
-    for i in keys {
-        out.bulk(sub.get(i));
+    for k in keys {
+        if with_flags {
+            out.array_len(2);
+            out.bulk(sub.get(k.pos));
+            let names = keyspec::flags::NAMES.iter().filter(|(f, _)| k.flags & f != 0);
+            out.set_len(names.clone().count());
+            for (_, n) in names {
+                out.status(n.as_bytes());
+            }
+        } else {
+            out.bulk(sub.get(k.pos));
+        }
     }
 }
 
