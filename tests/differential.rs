@@ -690,6 +690,28 @@ impl Diff {
         self.cb_on(0, args)
     }
 
+    /// Send every command of `cmds` on connection `i` of both sides without
+    /// waiting (one pipeline), then compare the replies in order.
+    fn pipeline_on(&mut self, i: usize, cmds: &[Vec<String>]) {
+        let mut sent = Vec::with_capacity(cmds.len());
+        for cmd in cmds {
+            let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
+            let ta = self.subst(&args, true);
+            let ra = self.subst(&args, false);
+            let what = format!("[conn {i}, pipeline of {}] {}", cmds.len(), fmt_cmd(&ta));
+            self.record(what.clone());
+            let p = self.conns[i].as_mut().expect("connection pair is closed");
+            let tr: Vec<&[u8]> = ta.iter().map(|a| a.as_slice()).collect();
+            let rr: Vec<&[u8]> = ra.iter().map(|a| a.as_slice()).collect();
+            p.t.send(&tr);
+            p.r.send(&rr);
+            sent.push((what, ta, ra));
+        }
+        for (what, ta, ra) in sent {
+            self.compare_replies(i, &what, &ta, &ra, None);
+        }
+    }
+
     fn c_on(&mut self, i: usize, args: &[&str]) {
         let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         self.cb_on(i, &v)
@@ -2531,6 +2553,63 @@ fn random_commands() {
     }
     assert!(d.compared >= 2 * n, "compared only {}", d.compared);
     eprintln!("differential[random]: {:?} for {} replies", started.elapsed(), d.compared);
+    d.finish();
+}
+
+/// The random generator over several connections, each sending pipelines of
+/// 1-32 commands: forwarded per-shard batches, lock waits and reply splicing
+/// are compared with Redis, not only single requests.
+#[test]
+fn random_pipelines_on_several_connections() {
+    assert_keys_span_shards(RKEYS, SHARDS);
+    let seed: u64 = std::env::var("TESSERA_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
+    eprintln!("differential[random-pipelines]: seed {seed} (override with TESSERA_DIFF_SEED)");
+    let mut d = Diff::new("random-pipelines");
+    d.seed = Some(seed);
+    let mut g = Gen {
+        rng: Rng(seed),
+        now_s: d.now_s,
+        used_k: BTreeSet::new(),
+    };
+    let n = random_count();
+    let started = std::time::Instant::now();
+    for proto in [2, 3] {
+        d.c(&["FLUSHALL"]);
+        if proto == 3 {
+            d.c(&["HELLO", "3"]);
+        }
+        let conns: Vec<usize> = std::iter::once(0).chain((0..3).map(|_| d.open())).collect();
+        let mut sent = 0;
+        while sent < n {
+            let conn = conns[g.rng.below(conns.len())];
+            let len = 1 + g.rng.below(32);
+            let mut cmds = Vec::with_capacity(len);
+            for _ in 0..len {
+                let mut cmd = g.command();
+                // Rules that query the server again (SCAN's iteration, RANDOMKEY's
+                // EXISTS) cannot run inside a pipeline; RPUSH may not exist.
+                if is(&[cmd[0].as_bytes().to_vec()], "SCAN")
+                    || is(&[cmd[0].as_bytes().to_vec()], "RANDOMKEY")
+                    || is(&[cmd[0].as_bytes().to_vec()], "RPUSH")
+                    || is(&[cmd[0].as_bytes().to_vec()], "SELECT")
+                {
+                    cmd = vec!["GET".to_string(), cmd.get(1).cloned().unwrap_or_else(|| "k".to_string())];
+                }
+                cmds.push(cmd);
+            }
+            sent += cmds.len();
+            d.pipeline_on(conn, &cmds);
+        }
+        for &c in conns.iter().skip(1) {
+            d.close(c);
+        }
+        d.ss(&["DBSIZE", "KEYS *"]);
+        for k in RKEYS {
+            d.c(&["GET", k]);
+        }
+    }
+    assert!(d.compared >= 2 * n, "compared only {}", d.compared);
+    eprintln!("differential[random-pipelines]: {:?} for {} replies", started.elapsed(), d.compared);
     d.finish();
 }
 

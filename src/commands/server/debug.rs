@@ -31,6 +31,9 @@ const DEBUG_HELP: &[&str] = &[
     "    default.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
+    "TESSERA-PANIC-HOP <key> [<key> ...]",
+    "    Lock the keys as a transaction, then panic inside the hop to the shard of",
+    "    the last key (tests that a failed hop answers an error and leaks no lock).",
     "HELP",
     "    Prints this help.",
 ];
@@ -58,6 +61,9 @@ async fn debug(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         }
         return out.ok();
     }
+    if args.len() >= 3 && args.is(1, "tessera-panic-hop") {
+        return panic_hop(c.db, &args, out).await;
+    }
     if args.len() == 3 && args.is(1, "set-active-expire") {
         // atoi semantics, as Redis.
         let on = strtod_prefix(args.get(2)).map(|v| v as i64 != 0).unwrap_or(false);
@@ -81,4 +87,34 @@ fn strtod_prefix(b: &[u8]) -> Option<f64> {
         }
     }
     (1..=end).rev().find_map(|e| std::str::from_utf8(&b[..e]).ok()?.parse::<f64>().ok())
+}
+
+/// DEBUG TESSERA-PANIC-HOP: a transaction whose hop panics (a handler bug
+/// simulated). The shard survives, the client gets an error, the guard
+/// releases every lock.
+async fn panic_hop(db: usize, args: &Args<'_>, out: &mut Reply) {
+    use crate::runtime::locks::{fingerprint, LockReq, Mode};
+    use crate::runtime::tx::Tx;
+    let n = runtime::nshards();
+    let mut parts: Vec<(usize, LockReq)> = Vec::new();
+    for k in (2..args.len()).map(|i| args.get(i)) {
+        let s = runtime::shard_of_key(k, n);
+        let fp = (fingerprint(db, k), Mode::Exclusive);
+        match parts.iter_mut().find(|p| p.0 == s) {
+            Some(p) => p.1.keys.push(fp),
+            None => parts.push((s, LockReq { keys: vec![fp], shard: None })),
+        }
+    }
+    let last = runtime::shard_of_key(args.get(args.len() - 1), n);
+    let mut tx = Tx::begin(db, parts, Vec::new()).await;
+    let r = tx
+        .hop(last, |_ctx: &mut crate::runtime::Ctx| -> () {
+            panic!("DEBUG TESSERA-PANIC-HOP");
+        })
+        .await;
+    drop(tx);
+    match r {
+        Ok(()) => out.ok(),
+        Err(_) => out.error("ERR internal error: the hop panicked (DEBUG TESSERA-PANIC-HOP)"),
+    }
 }
