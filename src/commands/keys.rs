@@ -98,25 +98,6 @@ fn is_expired(e: &Entry, now: u64) -> bool {
     e.is_expired(now)
 }
 
-/// Redis's lookupKeyRead / lookupKeyReadWithFlags(LOOKUP_NOTOUCH): lazy
-/// expiry, LRU touch unless `notouch`, and the keyspace hit/miss counters.
-fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8], notouch: bool) -> Option<&'a Entry> {
-    let now = ctx.now;
-    let dbi = ctx.db;
-    let s: &'a mut Shard = &mut *ctx.shard;
-    let e = if notouch {
-        s.dbs[dbi].peek(key, now)
-    } else {
-        s.dbs[dbi].lookup_read(key, now)
-    };
-    if e.is_some() {
-        s.stats.keyspace_hits += 1;
-    } else {
-        s.stats.keyspace_misses += 1;
-    }
-    e
-}
-
 /// dbSyncDelete after expireIfNeeded: an already expired key counts as absent.
 fn delete_key(db: &mut Db, key: &[u8], now: u64) -> bool {
     if db.has_volatile() && db.peek(key, now).is_none() {
@@ -175,7 +156,7 @@ fn del(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn exists(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut n = 0;
     for k in args.iter().skip(1) {
-        if lookup_read(ctx, k, true).is_some() {
+        if ctx.lookup_read_with(k, true).is_some() {
             n += 1;
         }
     }
@@ -185,7 +166,7 @@ fn exists(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn touch(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut n = 0;
     for k in args.iter().skip(1) {
-        if lookup_read(ctx, k, false).is_some() {
+        if ctx.lookup_read_with(k, false).is_some() {
             n += 1;
         }
     }
@@ -193,7 +174,7 @@ fn touch(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn type_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let name = lookup_read(ctx, args.get(1), true).map(|e| e.val.type_name()).unwrap_or("none");
+    let name = ctx.lookup_read_with(args.get(1), true).map(|e| e.val.type_name()).unwrap_or("none");
     out.status(name.as_bytes());
 }
 
@@ -626,7 +607,7 @@ async fn copy_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(
     }
     let (ss, ds) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
     let src = tx
-        .hop(ss, move |ctx: &mut Ctx| lookup_read(ctx, &key, false).map(|e| (e.val.clone(), e.expire_at)))
+        .hop(ss, move |ctx: &mut Ctx| ctx.lookup_read_with(&key, false).map(|e| (e.val.clone(), e.expire_at)))
         .await?;
     let Some((val, expire_at)) = src else {
         out.int(0);
@@ -689,7 +670,7 @@ fn object_container(_c: &mut Client, args: Args, out: &mut Reply) {
 
 /// objectCommandLookup: no LRU touch, a null reply for a missing key.
 fn object_lookup<'a>(ctx: &'a mut Ctx, args: &Args, out: &mut Reply) -> Option<&'a Entry> {
-    let e = lookup_read(ctx, args.get(2), true);
+    let e = ctx.lookup_read_with(args.get(2), true);
     if e.is_none() {
         out.null();
     }
@@ -878,7 +859,7 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
 /// ttlGenericCommand.
 fn ttl_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, ms: bool, abs: bool) {
     let now = ctx.now as i64;
-    let Some(e) = lookup_read(ctx, args.get(1), true) else {
+    let Some(e) = ctx.lookup_read_with(args.get(1), true) else {
         out.int(-2);
         return;
     };

@@ -7,7 +7,7 @@
 //! nothing but the stored key/value.
 
 use super::table::{Combine, Ctx, HopLost, PlanFn, Table, Tx};
-use crate::keyspace::{Entry, Value};
+use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
 use crate::util::num::{incr_by_float, string2ll};
@@ -65,24 +65,10 @@ fn reply_str(out: &mut Reply, v: &Value) {
     }
 }
 
-/// Redis's lookupKeyRead: lazy expiry, LRU touch and the hit/miss counters.
-#[inline]
-fn lookup_read<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Option<&'a Entry> {
-    let now = ctx.now;
-    let shard = &mut *ctx.shard;
-    let e = shard.dbs[ctx.db].lookup_read(key, now);
-    if e.is_some() {
-        shard.stats.keyspace_hits += 1;
-    } else {
-        shard.stats.keyspace_misses += 1;
-    }
-    e
-}
-
 /// getGenericCommand: replies the value (or null); false on WRONGTYPE.
 #[inline]
 fn get_generic(ctx: &mut Ctx, key: &[u8], out: &mut Reply) -> bool {
-    match lookup_read(ctx, key) {
+    match ctx.lookup_read(key) {
         None => {
             out.null();
             true
@@ -371,7 +357,7 @@ fn getex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     };
     let key = args.get(1);
     let now = ctx.now;
-    let Some(e) = lookup_read(ctx, key) else { return out.null() };
+    let Some(e) = ctx.lookup_read(key) else { return out.null() };
     if !e.val.is_string() {
         return out.error(err::WRONGTYPE);
     }
@@ -400,7 +386,7 @@ fn getex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn mget(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     out.array_len(args.len() - 1);
     for i in 1..args.len() {
-        match lookup_read(ctx, args.get(i)) {
+        match ctx.lookup_read(args.get(i)) {
             Some(e) => {
                 let mut buf = [0u8; 20];
                 match str_of(&e.val, &mut buf) {
@@ -583,7 +569,7 @@ fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn strlen(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    match lookup_read(ctx, args.get(1)) {
+    match ctx.lookup_read(args.get(1)) {
         None => out.int(0),
         Some(e) => {
             let mut buf = [0u8; 20];
@@ -602,7 +588,7 @@ fn getrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let Some(mut end) = string2ll(args.get(3)) else {
         return out.error(err::NOT_INT);
     };
-    let Some(e) = lookup_read(ctx, args.get(1)) else { return out.bulk(b"") };
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.bulk(b"") };
     let mut buf = [0u8; 20];
     let Some(s) = str_of(&e.val, &mut buf) else {
         return out.error(err::WRONGTYPE);
@@ -852,7 +838,7 @@ const LCS: PlanFn = |tx, args, out| Box::pin(lcs_plan(tx, args, out));
 async fn lcs_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
     let fetch = |key: Vec<u8>| {
         move |ctx: &mut Ctx| -> Result<Option<Vec<u8>>, ()> {
-            match lookup_read(ctx, &key) {
+            match ctx.lookup_read(&key) {
                 None => Ok(None),
                 Some(e) => {
                     let mut buf = [0u8; 20];

@@ -84,13 +84,6 @@ pub fn touch(e: &mut Entry, now_ms: u64, rng: &mut u64) {
     }
 }
 
-/// Overwriting a key replaces its object; Redis's SET keeps the old object's
-/// LFU history only through `setKey`'s KEEPTTL paths, so the new word stands.
-#[inline]
-pub fn carry_lfu(_old: &Entry, new: &Entry) -> u32 {
-    new.lfu
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

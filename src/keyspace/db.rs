@@ -235,29 +235,11 @@ impl Db {
 
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        let mut entry = Entry::new(val, expire_at, now_ms);
-        match self.keys.get_mut(key) {
-            Some(e) => {
-                let had_ttl = e.expire_at != 0;
-                entry.lfu = access::carry_lfu(e, &entry);
-                *e = entry;
-                if had_ttl && expire_at == 0 {
-                    self.volatile.remove(key);
-                } else if !had_ttl && expire_at != 0 {
-                    self.volatile.insert_new(key.into(), ());
-                }
-            }
-            None => {
-                self.keys.insert_new(key.into(), entry);
-                if expire_at != 0 {
-                    self.volatile.insert_new(key.into(), ());
-                }
-            }
-        }
-        self.hook.fire(key, WriteKind::Set);
+        self.set_entry(key, Entry::new(val, expire_at, now_ms));
     }
 
-    /// Stores an entry moved from elsewhere (RENAME, MOVE) keeping its access clock.
+    /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
+    /// access clock), replacing any old key and keeping the TTL index in step.
     pub fn set_entry(&mut self, key: &[u8], entry: Entry) {
         let expire_at = entry.expire_at;
         match self.keys.get_mut(key) {

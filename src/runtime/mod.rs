@@ -269,6 +269,26 @@ impl Ctx<'_> {
     pub fn db(&mut self) -> &mut Db {
         &mut self.shard.dbs[self.db]
     }
+
+    /// Redis's lookupKeyRead: lazy expiry, the access clock, keyspace hit/miss counters.
+    #[inline]
+    pub fn lookup_read(&mut self, key: &[u8]) -> Option<&crate::keyspace::Entry> {
+        self.lookup_read_with(key, false)
+    }
+
+    /// lookupKeyReadWithFlags: with `notouch` (LOOKUP_NOTOUCH) the access clock is left alone.
+    #[inline]
+    pub fn lookup_read_with(&mut self, key: &[u8], notouch: bool) -> Option<&crate::keyspace::Entry> {
+        let (now, s) = (self.now, &mut *self.shard);
+        let db = &mut s.dbs[self.db];
+        let e = if notouch { db.peek(key, now) } else { db.lookup_read(key, now) };
+        if e.is_some() {
+            s.stats.keyspace_hits += 1;
+        } else {
+            s.stats.keyspace_misses += 1;
+        }
+        e
+    }
 }
 
 /// Runs `f` with this thread's shard. Must not be nested.
