@@ -119,7 +119,7 @@ fn command_docs(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn command_getkeys(_c: &mut Client, args: Args, out: &mut Reply) {
-    let sub = Args::new(args.data, &args.spans[2..]);
+    let sub = args.tail(2);
     let cmd = match table::lookup(&sub) {
         Ok(c) => c,
         Err(_) => return out.error("ERR Invalid command specified"),
