@@ -100,7 +100,7 @@ impl Parser {
     /// (the bytes already given unchanged, more appended) and the same `args`,
     /// which holds the arguments parsed so far; a new request clears it.
     pub fn parse(&mut self, buf: &[u8], args: &mut Vec<(usize, usize)>, authed: bool) -> Result<Parsed, ProtoError> {
-        if self.pos == 0 && self.filling.is_none() {
+        if self.idle() {
             args.clear();
             self.big.clear();
             self.argv_len = 0;
@@ -278,11 +278,16 @@ impl Parser {
 
     /// Payload bytes of the arguments of the request in progress (argv-mem).
     pub fn argv_len(&self) -> usize {
-        if self.pos == 0 && self.filling.is_none() {
+        if self.idle() {
             0
         } else {
             self.argv_len
         }
+    }
+
+    /// True between requests: nothing of a request is held.
+    pub fn idle(&self) -> bool {
+        self.pos == 0 && self.filling.is_none()
     }
 
     /// Memory held by big-argument buffers (finished and in progress).

@@ -125,7 +125,9 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             }
         }
         bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
-        bufs.in_mem.set(rbuf.capacity() + parser.big_mem() + spans.capacity() * std::mem::size_of::<(usize, usize)>());
+        bufs.in_mem.set(
+            rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>(),
+        );
         let read = {
             // A big argument is read straight into its own buffer.
             let dst: &mut [u8] = match parser.big_spare(end - start) {
@@ -263,6 +265,9 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             rbuf = fresh;
             end -= start;
             start = 0;
+        }
+        if spans.capacity() > 1024 && parser.idle() {
+            spans = Vec::with_capacity(16);
         }
     }
     let _ = stream.close().await;
