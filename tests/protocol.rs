@@ -510,7 +510,11 @@ fn query_buffer_limit_closes_like_redis() {
         assert_eq!(c.read_reply_raw(), b"+OK\r\n", "port {port}");
         assert_eq!(admin.cmd(&["STRLEN", "q:1999"]), b":1000\r\n");
     }
-    assert!(ts.log().contains("Closing client that reached max query buffer length: id="), "{}", ts.log_tail(20));
+    assert!(
+        ts.log().contains("Closing client that reached max query buffer length: id="),
+        "{}",
+        ts.log_tail(20)
+    );
 }
 
 /// `client-output-buffer-limit normal 1mb 0 0`: a client that pipelines GETs
@@ -611,7 +615,10 @@ fn post_and_host_commands_abort_the_connection_like_redis() {
 
 /// The `name=value` fields of one CLIENT LIST line.
 fn fields(line: &str) -> std::collections::HashMap<String, String> {
-    line.split(' ').filter_map(|f| f.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    line.split(' ')
+        .filter_map(|f| f.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// CLIENT LIST line of client `id`, as seen by `admin`.
@@ -645,6 +652,9 @@ fn client_list_buffer_fields_follow_the_buffers() {
     let rs = RedisServer::start(&[]);
     for port in [ts.port, rs.port] {
         let mut admin = Client::connect(port);
+        // Its own request is still in the query buffer and argv while CLIENT INFO runs.
+        let own = fields(admin.cmd_value(&["CLIENT", "INFO"]).as_str().unwrap().trim_end());
+        assert_eq!((num(&own, "qbuf"), num(&own, "argv-mem")), (26, 10), "port {port}: {own:?}");
         // Half a small request: GET parsed into argv, "ab" of the key pending.
         let mut a = Client::connect(port);
         let a_id = a.cmd_value(&["CLIENT", "ID"]).as_int().unwrap();

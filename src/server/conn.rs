@@ -124,10 +124,8 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
                 rbuf.resize(rbuf.len() + grow, 0);
             }
         }
-        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
-        bufs.in_mem.set(
-            rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>(),
-        );
+        bufs.in_mem
+            .set(rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>());
         let read = {
             // A big argument is read straight into its own buffer.
             let dst: &mut [u8] = match parser.big_spare(end - start) {
@@ -173,6 +171,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
         // Redis's sdslen(querybuf): what was received and not parsed into arguments.
         let qlen = parser.query_len(end - start);
         shared.qbuf.set(qlen);
+        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
         if qlen as u64 > qbuf_limit {
             // As Redis's readQueryFromClient: no reply, the client is just closed.
             crate::log_warning!(
@@ -198,6 +197,11 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
                         Source::Inline => &parser.inline,
                     };
                     let args = Args::with_big(data, &spans, &parser.big);
+                    // Like last_cmd, one store per command: CLIENT INFO shows its own arguments, as Redis.
+                    bufs.argv_mem.set(match source {
+                        Source::Input => parser.argv_len(),
+                        Source::Inline => parser.inline.len(),
+                    });
                     if is_http_attack(&args) {
                         // Closed at once: no reply, not even those of earlier commands.
                         pipe.flush(&mut out).await;
@@ -229,6 +233,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             break 'conn;
         }
         shared.qbuf.set(parser.query_len(end - start));
+        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
         bufs.argv_mem.set(parser.argv_len());
         if !out.buf.is_empty() {
             with_shard(|s| s.stats.net_output_bytes += out.buf.len() as u64);

@@ -85,8 +85,22 @@ mod tests {
     fn figures_split_like_redis_buffer_and_list() {
         assert_eq!(figures(0), ObufFigures { obl: 0, oll: 0, omem: 0 });
         assert_eq!(figures(100), ObufFigures { obl: 100, oll: 0, omem: 0 });
-        assert_eq!(figures(REPLY_CHUNK + 1), ObufFigures { obl: REPLY_CHUNK, oll: 1, omem: 1 });
-        assert_eq!(figures(3 * REPLY_CHUNK), ObufFigures { obl: REPLY_CHUNK, oll: 2, omem: 2 * REPLY_CHUNK });
+        assert_eq!(
+            figures(REPLY_CHUNK + 1),
+            ObufFigures {
+                obl: REPLY_CHUNK,
+                oll: 1,
+                omem: 1
+            }
+        );
+        assert_eq!(
+            figures(3 * REPLY_CHUNK),
+            ObufFigures {
+                obl: REPLY_CHUNK,
+                oll: 2,
+                omem: 2 * REPLY_CHUNK
+            }
+        );
     }
 
     #[test]
