@@ -669,7 +669,7 @@ fn client_list_buffer_fields_follow_the_buffers() {
         let f = wait_line(&mut admin, b_id, |f| num(f, "qbuf") == 1000);
         assert_eq!((num(&f, "qbuf"), num(&f, "argv-mem")), (1000, 4), "port {port}: {f:?}");
         assert!(num(&f, "qbuf-free") >= 99002, "port {port}: {f:?}");
-        if port == ts.port {
+        if port == ts.port && ts.kind == "tessera" {
             assert_eq!(num(&f, "qbuf-free"), 99002, "{f:?}");
             assert!(num(&f, "tot-mem") > 100_000, "{f:?}");
         }
@@ -687,7 +687,7 @@ fn client_list_buffer_fields_follow_the_buffers() {
         let omem = num(&f, "omem");
         assert!(omem > 1 << 20 && omem <= 25 << 20, "port {port}: {f:?}");
         assert!(num(&f, "tot-mem") > omem, "port {port}: {f:?}");
-        if port == ts.port {
+        if port == ts.port && ts.kind == "tessera" {
             assert_eq!(num(&f, "obl"), 16384, "{f:?}");
             assert_eq!(num(&f, "oll"), omem.div_ceil(16384), "{f:?}");
         }
@@ -704,7 +704,8 @@ fn client_list_buffer_fields_follow_the_buffers() {
 }
 
 /// After one huge request and one huge reply, a connection's buffers go back
-/// to their usual size instead of pinning that memory.
+/// to their usual size instead of pinning that memory. Tessera-only: Redis
+/// gives its query buffer back later, from clientsCron (2 s idle or peak/2).
 #[test]
 fn buffers_shrink_after_a_huge_request_and_reply() {
     let ts = TesseraServer::start(1, &[]);
