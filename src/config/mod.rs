@@ -298,6 +298,14 @@ impl Config {
     pub fn client_query_buffer_limit(&self) -> u64 {
         self.num_at(idx!("client-query-buffer-limit")) as u64
     }
+    /// `client-output-buffer-limit` of one class (0 normal, 1 replica, 2 pubsub):
+    /// (hard bytes, soft bytes, soft seconds); 0 disables a limit.
+    pub fn client_output_buffer_limit(&self, class: usize) -> (u64, u64, i64) {
+        match &self.values[idx!("client-output-buffer-limit")] {
+            Value::Obuf(v) => v[class.min(2)],
+            _ => unreachable!(),
+        }
+    }
     /// `hz`, already clamped to 1..=500 as Redis does.
     pub fn hz(&self) -> u32 {
         self.num_at(idx!("hz")) as u32

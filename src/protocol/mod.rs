@@ -7,15 +7,31 @@ pub use reply::Reply;
 
 /// A parsed command's arguments: ranges into one byte buffer (the read buffer,
 /// the inline scratch buffer, or a forwarded batch). `get(0)` is the name.
+/// A span whose start has [`parser::BIG_TAG`] set names `big[start & !BIG_TAG]`
+/// instead: a big argument the parser read into a buffer of its own. Use
+/// `get`/`iter`/`tail` rather than indexing `data` with `spans` directly.
 #[derive(Clone, Copy)]
 pub struct Args<'a> {
     pub data: &'a [u8],
     pub spans: &'a [(usize, usize)],
+    pub big: &'a [Vec<u8>],
 }
 
 impl<'a> Args<'a> {
     pub fn new(data: &'a [u8], spans: &'a [(usize, usize)]) -> Self {
-        Args { data, spans }
+        Args { data, spans, big: &[] }
+    }
+    /// Arguments of which some may live in the parser's big-argument buffers.
+    pub fn with_big(data: &'a [u8], spans: &'a [(usize, usize)], big: &'a [Vec<u8>]) -> Self {
+        Args { data, spans, big }
+    }
+    /// The arguments from `i` on (e.g. the command inside COMMAND GETKEYS).
+    pub fn tail(&self, i: usize) -> Args<'a> {
+        Args {
+            data: self.data,
+            spans: &self.spans[i..],
+            big: self.big,
+        }
     }
     #[inline]
     pub fn len(&self) -> usize {
@@ -28,17 +44,25 @@ impl<'a> Args<'a> {
     /// Argument `i`; panics past the end (arity is checked before handlers run).
     #[inline]
     pub fn get(&self, i: usize) -> &'a [u8] {
-        let (s, e) = self.spans[i];
-        &self.data[s..e]
+        span(self.data, self.big, self.spans[i])
     }
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let data = self.data;
-        self.spans.iter().map(move |&(s, e)| &data[s..e])
+        let (data, big) = (self.data, self.big);
+        self.spans.iter().map(move |&sp| span(data, big, sp))
     }
     /// True when argument `i` equals `word` ignoring ASCII case.
     #[inline]
     pub fn is(&self, i: usize, word: &str) -> bool {
         self.get(i).eq_ignore_ascii_case(word.as_bytes())
+    }
+}
+
+#[inline]
+fn span<'a>(data: &'a [u8], big: &'a [Vec<u8>], (s, e): (usize, usize)) -> &'a [u8] {
+    if s & parser::BIG_TAG != 0 {
+        &big[s & !parser::BIG_TAG]
+    } else {
+        &data[s..e]
     }
 }
 

@@ -17,6 +17,28 @@ pub enum ReplyMode {
     Skipping,
 }
 
+/// Sizes of a connection's buffers, set by its loop once per read or write
+/// (the loop owns the buffers; CLIENT LIST on any connection reads these).
+#[derive(Default)]
+pub struct BufStats {
+    /// Free room in the query buffer (Redis's sdsavail(querybuf)).
+    pub qbuf_free: Cell<usize>,
+    /// Payload bytes of the arguments of a request still being received.
+    pub argv_mem: Cell<usize>,
+    /// Memory of the read buffer and of big-argument buffers.
+    pub in_mem: Cell<usize>,
+    /// Reply bytes produced and not yet written to the socket.
+    pub out_pending: Cell<usize>,
+    /// Allocated size of the reply buffer (`rbs`).
+    pub out_cap: Cell<usize>,
+    /// Most reply bytes the buffer held since it was last reallocated (`rbp`).
+    pub out_peak: Cell<usize>,
+    /// Which `client-output-buffer-limit` class applies.
+    pub class: Cell<super::obuf::ClientClass>,
+    /// When the output was first seen at or above the soft limit (unix seconds).
+    pub soft_since: Cell<Option<u64>>,
+}
+
 /// What other tasks on the shard (CLIENT LIST, KILL, timeouts) may read or poke.
 pub struct ClientShared {
     pub id: u64,
@@ -33,6 +55,8 @@ pub struct ClientShared {
     pub monitor: Cell<bool>,
     pub no_evict: Cell<bool>,
     pub qbuf: Cell<usize>,
+    /// Buffer sizes published by the connection loop for CLIENT LIST.
+    pub bufs: BufStats,
     /// Lines pushed to a MONITOR client by other connections, and the task to wake.
     pub pushed: RefCell<Vec<u8>>,
     pub push_waker: RefCell<Option<std::task::Waker>>,
@@ -52,6 +76,14 @@ impl ClientShared {
     }
 
     /// CLIENT LIST / CLIENT INFO line (without the trailing newline).
+    ///
+    /// Buffer fields, from the sizes the connection loop last published:
+    /// qbuf / qbuf-free: bytes received and not parsed into arguments, and the
+    /// free room where the next read lands; argv-mem: arguments of a request
+    /// still being received; rbs / rbp: the reply buffer's allocation and its
+    /// peak fill; obl / oll / omem: the pending (unwritten) replies split as
+    /// Redis would hold them (see [`super::obuf`]); tot-mem: the client's
+    /// structs plus every buffer it holds.
     pub fn info_line(&self, now_ms: u64) -> String {
         let name = self.name.borrow().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
         let flags = if self.monitor.get() {
@@ -61,8 +93,11 @@ impl ClientShared {
         } else {
             "N"
         };
+        let b = &self.bufs;
+        let ob = super::obuf::figures(b.out_pending.get());
+        let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs=16384 rbp=0 obl=0 oll=0 omem=0 tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -73,8 +108,14 @@ impl ClientShared {
             flags,
             self.db.get(),
             self.qbuf.get(),
-            16384usize.saturating_sub(self.qbuf.get()),
-            16384 + self.qbuf.get(),
+            b.qbuf_free.get(),
+            b.argv_mem.get(),
+            b.out_cap.get(),
+            b.out_peak.get(),
+            ob.obl,
+            ob.oll,
+            ob.omem,
+            tot_mem,
             self.last_cmd.get(),
             self.resp.get()
         )

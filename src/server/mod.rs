@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod log;
 pub mod metrics;
 pub mod monitor;
+pub mod obuf;
 pub mod pause;
 
 use crate::config::Config;
@@ -279,6 +280,7 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
             monitor: Cell::new(false),
             no_evict: Cell::new(false),
             qbuf: Cell::new(0),
+            bufs: Default::default(),
             pushed: RefCell::new(Vec::new()),
             push_waker: RefCell::new(None),
         });
@@ -323,6 +325,7 @@ async fn cron() {
             runtime::with_shard(|s| s.active_expire(25_000));
         }
         if ticks.is_multiple_of(10) {
+            obuf_cron();
             let timeout = runtime::rt_ref().timeout_secs.load(Ordering::Relaxed);
             if timeout > 0 {
                 let now = runtime::now_ms();
@@ -334,6 +337,26 @@ async fn cron() {
             }
         }
     }
+}
+
+/// Redis's clientsCron side of closeClientOnOutputBufferLimitReached: a client
+/// stuck writing a pending output above the soft limit is closed once the soft
+/// seconds have passed, even though it sends nothing more.
+fn obuf_cron() {
+    let now = runtime::now_ms();
+    let mut limits: [Option<(u64, u64, i64)>; 3] = [None; 3];
+    client::for_each(|c| {
+        let pending = c.bufs.out_pending.get();
+        if obuf::figures(pending).omem == 0 || c.killed.get() {
+            return;
+        }
+        let class = c.bufs.class.get();
+        let l = *limits[class as usize].get_or_insert_with(|| obuf::limits(class));
+        if obuf::reached(l, &c.bufs.soft_since, pending, now / 1000) {
+            log_warning!("Client {} closed for overcoming of output buffer limits.", c.info_line(now));
+            c.kill();
+        }
+    });
 }
 
 async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize) {

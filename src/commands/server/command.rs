@@ -143,7 +143,7 @@ fn lookup_meta(argv: &Args) -> Option<&'static CommandMeta> {
 
 /// getKeysSubcommandImpl: COMMAND GETKEYS / GETKEYSANDFLAGS.
 fn getkeys(args: Args, with_flags: bool, out: &mut Reply) {
-    let sub = Args::new(args.data, &args.spans[2..]);
+    let sub = args.tail(2);
     let Some(meta) = lookup_meta(&sub) else {
         return out.error("ERR Invalid command specified");
     };
