@@ -451,12 +451,7 @@ fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
 /// dbRandomKey), with the db's size afterwards.
 pub fn random_shard(s: &mut Shard, dbi: usize, now: u64) -> (usize, Option<Vec<u8>>) {
     let mut x = s.rand() | 1;
-    let mut rng = move || {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        x.wrapping_mul(0x2545F4914F6CDD1D)
-    };
+    let mut rng = move || crate::util::rand::next(&mut x);
     let db = &mut s.dbs[dbi];
     loop {
         let (key, expired) = match db.random(&mut rng) {

@@ -420,17 +420,11 @@ fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 const MSETNX: PlanFn = |tx, args, out| Box::pin(msetnx_plan(tx, args, out));
 
 async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
-    let mut pairs: Vec<(usize, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
-    let mut i = 1;
-    while i + 1 < args.len() {
-        let s = tx.shard_of_arg(i);
-        let kv = (args.get(i).to_vec(), args.get(i + 1).to_vec());
-        match pairs.iter_mut().find(|p| p.0 == s) {
-            Some(p) => p.1.push(kv),
-            None => pairs.push((s, vec![kv])),
-        }
-        i += 2;
-    }
+    let pairs = crate::util::group_by_shard(
+        (1..args.len().saturating_sub(1))
+            .step_by(2)
+            .map(|i| (tx.shard_of_arg(i), (args.get(i).to_vec(), args.get(i + 1).to_vec()))),
+    );
     let checks = pairs
         .iter()
         .map(|(s, kvs)| {

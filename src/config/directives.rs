@@ -43,6 +43,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",
     "client-query-buffer-limit",
+    "client-output-buffer-limit",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -81,12 +81,9 @@ impl Route {
         self.target = if spans { None } else { Some(target.unwrap_or_else(shard_id)) };
     }
 
-    /// The distinct shards of the keys, ascending.
-    pub fn shard_set(&self) -> Vec<usize> {
-        let mut v: Vec<usize> = self.shards.iter().map(|&s| s as usize).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
+    /// The keys grouped by owning shard (ascending), each group in the command's order.
+    pub fn by_shard(&self) -> Vec<(usize, Vec<KeyArg>)> {
+        crate::util::group_by_shard(self.shards.iter().map(|&s| s as usize).zip(self.keys.iter().copied()))
     }
 }
 
@@ -328,7 +325,7 @@ impl Part {
 
 /// Runs a command whose keys span shards as one distributed transaction.
 pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize, out: &mut Reply) {
-    let shards = route.shard_set();
+    let groups = route.by_shard();
     let keys = || {
         route
             .keys
@@ -338,20 +335,13 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
             .collect::<Vec<_>>()
     };
     let lock_parts = || -> Vec<(usize, LockReq)> {
-        shards
+        groups
             .iter()
-            .map(|&s| {
-                let pos: Vec<u32> = route
-                    .keys
-                    .iter()
-                    .zip(&route.shards)
-                    .filter(|(_, &o)| o as usize == s)
-                    .map(|(&k, _)| k)
-                    .collect();
+            .map(|(s, ks)| {
                 (
-                    s,
+                    *s,
                     LockReq {
-                        keys: lock_keys(cmd, &args, &pos, db),
+                        keys: lock_keys(cmd, &args, ks, db),
                         shard: None,
                     },
                 )
@@ -364,27 +354,22 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
             let mut tx = Tx::begin(db, lock_parts(), keys()).await;
             let resp3 = out.resp3;
             // One sub-command per shard: the name, then that shard's key groups in order.
-            let mut hops = Vec::with_capacity(shards.len());
-            let mut groups: Vec<Vec<usize>> = Vec::with_capacity(shards.len());
-            for &s in &shards {
+            let mut hops = Vec::with_capacity(groups.len());
+            let mut positions: Vec<Vec<usize>> = Vec::with_capacity(groups.len());
+            for (s, ks) in &groups {
                 let mut part = Part {
                     data: Vec::new(),
                     spans: Vec::new(),
                 };
                 part.push(args.get(0));
-                let mut idx = Vec::new();
-                for (&k, &o) in route.keys.iter().zip(&route.shards) {
-                    if o as usize != s {
-                        continue;
-                    }
-                    let k = key_pos(k);
-                    idx.push(k);
+                let idx: Vec<usize> = ks.iter().map(|&k| key_pos(k)).collect();
+                for &k in &idx {
                     for j in k..(k + step).min(args.len()) {
                         part.push(args.get(j));
                     }
                 }
-                groups.push(idx);
-                hops.push((s, move |ctx: &mut Ctx| {
+                positions.push(idx);
+                hops.push((*s, move |ctx: &mut Ctx| {
                     let mut r = Reply::new(resp3);
                     let (db, now) = (ctx.db, ctx.now);
                     execute(ctx.shard, cmd, Args::new(&part.data, &part.spans), db, now, &mut r);
@@ -394,7 +379,7 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
             match tx.hop_each(hops).await {
                 Ok(parts) => {
                     drop(tx);
-                    combine_parts(combine, &groups, &parts, args.len(), out);
+                    combine_parts(combine, &positions, &parts, args.len(), out);
                 }
                 Err(HopLost) => internal_error(cmd, out),
             }

@@ -57,10 +57,7 @@ fn lfu_log_incr(counter: u32, rng: &mut u64) -> u32 {
     if counter == 255 {
         return 255;
     }
-    *rng ^= *rng << 13;
-    *rng ^= *rng >> 7;
-    *rng ^= *rng << 17;
-    let r = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    let r = crate::util::rand::unit(rng);
     let base = counter.saturating_sub(LFU_INIT_VAL) as f64;
     let p = 1.0 / (base * LOG_FACTOR.load(Ordering::Relaxed) as f64 + 1.0);
     if r < p {
@@ -74,9 +71,6 @@ fn lfu_log_incr(counter: u32, rng: &mut u64) -> u32 {
 #[inline]
 pub fn touch(e: &mut Entry, now_ms: u64, rng: &mut u64) {
     if lfu_policy() {
-        if *rng == 0 {
-            *rng = 0x9E37_79B9_7F4A_7C15;
-        }
         let c = lfu_log_incr(lfu_counter(e.lfu, now_ms), rng);
         e.lfu = (minutes(now_ms) << 8) | c;
     } else {

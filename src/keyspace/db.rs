@@ -453,12 +453,7 @@ mod tests {
             db.set(format!("k{i}").as_bytes(), Value::Int(i), at, 0);
         }
         let mut x = 88172645463325252u64;
-        let mut rand = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rand = || crate::util::rand::next(&mut x);
         for _ in 0..200 {
             db.expire_sample(20, 100, &mut rand, |k| k != b"k0");
         }

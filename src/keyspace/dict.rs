@@ -308,14 +308,7 @@ mod tests {
         d.insert(b"b", 2);
         let mut x = 0x9E3779B97F4A7C15u64;
         for _ in 0..50 {
-            let (k, _) = d
-                .random(|| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x
-                })
-                .unwrap();
+            let (k, _) = d.random(|| crate::util::rand::next(&mut x)).unwrap();
             assert!(k == b"a" || k == b"b");
         }
     }

@@ -193,12 +193,7 @@ impl Shard {
 
     /// xorshift64*: cheap randomness for sampling (RANDOMKEY, active expiry).
     pub fn rand(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545F4914F6CDD1D)
+        crate::util::rand::next(&mut self.rng)
     }
 
     /// Active expiry for every db: Redis's cycle in miniature — sample 20 keys,
@@ -207,12 +202,7 @@ impl Shard {
         let start = now_us();
         let now = now_ms();
         let mut rng = self.rng;
-        let mut next = move || {
-            rng ^= rng >> 12;
-            rng ^= rng << 25;
-            rng ^= rng >> 27;
-            rng.wrapping_mul(0x2545F4914F6CDD1D)
-        };
+        let mut next = move || crate::util::rand::next(&mut rng);
         let locks = &self.locks;
         for (dbi, db) in self.dbs.iter_mut().enumerate() {
             loop {

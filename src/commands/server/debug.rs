@@ -96,15 +96,13 @@ async fn panic_hop(db: usize, args: &Args<'_>, out: &mut Reply) {
     use crate::runtime::locks::{fingerprint, LockReq, Mode};
     use crate::runtime::tx::Tx;
     let n = runtime::nshards();
-    let mut parts: Vec<(usize, LockReq)> = Vec::new();
-    for k in (2..args.len()).map(|i| args.get(i)) {
-        let s = runtime::shard_of_key(k, n);
-        let fp = (fingerprint(db, k), Mode::Exclusive);
-        match parts.iter_mut().find(|p| p.0 == s) {
-            Some(p) => p.1.keys.push(fp),
-            None => parts.push((s, LockReq { keys: vec![fp], shard: None })),
-        }
-    }
+    let keys = (2..args.len())
+        .map(|i| args.get(i))
+        .map(|k| (runtime::shard_of_key(k, n), (fingerprint(db, k), Mode::Exclusive)));
+    let parts = crate::util::group_by_shard(keys)
+        .into_iter()
+        .map(|(s, keys)| (s, LockReq { keys, shard: None }))
+        .collect();
     let last = runtime::shard_of_key(args.get(args.len() - 1), n);
     let mut tx = Tx::begin(db, parts, Vec::new()).await;
     let r = tx
