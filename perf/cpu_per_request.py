@@ -8,6 +8,7 @@ alternating A B A B A B; CPU = utime+stime of the server process from
 
 Usage: perf/cpu_per_request.py [--tessera target/release/tessera] [--shards 1]
        [--server-cpus 0] [--bench-cpus 1] [--runs 3] [--quick] [--json out.json]
+       [--tessera-args '--pipeline-ordering relaxed'] [--cases set16,get1]
 """
 import argparse, json, os, re, socket, statistics, subprocess, sys, time
 
@@ -47,7 +48,7 @@ def start(kind, args, port):
     if kind == "redis":
         cmd = ["taskset", "-c", args.server_cpus, "redis-server", "--port", str(port), "--save", "", "--appendonly", "no"]
     else:
-        cmd = ["taskset", "-c", args.server_cpus, args.tessera, "--port", str(port), "--threads", str(args.shards)]
+        cmd = ["taskset", "-c", args.server_cpus, args.tessera, "--port", str(port), "--threads", str(args.shards)] + args.tessera_args.split()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
     wait_ping(port, p)
     return p
@@ -89,9 +90,14 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small request counts (smoke test)")
     ap.add_argument("--json")
+    ap.add_argument("--tessera-args", default="", help="extra server arguments, e.g. '--pipeline-ordering relaxed'")
+    ap.add_argument("--cases", default="", help="only these cases, e.g. 'set16,get16'")
     args = ap.parse_args()
     args.tessera = os.path.abspath(args.tessera)
     cases = [("set", 16, 2_000_000), ("get", 16, 2_000_000), ("set", 1, 300_000), ("get", 1, 300_000)]
+    if args.cases:
+        want = set(args.cases.split(","))
+        cases = [c for c in cases if f"{c[0]}{c[1]}" in want]
     if args.quick:
         cases = [(t, p, n // 50) for t, p, n in cases]
         args.runs = 1

@@ -389,6 +389,9 @@ async fn client_list(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
         v
     })
     .await;
+    let Ok(lines) = lines else {
+        return out.error(err::SHARD_LOST);
+    };
     let mut all: Vec<(u64, String)> = lines.into_iter().flatten().collect();
     all.sort_by_key(|x| x.0);
     let mut text = String::new();
@@ -475,7 +478,7 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     let filt = f.clone();
-    let killed: usize = runtime::broadcast(move |_s| {
+    let killed = runtime::broadcast(move |_s| {
         let mut n = 0;
         client::for_each(|cl| {
             if filt.skipme && cl.id == filt.me {
@@ -498,9 +501,10 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         });
         n
     })
-    .await
-    .into_iter()
-    .sum();
+    .await;
+    let Ok(killed) = killed.map(|v| v.into_iter().sum::<usize>()) else {
+        return out.error(err::SHARD_LOST);
+    };
     if old_form {
         if killed == 0 {
             out.error("ERR No such client");

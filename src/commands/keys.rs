@@ -24,8 +24,6 @@ use std::pin::Pin;
 
 type BoxFut<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
 
-/// A shard failed to answer (a bug, logged where it happened).
-const LOST: &str = "ERR internal error: a shard did not answer";
 const SAME_OBJECT: &str = "ERR source and destination objects are the same";
 const LFU_NOT_SELECTED: &str = "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
 const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.";
@@ -202,7 +200,7 @@ fn keys_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
         let pattern = args.get(1).to_vec();
         let dbi = c.db;
         let Ok(parts) = on_every_shard(dbi, Mode::Shared, move |ctx: &mut Ctx| keys_shard(&ctx.shard.dbs[dbi], &pattern, ctx.now)).await else {
-            return out.error(LOST);
+            return out.error(err::SHARD_LOST);
         };
         out.array_len(parts.iter().map(|p| p.0).sum());
         for (_, bytes) in parts {
@@ -436,7 +434,7 @@ fn scan_cmd<'a>(c: &'a mut Client, args: Args<'a>, out: &'a mut Reply) -> BoxFut
         .await;
         drop(tx);
         if lost.get() {
-            return out.error(LOST);
+            return out.error(err::SHARD_LOST);
         }
         out.array_len(2);
         let mut cur = Vec::with_capacity(20);
@@ -473,7 +471,7 @@ fn randomkey_cmd<'a>(c: &'a mut Client, _args: Args<'a>, out: &'a mut Reply) -> 
     Box::pin(async move {
         let dbi = c.db;
         let Ok(parts) = on_every_shard(dbi, Mode::Shared, move |ctx: &mut Ctx| random_shard(ctx.shard, dbi, ctx.now)).await else {
-            return out.error(LOST);
+            return out.error(err::SHARD_LOST);
         };
         let total: u64 = parts.iter().map(|p| p.0 as u64).sum();
         if total == 0 {

@@ -188,6 +188,8 @@ pub fn fmt_g17(out: &mut Vec<u8>, d: f64) {
 
 /// Error strings shared by many commands (exact Redis 7.0 texts).
 pub mod err {
+    /// A shard failed to answer (its job panicked: a bug, logged where it happened).
+    pub const SHARD_LOST: &str = "ERR internal error: a shard did not answer";
     pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
     pub const SYNTAX: &str = "ERR syntax error";
     pub const NOT_INT: &str = "ERR value is not an integer or out of range";

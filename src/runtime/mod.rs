@@ -335,8 +335,9 @@ pub fn send(shard: usize, job: Job) {
     rt_ref().inboxes[shard].push(job);
 }
 
-/// Runs `f` on every shard and collects the results in shard order.
-pub async fn broadcast<R, F>(f: F) -> Vec<R>
+/// Runs `f` on every shard and collects the results in shard order (an error
+/// if a shard's job panicked: the caller answers it, the shard lives on).
+pub async fn broadcast<R, F>(f: F) -> Result<Vec<R>, tx::HopLost>
 where
     R: Send + 'static,
     F: Fn(&mut Shard) -> R + Send + Sync + Clone + 'static,
@@ -366,10 +367,10 @@ where
     for rx in rxs {
         match rx {
             None => out.push(mine.take().expect("own result")),
-            Some(rx) => out.push(rx.await.expect("shard dropped a broadcast")),
+            Some(rx) => out.push(rx.await.map_err(|_| tx::HopLost)?),
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn next_client_id() -> u64 {

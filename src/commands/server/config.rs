@@ -91,15 +91,18 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
 const CONFIG_RESETSTAT: AsyncFn = |c, args, out| Box::pin(config_resetstat(c, args, out));
 
 async fn config_resetstat(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
-    runtime::broadcast(|s: &mut Shard| {
+    match runtime::broadcast(|s: &mut Shard| {
         s.stats = ShardStats::default();
         crate::server::metrics::reset(runtime::now_ms());
         for db in s.dbs.iter_mut() {
             db.expired = 0;
         }
     })
-    .await;
-    out.ok();
+    .await
+    {
+        Ok(_) => out.ok(),
+        Err(_) => out.error(crate::protocol::reply::err::SHARD_LOST),
+    }
 }
 
 fn config_rewrite(_c: &mut Client, _args: Args, out: &mut Reply) {

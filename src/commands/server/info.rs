@@ -26,6 +26,8 @@ struct ShardInfo {
     overhead: usize,
     /// This shard's instantaneous rates (ops/s, input B/s, output B/s).
     inst: [u64; 3],
+    /// Changes made by commands (the write hook's `dirty`, summed over dbs).
+    dirty: u64,
 }
 
 fn shard_info(s: &mut Shard) -> ShardInfo {
@@ -47,6 +49,7 @@ fn shard_info(s: &mut Shard) -> ShardInfo {
         clients: client::count(),
         overhead,
         inst: metrics::instantaneous(),
+        dirty: s.dbs.iter().map(|d| d.hook.dirty).sum(),
     }
 }
 
@@ -108,7 +111,9 @@ async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
         .copied()
         .filter(|s| every || (default && !matches!(*s, "commandstats" | "latencystats")) || want.iter().any(|w| w == s))
         .collect();
-    let infos = runtime::broadcast(shard_info).await;
+    let Ok(infos) = runtime::broadcast(shard_info).await else {
+        return out.error(crate::protocol::reply::err::SHARD_LOST);
+    };
     let text = render_info(&sections, &infos);
     out.verbatim(text.as_bytes());
 }
@@ -187,7 +192,8 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "persistence" => {
                 let _ = write!(
                     s,
-                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    infos.iter().map(|i| i.dirty).sum::<u64>(),
                     rt.lastsave.load(Ordering::Relaxed)
                 );
             }

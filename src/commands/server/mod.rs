@@ -20,9 +20,6 @@ use crate::runtime::{self, now_us};
 use crate::server::client::Client;
 use std::sync::atomic::Ordering;
 
-/// A shard failed to answer (a bug, logged where it happened).
-const LOST: &str = "ERR internal error: a shard did not answer";
-
 pub fn register(t: &mut Table) {
     t.asynch("dbsize", DBSIZE);
     t.asynch("flushdb", FLUSHDB);
@@ -45,7 +42,7 @@ async fn dbsize(c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     let db = c.db;
     match on_every_shard(db, Mode::Shared, move |ctx: &mut Ctx| ctx.shard.dbs[db].len()).await {
         Ok(n) => out.int(n.into_iter().sum::<usize>() as i64),
-        Err(_) => out.error(LOST),
+        Err(_) => out.error(err::SHARD_LOST),
     }
 }
 
@@ -67,7 +64,7 @@ async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let db = c.db;
     match on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| ctx.shard.dbs[db].clear()).await {
         Ok(_) => out.ok(),
-        Err(_) => out.error(LOST),
+        Err(_) => out.error(err::SHARD_LOST),
     }
 }
 
@@ -79,7 +76,7 @@ async fn flushall(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     }
     match on_every_shard(0, Mode::Exclusive, |ctx: &mut Ctx| ctx.shard.dbs.iter_mut().for_each(|d| d.clear())).await {
         Ok(_) => out.ok(),
-        Err(_) => out.error(LOST),
+        Err(_) => out.error(err::SHARD_LOST),
     }
 }
 
