@@ -63,7 +63,15 @@ fn keyspace(c: &mut Criterion) {
     c.bench_function("keyspace/get_hit_100k", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            black_box(db.get(&keys[i], 1).is_some())
+            black_box(db.lookup_read(&keys[i], 1).is_some())
+        })
+    });
+    c.bench_function("keyspace/write_lookup_modify_100k", |b| {
+        b.iter(|| {
+            i = (i + 7919) % keys.len();
+            if let Some(mut e) = db.lookup_write(&keys[i], 1) {
+                *e.val_mut() = Value::Int(i as i64);
+            }
         })
     });
     c.bench_function("keyspace/set_overwrite_100k", |b| {
@@ -98,12 +106,7 @@ fn expiry(c: &mut Criterion) {
             },
             |mut db| {
                 let mut x = 0x9E3779B97F4A7C15u64;
-                black_box(db.expire_sample(20, 100, || {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x
-                }))
+                black_box(db.expire_sample(20, 100, || tessera::util::rand::next(&mut x), |_| true))
             },
             BatchSize::LargeInput,
         )

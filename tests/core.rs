@@ -170,7 +170,7 @@ fn whole_shard_commands_see_whole_transactions(shards: usize) {
                         mset.push(v.as_bytes());
                     }
                     assert_eq!(c.cmd_bytes(&mset), b"+OK\r\n");
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         let mut del: Vec<&[u8]> = vec![b"DEL"];
                         del.extend(group.iter().map(|k| k.as_bytes()));
                         let r = c.cmd_bytes(&del);

@@ -18,6 +18,8 @@
 //! Tessera-only behaviour, which say so).
 #![allow(dead_code)]
 
+pub mod diff;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::fs::{self, File};
