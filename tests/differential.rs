@@ -1662,19 +1662,25 @@ fn random_count() -> usize {
     std::env::var("TESSERA_DIFF_RANDOM").ok().and_then(|s| s.parse().ok()).unwrap_or(2500)
 }
 
-#[test]
-fn random_commands() {
+/// A differential session and a generator seeded from TESSERA_DIFF_SEED (or `default_seed`).
+fn random_setup(name: &str, default_seed: u64) -> (Diff, Gen) {
     assert_keys_span_shards(RKEYS, SHARDS);
-    let seed: u64 = std::env::var("TESSERA_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(42);
-    println!("differential[random]: seed {seed} (override with TESSERA_DIFF_SEED)");
-    eprintln!("differential[random]: seed {seed} (override with TESSERA_DIFF_SEED)");
-    let mut d = Diff::new("random");
+    let seed: u64 = std::env::var("TESSERA_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(default_seed);
+    println!("differential[{name}]: seed {seed} (override with TESSERA_DIFF_SEED)");
+    eprintln!("differential[{name}]: seed {seed} (override with TESSERA_DIFF_SEED)");
+    let mut d = Diff::new(name);
     d.seed = Some(seed);
-    let mut g = Gen {
+    let g = Gen {
         rng: Rng(seed),
         now_s: d.now_s,
         used_k: BTreeSet::new(),
     };
+    (d, g)
+}
+
+#[test]
+fn random_commands() {
+    let (mut d, mut g) = random_setup("random", 42);
     let n = random_count();
     let started = std::time::Instant::now();
     for proto in [2, 3] {
@@ -1713,16 +1719,7 @@ fn random_commands() {
 /// are compared with Redis, not only single requests.
 #[test]
 fn random_pipelines_on_several_connections() {
-    assert_keys_span_shards(RKEYS, SHARDS);
-    let seed: u64 = std::env::var("TESSERA_DIFF_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
-    eprintln!("differential[random-pipelines]: seed {seed} (override with TESSERA_DIFF_SEED)");
-    let mut d = Diff::new("random-pipelines");
-    d.seed = Some(seed);
-    let mut g = Gen {
-        rng: Rng(seed),
-        now_s: d.now_s,
-        used_k: BTreeSet::new(),
-    };
+    let (mut d, mut g) = random_setup("random-pipelines", 7);
     let n = random_count();
     let started = std::time::Instant::now();
     for proto in [2, 3] {
