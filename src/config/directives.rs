@@ -35,6 +35,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "dir",
     "threads",
     "pipeline-ordering",
+    "net-engine",
     // The access clock OBJECT FREQ / IDLETIME report (keyspace/access.rs).
     "maxmemory-policy",
     "lfu-log-factor",
@@ -150,6 +151,9 @@ pub static SUPERVISED: &[(&str, i64)] = &[("upstart", 1), ("systemd", 2), ("auto
 /// the order sent, as in Redis) or relaxed (commands of one pipeline read that
 /// go to different shards may take effect in any order).
 pub static PIPELINE_ORDERING: &[(&str, i64)] = &[("strict", 1), ("relaxed", 0)];
+/// Tessera's `net-engine`: each shard's own io_uring socket loop (falling back,
+/// with a warning, where the kernel refuses it) or glommio's socket API.
+pub static NET_ENGINE: &[(&str, i64)] = &[("io_uring", 1), ("glommio", 0)];
 pub static AOF_FSYNC: &[(&str, i64)] = &[("everysec", 2), ("always", 1), ("no", 0)];
 pub static REPL_DISKLESS_LOAD: &[(&str, i64)] = &[("disabled", 0), ("on-empty-db", 1), ("swapdb", 2)];
 pub static TLS_AUTH_CLIENTS: &[(&str, i64)] = &[("no", 0), ("yes", 1), ("optional", 2)];
@@ -664,6 +668,7 @@ pub static DEFS: &[Def] = &[
     // ---- Tessera ----
     i("threads", N, IMMUTABLE, 0, 1024, 0),
     e("pipeline-ordering", N, MODIFIABLE, PIPELINE_ORDERING, 1),
+    e("net-engine", N, IMMUTABLE, NET_ENGINE, 1),
 ];
 
 /// Deprecated directives accepted (and ignored) in config files:

@@ -292,6 +292,10 @@ impl Config {
     pub fn pipeline_ordering_strict(&self) -> bool {
         self.enum_value_at(idx!("pipeline-ordering")) != 0
     }
+    /// `net-engine io_uring` (the default): the shard's own socket ring.
+    pub fn net_engine_uring(&self) -> bool {
+        self.enum_value_at(idx!("net-engine")) != 0
+    }
     pub fn proto_max_bulk_len(&self) -> u64 {
         self.num_at(idx!("proto-max-bulk-len")) as u64
     }

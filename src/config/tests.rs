@@ -600,7 +600,7 @@ fn config_get_all_defaults_match_redis() {
     let mut ours: Vec<String> = c
         .get(&[b"*"])
         .into_iter()
-        .filter(|(k, _)| k != "threads" && k != "pipeline-ordering")
+        .filter(|(k, _)| k != "threads" && k != "pipeline-ordering" && k != "net-engine")
         .map(|(k, v)| format!("{k}\t{v}"))
         .collect();
     ours.sort();

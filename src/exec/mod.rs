@@ -268,10 +268,10 @@ impl BatchRun {
 }
 
 /// Executes a batch on this shard and sends it back, replies filled in, through `reply`.
-fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<Box<Batch>>) {
+fn exec_batch(b: Box<Batch>, reply: runtime::reply::ReplyTx<Box<Batch>>) {
     let mut run = BatchRun { b, next: 0 };
     if run.run(false) {
-        let _ = reply.send(run.b);
+        reply.send(run.b);
         return;
     }
     // A command met a lock: queue for its turn (FIFO with transactions), run it
@@ -291,7 +291,7 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<Box<Batch>>
             let done = run.run(true);
             drop(turn);
             if done {
-                let _ = reply.send(run.b);
+                reply.send(run.b);
                 return;
             }
         }
@@ -301,8 +301,8 @@ fn exec_batch(b: Box<Batch>, reply: futures_channel::oneshot::Sender<Box<Batch>>
 
 /// Sends a batch to its owning shard; the receiver yields it back with its replies
 /// (or is cancelled if the shard lost it, which the caller answers with errors).
-pub fn forward(shard: usize, b: Box<Batch>) -> futures_channel::oneshot::Receiver<Box<Batch>> {
-    let (tx, rx) = futures_channel::oneshot::channel();
+pub fn forward(shard: usize, b: Box<Batch>) -> runtime::reply::ReplyRx<Box<Batch>> {
+    let (tx, rx) = runtime::reply::channel();
     send(shard, Box::new(move || exec_batch(b, tx)));
     rx
 }

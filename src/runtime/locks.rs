@@ -83,7 +83,7 @@ impl LockReq {
 }
 
 /// How a queued request is told it was granted.
-pub type Grant = futures_channel::oneshot::Sender<()>;
+pub type Grant = super::reply::ReplyTx<()>;
 
 struct Pending {
     owner: TxId,
@@ -211,7 +211,7 @@ impl LockTable {
         req.normalize();
         if !self.held_conflicts(owner, &req) && !self.queued_conflicts(owner, &req, usize::MAX) {
             self.take(owner, req);
-            let _ = grant.send(());
+            grant.send(());
         } else {
             self.queue.push_back(Pending { owner, req, grant });
         }
@@ -255,7 +255,7 @@ impl LockTable {
                         continue;
                     }
                     self.take(p.owner, p.req);
-                    let _ = p.grant.send(());
+                    p.grant.send(());
                 }
             } else {
                 i += 1;
@@ -289,7 +289,7 @@ mod tests {
     }
 
     fn req(t: &mut LockTable, owner: TxId, r: LockReq) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = crate::runtime::reply::channel();
         t.acquire(owner, r, tx);
         rx
     }

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod inbox;
 pub mod locks;
+pub mod reply;
 pub mod tx;
 
 use crate::keyspace::Db;
@@ -350,13 +351,13 @@ where
             rxs.push(None);
             continue;
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
+        let (tx, rx) = reply::channel();
         let g = f.clone();
         send(
             s,
             Box::new(move || {
                 let r = with_shard(|sh| g(sh));
-                let _ = tx.send(r);
+                tx.send(r);
             }),
         );
         rxs.push(Some(rx));

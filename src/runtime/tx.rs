@@ -101,12 +101,12 @@ impl<'s> Tx<'s> {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_shard(|s| f(&mut Ctx { shard: s, db, now }))));
                     return Hop::Ready(Some(r.map_err(|_| HopLost)));
                 }
-                let (tx, rx) = futures_channel::oneshot::channel();
+                let (tx, rx) = super::reply::channel();
                 send(
                     shard,
                     Box::new(move || {
                         let r = with_shard(|s| f(&mut Ctx { shard: s, db, now }));
-                        let _ = tx.send(r);
+                        tx.send(r);
                     }),
                 );
                 Hop::Remote(rx)
@@ -161,7 +161,7 @@ impl<'s> Tx<'s> {
                 }
             }
             for (shard, req) in parts {
-                let (gtx, grx) = futures_channel::oneshot::channel();
+                let (gtx, grx) = super::reply::channel();
                 let _ = run_on(shard, move |s| s.locks.acquire(owner, req, gtx)).await;
                 let _ = grx.await;
             }
@@ -204,11 +204,11 @@ where
     if shard == shard_id() {
         return Hop::Ready(Some(Ok(with_shard(f))));
     }
-    let (tx, rx) = futures_channel::oneshot::channel();
+    let (tx, rx) = super::reply::channel();
     send(
         shard,
         Box::new(move || {
-            let _ = tx.send(with_shard(f));
+            tx.send(with_shard(f));
         }),
     );
     Hop::Remote(rx)
@@ -253,7 +253,7 @@ impl Drop for QueuedTurn {
 /// Queues `req` on this shard (FIFO with transactions) and resolves once granted.
 pub async fn queue_turn(req: LockReq) -> QueuedTurn {
     let turn = QueuedTurn { owner: next_tx_id() };
-    let (gtx, grx) = futures_channel::oneshot::channel();
+    let (gtx, grx) = super::reply::channel();
     let owner = turn.owner;
     with_shard(|s| s.locks.acquire(owner, req, gtx));
     let _ = grx.await;

@@ -29,6 +29,8 @@ pub struct BufStats {
     pub in_mem: Cell<usize>,
     /// Reply bytes produced and not yet written to the socket.
     pub out_pending: Cell<usize>,
+    /// Memory of reply buffers handed to the socket loop and not yet written.
+    pub out_held: Cell<usize>,
     /// Allocated size of the reply buffer (`rbs`).
     pub out_cap: Cell<usize>,
     /// Most reply bytes the buffer held since it was last reallocated (`rbp`).
@@ -95,7 +97,7 @@ impl ClientShared {
         };
         let b = &self.bufs;
         let ob = super::obuf::figures(b.out_pending.get());
-        let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get();
+        let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get() + b.out_held.get();
         format!(
             "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,

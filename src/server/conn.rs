@@ -4,11 +4,10 @@
 
 use super::client::{self, Client, ClientShared};
 use super::dispatch::{dispatch, Pipeline};
+use super::net::Transport;
 use super::obuf;
 use crate::protocol::{Args, Parsed, Parser, Reply, Source};
 use crate::runtime::{self, with_shard};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,7 +24,8 @@ async fn wait_push(shared: &ClientShared) {
     .await
 }
 
-/// Read buffer size, and the size a buffer is given back after a huge request or reply.
+/// Size of the buffer that keeps a request split across reads, and the size a
+/// buffer is given back after a huge request or reply.
 const BUF_SIZE: usize = 16 * 1024;
 /// Buffers larger than this are not kept once the request or reply that needed them is done.
 const KEEP_MAX: usize = 64 * 1024;
@@ -90,7 +90,7 @@ fn obuf_overcome(shared: &ClientShared, limits: &mut Option<(u64, u64, i64)>, pe
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
+pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
     let rt = runtime::rt_ref();
     let authed = rt.requirepass.read().map(|p| p.is_none()).unwrap_or(true);
     let mut c = Client::new(shared.clone(), authed);
@@ -101,7 +101,8 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
         .unwrap_or((512 << 20, 1 << 30, true));
     let mut parser = Parser::default();
     parser.max_bulk = max_bulk.min(i64::MAX as u64) as i64;
-    let mut rbuf: Vec<u8> = vec![0; BUF_SIZE];
+    // The unparsed tail of a request that did not fit in one received chunk.
+    let mut rbuf: Vec<u8> = Vec::new();
     let (mut start, mut end) = (0usize, 0usize);
     let mut spans: Vec<(usize, usize)> = Vec::with_capacity(16);
     let mut out = Reply::with_buf(Vec::with_capacity(BUF_SIZE), false);
@@ -109,76 +110,84 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
     let bufs = &shared.bufs;
     bufs.out_cap.set(out.buf.capacity());
     'conn: loop {
-        let into_big = parser.big_spare(end - start).is_some();
-        if !into_big {
-            if start == end {
-                start = 0;
-                end = 0;
-            } else if start > 0 && end == rbuf.len() {
-                rbuf.copy_within(start..end, 0);
-                end -= start;
-                start = 0;
-            }
-            if end == rbuf.len() {
-                let grow = rbuf.len().max(BUF_SIZE);
-                rbuf.resize(rbuf.len() + grow, 0);
-            }
-        }
         bufs.in_mem
             .set(rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>());
-        let read = {
-            // A big argument is read straight into its own buffer.
-            let dst: &mut [u8] = match parser.big_spare(end - start) {
-                Some(spare) => spare,
-                None => &mut rbuf[end..],
-            };
-            if shared.monitor.get() {
-                // A MONITOR client also gets lines pushed by other connections.
-                let ev = futures_lite::future::or(async { Some(stream.read(dst).await) }, async {
-                    wait_push(&shared).await;
-                    None
-                })
-                .await;
-                match ev {
-                    Some(r) => r,
-                    None => {
-                        let data = std::mem::take(&mut *shared.pushed.borrow_mut());
-                        if !data.is_empty() && stream.write_all(&data).await.is_err() {
+        let into_big = parser.big_spare(end - start).is_some();
+        let ok = if shared.monitor.get() {
+            // A MONITOR client also gets lines pushed by other connections.
+            let ev = futures_lite::future::or(async { Some(t.fill().await) }, async {
+                wait_push(&shared).await;
+                None
+            })
+            .await;
+            match ev {
+                Some(ok) => ok,
+                None => {
+                    let mut data = std::mem::take(&mut *shared.pushed.borrow_mut());
+                    if !data.is_empty() {
+                        let sent = t.send(&mut data, bufs).await && t.flush().await;
+                        if !sent {
                             break;
                         }
-                        if shared.killed.get() {
-                            break;
-                        }
-                        continue;
                     }
+                    if shared.killed.get() {
+                        break;
+                    }
+                    continue;
                 }
-            } else {
-                stream.read(dst).await
             }
+        } else if into_big {
+            true
+        } else {
+            t.fill().await
         };
-        let n = match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if shared.killed.get() {
+        if !ok || shared.killed.get() {
             break;
         }
+        // Where this read's bytes are parsed from: the received chunk itself when
+        // nothing is left over from before, else the tail buffer they are appended to.
+        let n;
+        let direct;
         if into_big {
+            // A big argument is read straight into its own buffer.
+            let spare = parser.big_spare(end - start).expect("big argument in progress");
+            n = t.read_into(spare).await;
+            if n == 0 {
+                break;
+            }
             parser.big_filled(n);
+            direct = false;
         } else {
-            end += n;
+            n = t.chunk().len();
+            direct = start == end;
+            if !direct {
+                if start > 0 {
+                    rbuf.copy_within(start..end, 0);
+                    end -= start;
+                    start = 0;
+                }
+                rbuf.truncate(end);
+                rbuf.extend_from_slice(t.chunk());
+                end = rbuf.len();
+                t.consume(n);
+            } else {
+                start = 0;
+                end = 0;
+            }
         }
         with_shard(|s| s.stats.net_input_bytes += n as u64);
+        let chunk: &[u8] = if direct { t.chunk() } else { &rbuf };
+        let (mut pos, lim) = if direct { (0, chunk.len()) } else { (start, end) };
         // Redis's sdslen(querybuf): what was received and not parsed into arguments.
-        let qlen = parser.query_len(end - start);
+        let qlen = parser.query_len(lim - pos);
         shared.qbuf.set(qlen);
-        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
+        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.capacity() - rbuf.len()));
         if qlen as u64 > qbuf_limit {
             // As Redis's readQueryFromClient: no reply, the client is just closed.
             crate::log_warning!(
                 "Closing client that reached max query buffer length: {} (qbuf initial bytes: {})",
                 shared.info_line(runtime::now_ms()),
-                repr64(&rbuf[start..end])
+                repr64(&chunk[pos..lim])
             );
             break;
         }
@@ -189,12 +198,12 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
         let mut limits = None;
         let mut close = false;
         loop {
-            match parser.parse(&rbuf[start..end], &mut spans, c.authed) {
+            match parser.parse(&chunk[pos..lim], &mut spans, c.authed) {
                 Ok(Parsed::Incomplete) => break,
-                Ok(Parsed::Empty { consumed }) => start += consumed,
+                Ok(Parsed::Empty { consumed }) => pos += consumed,
                 Ok(Parsed::Command { consumed, source }) => {
                     let data: &[u8] = match source {
-                        Source::Input => &rbuf[start..end],
+                        Source::Input => &chunk[pos..lim],
                         Source::Inline => &parser.inline,
                     };
                     let args = Args::with_big(data, &spans, &parser.big);
@@ -211,12 +220,12 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
                         break 'conn;
                     }
                     dispatch(&mut c, &mut pipe, args, &mut out).await;
-                    start += consumed;
+                    pos += consumed;
                     if c.close_after_reply {
                         close = true;
                         break;
                     }
-                    if out.buf.len() > obuf::REPLY_CHUNK && obuf_overcome(&shared, &mut limits, out.buf.len(), c.now_ms) {
+                    if out.buf.len() > obuf::REPLY_CHUNK && obuf_overcome(&shared, &mut limits, out.buf.len() + bufs.out_pending.get(), c.now_ms) {
                         pipe.flush(&mut out).await;
                         break 'conn;
                     }
@@ -229,12 +238,24 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
                 }
             }
         }
+        if direct {
+            // Keep only the unparsed tail; the chunk goes back to the transport.
+            if pos < lim {
+                rbuf.clear();
+                rbuf.extend_from_slice(&t.chunk()[pos..lim]);
+            }
+            start = 0;
+            end = lim - pos;
+            t.consume(n);
+        } else {
+            start = pos;
+        }
         pipe.flush(&mut out).await;
-        if !close && out.buf.len() > obuf::REPLY_CHUNK && obuf_overcome(&shared, &mut limits, out.buf.len(), c.now_ms) {
+        if !close && out.buf.len() > obuf::REPLY_CHUNK && obuf_overcome(&shared, &mut limits, out.buf.len() + bufs.out_pending.get(), c.now_ms) {
             break 'conn;
         }
         shared.qbuf.set(parser.query_len(end - start));
-        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.len() - end));
+        bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.capacity() - rbuf.len()));
         bufs.argv_mem.set(parser.argv_len());
         if !out.buf.is_empty() {
             with_shard(|s| s.stats.net_output_bytes += out.buf.len() as u64);
@@ -242,32 +263,23 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
                 bufs.out_peak.set(out.buf.len());
             }
             bufs.out_cap.set(out.buf.capacity());
-            // Written piecewise so CLIENT LIST and the cron's soft-limit check see the progress.
-            let mut written = 0;
-            while written < out.buf.len() {
-                bufs.out_pending.set(out.buf.len() - written);
-                match stream.write(&out.buf[written..]).await {
-                    Ok(0) | Err(_) => break 'conn,
-                    Ok(n) => written += n,
-                }
+            if !t.send(&mut out.buf, bufs).await {
+                break 'conn;
             }
-            bufs.out_pending.set(0);
-            bufs.soft_since.set(None);
-            out.buf.clear();
             // One huge reply must not pin its memory for the rest of the connection.
             if out.buf.capacity() > KEEP_MAX {
                 out.buf = Vec::with_capacity(BUF_SIZE);
-                bufs.out_cap.set(out.buf.capacity());
                 bufs.out_peak.set(0);
             }
+            bufs.out_cap.set(out.buf.capacity());
         }
         if close || shared.killed.get() {
             break;
         }
-        // Likewise for the read buffer after a huge request: keep only what is still unparsed.
-        if rbuf.len() > KEEP_MAX && end - start <= BUF_SIZE / 2 {
-            let mut fresh = vec![0; BUF_SIZE];
-            fresh[..end - start].copy_from_slice(&rbuf[start..end]);
+        // Likewise for the tail buffer after a huge request: keep only what is still unparsed.
+        if rbuf.capacity() > KEEP_MAX && end - start <= BUF_SIZE / 2 {
+            let mut fresh = Vec::with_capacity(BUF_SIZE);
+            fresh.extend_from_slice(&rbuf[start..end]);
             rbuf = fresh;
             end -= start;
             start = 0;
@@ -276,7 +288,9 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<ClientShared>) {
             spans = Vec::with_capacity(16);
         }
     }
-    let _ = stream.close().await;
+    // Replies already produced (an error before a close, QUIT's OK) go out first.
+    let _ = t.flush().await;
+    t.close().await;
     if shared.monitor.get() {
         super::monitor::remove(&shared);
     }

@@ -107,7 +107,7 @@ impl Pipeline {
             return;
         }
         // Send every batch first (they run in parallel on their shards), then collect.
-        let mut rxs: [Option<futures_channel::oneshot::Receiver<Box<Batch>>>; 8] = Default::default();
+        let mut rxs: [Option<crate::runtime::reply::ReplyRx<Box<Batch>>>; 8] = Default::default();
         let mut more = Vec::new();
         for (shard, b) in self.batches.iter_mut().enumerate() {
             if let Some(b) = b.take() {

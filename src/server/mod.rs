@@ -6,6 +6,7 @@ pub mod dispatch;
 pub mod log;
 pub mod metrics;
 pub mod monitor;
+pub mod net;
 pub mod obuf;
 pub mod pause;
 
@@ -66,6 +67,10 @@ async fn retired(gen: u64) {
 
 /// Replaces this shard's listeners (CONFIG SET port / bind).
 fn replace_listeners(new: Vec<std::net::TcpListener>) {
+    if net::uring::active() {
+        net::uring::set_listeners(new.into_iter().map(|l| l.into_raw_fd()).collect());
+        return;
+    }
     let gen = LISTEN_GEN.with(|g| {
         g.set(g.get() + 1);
         g.get()
@@ -207,8 +212,97 @@ fn protected_mode_denies(ip: std::net::IpAddr) -> bool {
     }
 }
 
-async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
+/// What to do with a socket just accepted.
+enum Admit {
+    Serve(Rc<client::ClientShared>),
+    /// Answer this and close (maxclients, protected mode).
+    Refuse(&'static [u8]),
+}
+
+/// The checks and bookkeeping of Redis's acceptCommonHandler, common to both engines.
+fn admit(fd: std::os::fd::RawFd) -> Admit {
     let rt = runtime::rt_ref();
+    runtime::with_shard(|s| s.stats.connections_received += 1);
+    // SAFETY: borrowing the fd without taking ownership (into_raw_fd below).
+    let sk = unsafe { socket2::Socket::from_raw_fd(fd) };
+    let _ = sk.set_nodelay(true);
+    let ka = rt.config.read().map(|c| c.tcp_keepalive()).unwrap_or(300);
+    if ka > 0 {
+        let _ = sk.set_keepalive(true);
+        let _ = sk.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(ka)));
+    }
+    let peer = sk.peer_addr().ok().and_then(|a| a.as_socket());
+    let local = sk.local_addr().ok().and_then(|a| a.as_socket());
+    let _ = sk.into_raw_fd();
+    let maxclients = rt.maxclients.load(Ordering::Relaxed) as usize;
+    if rt.connected_clients.load(Ordering::Relaxed) >= maxclients {
+        runtime::with_shard(|s| s.stats.rejected_connections += 1);
+        return Admit::Refuse(b"-ERR max number of clients reached\r\n");
+    }
+    if let Some(p) = peer {
+        if protected_mode_denies(p.ip()) {
+            return Admit::Refuse(PROTECTED_MODE_ERR.as_bytes());
+        }
+    }
+    rt.connected_clients.fetch_add(1, Ordering::Relaxed);
+    let now = runtime::now_ms();
+    let shared = Rc::new(client::ClientShared {
+        id: runtime::next_client_id(),
+        fd,
+        addr: peer.map(|a| a.to_string()).unwrap_or_default(),
+        laddr: local.map(|a| a.to_string()).unwrap_or_default(),
+        created_ms: now,
+        name: RefCell::new(None),
+        last_interaction_ms: Cell::new(now),
+        db: Cell::new(0),
+        last_cmd: Cell::new("NULL"),
+        resp: Cell::new(2),
+        killed: Cell::new(false),
+        monitor: Cell::new(false),
+        no_evict: Cell::new(false),
+        qbuf: Cell::new(0),
+        bufs: Default::default(),
+        pushed: RefCell::new(Vec::new()),
+        push_waker: RefCell::new(None),
+    });
+    client::register(shared.clone());
+    Admit::Serve(shared)
+}
+
+/// Runs a connection's loop as its own task; a bug in a handler ends this
+/// connection, not the shard.
+fn spawn_conn<T: net::Transport + 'static>(t: T, shared: Rc<client::ClientShared>) {
+    glommio::spawn_local(async move {
+        use futures_lite::FutureExt;
+        let id = shared.id;
+        if std::panic::AssertUnwindSafe(conn::serve(t, shared)).catch_unwind().await.is_err() {
+            log_warning!("BUG: connection {} panicked and was closed", id);
+            client::unregister(id);
+            runtime::rt_ref().connected_clients.fetch_sub(1, Ordering::Relaxed);
+        }
+    })
+    .detach();
+}
+
+/// A connection accepted by the socket ring.
+fn accept_uring(fd: std::os::fd::RawFd) {
+    match admit(fd) {
+        Admit::Serve(shared) => {
+            let t = net::uring::UringConn::open(fd, shared.clone());
+            spawn_conn(t, shared);
+        }
+        Admit::Refuse(msg) => {
+            // A fresh socket's send buffer takes the one line; then it is closed.
+            // SAFETY: we own the accepted fd.
+            unsafe {
+                libc::send(fd, msg.as_ptr() as *const libc::c_void, msg.len(), libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             retired(gen).await;
@@ -226,76 +320,18 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
                 continue;
             }
         };
-        runtime::with_shard(|s| s.stats.connections_received += 1);
-        let _ = stream.set_nodelay(true);
-        let fd = stream.as_raw_fd();
-        let ka = rt.config.read().map(|c| c.tcp_keepalive()).unwrap_or(300);
-        if ka > 0 {
-            // SAFETY: borrowing the fd without taking ownership (into_raw_fd below).
-            let sk = unsafe { socket2::Socket::from_raw_fd(fd) };
-            let _ = sk.set_keepalive(true);
-            let _ = sk.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(Duration::from_secs(ka)));
-            let _ = sk.into_raw_fd();
-        }
-        let maxclients = rt.maxclients.load(Ordering::Relaxed) as usize;
-        if rt.connected_clients.load(Ordering::Relaxed) >= maxclients {
-            runtime::with_shard(|s| s.stats.rejected_connections += 1);
-            glommio::spawn_local(async move {
-                use futures_lite::AsyncWriteExt;
-                let mut stream = stream;
-                let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
-                let _ = stream.close().await;
-            })
-            .detach();
-            continue;
-        }
-        if let Ok(peer) = stream.peer_addr() {
-            if protected_mode_denies(peer.ip()) {
+        match admit(stream.as_raw_fd()) {
+            Admit::Serve(shared) => spawn_conn(net::GlommioStream::new(stream), shared),
+            Admit::Refuse(msg) => {
                 glommio::spawn_local(async move {
                     use futures_lite::AsyncWriteExt;
                     let mut stream = stream;
-                    let _ = stream.write_all(PROTECTED_MODE_ERR.as_bytes()).await;
+                    let _ = stream.write_all(msg).await;
                     let _ = stream.close().await;
                 })
                 .detach();
-                continue;
             }
         }
-        rt.connected_clients.fetch_add(1, Ordering::Relaxed);
-        let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-        let local = stream.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let now = runtime::now_ms();
-        let shared = Rc::new(client::ClientShared {
-            id: runtime::next_client_id(),
-            fd,
-            addr: peer,
-            laddr: local,
-            created_ms: now,
-            name: RefCell::new(None),
-            last_interaction_ms: Cell::new(now),
-            db: Cell::new(0),
-            last_cmd: Cell::new("NULL"),
-            resp: Cell::new(2),
-            killed: Cell::new(false),
-            monitor: Cell::new(false),
-            no_evict: Cell::new(false),
-            qbuf: Cell::new(0),
-            bufs: Default::default(),
-            pushed: RefCell::new(Vec::new()),
-            push_waker: RefCell::new(None),
-        });
-        client::register(shared.clone());
-        glommio::spawn_local(async move {
-            use futures_lite::FutureExt;
-            let id = shared.id;
-            // A bug in an async handler ends this connection, not the shard.
-            if std::panic::AssertUnwindSafe(conn::serve(stream, shared)).catch_unwind().await.is_err() {
-                log_warning!("BUG: connection {} panicked and was closed", id);
-                client::unregister(id);
-                runtime::rt_ref().connected_clients.fetch_sub(1, Ordering::Relaxed);
-            }
-        })
-        .detach();
     }
 }
 
@@ -359,16 +395,42 @@ fn obuf_cron() {
     });
 }
 
+/// The io_uring socket loop could not be set up: said once per process.
+static URING_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize) {
     runtime::install_shard(Shard::new(id, databases));
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
-    glommio::spawn_local(inbox.serve()).detach();
+    let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
+    let uring = want_uring
+        && match net::uring::setup() {
+            Ok(()) => true,
+            Err(e) => {
+                if !URING_WARNED.swap(true, Ordering::Relaxed) {
+                    log_warning!(
+                        "WARNING: the io_uring socket loop is unavailable ({}); serving sockets through glommio instead. See kernel-tuning.md.",
+                        e
+                    );
+                }
+                false
+            }
+        };
+    if uring {
+        glommio::spawn_local(net::uring::run(accept_uring)).detach();
+        net::uring::set_listeners(listeners.into_iter().map(|l| l.into_raw_fd()).collect());
+    } else {
+        inbox.set_thread();
+        glommio::spawn_local(inbox.serve()).detach();
+        spawn_accept_loops(listeners, 0);
+    }
     glommio::spawn_local(cron()).detach();
-    spawn_accept_loops(listeners, 0);
     SHARDS_READY.fetch_add(1, Ordering::Relaxed);
     stopped().await;
     // Let the accept loops see the stop and drop their sockets.
+    if uring {
+        net::uring::close_listeners();
+    }
     glommio::timer::sleep(Duration::from_millis(1)).await;
     // Let in-flight requests finish: stop reading, let each connection write its replies.
     client::for_each(|c| unsafe {
@@ -630,15 +692,15 @@ pub fn run(cfg: Config) -> i32 {
     }
     crate::util::alloc::record_startup();
     log_notice!("Ready to accept connections tcp");
-    // Watchdog: a parked shard is woken every 50 ms, so a wake-up lost inside the
-    // runtime (seen once: every connection idle with requests in the socket buffers)
-    // can delay requests by at most one tick instead of stalling the shard.
+    // Watchdog, a counted safety net: a shard that sleeps with work waiting for it
+    // (a lost wake-up) is woken within two 50 ms ticks and counted in INFO
+    // `watchdog_rescues`. See ARCHITECTURE.md for why none is expected.
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(|| loop {
             std::thread::sleep(Duration::from_millis(50));
             for inbox in runtime::rt_ref().inboxes.iter() {
-                inbox.kick();
+                inbox.watch();
             }
         })
         .ok();

@@ -125,6 +125,8 @@ pub struct StartOpts<'a> {
     pub password: Option<&'a str>,
     /// Use this port instead of a fresh free one.
     pub port: Option<u16>,
+    /// Extra environment variables for the server process.
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 fn requirepass_of(args: &[&str]) -> Option<String> {
@@ -178,6 +180,18 @@ fn tessera_args(port: u16, threads: usize, opts: &StartOpts) -> Vec<String> {
 
 impl ServerProcess {
     fn spawn(kind: &'static str, program: &str, args: Vec<String>, port: u16, dir: PathBuf, password: Option<String>) -> ServerProcess {
+        Self::spawn_env(kind, program, args, port, dir, password, &[])
+    }
+
+    fn spawn_env(
+        kind: &'static str,
+        program: &str,
+        args: Vec<String>,
+        port: u16,
+        dir: PathBuf,
+        password: Option<String>,
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let log_path = dir.join("server.log");
         let log = File::create(&log_path).expect("create log file");
         let log2 = log.try_clone().unwrap();
@@ -187,6 +201,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
+            .envs(env.iter().copied())
             .spawn()
             .unwrap_or_else(|e| panic!("failed to spawn {program} {args:?}: {e}"));
         let pid = child.id();
@@ -399,7 +414,7 @@ impl TesseraServer {
         }
         let dir = temp_dir("tessera");
         let args = tessera_args(port, threads, &opts);
-        TesseraServer(ServerProcess::spawn("tessera", tessera_bin(), args, port, dir, password))
+        TesseraServer(ServerProcess::spawn_env("tessera", tessera_bin(), args, port, dir, password, opts.env))
     }
 }
 
