@@ -203,3 +203,33 @@ fn no_wake_up_is_lost_under_cross_shard_load() {
     assert_eq!(field(&mut c, "stats", "io_uring_socket_shards"), "4");
     assert_eq!(field(&mut c, "stats", "watchdog_rescues"), "0");
 }
+
+/// Single-key commands forwarded to the other shard, with pauses long enough
+/// for both shards to park their executors between commands: every wake-up
+/// of a parked shard (by another shard's job, then by its reply) arrives.
+#[test]
+fn forwarded_commands_wake_parked_shards() {
+    let server = TesseraServer::start(2, &[]);
+    let port = server.port;
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                c.set_timeout(Duration::from_secs(5));
+                for i in 0..40 {
+                    let k = format!("p{t}:{i}");
+                    assert_eq!(c.cmd(&["SET", &k, "1"]), b"+OK\r\n", "SET {k} (a lost wake-up times out)");
+                    assert_eq!(c.cmd(&["GET", &k]), b"$1\r\n1\r\n");
+                    std::thread::sleep(Duration::from_millis(if i % 4 == 0 { 3 } else { 1 }));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = server.client();
+    let parks: u64 = field(&mut c, "stats", "io_uring_idle_waits").parse().unwrap();
+    assert!(parks > 0, "the shards never parked");
+    assert_eq!(field(&mut c, "stats", "watchdog_rescues"), "0");
+}

@@ -10,17 +10,29 @@ use atomic_waker::AtomicWaker;
 use crossbeam_queue::SegQueue;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
 pub type Job = Box<dyn FnOnce() + Send>;
 
+/// The shard is running: it drains its inbox without being woken.
+pub const AWAKE: u8 = 0;
+/// The socket driver waits in its own ring.
+pub const IN_RING: u8 = 1;
+/// The executor is parked in glommio (or the fallback inbox task sleeps).
+pub const PARKED: u8 = 2;
+
 pub struct Inbox {
     queue: SegQueue<Job>,
     waker: AtomicWaker,
-    parked: AtomicBool,
-    /// The socket ring's eventfd, or -1 (wake through `waker`).
-    evfd: AtomicI32,
+    /// How the shard sleeps: [`AWAKE`], [`IN_RING`] or [`PARKED`].
+    parked: AtomicU8,
+    /// The eventfd to write for each way of sleeping (-1: wake through `waker`):
+    /// while waiting in its own ring the driver reads one; while the executor is
+    /// parked glommio reads the other (a write from here wakes it directly, never
+    /// through an eventfd signalled from inside another eventfd's wake-up, which
+    /// the kernel defers).
+    evfd: [AtomicI32; 3],
     /// Loop passes of the shard (the watchdog's sign of life).
     passes: AtomicU64,
     /// Wake-ups the watchdog had to deliver (INFO `watchdog_rescues`).
@@ -38,8 +50,8 @@ impl Default for Inbox {
         Inbox {
             queue: SegQueue::new(),
             waker: AtomicWaker::new(),
-            parked: AtomicBool::new(false),
-            evfd: AtomicI32::new(-1),
+            parked: AtomicU8::new(AWAKE),
+            evfd: [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)],
             passes: AtomicU64::new(0),
             rescues: AtomicU64::new(0),
             last_seen: AtomicU64::new(u64::MAX),
@@ -54,13 +66,16 @@ impl Inbox {
         self.queue.push(job);
         // Pairs with the fence in `poll`: either we see `parked`, or the receiver sees the job.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) && self.parked.swap(false, Ordering::SeqCst) {
-            self.wake();
+        if self.parked.load(Ordering::SeqCst) != AWAKE {
+            let mode = self.parked.swap(AWAKE, Ordering::SeqCst);
+            if mode != AWAKE {
+                self.wake(mode);
+            }
         }
     }
 
-    fn wake(&self) {
-        let fd = self.evfd.load(Ordering::Acquire);
+    fn wake(&self, mode: u8) {
+        let fd = self.evfd[mode as usize].load(Ordering::Acquire);
         if fd >= 0 {
             let one: u64 = 1;
             // SAFETY: writing 8 bytes to the shard's eventfd, which lives as long as the process.
@@ -70,18 +85,20 @@ impl Inbox {
         }
     }
 
-    /// The socket ring's driver takes over: wake-ups go to its eventfd.
-    pub fn set_eventfd(&self, fd: i32) {
-        self.evfd.store(fd, Ordering::Release);
+    /// The socket ring's driver takes over: wake-ups go to these eventfds.
+    pub fn set_eventfds(&self, in_ring: i32, parked: i32) {
+        self.evfd[IN_RING as usize].store(in_ring, Ordering::Release);
+        self.evfd[PARKED as usize].store(parked, Ordering::Release);
     }
 
     pub fn register(&self, w: &std::task::Waker) {
         self.waker.register(w);
     }
 
-    pub fn set_parked(&self, parked: bool) {
-        self.parked.store(parked, Ordering::SeqCst);
-        if parked {
+    /// Publishes how the shard is about to sleep ([`AWAKE`] once it runs again).
+    pub fn set_parked(&self, mode: u8) {
+        self.parked.store(mode, Ordering::SeqCst);
+        if mode != AWAKE {
             std::sync::atomic::fence(Ordering::SeqCst);
         }
     }
@@ -116,9 +133,8 @@ impl Inbox {
         ran
     }
 
-    /// The watchdog's tick: a shard that made no pass since the last tick while
-    /// jobs wait for it (or, `stuck` says, its loop is runnable but its thread
-    /// sleeps) lost a wake-up. Two ticks in a row are needed, so a push racing
+    /// The watchdog's tick: a shard whose thread sleeps, with no pass since the
+    /// last tick, while jobs wait for it or its driver is runnable, lost a wake-up. Two ticks in a row are needed, so a push racing
     /// the tick is not taken for one. Returns true when it woke the shard.
     pub fn watch(&self) -> bool {
         let passes = self.passes.load(Ordering::Relaxed);
@@ -126,20 +142,19 @@ impl Inbox {
         if last != passes {
             return false;
         }
-        let stuck = || self.runnable.load(Ordering::SeqCst) && thread_sleeps(self.tid.load(Ordering::Relaxed));
-        let lost = self.has_jobs() && self.parked.load(Ordering::SeqCst);
-        if !lost && !stuck() {
+        // Jobs waiting, or the driver runnable, while the shard's thread sleeps.
+        let waiting = self.has_jobs() || self.runnable.load(Ordering::SeqCst);
+        if !waiting || !thread_sleeps(self.tid.load(Ordering::Relaxed)) {
             return false;
         }
         self.rescues.fetch_add(1, Ordering::Relaxed);
         crate::log_warning!("BUG: a shard slept with work waiting; the watchdog woke it");
-        self.parked.store(false, Ordering::SeqCst);
+        let mode = self.parked.swap(AWAKE, Ordering::SeqCst);
         self.waker.wake();
-        let fd = self.evfd.load(Ordering::Acquire);
-        if fd >= 0 {
-            let one: u64 = 1;
-            // SAFETY: as in `wake`.
-            unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+        for m in [IN_RING, PARKED] {
+            if m == mode || mode == AWAKE {
+                self.wake(m);
+            }
         }
         true
     }
@@ -173,12 +188,12 @@ impl Future for InboxServe {
                 }
             }
             inbox.waker.register(cx.waker());
-            inbox.parked.store(true, Ordering::SeqCst);
+            inbox.parked.store(PARKED, Ordering::SeqCst);
             std::sync::atomic::fence(Ordering::SeqCst);
             if inbox.queue.is_empty() {
                 return Poll::Pending;
             }
-            inbox.parked.store(false, Ordering::SeqCst);
+            inbox.parked.store(AWAKE, Ordering::SeqCst);
         }
     }
 }

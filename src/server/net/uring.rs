@@ -24,6 +24,7 @@
 //! Connection tasks that queue a SEND while the driver is idle wake it locally.
 
 use crate::runtime;
+use crate::runtime::inbox::{AWAKE, IN_RING, PARKED};
 use crate::server::client::BufStats;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::cell::{Cell, RefCell};
@@ -48,6 +49,22 @@ const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_CANCEL: u64 = 4;
+/// The read of the inbox eventfd, kept armed in our own ring.
+const OP_INBOX: u64 = 5;
+
+/// How long an idle driver waits in its own ring before parking the whole
+/// executor (glommio's park costs a membarrier and several ring operations;
+/// a wait in our ring is one `io_uring_enter`). Timers and foreign wake-ups
+/// of glommio's are late by at most this much.
+fn spin_us() -> u64 {
+    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("TESSERA_RING_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+fn block_us() -> u64 {
+    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var("TESSERA_RING_WAIT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(200))
+}
 
 #[inline]
 fn ud(op: u64, idx: u32, gen: u32) -> u64 {
@@ -63,6 +80,10 @@ fn ud_split(u: u64) -> (u64, u32, u32) {
 pub struct NetCounters {
     /// Shards serving sockets through their own ring.
     pub shards: AtomicU64,
+    /// Idle waits inside our own ring, and those that timed out into a park.
+    pub ring_waits: AtomicU64,
+    pub ring_wait_timeouts: AtomicU64,
+    pub spin_hits: AtomicU64,
     pub enters: AtomicU64,
     pub passes: AtomicU64,
     pub idle_waits: AtomicU64,
@@ -71,6 +92,9 @@ pub struct NetCounters {
 
 pub static COUNTERS: NetCounters = NetCounters {
     shards: AtomicU64::new(0),
+    ring_waits: AtomicU64::new(0),
+    ring_wait_timeouts: AtomicU64::new(0),
+    spin_hits: AtomicU64::new(0),
     enters: AtomicU64::new(0),
     passes: AtomicU64::new(0),
     idle_waits: AtomicU64::new(0),
@@ -175,6 +199,9 @@ pub struct Driver {
     ring: IoUring,
     bufs: BufRing,
     evfd: RawFd,
+    /// Written by other shards to wake this one (read by our own ring).
+    inbox_evfd: RawFd,
+    inbox_buf: Box<u64>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     backlog: VecDeque<squeue::Entry>,
@@ -240,10 +267,17 @@ pub fn setup() -> Result<(), String> {
         return Err(format!("eventfd: {}", std::io::Error::last_os_error()));
     }
     ring.submitter().register_eventfd(evfd).map_err(|e| format!("io_uring eventfd: {e}"))?;
-    let d = Driver {
+    // SAFETY: plain syscall.
+    let inbox_evfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if inbox_evfd < 0 {
+        return Err(format!("eventfd: {}", std::io::Error::last_os_error()));
+    }
+    let mut d = Driver {
         ring,
         bufs,
         evfd,
+        inbox_evfd,
+        inbox_buf: Box::new(0),
         slots: Vec::new(),
         free_slots: Vec::new(),
         backlog: VecDeque::new(),
@@ -256,18 +290,65 @@ pub fn setup() -> Result<(), String> {
         cqes: Vec::with_capacity(256),
         accepted: Vec::new(),
     };
+    d.arm_inbox();
+    // Our own completions need not signal glommio while the driver runs.
+    d.ring.completion().disable_eventfd();
     DRIVER.with(|x| *x.borrow_mut() = Some(d));
     ACTIVE.with(|a| a.set(true));
     COUNTERS.shards.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
-/// The eventfd other shards write to wake this one.
+/// The ring's own eventfd (glommio reads it while the executor is parked).
 pub fn eventfd() -> RawFd {
     with(|d| d.evfd)
 }
 
+/// The eventfd other shards write to wake this one.
+pub fn inbox_eventfd() -> RawFd {
+    with(|d| d.inbox_evfd)
+}
+
 impl Driver {
+    fn arm_inbox(&mut self) {
+        let e = opcode::Read::new(types::Fd(self.inbox_evfd), &mut *self.inbox_buf as *mut u64 as *mut u8, 8)
+            .build()
+            .user_data(ud(OP_INBOX, 0, 0));
+        self.push(e);
+    }
+
+    /// Polls for kernel work (the TASKRUN flag) or a job, at most `us` µs.
+    fn spin(&mut self, us: u64, inbox: &runtime::inbox::Inbox) -> bool {
+        let t0 = std::time::Instant::now();
+        let lim = std::time::Duration::from_micros(us);
+        loop {
+            for _ in 0..64 {
+                if self.ring.submission().taskrun() || inbox.has_jobs() {
+                    COUNTERS.spin_hits.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if t0.elapsed() > lim {
+                return false;
+            }
+        }
+    }
+
+    /// Waits in our own ring for a completion, at most `us` µs; true if one came.
+    fn ring_wait(&mut self, us: u64) -> bool {
+        let ts = types::Timespec::new().sec(us / 1_000_000).nsec(((us % 1_000_000) * 1000) as u32);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        COUNTERS.enters.fetch_add(1, Ordering::Relaxed);
+        COUNTERS.ring_waits.fetch_add(1, Ordering::Relaxed);
+        let _ = self.ring.submitter().submit_with_args(1, &args);
+        let got = !self.ring.completion().is_empty();
+        if !got {
+            COUNTERS.ring_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        got
+    }
+
     fn push(&mut self, e: squeue::Entry) {
         // SAFETY: every entry's buffers outlive the operation (owned by the driver).
         if self.backlog.is_empty() && unsafe { self.ring.submission().push(&e) }.is_ok() {
@@ -538,6 +619,10 @@ impl Driver {
                     self.maybe_free(idx);
                 }
             }
+            OP_INBOX => {
+                // Jobs are drained after every pass; just keep the read armed.
+                self.arm_inbox();
+            }
             OP_ACCEPT => {
                 let Some(l) = self.listeners.get_mut(idx as usize).filter(|l| l.gen == gen) else {
                     if res >= 0 {
@@ -645,8 +730,10 @@ pub async fn run(accept: impl Fn(RawFd)) {
     // SAFETY: a dup the BufferedFile owns (and closes on drop); the original stays with the ring.
     let file = Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(evfd)) });
     let mut evread: Option<EvRead> = None;
-    inbox.set_eventfd(evfd);
+    inbox.set_eventfds(inbox_eventfd(), evfd);
     inbox.set_thread();
+    let wait_us = block_us();
+    let mut quiet = false;
     loop {
         COUNTERS.passes.fetch_add(1, Ordering::Relaxed);
         inbox.note_pass();
@@ -660,14 +747,42 @@ pub async fn run(accept: impl Fn(RawFd)) {
         }
         let jobs = inbox.drain();
         if progress || jobs > 0 || !accepted.is_empty() {
+            quiet = false;
             inbox.set_runnable(true);
             futures_lite::future::yield_now().await;
             continue;
         }
+        if !quiet {
+            // Nothing for us: let every task woken meanwhile run first, so the
+            // wait below holds up no one.
+            quiet = true;
+            inbox.set_runnable(true);
+            futures_lite::future::yield_now().await;
+            continue;
+        }
+        quiet = false;
+        inbox.set_runnable(false);
         // Going idle: publish `parked`, then look once more (see the module comment).
-        inbox.set_parked(true);
+        inbox.set_parked(IN_RING);
         if inbox.has_jobs() || with(|d| d.pending_work()) {
-            inbox.set_parked(false);
+            inbox.set_parked(AWAKE);
+            continue;
+        }
+        if spin_us() > 0 && with(|d| d.spin(spin_us(), inbox)) {
+            inbox.set_parked(AWAKE);
+            continue;
+        }
+        if wait_us > 0 && with(|d| d.ring_wait(wait_us)) {
+            inbox.set_parked(AWAKE);
+            continue;
+        }
+        // Still nothing: park the executor. Our completions signal the eventfd
+        // glommio waits on from now on; look once more after enabling it.
+        with(|d| d.ring.completion().enable_eventfd());
+        inbox.set_parked(PARKED);
+        if inbox.has_jobs() || with(|d| d.pending_work()) {
+            with(|d| d.ring.completion().disable_eventfd());
+            inbox.set_parked(AWAKE);
             continue;
         }
         COUNTERS.idle_waits.fetch_add(1, Ordering::Relaxed);
@@ -688,8 +803,11 @@ pub async fn run(accept: impl Fn(RawFd)) {
             Poll::Pending
         })
         .await;
-        with(|d| d.idle_waker = None);
-        inbox.set_parked(false);
+        with(|d| {
+            d.idle_waker = None;
+            d.ring.completion().disable_eventfd();
+        });
+        inbox.set_parked(AWAKE);
     }
 }
 
