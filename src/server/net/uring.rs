@@ -762,13 +762,13 @@ pub async fn run(accept: impl Fn(RawFd)) {
         }
         quiet = false;
         inbox.set_runnable(false);
+        // A short spin while still AWAKE: other shards push without a wake-up.
+        if spin_us() > 0 && with(|d| d.spin(spin_us(), inbox)) {
+            continue;
+        }
         // Going idle: publish `parked`, then look once more (see the module comment).
         inbox.set_parked(IN_RING);
         if inbox.has_jobs() || with(|d| d.pending_work()) {
-            inbox.set_parked(AWAKE);
-            continue;
-        }
-        if spin_us() > 0 && with(|d| d.spin(spin_us(), inbox)) {
             inbox.set_parked(AWAKE);
             continue;
         }
