@@ -208,8 +208,21 @@ fn no_wake_up_is_lost_under_cross_shard_load() {
 /// for both shards to park their executors between commands: every wake-up
 /// of a parked shard (by another shard's job, then by its reply) arrives.
 #[test]
-fn forwarded_commands_wake_parked_shards() {
-    let server = TesseraServer::start(2, &[]);
+fn forwarded_commands_wake_parked_shards_by_msg_ring() {
+    let wakes = forwarded_round_trips(&[]);
+    assert!(wakes > 0, "no MSG_RING wake-up was used");
+}
+
+/// The same through eventfd writes (a waker writes the eventfd its target
+/// sleeps on: the ring's READ, or glommio's).
+#[test]
+fn forwarded_commands_wake_parked_shards_by_eventfd() {
+    assert_eq!(forwarded_round_trips(&[("TESSERA_MSG_RING", "0")]), 0);
+}
+
+/// Returns INFO `io_uring_msg_ring_wakes`.
+fn forwarded_round_trips(env: &[(&str, &str)]) -> u64 {
+    let server = TesseraServer::start_opts(2, StartOpts { env, ..Default::default() });
     let port = server.port;
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -232,4 +245,5 @@ fn forwarded_commands_wake_parked_shards() {
     let parks: u64 = field(&mut c, "stats", "io_uring_idle_waits").parse().unwrap();
     assert!(parks > 0, "the shards never parked");
     assert_eq!(field(&mut c, "stats", "watchdog_rescues"), "0");
+    field(&mut c, "stats", "io_uring_msg_ring_wakes").parse().unwrap()
 }

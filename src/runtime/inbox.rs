@@ -15,6 +15,11 @@ use std::task::{Context, Poll};
 
 pub type Job = Box<dyn FnOnce() + Send>;
 
+/// Queues a MSG_RING wake-up of the ring with this fd from the calling
+/// thread's own ring; false when the thread has none (then an eventfd is written).
+pub type RingWake = fn(i32, usize) -> bool;
+pub static RING_WAKE: std::sync::OnceLock<RingWake> = std::sync::OnceLock::new();
+
 /// The shard is running: it drains its inbox without being woken.
 pub const AWAKE: u8 = 0;
 /// The socket driver waits in its own ring.
@@ -33,6 +38,9 @@ pub struct Inbox {
     /// through an eventfd signalled from inside another eventfd's wake-up, which
     /// the kernel defers).
     evfd: [AtomicI32; 3],
+    /// The shard's socket ring fd, or -1, and the shard's index.
+    ring_fd: AtomicI32,
+    shard: std::sync::atomic::AtomicUsize,
     /// Loop passes of the shard (the watchdog's sign of life).
     passes: AtomicU64,
     /// Wake-ups the watchdog had to deliver (INFO `watchdog_rescues`).
@@ -52,6 +60,8 @@ impl Default for Inbox {
             waker: AtomicWaker::new(),
             parked: AtomicU8::new(AWAKE),
             evfd: [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)],
+            ring_fd: AtomicI32::new(-1),
+            shard: std::sync::atomic::AtomicUsize::new(0),
             passes: AtomicU64::new(0),
             rescues: AtomicU64::new(0),
             last_seen: AtomicU64::new(u64::MAX),
@@ -75,6 +85,16 @@ impl Inbox {
     }
 
     fn wake(&self, mode: u8) {
+        // From a shard with its own socket ring: a MSG_RING into the target's
+        // ring, submitted with the sender's next io_uring_enter (no syscall of its own).
+        let ring = self.ring_fd.load(Ordering::Acquire);
+        if ring >= 0 {
+            if let Some(hook) = RING_WAKE.get() {
+                if hook(ring, self.shard.load(Ordering::Relaxed)) {
+                    return;
+                }
+            }
+        }
         let fd = self.evfd[mode as usize].load(Ordering::Acquire);
         if fd >= 0 {
             let one: u64 = 1;
@@ -82,6 +102,24 @@ impl Inbox {
             unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
         } else {
             self.waker.wake();
+        }
+    }
+
+    /// The shard's socket ring, target of MSG_RING wake-ups from other rings.
+    pub fn set_ring_fd(&self, fd: i32, shard: usize) {
+        self.shard.store(shard, Ordering::Relaxed);
+        self.ring_fd.store(fd, Ordering::Release);
+    }
+
+    /// A MSG_RING wake-up failed: wake by eventfd, whichever way the shard sleeps.
+    pub fn wake_by_eventfd(&self) {
+        for m in [IN_RING, PARKED] {
+            let fd = self.evfd[m as usize].load(Ordering::Acquire);
+            if fd >= 0 {
+                let one: u64 = 1;
+                // SAFETY: as in `wake`.
+                unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+            }
         }
     }
 

@@ -30,7 +30,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +51,8 @@ const OP_SEND: u64 = 3;
 const OP_CANCEL: u64 = 4;
 /// The read of the inbox eventfd, kept armed in our own ring.
 const OP_INBOX: u64 = 5;
+/// A MSG_RING wake-up from another shard's ring (nothing to do: jobs are drained every pass).
+const OP_WAKE: u64 = 6;
 
 /// How long an idle driver waits in its own ring before parking the whole
 /// executor (glommio's park costs a membarrier and several ring operations;
@@ -59,6 +61,11 @@ const OP_INBOX: u64 = 5;
 fn spin_us() -> u64 {
     static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *V.get_or_init(|| std::env::var("TESSERA_RING_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Cross-shard wake-ups by MSG_RING (default) or by eventfd writes (`TESSERA_MSG_RING=0`).
+fn msg_ring() -> bool {
+    std::env::var("TESSERA_MSG_RING").map(|v| v != "0").unwrap_or(true)
 }
 
 fn block_us() -> u64 {
@@ -84,6 +91,7 @@ pub struct NetCounters {
     pub ring_waits: AtomicU64,
     pub ring_wait_timeouts: AtomicU64,
     pub spin_hits: AtomicU64,
+    pub msg_ring_wakes: AtomicU64,
     pub enters: AtomicU64,
     pub passes: AtomicU64,
     pub idle_waits: AtomicU64,
@@ -95,6 +103,7 @@ pub static COUNTERS: NetCounters = NetCounters {
     ring_waits: AtomicU64::new(0),
     ring_wait_timeouts: AtomicU64::new(0),
     spin_hits: AtomicU64::new(0),
+    msg_ring_wakes: AtomicU64::new(0),
     enters: AtomicU64::new(0),
     passes: AtomicU64::new(0),
     idle_waits: AtomicU64::new(0),
@@ -254,6 +263,7 @@ pub fn setup() -> Result<(), String> {
         (opcode::Send::CODE, "SEND"),
         (opcode::AcceptMulti::CODE, "ACCEPT"),
         (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        (opcode::MsgRingData::CODE, "MSG_RING"),
     ] {
         if !probe.is_supported(code) {
             return Err(format!("io_uring lacks {name}"));
@@ -297,6 +307,25 @@ pub fn setup() -> Result<(), String> {
     ACTIVE.with(|a| a.set(true));
     COUNTERS.shards.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// [`crate::runtime::inbox::RING_WAKE`]: wakes the shard whose ring is `target`
+/// with a MSG_RING from this thread's ring, if it has one.
+pub fn msg_ring_wake(target: RawFd, shard: usize) -> bool {
+    DRIVER
+        .try_with(|d| {
+            let Ok(mut d) = d.try_borrow_mut() else { return false };
+            let Some(d) = d.as_mut() else { return false };
+            let e = opcode::MsgRingData::new(types::Fd(target), 0, ud(OP_WAKE, 0, 0), None)
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(ud(OP_WAKE, shard as u32, 1));
+            d.push(e);
+            d.wake_idle();
+            COUNTERS.msg_ring_wakes.fetch_add(1, Ordering::Relaxed);
+            true
+        })
+        .unwrap_or(false)
 }
 
 /// The ring's own eventfd (glommio reads it while the executor is parked).
@@ -619,6 +648,12 @@ impl Driver {
                     self.maybe_free(idx);
                 }
             }
+            OP_WAKE if gen == 1 => {
+                // Only failures are reported (SKIP_SUCCESS): wake that shard the other way.
+                if let Some(i) = runtime::rt_ref().inboxes.get(idx as usize) {
+                    i.wake_by_eventfd();
+                }
+            }
             OP_INBOX => {
                 // Jobs are drained after every pass; just keep the read armed.
                 self.arm_inbox();
@@ -731,6 +766,10 @@ pub async fn run(accept: impl Fn(RawFd)) {
     let file = Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(evfd)) });
     let mut evread: Option<EvRead> = None;
     inbox.set_eventfds(inbox_eventfd(), evfd);
+    if msg_ring() {
+        let _ = runtime::inbox::RING_WAKE.set(msg_ring_wake);
+        inbox.set_ring_fd(with(|d| d.ring.as_raw_fd()), me);
+    }
     inbox.set_thread();
     let wait_us = block_us();
     let mut quiet = false;
