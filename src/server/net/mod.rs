@@ -15,9 +15,6 @@ use super::client::BufStats;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-/// Send buffers larger than this are not kept for reuse.
-pub const UNSENT_MAX: usize = 64 * 1024;
-
 #[allow(async_fn_in_trait)]
 pub trait Transport {
     /// Waits until received bytes are available; false on end of stream or error.

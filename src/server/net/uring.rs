@@ -4,7 +4,7 @@
 //! - The ring is created on the shard's thread with `SINGLE_ISSUER |
 //!   DEFER_TASKRUN | TASKRUN_FLAG` (completions are only produced inside our
 //!   own `io_uring_enter`, never as interrupts), with `COOP_TASKRUN` and plain
-//!   rings as fallbacks, and its fd registered (no fd lookup per enter).
+//!   rings as fallbacks.
 //! - Listeners get a multishot ACCEPT; each connection a multishot RECV into
 //!   one shared provided-buffer ring. The connection parses straight from the
 //!   buffer and gives it back once parsed ([`UringConn::consume`]).
@@ -12,16 +12,17 @@
 //!   driver pass submits them all and runs the kernel's pending receive work.
 //!   One SEND per connection is in flight; later replies are appended behind it.
 //!
-//! Wake-up protocol (why no wake-up is lost): the ring has an eventfd
-//! registered, which the kernel signals when it queues completion work for an
-//! idle ring; other shards signal the same eventfd when they push into this
-//! shard's inbox while it is parked ([`crate::runtime::inbox`]). The driver
-//! only goes idle after (1) publishing `parked` in the inbox, (2) a full fence,
-//! (3) finding the inbox empty, nothing queued for submission, no completion
-//! and the ring's TASKRUN flag clear. Anything that arrives after (3) finds
-//! `parked` set (senders) or the flag/eventfd (the kernel), and the eventfd
-//! read the driver then waits on, through glommio's own ring, completes.
-//! Connection tasks that queue a SEND while the driver is idle wake it locally.
+//! Wake-up protocol (why no wake-up is lost; ARCHITECTURE.md has the whole
+//! argument): an idle driver publishes how it sleeps in its inbox (`IN_RING`:
+//! waiting in this ring; `PARKED`: glommio parked on this ring's eventfd),
+//! fences, and looks once more at the inbox, the queues and the ring's
+//! TASKRUN flag before sleeping. A sender pushes its job before it reads that
+//! state and wakes the shard by MSG_RING from its own ring, or else by writing
+//! the eventfd the shard sleeps on (never one whose wake-up would have to
+//! signal another eventfd: the kernel defers such nested signals). The kernel
+//! sets TASKRUN before it checks whether the ring's eventfd is enabled, which
+//! the driver does before its last look. Connection tasks that queue a SEND
+//! while the driver is idle wake it locally.
 
 use crate::runtime;
 use crate::runtime::inbox::{AWAKE, IN_RING, PARKED};
@@ -44,6 +45,8 @@ const BGID: u16 = 0;
 /// Received chunks a connection may hold before its receive is paused.
 const RX_MAX: usize = 32;
 const RING_ENTRIES: u32 = 1024;
+/// Send buffers larger than this are not kept for reuse.
+const SEND_BUF_KEEP: usize = 64 * 1024;
 
 const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
@@ -54,23 +57,31 @@ const OP_INBOX: u64 = 5;
 /// A MSG_RING wake-up from another shard's ring (nothing to do: jobs are drained every pass).
 const OP_WAKE: u64 = 6;
 
-/// How long an idle driver waits in its own ring before parking the whole
-/// executor (glommio's park costs a membarrier and several ring operations;
-/// a wait in our ring is one `io_uring_enter`). Timers and foreign wake-ups
-/// of glommio's are late by at most this much.
-fn spin_us() -> u64 {
-    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("TESSERA_RING_SPIN_US").ok().and_then(|v| v.parse().ok()).unwrap_or(0))
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Cross-shard wake-ups by MSG_RING (default) or by eventfd writes (`TESSERA_MSG_RING=0`).
-fn msg_ring() -> bool {
-    std::env::var("TESSERA_MSG_RING").map(|v| v != "0").unwrap_or(true)
+/// The idle path's knobs, read once per shard at start-up.
+struct Knobs {
+    /// How long an idle driver waits in its own ring before parking the whole
+    /// executor (µs; 0: park at once). glommio's park costs a membarrier and
+    /// several ring operations, a wait in our ring one `io_uring_enter`;
+    /// glommio's timers and foreign wake-ups are late by at most this much.
+    wait_us: u64,
+    /// Busy-poll before that wait (µs; 0: none).
+    spin_us: u64,
+    /// Cross-shard wake-ups by MSG_RING rather than eventfd writes.
+    msg_ring: bool,
 }
 
-fn block_us() -> u64 {
-    static V: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *V.get_or_init(|| std::env::var("TESSERA_RING_WAIT_US").ok().and_then(|v| v.parse().ok()).unwrap_or(200))
+impl Knobs {
+    fn from_env() -> Knobs {
+        Knobs {
+            wait_us: env_u64("TESSERA_RING_WAIT_US", 200),
+            spin_us: env_u64("TESSERA_RING_SPIN_US", 0),
+            msg_ring: env_u64("TESSERA_MSG_RING", 1) != 0,
+        }
+    }
 }
 
 #[inline]
@@ -624,7 +635,7 @@ impl Driver {
                     } else if s.tx_more.is_empty() {
                         let (mut v, _) = s.tx.take().expect("send in flight");
                         v.clear();
-                        if v.capacity() <= super::UNSENT_MAX && self.vecs.len() < 64 {
+                        if v.capacity() <= SEND_BUF_KEEP && self.vecs.len() < 64 {
                             self.vecs.push(v);
                         }
                         done = true;
@@ -766,12 +777,13 @@ pub async fn run(accept: impl Fn(RawFd)) {
     let file = Rc::new(unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(evfd)) });
     let mut evread: Option<EvRead> = None;
     inbox.set_eventfds(inbox_eventfd(), evfd);
-    if msg_ring() {
+    let knobs = Knobs::from_env();
+    if knobs.msg_ring {
         let _ = runtime::inbox::RING_WAKE.set(msg_ring_wake);
         inbox.set_ring_fd(with(|d| d.ring.as_raw_fd()), me);
     }
     inbox.set_thread();
-    let wait_us = block_us();
+    let wait_us = knobs.wait_us;
     let mut quiet = false;
     loop {
         COUNTERS.passes.fetch_add(1, Ordering::Relaxed);
@@ -802,7 +814,7 @@ pub async fn run(accept: impl Fn(RawFd)) {
         quiet = false;
         inbox.set_runnable(false);
         // A short spin while still AWAKE: other shards push without a wake-up.
-        if spin_us() > 0 && with(|d| d.spin(spin_us(), inbox)) {
+        if knobs.spin_us > 0 && with(|d| d.spin(knobs.spin_us, inbox)) {
             continue;
         }
         // Going idle: publish `parked`, then look once more (see the module comment).
@@ -971,7 +983,7 @@ impl super::Transport for UringConn {
                 return false;
             }
             if s.tx.is_none() {
-                let spare = d.vecs.pop().unwrap_or_else(|| Vec::with_capacity(out.capacity().min(super::UNSENT_MAX)));
+                let spare = d.vecs.pop().unwrap_or_else(|| Vec::with_capacity(out.capacity().min(SEND_BUF_KEEP)));
                 let v = std::mem::replace(out, spare);
                 s.tx = Some((v, 0));
                 d.submit_send(idx);
