@@ -287,11 +287,22 @@ pub fn setup() -> Result<(), String> {
     if evfd < 0 {
         return Err(format!("eventfd: {}", std::io::Error::last_os_error()));
     }
-    ring.submitter().register_eventfd(evfd).map_err(|e| format!("io_uring eventfd: {e}"))?;
     // SAFETY: plain syscall.
     let inbox_evfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-    if inbox_evfd < 0 {
-        return Err(format!("eventfd: {}", std::io::Error::last_os_error()));
+    let registered = ring.submitter().register_eventfd(evfd);
+    if inbox_evfd < 0 || registered.is_err() {
+        let why = match registered {
+            Err(e) => format!("io_uring eventfd: {e}"),
+            Ok(()) => format!("eventfd: {}", std::io::Error::last_os_error()),
+        };
+        // SAFETY: closing the eventfds made above (the ring, dropped on return, unregisters).
+        unsafe {
+            libc::close(evfd);
+            if inbox_evfd >= 0 {
+                libc::close(inbox_evfd);
+            }
+        }
+        return Err(why);
     }
     let mut d = Driver {
         ring,
