@@ -247,3 +247,25 @@ fn forwarded_round_trips(env: &[(&str, &str)]) -> u64 {
     assert_eq!(field(&mut c, "stats", "watchdog_rescues"), "0");
     field(&mut c, "stats", "io_uring_msg_ring_wakes").parse().unwrap()
 }
+
+/// CONFIG SET port hands every shard's ring new listeners: new connections
+/// reach every shard on the new port, the old port is closed, and a
+/// connection made before keeps working.
+#[test]
+fn config_set_port_moves_every_shards_listener() {
+    let server = TesseraServer::start(2, &[]);
+    let mut before = server.client();
+    let new_port = free_port();
+    assert_eq!(before.cmd(&["CONFIG", "SET", "port", &new_port.to_string()]), b"+OK\r\n");
+    for i in 0..16 {
+        let mut c = Client::connect(new_port);
+        assert_eq!(c.cmd(&["SET", &format!("moved{i}"), "1"]), b"+OK\r\n");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the old port still accepts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(before.cmd(&["DBSIZE"]), b":16\r\n");
+    assert_eq!(field(&mut before, "stats", "watchdog_rescues"), "0");
+}
