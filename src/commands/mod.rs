@@ -2,17 +2,22 @@
 //!
 //! - `strings.rs`: GET, SET, INCR, APPEND, MSET, LCS, ...
 //! - `keys.rs`: DEL, EXISTS, EXPIRE, TTL, RENAME, COPY, SCAN, OBJECT, ...
+//! - `lists.rs`, `hashes.rs`, `sets.rs`, `zsets.rs`: the aggregate types (blocking pops included)
 //! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
 //! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
 
 pub mod connection;
 pub mod doc;
+pub mod hashes;
 pub mod keys;
 pub mod keyspec;
+pub mod lists;
 pub mod meta;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
+pub mod zsets;
 
 pub use table::{table, Command, Ctx};
 
@@ -22,4 +27,8 @@ pub fn register_all(t: &mut table::Table) {
     keys::register(t);
     connection::register(t);
     server::register(t);
+    lists::register(t);
+    hashes::register(t);
+    sets::register(t);
+    zsets::register(t);
 }

@@ -30,8 +30,27 @@ pub type PlanFut<'a> = Pin<Box<dyn Future<Output = Result<(), HopLost>> + 'a>>;
 /// the argument position of that key and the database, when the request names one.
 pub type OtherDbFn = fn(&Args, usize) -> Option<(usize, usize)>;
 
+/// What a blocking command's handler did (see [`BlockFn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockResult {
+    /// A reply (data, or an error) was written.
+    Done,
+    /// Nothing to serve: the client blocks until `deadline_ms` (unix ms; 0 = forever).
+    Wait { deadline_ms: u64 },
+}
+
+/// A blocking command (BLPOP, BZPOPMIN, BLMOVE...), run on the shard owning its keys.
+/// With `only == None` it is the command's first attempt: parse everything (the
+/// timeout first, with [`parse_timeout`]), reply errors, serve the first key
+/// that has data, or return `Wait`. With `only == Some(pos)` the blocking layer
+/// serves a blocked client because the key at argument `pos` may have data: try
+/// that key only and never reply an error for a missing or wrong-typed key
+/// (return `Wait`: the client stays blocked, as in Redis).
+pub type BlockFn = fn(&mut Ctx, Args, Option<usize>, &mut Reply) -> BlockResult;
+
 pub enum Handler {
     Keyed(KeyedFn),
+    Block(BlockFn),
     Plan(PlanFn),
     Client(ClientFn),
     Async(AsyncFn),
@@ -215,6 +234,9 @@ impl Table {
     pub fn keyed_split(&mut self, name: &'static str, f: KeyedFn, c: Combine) -> &mut Command {
         self.add(name, Handler::Keyed(f), Cross::Split(c))
     }
+    pub fn blocking(&mut self, name: &'static str, f: BlockFn) -> &mut Command {
+        self.add(name, Handler::Block(f), Cross::None)
+    }
     pub fn plan(&mut self, name: &'static str, f: PlanFn) -> &mut Command {
         self.add(name, Handler::Plan(f), Cross::None)
     }
@@ -371,4 +393,31 @@ pub fn write_lookup_error(e: LookupError, args: &Args, out: &mut Reply) {
 
 pub fn write_arity_error(cmd: &Command, out: &mut Reply) {
     out.error(&format!("ERR wrong number of arguments for '{}' command", cmd.meta.name));
+}
+
+/// getTimeoutFromObjectOrReply (seconds, fractional allowed): the absolute
+/// deadline in unix ms (0 = block forever), or None after replying the error.
+pub fn parse_timeout(arg: &[u8], now_ms: u64, out: &mut Reply) -> Option<u64> {
+    let Some(secs) = crate::util::num::string2ld(arg) else {
+        out.error("ERR timeout is not a float or out of range");
+        return None;
+    };
+    let ms = secs * 1000.0;
+    if ms > i64::MAX as f64 {
+        out.error("ERR timeout is out of range");
+        return None;
+    }
+    let ms = ms.ceil() as i64;
+    if ms < 0 {
+        out.error("ERR timeout is negative");
+        return None;
+    }
+    if ms == 0 {
+        return Some(0);
+    }
+    if ms > i64::MAX - now_ms as i64 {
+        out.error("ERR timeout is out of range");
+        return None;
+    }
+    Some(now_ms + ms as u64)
 }

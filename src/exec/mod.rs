@@ -129,6 +129,19 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args, out))).is_ok()
         }
         Handler::Plan(f) => run_plan_inline(s, f, args, db, now, out),
+        Handler::Block(f) => {
+            // Where a client cannot block (a forwarded batch, MULTI, a script):
+            // the command runs once and, with nothing to serve, times out at once.
+            let mut ctx = Ctx { shard: s, db, now };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut ctx, args, None, out))) {
+                Ok(crate::commands::table::BlockResult::Wait { .. }) => {
+                    block_timeout_reply(cmd, out);
+                    true
+                }
+                Ok(_) => true,
+                Err(_) => false,
+            }
+        }
         Handler::Client(_) | Handler::Async(_) => false,
     };
     if !ok {
@@ -136,6 +149,16 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
         internal_error(cmd, out);
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+}
+
+/// The reply of a blocking command whose timeout passed: a null bulk for the
+/// moves (BLMOVE, BRPOPLPUSH), a null array for the pops.
+pub fn block_timeout_reply(cmd: &Command, out: &mut Reply) {
+    if matches!(cmd.meta.name, "blmove" | "brpoplpush") {
+        out.null();
+    } else {
+        out.null_array();
+    }
 }
 
 /// A plan whose keys are all on this shard: every hop is a direct call, so one

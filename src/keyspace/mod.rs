@@ -2,6 +2,7 @@
 pub mod access;
 pub mod db;
 pub mod dict;
+pub mod types;
 pub mod value;
 
 pub use db::Db;

@@ -1,6 +1,7 @@
 //! Stored values. Strings remember Redis's encoding choice (int / embstr / raw)
 //! because OBJECT ENCODING and OBJECT REFCOUNT expose it.
 
+use super::types::{Hash, List, Set, ZSet};
 use crate::util::num::{string2ll, write_i64};
 
 /// Redis's OBJ_SHARED_INTEGERS: small integers are shared objects.
@@ -16,6 +17,14 @@ pub enum Value {
     /// Any other string; `raw` is true once it was modified in place (APPEND,
     /// SETRANGE) or created raw, which Redis reports as "raw" even when short.
     Str { data: Vec<u8>, raw: bool },
+    /// A list (`keyspace/types/list.rs`).
+    List(Box<List>),
+    /// A hash (`keyspace/types/hash.rs`).
+    Hash(Box<Hash>),
+    /// A set (`keyspace/types/set.rs`).
+    Set(Box<Set>),
+    /// A sorted set (`keyspace/types/zset.rs`).
+    ZSet(Box<ZSet>),
 }
 
 impl Value {
@@ -37,6 +46,10 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Int(_) | Value::Str { .. } => "string",
+            Value::List(_) => "list",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -54,6 +67,10 @@ impl Value {
                     "embstr"
                 }
             }
+            Value::List(l) => l.encoding(),
+            Value::Hash(h) => h.encoding(),
+            Value::Set(x) => x.encoding(),
+            Value::ZSet(z) => z.encoding(),
         }
     }
 
@@ -73,6 +90,7 @@ impl Value {
                 Some(std::borrow::Cow::Owned(b))
             }
             Value::Str { data, .. } => Some(std::borrow::Cow::Borrowed(data)),
+            _ => None,
         }
     }
 
@@ -85,6 +103,7 @@ impl Value {
                 Some(b.len())
             }
             Value::Str { data, .. } => Some(data.len()),
+            _ => None,
         }
     }
 
@@ -109,6 +128,10 @@ impl Value {
         match self {
             Value::Int(_) => 0,
             Value::Str { data, .. } => data.capacity(),
+            Value::List(l) => std::mem::size_of::<List>() + l.mem_usage(),
+            Value::Hash(h) => std::mem::size_of::<Hash>() + h.mem_usage(),
+            Value::Set(x) => std::mem::size_of::<Set>() + x.mem_usage(),
+            Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.mem_usage(),
         }
     }
 }

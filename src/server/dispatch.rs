@@ -227,7 +227,7 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
         super::pause::wait_pause(cmd).await;
     }
     match cmd.handler {
-        Handler::Keyed(_) | Handler::Plan(_) => {
+        Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) => {
             // The route is computed once and travels with the command.
             let mut route = std::mem::take(&mut pipe.route);
             route.compute(cmd, &args, runtime::nshards());

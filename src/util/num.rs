@@ -403,6 +403,15 @@ pub fn string2ld_valid(s: &[u8]) -> bool {
     unsafe { tessera_string2ld_valid(s.as_ptr() as *const c_char, s.len()) != 0 }
 }
 
+/// Redis's string2ld as a value (within f64's range; beyond it, ±inf, which
+/// every caller treats as out of range as Redis does for long doubles).
+pub fn string2ld(s: &[u8]) -> Option<f64> {
+    if !string2ld_valid(s) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.trim_start().parse::<f64>().ok().filter(|v| !v.is_nan())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,13 @@
+//! The aggregate value types, one file each: the data structures and their
+//! compact encodings. They know no commands and no replies; the families in
+//! `commands/` read and change them through the keyspace's write path.
+
+pub mod hash;
+pub mod list;
+pub mod set;
+pub mod zset;
+
+pub use hash::Hash;
+pub use list::List;
+pub use set::Set;
+pub use zset::ZSet;
