@@ -20,6 +20,7 @@ pub fn register(t: &mut Table) {
     t.client("client|getname", client_getname);
     t.client("client|info", client_info);
     t.client("client|no-evict", client_no_evict);
+    t.client("client|unblock", client_unblock);
     t.client("client|reply", client_reply);
     t.client("client|pause", client_pause);
     t.client("client|unpause", client_unpause);
@@ -223,6 +224,30 @@ fn client_no_evict(c: &mut Client, args: Args, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     out.ok();
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends another client's blocking command
+/// (the blocked-client registry is process-wide, whatever its shard).
+fn client_unblock(_c: &mut Client, args: Args, out: &mut Reply) {
+    if args.len() > 4 {
+        let sub = String::from_utf8_lossy(args.get(1)).into_owned();
+        return out.error(&format!("ERR unknown subcommand or wrong number of arguments for '{sub}'. Try CLIENT HELP."));
+    }
+    let mut error = false;
+    if args.len() == 4 {
+        if args.is(3, "timeout") {
+            error = false;
+        } else if args.is(3, "error") {
+            error = true;
+        } else {
+            return out.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        }
+    }
+    let Some(id) = crate::util::num::string2ll(args.get(2)) else {
+        return out.error(err::NOT_INT);
+    };
+    let done = id > 0 && crate::runtime::blocking::unblock_client(id as u64, error);
+    out.int(done as i64);
 }
 
 fn client_reply(c: &mut Client, args: Args, out: &mut Reply) {

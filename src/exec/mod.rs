@@ -11,6 +11,8 @@
 //!   transaction (`runtime::tx::Tx`): split into per-shard parts, or a plan.
 //! * [`on_every_shard`]: FLUSHALL, DBSIZE, KEYS, SCAN... under whole-shard locks.
 
+pub mod block;
+
 use crate::commands::keyspec::{self, KeyRef};
 use crate::commands::table::{flags, Combine, Command, Cross, Handler, PlanFn};
 use crate::protocol::{Args, Reply};
@@ -149,6 +151,7 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
         internal_error(cmd, out);
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+    s.after_write();
 }
 
 /// The reply of a blocking command whose timeout passed: a null bulk for the

@@ -61,6 +61,11 @@ pub struct WriteHook {
     pub dirty: u64,
     /// Events since the last `take_events`, kept only while a consumer wants them.
     log: Option<Vec<KeyEvent>>,
+    /// Keys some client is blocked on (BLPOP, BZPOPMIN...), with their number
+    /// of waiters: a write to one of them makes it *ready* (signalKeyAsReady).
+    blocked: std::collections::HashMap<Box<[u8]>, usize, ahash::RandomState>,
+    /// Blocked-on keys written since the blocking layer last looked.
+    ready: Vec<Box<[u8]>>,
 }
 
 impl WriteHook {
@@ -72,6 +77,33 @@ impl WriteHook {
         if let Some(l) = self.log.as_mut() {
             l.push(KeyEvent { key: key.into(), kind });
         }
+        if !self.blocked.is_empty() && matches!(kind, WriteKind::Set | WriteKind::Modify) && self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
+            self.ready.push(key.into());
+        }
+    }
+
+    /// A client blocks on `key` (one call per waiter).
+    pub fn block_on(&mut self, key: &[u8]) {
+        *self.blocked.entry(key.into()).or_insert(0) += 1;
+    }
+
+    /// A waiter on `key` is gone (served, timed out, disconnected).
+    pub fn unblock_on(&mut self, key: &[u8]) {
+        if let Some(n) = self.blocked.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.blocked.remove(key);
+            }
+        }
+    }
+
+    /// Blocked-on keys written since the last call (handleClientsBlockedOnKeys' list).
+    pub fn take_ready(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.ready)
+    }
+
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
     }
 
     /// Starts (or stops) keeping events for a consumer.

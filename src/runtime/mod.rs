@@ -2,6 +2,7 @@
 //! of the keyspace (by hash slot) and the connections the kernel gives it.
 //! Shards talk only through their inboxes (lock-free queues of jobs).
 
+pub mod blocking;
 pub mod clock;
 pub mod inbox;
 pub mod locks;
@@ -175,8 +176,16 @@ pub struct Shard {
     pub dbs: Vec<Db>,
     pub stats: ShardStats,
     pub locks: LockTable,
+    /// Clients blocked on this shard's keys (registrations), kept by the
+    /// blocking layer: while 0, a write costs the blocking layer one compare.
+    pub waiters: usize,
     rng: u64,
 }
+
+/// The blocking layer's entry point (`exec::block::serve_ready`), set at
+/// startup: the runtime calls it after writes and lock releases without
+/// depending on the command layer.
+pub static SERVE_BLOCKED: OnceLock<fn(&mut Shard)> = OnceLock::new();
 
 impl Shard {
     pub fn new(id: usize, databases: usize) -> Self {
@@ -188,7 +197,19 @@ impl Shard {
             dbs,
             stats: ShardStats::default(),
             locks: LockTable::default(),
+            waiters: 0,
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15) ^ now_us(),
+        }
+    }
+
+    /// After a command, a hop or a lock release: serves clients blocked on
+    /// keys that became ready (Redis's handleClientsBlockedOnKeys after call()).
+    #[inline]
+    pub fn after_write(&mut self) {
+        if self.waiters != 0 {
+            if let Some(f) = SERVE_BLOCKED.get() {
+                f(self);
+            }
         }
     }
 

@@ -98,14 +98,24 @@ impl<'s> Tx<'s> {
             }
             Kind::Distributed { .. } => {
                 if shard == shard_id() {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| with_shard(|s| f(&mut Ctx { shard: s, db, now }))));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        with_shard(|s| {
+                            let r = f(&mut Ctx { shard: s, db, now });
+                            s.after_write();
+                            r
+                        })
+                    }));
                     return Hop::Ready(Some(r.map_err(|_| HopLost)));
                 }
                 let (tx, rx) = super::reply::channel();
                 send(
                     shard,
                     Box::new(move || {
-                        let r = with_shard(|s| f(&mut Ctx { shard: s, db, now }));
+                        let r = with_shard(|s| {
+                            let r = f(&mut Ctx { shard: s, db, now });
+                            s.after_write();
+                            r
+                        });
                         tx.send(r);
                     }),
                 );
@@ -189,10 +199,15 @@ impl Drop for Tx<'_> {
 
 /// Releases everything `owner` holds or queued on `shard`.
 fn release_on(shard: usize, owner: TxId) {
-    if shard == shard_id() && super::try_with_shard(|s| s.locks.release(owner)).is_some() {
+    let release = move |s: &mut Shard| {
+        s.locks.release(owner);
+        // Keys the transaction held may have become ready meanwhile.
+        s.after_write();
+    };
+    if shard == shard_id() && super::try_with_shard(release).is_some() {
         return;
     }
-    send(shard, Box::new(move || with_shard(|s| s.locks.release(owner))));
+    send(shard, Box::new(move || with_shard(release)));
 }
 
 /// Runs `f` on `shard` (directly when it is ours) and yields its result.

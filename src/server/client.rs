@@ -55,6 +55,8 @@ pub struct ClientShared {
     pub resp: Cell<u8>,
     pub killed: Cell<bool>,
     pub monitor: Cell<bool>,
+    /// Waiting in a blocking command (CLIENT LIST flag `b`).
+    pub blocked: Cell<bool>,
     pub no_evict: Cell<bool>,
     pub qbuf: Cell<usize>,
     /// Buffer sizes published by the connection loop for CLIENT LIST.
@@ -90,10 +92,13 @@ impl ClientShared {
         let name = self.name.borrow().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
         let flags = if self.monitor.get() {
             "O"
-        } else if self.no_evict.get() {
-            "e"
         } else {
-            "N"
+            match (self.blocked.get(), self.no_evict.get()) {
+                (true, true) => "be",
+                (true, false) => "b",
+                (false, true) => "e",
+                (false, false) => "N",
+            }
         };
         let b = &self.bufs;
         let ob = super::obuf::figures(b.out_pending.get());

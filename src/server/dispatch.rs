@@ -227,12 +227,30 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
         super::pause::wait_pause(cmd).await;
     }
     match cmd.handler {
-        Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) => {
+        Handler::Keyed(_) | Handler::Plan(_) => {
             // The route is computed once and travels with the command.
             let mut route = std::mem::take(&mut pipe.route);
             route.compute(cmd, &args, runtime::nshards());
             keyed(c, pipe, cmd, args, &route, out, keep).await;
             pipe.route = route;
+        }
+        Handler::Block(_) => {
+            // A blocked client runs nothing else until it is served: its later
+            // commands wait, as in Redis.
+            pipe.flush(out).await;
+            let mut route = std::mem::take(&mut pipe.route);
+            route.compute(cmd, &args, runtime::nshards());
+            let mark = out.buf.len();
+            let t0 = runtime::clock::ticks();
+            exec::block::run(cmd, args, &route, c.db, c.resp3, &c.shared, out).await;
+            pipe.route = route;
+            with_shard(|sh| {
+                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+                count_failed(sh, cmd, &out.buf[mark..]);
+            });
+            if !keep {
+                out.buf.truncate(mark);
+            }
         }
         Handler::Client(f) => {
             // PING/ECHO do not depend on ordering with forwarded commands.

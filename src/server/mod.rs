@@ -259,6 +259,7 @@ fn admit(fd: std::os::fd::RawFd) -> Admit {
         resp: Cell::new(2),
         killed: Cell::new(false),
         monitor: Cell::new(false),
+        blocked: Cell::new(false),
         no_evict: Cell::new(false),
         qbuf: Cell::new(0),
         bufs: Default::default(),
@@ -400,6 +401,7 @@ static URING_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 
 async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize) {
     runtime::install_shard(Shard::new(id, databases));
+    crate::exec::block::install();
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
     let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
