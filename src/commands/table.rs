@@ -126,7 +126,13 @@ pub struct Command {
     pub other_db: Option<OtherDbFn>,
     /// The structured key specs: where routing finds the keys.
     pub specs: &'static super::keyspec::ParsedSpecs,
+    /// For a plan that may read keys its arguments do not name (SORT ... BY /
+    /// GET patterns): the whole-shard lock mode such a request needs.
+    pub wide: Option<WideFn>,
 }
+
+/// See [`Command::wide`].
+pub type WideFn = fn(&Args) -> Option<crate::runtime::locks::Mode>;
 
 impl Command {
     #[inline]
@@ -222,6 +228,7 @@ impl Table {
                 subs: Vec::new(),
                 id,
                 other_db: None,
+                wide: None,
                 specs: super::keyspec::specs(meta),
             },
         );

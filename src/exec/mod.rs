@@ -422,6 +422,22 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
     }
 }
 
+/// A plan that reads keys its arguments do not name (SORT with BY / GET
+/// patterns) runs with every shard locked in `mode`.
+pub async fn run_wide(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize, mode: Mode, out: &mut Reply) {
+    let Handler::Plan(f) = cmd.handler else {
+        return run_cross(cmd, args, route, db, out).await;
+    };
+    let parts = (0..runtime::nshards()).map(|s| (s, LockReq::shard_wide(mode))).collect();
+    let keys = route.keys.iter().map(|&k| key_pos(k) as u32).zip(route.shards.iter().copied()).collect();
+    let mut tx = Tx::begin(db, parts, keys).await;
+    let mark = out.buf.len();
+    if f(&mut tx, args, out).await.is_err() {
+        out.buf.truncate(mark);
+        internal_error(cmd, out);
+    }
+}
+
 fn combine_parts(combine: Combine, groups: &[Vec<usize>], parts: &[Vec<u8>], argc: usize, out: &mut Reply) {
     if let Some(e) = parts.iter().find(|p| p.first() == Some(&b'-')) {
         out.raw(e);

@@ -294,6 +294,16 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
 /// cross-shard transaction.
 async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, route: &Route, out: &mut Reply, keep: bool) {
     let db = c.db;
+    if let Some(mode) = cmd.wide.and_then(|w| w(&args)).filter(|_| runtime::nshards() > 1) {
+        pipe.flush(out).await;
+        let mark = out.buf.len();
+        exec::run_wide(cmd, args, route, db, mode, out).await;
+        with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
+        if !keep {
+            out.buf.truncate(mark);
+        }
+        return;
+    }
     match route.target {
         Some(s) => {
             // Per-connection order: a write becomes visible only after every

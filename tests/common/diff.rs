@@ -71,6 +71,13 @@ pub static RULES: &[Rule] = &[
         compare: cmp_keys_or_scan,
     },
     Rule {
+        name: "set-order",
+        what: "SMEMBERS / SINTER / SUNION / SDIFF -> same reply type, elements compared as sorted multisets \
+               (a hashtable-encoded set has no defined order)",
+        applies: |a| is(a, "SMEMBERS") || is(a, "SINTER") || is(a, "SUNION") || is(a, "SDIFF"),
+        compare: cmp_unordered,
+    },
+    Rule {
         name: "randomkey",
         what: "RANDOMKEY -> nil on both sides, or on both a key that EXISTS on its side",
         applies: |a| is(a, "RANDOMKEY"),
@@ -322,6 +329,18 @@ pub fn cmp_keys_or_scan(tc: &mut Client, rc: &mut Client, ta: &[Vec<u8>], ra: &[
         ));
     }
     Ok(())
+}
+
+pub fn cmp_unordered(_: &mut Client, _: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {
+    if t.first() == Some(&b'-') || r.first() == Some(&b'-') || t.first() != r.first() {
+        return if t == r { Ok(()) } else { Err("replies differ".into()) };
+    }
+    let (tv, rv) = (parse(t)?, parse(r)?);
+    match (sorted_elems(&tv), sorted_elems(&rv)) {
+        (Some(a), Some(b)) if a == b => Ok(()),
+        (None, None) if t == r => Ok(()),
+        _ => Err("elements differ (compared as sorted multisets)".into()),
+    }
 }
 
 pub fn cmp_randomkey(tc: &mut Client, rc: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {

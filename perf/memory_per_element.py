@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Memory per element of lists, hashes, sets and sorted sets: Tessera vs
+redis-server, same data, same run.
+
+For each case the server is flushed, INFO memory `used_memory` read, the
+data loaded (pipelined, 1000 elements per command), `used_memory` read again;
+the difference divided by the number of elements is the cost per element.
+Cases: one key of 1M elements of each type, and 100K keys of 10 elements
+each (keys included in the cost).
+
+Usage: perf/memory_per_element.py [--tessera target/release/tessera] [--big 1000000]
+       [--small-keys 100000] [--json out.json]
+"""
+import argparse, json, os, socket, subprocess, sys, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cpu_per_request import free_port, wait_ping  # noqa: E402
+
+
+def enc(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.buf = b""
+
+    def _reply(self):
+        while True:
+            r = self._parse(0)
+            if r is not None:
+                v, n = r
+                self.buf = self.buf[n:]
+                return v
+            d = self.s.recv(1 << 20)
+            if not d:
+                raise RuntimeError("closed")
+            self.buf += d
+
+    def _parse(self, i):
+        nl = self.buf.find(b"\r\n", i)
+        if nl < 0:
+            return None
+        t, line = self.buf[i:i + 1], self.buf[i + 1:nl]
+        if t in b"+-:":
+            return line, nl + 2
+        if t == b"$":
+            n = int(line)
+            if n < 0:
+                return None, nl + 2
+            if len(self.buf) < nl + 2 + n + 2:
+                return None
+            return self.buf[nl + 2:nl + 2 + n], nl + 4 + n
+        if t == b"*":
+            n, j, items = int(line), nl + 2, []
+            for _ in range(max(n, 0)):
+                r = self._parse(j)
+                if r is None:
+                    return None
+                items.append(r[0])
+                j = r[1]
+            return items, j
+        raise RuntimeError(f"bad reply {self.buf[i:i+40]!r}")
+
+    def cmds(self, reqs, window=200):
+        """Sends requests pipelined, `window` at a time; returns the replies."""
+        out = []
+        for i in range(0, len(reqs), window):
+            part = reqs[i:i + window]
+            self.s.sendall(b"".join(part))
+            out.extend(self._reply() for _ in part)
+        return out
+
+    def used_memory(self):
+        info = self.cmds([enc("INFO", "memory")])[0].decode()
+        for line in info.splitlines():
+            if line.startswith("used_memory:"):
+                return int(line.split(":")[1])
+        raise RuntimeError("no used_memory")
+
+
+def load(kind, big, small_keys):
+    """(name, elements, requests) for every case."""
+    cases = []
+    chunk = 1000
+    def one_key(name, cmd, elem):
+        reqs = []
+        for s in range(0, big, chunk):
+            args = [cmd, name]
+            for i in range(s, min(big, s + chunk)):
+                args.extend(elem(i))
+            reqs.append(enc(*args))
+        return reqs
+    cases.append(("list 1M", big, one_key("L", "RPUSH", lambda i: ["v%07d" % i])))
+    cases.append(("hash 1M", big, one_key("H", "HSET", lambda i: ["f%07d" % i, "v%07d" % i])))
+    cases.append(("set 1M", big, one_key("S", "SADD", lambda i: ["m%07d" % i])))
+    cases.append(("zset 1M", big, one_key("Z", "ZADD", lambda i: [i, "m%07d" % i])))
+    def many(cmd, elems):
+        return [enc(cmd, "k%07d" % k, *[x for i in range(10) for x in elems(i)]) for k in range(small_keys)]
+    n = small_keys * 10
+    cases.append(("list 10x", n, many("RPUSH", lambda i: ["v%07d" % i])))
+    cases.append(("hash 10x", n, many("HSET", lambda i: ["f%07d" % i, "v%07d" % i])))
+    cases.append(("set 10x", n, many("SADD", lambda i: ["m%07d" % i])))
+    cases.append(("zset 10x", n, many("ZADD", lambda i: [i, "m%07d" % i])))
+    return cases
+
+
+def measure(cmdline, cases):
+    port = free_port()
+    p = subprocess.Popen(cmdline + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
+    try:
+        wait_ping(port, p)
+        c = Conn(port)
+        res = {}
+        for name, n, reqs in cases:
+            c.cmds([enc("FLUSHALL")])
+            time.sleep(0.2)
+            before = c.used_memory()
+            for r in c.cmds(reqs):
+                if isinstance(r, bytes) and r.startswith(b"ERR"):
+                    raise RuntimeError(f"{name}: {r!r}")
+            after = c.used_memory()
+            res[name] = (after - before) / n
+        return res
+    finally:
+        p.kill()
+        p.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tessera", default="target/release/tessera")
+    ap.add_argument("--big", type=int, default=1_000_000)
+    ap.add_argument("--small-keys", type=int, default=100_000)
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    tessera = os.path.abspath(a.tessera)
+    cases = load("x", a.big, a.small_keys)
+    r = measure(["redis-server", "--save", "", "--appendonly", "no"], cases)
+    t = measure([tessera, "--threads", "1"], cases)
+    print(f"{'case':10} {'redis B/elem':>13} {'tessera B/elem':>15} {'ratio':>7}")
+    for name, _, _ in cases:
+        print(f"{name:10} {r[name]:13.1f} {t[name]:15.1f} {t[name] / r[name]:7.2f}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"redis": r, "tessera": t}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
