@@ -137,6 +137,41 @@ fn pop_key(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<Vec<Vec
     Found::List(vals)
 }
 
+/// Pops up to `n` elements from one end straight into the reply (no copy),
+/// after `head(out, popped)` wrote what precedes them; deletes an emptied key.
+/// The pops' hot path: nothing is allocated.
+fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, head: impl FnOnce(&mut Reply, usize)) -> Found<()> {
+    let now = ctx.now;
+    let db = ctx.db();
+    let empty = {
+        let Some(mut e) = db.lookup_write(key, now) else { return Found::Missing };
+        match &e.val {
+            Value::List(l) if l.is_empty() => return Found::Missing,
+            Value::List(_) => {}
+            _ => return Found::WrongType,
+        }
+        let Some(l) = list_of(&mut e) else { return Found::WrongType };
+        let n = n.min(l.len());
+        head(out, n);
+        if left {
+            for v in l.iter().take(n) {
+                out.bulk(v);
+            }
+            l.remove_front(n);
+        } else {
+            for v in l.iter_rev().take(n) {
+                out.bulk(v);
+            }
+            l.remove_back(n);
+        }
+        l.is_empty()
+    };
+    if empty {
+        db.remove(key);
+    }
+    Found::List(())
+}
+
 /// The range reply of LRANGE (and the index arithmetic Redis uses).
 fn range_bounds(start: i64, end: i64, llen: i64) -> Option<(usize, usize)> {
     let mut start = if start < 0 { llen.saturating_add(start) } else { start };
@@ -224,18 +259,17 @@ fn pop_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool) {
             Some(_) => out.array_len(0),
         };
     }
-    match pop_key(ctx, key, left, count.unwrap_or(1)) {
-        Found::Missing if count.is_some() => out.null_array(),
+    let counted = count.is_some();
+    let head = |out: &mut Reply, n: usize| {
+        if counted {
+            out.array_len(n)
+        }
+    };
+    match pop_into(ctx, key, left, count.unwrap_or(1), out, head) {
+        Found::Missing if counted => out.null_array(),
         Found::Missing => out.null(),
         Found::WrongType => out.error(err::WRONGTYPE),
-        Found::List(vals) => {
-            if count.is_some() {
-                out.array_len(vals.len());
-            }
-            for v in &vals {
-                out.bulk(v);
-            }
-        }
+        Found::List(()) => {}
     }
 }
 
@@ -700,6 +734,13 @@ fn parse_mpop(args: &Args, numkeys_idx: usize) -> Result<Mpop, &'static str> {
     })
 }
 
+/// The start of listPopRangeAndReplyWithKey's [key, [n elements]].
+fn mpop_head(out: &mut Reply, key: &[u8], n: usize) {
+    out.array_len(2);
+    out.bulk(key);
+    out.array_len(n);
+}
+
 /// listPopRangeAndReplyWithKey: [key, [elements]].
 fn reply_key_elems(out: &mut Reply, key: &[u8], vals: &[Vec<u8>]) {
     out.array_len(2);
@@ -766,17 +807,20 @@ async fn lmpop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
 // Blocking commands
 // ---------------------------------------------------------------------------
 
+/// The `Wait` of a retry (`only == Some(_)`): the client stays blocked and the
+/// blocking layer keeps the deadline of the first attempt, so none is given
+/// here (re-parsing the timeout against the retry's clock would extend it).
+const RETRY_WAIT: u64 = 0;
+
 /// BLPOP / BRPOP key... timeout (blockingPopGenericCommand): the timeout
 /// first, then the first non-empty list in key order.
 fn bpop_generic(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply, left: bool) -> BlockResult {
     let tpos = args.len() - 1;
-    let single = |ctx: &mut Ctx, pos: usize, out: &mut Reply| match pop_key(ctx, args.get(pos), left, 1) {
-        Found::List(v) => {
-            out.array_len(2);
-            out.bulk(args.get(pos));
-            out.bulk(v.first().map(|v| v.as_slice()).unwrap_or_default());
-            Some(true)
-        }
+    let single = |ctx: &mut Ctx, pos: usize, out: &mut Reply| match pop_into(ctx, args.get(pos), left, 1, out, |out, _| {
+        out.array_len(2);
+        out.bulk(args.get(pos));
+    }) {
+        Found::List(()) => Some(true),
         Found::WrongType => Some(false),
         Found::Missing => None,
     };
@@ -785,7 +829,7 @@ fn bpop_generic(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply,
             if (1..tpos).contains(&pos) && single(ctx, pos, out) == Some(true) {
                 return BlockResult::Done;
             }
-            BlockResult::Wait { deadline_ms: 0 }
+            BlockResult::Wait { deadline_ms: RETRY_WAIT }
         }
         None => {
             let Some(deadline_ms) = parse_timeout(args.get(tpos), ctx.now, out) else {
@@ -821,12 +865,12 @@ fn bmove_generic(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply
     let deadline_ms = match only {
         Some(pos) => {
             if pos != 1 {
-                return BlockResult::Wait { deadline_ms: 0 };
+                return BlockResult::Wait { deadline_ms: RETRY_WAIT };
             }
             let now = ctx.now;
             match ctx.db().lookup_write(args.get(1), now) {
                 Some(e) if is_list(&e.val) => {}
-                _ => return BlockResult::Wait { deadline_ms: 0 },
+                _ => return BlockResult::Wait { deadline_ms: RETRY_WAIT },
             }
             0
         }
@@ -858,7 +902,7 @@ fn bmove_generic(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply
 fn blmove(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> BlockResult {
     let (Some(from), Some(to)) = (parse_where(args.get(3)), parse_where(args.get(4))) else {
         if only.is_some() {
-            return BlockResult::Wait { deadline_ms: 0 };
+            return BlockResult::Wait { deadline_ms: RETRY_WAIT };
         }
         out.error(err::SYNTAX);
         return BlockResult::Done;
@@ -877,7 +921,7 @@ fn blmpop(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> Bl
         Ok(m) => m,
         Err(e) => {
             if only.is_some() {
-                return BlockResult::Wait { deadline_ms: 0 };
+                return BlockResult::Wait { deadline_ms: RETRY_WAIT };
             }
             out.error(e);
             return BlockResult::Done;
@@ -887,28 +931,24 @@ fn blmpop(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> Bl
     match only {
         Some(pos) => {
             if keys.contains(&pos) {
-                if let Found::List(vals) = pop_key(ctx, args.get(pos), m.left, m.count) {
-                    reply_key_elems(out, args.get(pos), &vals);
+                if let Found::List(()) = pop_into(ctx, args.get(pos), m.left, m.count, out, |o, n| mpop_head(o, args.get(pos), n)) {
                     return BlockResult::Done;
                 }
             }
-            BlockResult::Wait { deadline_ms: 0 }
+            BlockResult::Wait { deadline_ms: RETRY_WAIT }
         }
         None => {
             let Some(deadline_ms) = parse_timeout(args.get(1), ctx.now, out) else {
                 return BlockResult::Done;
             };
             for pos in keys {
-                match pop_key(ctx, args.get(pos), m.left, m.count) {
+                match pop_into(ctx, args.get(pos), m.left, m.count, out, |o, n| mpop_head(o, args.get(pos), n)) {
                     Found::Missing => {}
                     Found::WrongType => {
                         out.error(err::WRONGTYPE);
                         return BlockResult::Done;
                     }
-                    Found::List(vals) => {
-                        reply_key_elems(out, args.get(pos), &vals);
-                        return BlockResult::Done;
-                    }
+                    Found::List(()) => return BlockResult::Done,
                 }
             }
             BlockResult::Wait { deadline_ms }
