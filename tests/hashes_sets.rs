@@ -469,3 +469,484 @@ fn script_hashes(d: &mut Diff) {
 fn hashes_differential() {
     run_scripted("hashes", script_hashes);
 }
+
+// ---------------------------------------------------------------------------
+// Sets
+// ---------------------------------------------------------------------------
+
+fn script_sets(d: &mut Diff) {
+    // Single-key commands on an intset (ascending order: compared exactly)
+    d.ss(&[
+        "SADD si 3 1 2 2 -5",
+        "SMEMBERS si",
+        "OBJECT ENCODING si",
+        "SADD si 10",
+        "SADD si 1",
+        "SADD si",
+        "SCARD si",
+        "SCARD nokey",
+        "SISMEMBER si 1",
+        "SISMEMBER si 01",
+        "SISMEMBER si x",
+        "SISMEMBER nokey x",
+        "SMISMEMBER si 1 x 3 -5",
+        "SMISMEMBER nokey a b",
+        "SMISMEMBER si",
+        "SMEMBERS nokey",
+        "SREM si 1 x",
+        "SREM nokey a",
+        "SMEMBERS si",
+        "SREM si 2 3 -5 10 11",
+        "EXISTS si",
+        "SADD si 9223372036854775807 -9223372036854775808 0",
+        "SMEMBERS si",
+        "SADD si 9223372036854775808",
+    ]);
+    unordered(d, "SMEMBERS si");
+    d.ss(&["OBJECT ENCODING si", "DEL si", "SADD si 5 4 3 2 1 0", "SMEMBERS si"]);
+    // Encodings
+    d.ss(&[
+        "SADD ss a b c",
+        "OBJECT ENCODING ss",
+        "SADD mixed 1 2 x",
+        "OBJECT ENCODING mixed",
+        "SADD m2 x 1",
+        "OBJECT ENCODING m2",
+        "SADD e 1",
+        "OBJECT ENCODING e",
+        "SADD e 007",
+        "OBJECT ENCODING e",
+        "SADD e2 -0",
+        "OBJECT ENCODING e2",
+        "SADD e3 ' 1'",
+        "OBJECT ENCODING e3",
+    ]);
+    unordered(d, "SMEMBERS ss");
+    unordered(d, "SMEMBERS mixed");
+    d.s(&many("SADD", "e4", "", 512, false));
+    d.ss(&[
+        "OBJECT ENCODING e4",
+        "SCARD e4",
+        "SADD e4 512",
+        "OBJECT ENCODING e4",
+        "SREM e4 512 0 1",
+        "OBJECT ENCODING e4",
+    ]);
+    d.s(&many("SADD", "big", "", 600, false));
+    d.ss(&["OBJECT ENCODING big", "SCARD big", "SISMEMBER big 599", "SMISMEMBER big 0 600 -1"]);
+    unordered(d, "SMEMBERS big");
+    // SSCAN
+    d.ss(&[
+        "SSCAN si 0",
+        "SSCAN si 0 MATCH 1*",
+        "SSCAN si 0 MATCH [2-4] COUNT 1",
+        "SSCAN si 99",
+        "SSCAN si 0 COUNT 0",
+        "SSCAN si 0 COUNT abc",
+        "SSCAN si 0 TYPE set",
+        "SSCAN si abc",
+        "SSCAN nokey 0",
+        "SSCAN nokey 0 COUNT 0",
+    ]);
+    scan_union(d, "SSCAN ss 0", false);
+    scan_union(d, "SSCAN big 0", false);
+    scan_union(d, "SSCAN big 0 COUNT 3", false);
+    scan_union(d, "SSCAN big 0 MATCH 1* COUNT 20", false);
+    // SPOP
+    d.ss(&[
+        "SPOP nokey",
+        "SPOP nokey 3",
+        "SPOP nokey 0",
+        "SPOP si 0",
+        "SPOP si -1",
+        "SPOP si abc",
+        "SPOP si 1 2",
+        "SADD one x",
+        "SPOP one",
+        "EXISTS one",
+        "SADD one 7",
+        "SPOP one 1",
+        "EXISTS one",
+        "SADD p 5 3 1",
+        "SPOP p 10",
+        "EXISTS p",
+        "SADD p 5 3 1",
+        "SPOP p 3",
+        "EXISTS p",
+    ]);
+    d.s("SADD q a b c");
+    unordered(d, "SPOP q 3");
+    d.s("EXISTS q");
+    let ten: Vec<String> = (1..=10).map(|i| i.to_string()).collect();
+    let ten_refs: Vec<&str> = ten.iter().map(|s| s.as_str()).collect();
+    d.s("SADD p 1 2 3 4 5 6 7 8 9 10");
+    random_shape(d, "SPOP p", &ten_refs, false, true);
+    random_shape(d, "SPOP p 3", &ten_refs, false, true);
+    d.s("SCARD p");
+    random_shape(d, "SPOP p 5", &ten_refs, false, true);
+    d.ss(&["SCARD p", "OBJECT ENCODING p", "DEL p"]);
+    // SPOP's CASE 3 builds a new set from what remains: all integers -> intset.
+    d.s("SADD h3 x 1 2 3 4 5 6 7 8 9");
+    d.ss(&["SREM h3 x", "OBJECT ENCODING h3"]);
+    random_shape(d, "SPOP h3 8", &ten_refs, false, true);
+    d.ss(&["SCARD h3", "OBJECT ENCODING h3", "DEL h3"]);
+    // SRANDMEMBER
+    d.ss(&[
+        "SRANDMEMBER nokey",
+        "SRANDMEMBER nokey 5",
+        "SRANDMEMBER nokey -5",
+        "SRANDMEMBER si 0",
+        "SRANDMEMBER si 6",
+        "SRANDMEMBER si 100",
+        "SRANDMEMBER si abc",
+        "SRANDMEMBER si 1 2",
+        "SRANDMEMBER si -9223372036854775808",
+        "SRANDMEMBER si 9223372036854775807",
+    ]);
+    unordered(d, "SRANDMEMBER ss 100");
+    let six = ["0", "1", "2", "3", "4", "5"];
+    random_shape(d, "SRANDMEMBER si", &six, false, true);
+    random_shape(d, "SRANDMEMBER si 1", &six, false, true);
+    random_shape(d, "SRANDMEMBER si 3", &six, false, true);
+    random_shape(d, "SRANDMEMBER si 5", &six, false, true);
+    random_shape(d, "SRANDMEMBER si -20", &six, false, false);
+    let big: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+    let big_refs: Vec<&str> = big.iter().map(|s| s.as_str()).collect();
+    random_shape(d, "SRANDMEMBER big", &big_refs, false, true);
+    random_shape(d, "SRANDMEMBER big 10", &big_refs, false, true);
+    random_shape(d, "SRANDMEMBER big 300", &big_refs, false, true);
+    random_shape(d, "SRANDMEMBER big -30", &big_refs, false, false);
+    d.s("SCARD big");
+    // WRONGTYPE, in Redis's check order
+    d.ss(&[
+        "SET s str",
+        "HSET hs f v",
+        "SADD s x",
+        "SADD hs x",
+        "HSET ss f v",
+        "SREM s x",
+        "SCARD s",
+        "SMEMBERS s",
+        "SISMEMBER s x",
+        "SMISMEMBER s x",
+        "SPOP s",
+        "SPOP s 2",
+        "SPOP s abc",
+        "SRANDMEMBER s",
+        "SRANDMEMBER s 2",
+        "SRANDMEMBER s abc",
+        "SSCAN s 0",
+        "SSCAN s abc",
+        "SSCAN s 0 COUNT 0",
+        "GET s",
+    ]);
+    // SMOVE (a/b and c/d are on different shards)
+    d.ss(&[
+        "SADD src 1 2",
+        "SMOVE src dst 1",
+        "SMOVE src dst 1",
+        "SMOVE nokey dst 1",
+        "SMOVE s dst 1",
+        "SMOVE src s 2",
+        "SMOVE nokey s 1",
+        "SMOVE src src 2",
+        "SMOVE src src 9",
+        "SMOVE src dst 2",
+        "EXISTS src",
+        "SMEMBERS dst",
+        "OBJECT ENCODING dst",
+        "SMOVE dst nd x",
+        "SADD dst x",
+        "SMOVE dst nd x",
+        "OBJECT ENCODING nd",
+        "SMOVE dst nd 1",
+        "OBJECT ENCODING nd",
+        "SADD a 1 2 3",
+        "SMOVE a b 2",
+        "SMEMBERS a",
+        "SMEMBERS b",
+        "SMOVE a b 2",
+        "SMOVE a b 1",
+        "SMOVE a b 3",
+        "EXISTS a",
+        "SMEMBERS b",
+        "SMOVE b s 1",
+        "SMOVE s b 1",
+        "SMOVE b a 1",
+        "SMOVE b c x",
+        "SMOVE b c 2",
+        "SMEMBERS c",
+        "OBJECT ENCODING c",
+        "SMOVE",
+        "SMOVE a b",
+        "DEL a b c d",
+    ]);
+    // SINTER / SINTERCARD / SINTERSTORE across shards
+    d.ss(&[
+        "SADD a 1 2 3 4 5",
+        "SADD b 3 4 5 6",
+        "SADD c 4 5 6 7 x",
+        "SADD d 5",
+        "SINTER a b",
+        "SINTER a b c",
+        "SINTER a b c d",
+        "SINTER b a",
+        "SINTER a",
+        "SINTER a nokey",
+        "SINTER nokey a",
+        "SINTER a s",
+        "SINTER nokey s",
+        "SINTER s nokey",
+        "SINTER a a",
+        "SINTERSTORE k0 a b",
+        "SMEMBERS k0",
+        "OBJECT ENCODING k0",
+        "SINTERSTORE k0 a c",
+        "SMEMBERS k0",
+        "SINTERSTORE k0 a nokey",
+        "EXISTS k0",
+        "SINTERSTORE k0 a b",
+        "SINTERSTORE k0 a s",
+        "SMEMBERS k0",
+        "SINTERSTORE k0 c d a",
+        "SINTERSTORE k0 a b d c",
+        "SMEMBERS k0",
+        "SINTERSTORE k2 b",
+        "SMEMBERS k2",
+        "SINTERSTORE str2 a b",
+        "SET str2 x",
+        "SINTERSTORE str2 a b",
+        "TYPE str2",
+        "SINTERSTORE k2 nokey",
+        "EXISTS k2",
+        "SINTERSTORE k2",
+    ]);
+    unordered(d, "SINTER c a");
+    unordered(d, "SINTER c c");
+    d.ss(&[
+        "SINTERCARD 2 a b",
+        "SINTERCARD 3 a b c",
+        "SINTERCARD 4 a b c d",
+        "SINTERCARD 2 a b LIMIT 2",
+        "SINTERCARD 2 a b LIMIT 1",
+        "SINTERCARD 2 a b LIMIT 0",
+        "SINTERCARD 2 a b LIMIT 100",
+        "SINTERCARD 2 a b limit -1",
+        "SINTERCARD 2 a b LIMIT abc",
+        "SINTERCARD 2 a b LIMIT",
+        "SINTERCARD 2 a b LIMIT 1 LIMIT 3",
+        "SINTERCARD 2 a b FOO 1",
+        "SINTERCARD 0 a",
+        "SINTERCARD -1 a",
+        "SINTERCARD abc a",
+        "SINTERCARD 3 a b",
+        "SINTERCARD 1 a b",
+        "SINTERCARD 2 a nokey",
+        "SINTERCARD 2 a s",
+        "SINTERCARD 2 nokey s",
+        "SINTERCARD 1 c",
+        "SINTERCARD",
+        "SINTERCARD 1",
+    ]);
+    // SUNION / SDIFF and their STORE forms
+    d.ss(&[
+        "SUNION a b",
+        "SUNION a b d",
+        "SUNION nokey",
+        "SUNION nokey a",
+        "SUNION a s",
+        "SUNION nokey s",
+        "SUNIONSTORE k0 a b",
+        "SMEMBERS k0",
+        "OBJECT ENCODING k0",
+        "SUNIONSTORE k0 nokey",
+        "EXISTS k0",
+        "SUNIONSTORE k0 a s",
+        "SDIFF a b",
+        "SDIFF a b c",
+        "SDIFF b a",
+        "SDIFF a a",
+        "SDIFF a b a",
+        "SDIFF nokey a",
+        "SDIFF a nokey",
+        "SDIFF a nokey b",
+        "SDIFF a s",
+        "SDIFF s a",
+        "SDIFF nokey s",
+        "SDIFFSTORE k0 a b",
+        "SMEMBERS k0",
+        "SDIFFSTORE k0 a a",
+        "EXISTS k0",
+        "SDIFFSTORE k2 c a",
+        "OBJECT ENCODING k2",
+        "SDIFFSTORE k2 a s",
+    ]);
+    unordered(d, "SUNION a c");
+    unordered(d, "SUNION c d nokey");
+    unordered(d, "SDIFF c a");
+    unordered(d, "SMEMBERS k2");
+    // SDIFF's second algorithm (others small) fills the result first: the
+    // intermediate set grows past the intset limit and stays a hashtable.
+    d.s(&many("SADD", "a", "", 600, false));
+    d.s(&many("SADD", "b", "", 100, false));
+    d.ss(&[
+        "SADD c 100 101 102",
+        "SDIFFSTORE k0 a b c",
+        "OBJECT ENCODING k0",
+        "SCARD k0",
+        "SDIFFSTORE k0 a b",
+        "OBJECT ENCODING k0",
+        "SCARD k0",
+    ]);
+    unordered(d, "SDIFF a b c");
+    d.ss(&[
+        "SINTERSTORE k2 a b",
+        "OBJECT ENCODING k2",
+        "SCARD k2",
+        "SUNIONSTORE k2 b c",
+        "OBJECT ENCODING k2",
+        "SCARD k2",
+    ]);
+    d.s("DBSIZE");
+}
+
+#[test]
+fn sets_differential() {
+    run_scripted("sets", script_sets);
+}
+
+// ---------------------------------------------------------------------------
+// Cross-shard SMOVE atomicity
+// ---------------------------------------------------------------------------
+
+mod atomic {
+    use super::common::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tessera::runtime::shard_of_slot;
+    use tessera::util::slot::key_hash_slot;
+
+    const MEMBERS: usize = 40;
+
+    fn shard_of(key: &str, shards: usize) -> usize {
+        let slot = key_hash_slot(key.as_bytes());
+        assert_eq!(slot, local_key_slot(key.as_bytes()));
+        shard_of_slot(slot, shards)
+    }
+
+    /// One set key per shard.
+    fn keys_per_shard(shards: usize) -> Vec<String> {
+        let mut keys: Vec<Option<String>> = vec![None; shards];
+        let mut i = 0;
+        while keys.iter().any(|k| k.is_none()) {
+            let k = format!("smv:{i}");
+            let s = shard_of(&k, shards);
+            if keys[s].is_none() {
+                keys[s] = Some(k);
+            }
+            i += 1;
+        }
+        keys.into_iter().map(|k| k.expect("filled")).collect()
+    }
+
+    fn members_of(c: &mut Client, cmd: &str, keys: &[String]) -> Vec<Vec<u8>> {
+        let mut args: Vec<&str> = vec![cmd];
+        args.extend(keys.iter().map(|k| k.as_str()));
+        let v = c.cmd_value(&args);
+        let arr = v.as_array().unwrap_or_else(|| panic!("{cmd} returned {v:?}"));
+        arr.iter().map(|x| x.as_bytes().expect("bulk member").to_vec()).collect()
+    }
+
+    /// Writers SMOVE members between sets on different shards while a
+    /// reader checks, with single atomic commands, that the union always
+    /// holds every member (nothing lost) and no two sets share one (nothing
+    /// duplicated). Afterwards the cardinalities add up.
+    pub fn smove_is_atomic(shards: usize) {
+        let server = TesseraServer::start(shards, &[]);
+        let keys = Arc::new(keys_per_shard(shards));
+        let all: Vec<String> = (0..MEMBERS).map(|i| format!("m{i}")).collect();
+        {
+            let mut c = server.client();
+            for (i, m) in all.iter().enumerate() {
+                let k = &keys[i % keys.len()];
+                assert_eq!(c.cmd(&["SADD", k, m]), b":1\r\n");
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (moves, reads) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        std::thread::scope(|s| {
+            for w in 0..3u64 {
+                let (keys, stop, moves) = (keys.clone(), stop.clone(), moves.clone());
+                let mut c = server.client();
+                s.spawn(move || {
+                    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (w + 1);
+                    let mut rnd = move |n: usize| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        (x % n as u64) as usize
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        let a = rnd(keys.len());
+                        let b = (a + 1 + rnd(keys.len() - 1)) % keys.len();
+                        let m = format!("m{}", rnd(MEMBERS));
+                        let r = c.cmd(&["SMOVE", &keys[a], &keys[b], &m]);
+                        assert!(r == b":1\r\n" || r == b":0\r\n", "SMOVE replied {}", escape(&r));
+                        moves.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            let (keys, stop2, reads2) = (keys.clone(), stop.clone(), reads.clone());
+            let mut c = server.client();
+            let reader = s.spawn(move || {
+                let mut pair = 0usize;
+                while !stop2.load(Ordering::Relaxed) {
+                    let mut u = members_of(&mut c, "SUNION", &keys);
+                    u.sort();
+                    u.dedup();
+                    assert_eq!(u.len(), MEMBERS, "SUNION saw {} members: a torn SMOVE", u.len());
+                    let (i, j) = (pair % keys.len(), (pair + 1) % keys.len());
+                    pair += 1;
+                    let n = c.cmd(&["SINTERCARD", "2", &keys[i], &keys[j]]);
+                    assert_eq!(n, b":0\r\n", "a member is in two sets at once");
+                    reads2.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(1500));
+            while t0.elapsed() < Duration::from_secs(12) && (moves.load(Ordering::Relaxed) < 200 || reads.load(Ordering::Relaxed) < 100) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.store(true, Ordering::Relaxed);
+            if let Err(e) = reader.join() {
+                std::panic::resume_unwind(e);
+            }
+        });
+        assert!(
+            moves.load(Ordering::Relaxed) >= 200 && reads.load(Ordering::Relaxed) >= 100,
+            "too few operations"
+        );
+        let mut c = server.client();
+        let mut total = 0;
+        for k in keys.iter() {
+            total += c.cmd_value(&["SCARD", k]).as_int().expect("SCARD");
+        }
+        assert_eq!(total as usize, MEMBERS);
+        let mut u = members_of(&mut c, "SUNION", &keys);
+        u.sort();
+        let mut want: Vec<Vec<u8>> = all.iter().map(|m| m.as_bytes().to_vec()).collect();
+        want.sort();
+        assert_eq!(u, want);
+    }
+}
+
+#[test]
+fn smove_cross_shard_atomic_2_shards() {
+    atomic::smove_is_atomic(2);
+}
+
+#[test]
+fn smove_cross_shard_atomic_4_shards() {
+    atomic::smove_is_atomic(4);
+}

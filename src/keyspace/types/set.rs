@@ -23,7 +23,7 @@ enum Repr {
 }
 
 /// One member as stored: an intset integer or a string.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Member<'a> {
     Int(i64),
     Str(&'a [u8]),
