@@ -1,8 +1,10 @@
 //! The set value type: Redis 7.0's two encodings (7.0 has no listpack sets).
 //!
 //! * **intset** while every member is a canonical 64-bit integer and there
-//!   are at most `set-max-intset-entries` of them: a sorted `Vec<i64>`, so
-//!   SMEMBERS/SSCAN order is ascending, as Redis's intset.
+//!   are at most `set-max-intset-entries` of them: a sorted vector of the
+//!   narrowest width that holds every member (16, 32 or 64 bits, upgraded
+//!   as needed, never downgraded — Redis's intset), so memory per member is
+//!   Redis's and SMEMBERS/SSCAN order is ascending, as Redis's.
 //! * **hashtable** otherwise: a [`Dict`] of members (reverse-binary SCAN
 //!   cursor, as Redis's dict).
 //!
@@ -18,8 +20,100 @@ pub struct Set {
 }
 
 enum Repr {
-    Ints(Vec<i64>),
+    Ints(Ints),
     Table(Dict<()>),
+}
+
+/// A sorted intset of one width.
+#[derive(Clone)]
+enum Ints {
+    W16(Vec<i16>),
+    W32(Vec<i32>),
+    W64(Vec<i64>),
+}
+
+impl Ints {
+    fn len(&self) -> usize {
+        match self {
+            Ints::W16(v) => v.len(),
+            Ints::W32(v) => v.len(),
+            Ints::W64(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> i64 {
+        match self {
+            Ints::W16(v) => v[i] as i64,
+            Ints::W32(v) => v[i] as i64,
+            Ints::W64(v) => v[i],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Ints::W16(v) => v.capacity() * 2,
+            Ints::W32(v) => v.capacity() * 4,
+            Ints::W64(v) => v.capacity() * 8,
+        }
+    }
+
+    /// Binary search; a value wider than the encoding sorts before or after all.
+    fn search(&self, x: i64) -> Result<usize, usize> {
+        let outside = |len: usize| Err(if x < 0 { 0 } else { len });
+        match self {
+            Ints::W16(v) => i16::try_from(x).map_or_else(|_| outside(v.len()), |y| v.binary_search(&y)),
+            Ints::W32(v) => i32::try_from(x).map_or_else(|_| outside(v.len()), |y| v.binary_search(&y)),
+            Ints::W64(v) => v.binary_search(&x),
+        }
+    }
+
+    /// intsetUpgradeAndAdd's upgrade: widen every member so `x` fits.
+    fn widen_for(&mut self, x: i64) {
+        let need = if i16::try_from(x).is_ok() {
+            2
+        } else if i32::try_from(x).is_ok() {
+            4
+        } else {
+            8
+        };
+        let have = match self {
+            Ints::W16(_) => 2,
+            Ints::W32(_) => 4,
+            Ints::W64(_) => 8,
+        };
+        if need <= have {
+            return;
+        }
+        let all = (0..self.len()).map(|i| self.get(i));
+        *self = if need == 4 {
+            Ints::W32(all.map(|v| v as i32).collect())
+        } else {
+            Ints::W64(all.collect())
+        };
+    }
+
+    fn insert(&mut self, i: usize, x: i64) {
+        self.widen_for(x);
+        match self {
+            Ints::W16(v) => v.insert(i, x as i16),
+            Ints::W32(v) => v.insert(i, x as i32),
+            Ints::W64(v) => v.insert(i, x),
+        }
+    }
+
+    fn remove(&mut self, i: usize) {
+        match self {
+            Ints::W16(v) => {
+                v.remove(i);
+            }
+            Ints::W32(v) => {
+                v.remove(i);
+            }
+            Ints::W64(v) => {
+                v.remove(i);
+            }
+        }
+    }
 }
 
 /// One member as stored: an intset integer or a string.
@@ -49,7 +143,7 @@ impl Member<'_> {
 
 /// Iterates a set's members in its encoding's order.
 pub enum SetIter<'a> {
-    Ints(std::slice::Iter<'a, i64>),
+    Ints(IntsIter<'a>),
     Table(Box<dyn Iterator<Item = (&'a [u8], &'a ())> + 'a>),
 }
 
@@ -58,8 +152,27 @@ impl<'a> Iterator for SetIter<'a> {
     #[inline]
     fn next(&mut self) -> Option<Member<'a>> {
         match self {
-            SetIter::Ints(i) => i.next().map(|v| Member::Int(*v)),
+            SetIter::Ints(i) => i.next().map(Member::Int),
             SetIter::Table(t) => t.next().map(|(k, _)| Member::Str(k)),
+        }
+    }
+}
+
+/// An intset's members, ascending.
+pub enum IntsIter<'a> {
+    W16(std::slice::Iter<'a, i16>),
+    W32(std::slice::Iter<'a, i32>),
+    W64(std::slice::Iter<'a, i64>),
+}
+
+impl Iterator for IntsIter<'_> {
+    type Item = i64;
+    #[inline]
+    fn next(&mut self) -> Option<i64> {
+        match self {
+            IntsIter::W16(i) => i.next().map(|v| *v as i64),
+            IntsIter::W32(i) => i.next().map(|v| *v as i64),
+            IntsIter::W64(i) => i.next().copied(),
         }
     }
 }
@@ -104,7 +217,9 @@ impl PartialEq for Set {
 impl Set {
     /// An empty intset (createIntsetObject).
     pub fn new_intset() -> Set {
-        Set { repr: Repr::Ints(Vec::new()) }
+        Set {
+            repr: Repr::Ints(Ints::W16(Vec::new())),
+        }
     }
 
     /// setTypeCreate: an intset if `first` is an integer, else a hashtable.
@@ -133,7 +248,7 @@ impl Set {
     /// Heap bytes held beyond the struct itself.
     pub fn mem_usage(&self) -> usize {
         match &self.repr {
-            Repr::Ints(v) => v.capacity() * 8,
+            Repr::Ints(v) => v.bytes(),
             Repr::Table(d) => d.overhead_bytes() + d.iter().map(|(k, _)| k.len()).sum::<usize>(),
         }
     }
@@ -151,7 +266,7 @@ impl Set {
 
     pub fn contains(&self, m: &[u8]) -> bool {
         match &self.repr {
-            Repr::Ints(v) => string2ll(m).is_some_and(|x| v.binary_search(&x).is_ok()),
+            Repr::Ints(v) => string2ll(m).is_some_and(|x| v.search(x).is_ok()),
             Repr::Table(d) => d.contains(m),
         }
     }
@@ -160,9 +275,9 @@ impl Set {
     pub fn convert(&mut self) {
         if let Repr::Ints(v) = &self.repr {
             let mut d = Dict::new();
-            for x in v {
+            for i in 0..v.len() {
                 let mut buf = [0u8; 20];
-                d.insert_new(i64_to_buf(*x, &mut buf).into(), ());
+                d.insert_new(i64_to_buf(v.get(i), &mut buf).into(), ());
             }
             self.repr = Repr::Table(d);
         }
@@ -174,7 +289,7 @@ impl Set {
         if let Repr::Ints(v) = &mut self.repr {
             match string2ll(m) {
                 Some(x) => {
-                    return match v.binary_search(&x) {
+                    return match v.search(x) {
                         Ok(_) => false,
                         Err(i) => {
                             v.insert(i, x);
@@ -204,7 +319,7 @@ impl Set {
     /// setTypeRemove: true when `m` was a member.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Ints(v) => match string2ll(m).map(|x| v.binary_search(&x)) {
+            Repr::Ints(v) => match string2ll(m).map(|x| v.search(x)) {
                 Some(Ok(i)) => {
                     v.remove(i);
                     true
@@ -218,7 +333,9 @@ impl Set {
     /// Every member (ascending for an intset).
     pub fn iter(&self) -> SetIter<'_> {
         match &self.repr {
-            Repr::Ints(v) => SetIter::Ints(v.iter()),
+            Repr::Ints(Ints::W16(v)) => SetIter::Ints(IntsIter::W16(v.iter())),
+            Repr::Ints(Ints::W32(v)) => SetIter::Ints(IntsIter::W32(v.iter())),
+            Repr::Ints(Ints::W64(v)) => SetIter::Ints(IntsIter::W64(v.iter())),
             Repr::Table(d) => SetIter::Table(Box::new(d.iter())),
         }
     }
@@ -227,10 +344,10 @@ impl Set {
     pub fn random(&self, mut rand: impl FnMut() -> u64) -> Option<Member<'_>> {
         match &self.repr {
             Repr::Ints(v) => {
-                if v.is_empty() {
+                if v.len() == 0 {
                     None
                 } else {
-                    Some(Member::Int(v[(rand() % v.len() as u64) as usize]))
+                    Some(Member::Int(v.get((rand() % v.len() as u64) as usize)))
                 }
             }
             Repr::Table(d) => d.random(rand).map(|(k, _)| Member::Str(k)),
@@ -279,6 +396,32 @@ mod tests {
         assert_eq!(t.encoding(), "hashtable");
         assert_eq!(t.clone(), t);
         assert_eq!(Set::for_member(b"007").encoding(), "hashtable");
+    }
+
+    #[test]
+    fn intset_widens_as_redis() {
+        let mut s = Set::new_intset();
+        s.add(b"5", 512);
+        s.add(b"-7", 512);
+        assert_eq!(s.mem_usage() % 2, 0);
+        assert!(matches!(&s.repr, Repr::Ints(Ints::W16(_))));
+        s.add(b"70000", 512);
+        assert!(matches!(&s.repr, Repr::Ints(Ints::W32(_))));
+        assert!(!s.contains(b"9223372036854775807") && !s.contains(b"-9223372036854775808"));
+        s.add(b"-9223372036854775808", 512);
+        assert!(matches!(&s.repr, Repr::Ints(Ints::W64(_))));
+        assert!(s.remove(b"70000") && s.remove(b"-9223372036854775808"));
+        // Never downgraded, as Redis.
+        assert!(matches!(&s.repr, Repr::Ints(Ints::W64(_))));
+        let v: Vec<Vec<u8>> = s.iter().map(|m| m.to_vec()).collect();
+        assert_eq!(v, vec![b"-7".to_vec(), b"5".to_vec()]);
+        let mut t = Set::new_intset();
+        t.add(b"40000", 512);
+        assert!(!t.contains(b"-40000") && t.contains(b"40000"));
+        t.add(b"1", 512);
+        t.add(b"-40000", 512);
+        let v: Vec<Vec<u8>> = t.iter().map(|m| m.to_vec()).collect();
+        assert_eq!(v, vec![b"-40000".to_vec(), b"1".to_vec(), b"40000".to_vec()]);
     }
 
     #[test]
