@@ -807,6 +807,44 @@ fn script_sets(d: &mut Diff) {
         "OBJECT ENCODING k2",
         "SCARD k2",
     ]);
+    // Every key on one shard (a hash tag): the one-step path of the same plans.
+    d.ss(&[
+        "SADD {t}a 1 2 3 4",
+        "SADD {t}b 3 4 5",
+        "SADD {t}x 4 y",
+        "SET {t}s str",
+        "SINTER {t}a {t}b",
+        "SINTER {t}a {t}b {t}x",
+        "SINTER {t}a {t}nokey",
+        "SINTER {t}a {t}s",
+        "SINTERCARD 2 {t}a {t}b",
+        "SINTERCARD 2 {t}a {t}b LIMIT 1",
+        "SINTERCARD 2 {t}a {t}s",
+        "SINTERSTORE {t}d {t}a {t}b",
+        "SMEMBERS {t}d",
+        "OBJECT ENCODING {t}d",
+        "SINTERSTORE {t}d {t}a {t}nokey",
+        "EXISTS {t}d",
+        "SUNION {t}a {t}b",
+        "SUNIONSTORE {t}d {t}a {t}b",
+        "SMEMBERS {t}d",
+        "SUNIONSTORE {t}d {t}a {t}s",
+        "SDIFF {t}a {t}b",
+        "SDIFF {t}a {t}a",
+        "SDIFFSTORE {t}d {t}a {t}b {t}x",
+        "SMEMBERS {t}d",
+        "SDIFFSTORE {t}d {t}b {t}b",
+        "EXISTS {t}d",
+        "SDIFFSTORE {t}s {t}a {t}b",
+        "TYPE {t}s",
+        "SMOVE {t}a {t}b 1",
+        "SMOVE {t}a {t}x 2",
+        "OBJECT ENCODING {t}x",
+        "SMEMBERS {t}a",
+        "SMEMBERS {t}b",
+    ]);
+    unordered(d, "SUNION {t}a {t}x");
+    unordered(d, "SMEMBERS {t}x");
     d.s("DBSIZE");
 }
 

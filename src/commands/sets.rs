@@ -403,6 +403,32 @@ fn sscan(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 // Multi-key plans
 // ---------------------------------------------------------------------------
 
+/// The set operations of SINTER, SINTERCARD, SUNION and SDIFF (and the STORE forms).
+#[derive(Clone, Copy)]
+enum Op {
+    Inter,
+    /// SINTERCARD with its LIMIT (0 = none).
+    InterCard(usize),
+    Union,
+    Diff,
+}
+
+/// The sets at `keys` on this shard, looked up as Redis does (lazy expiry,
+/// hit/miss counters, stopping at the first wrong type), then borrowed together.
+fn local_sets<'a>(ctx: &'a mut Ctx, keys: &[Vec<u8>]) -> Result<Vec<Option<&'a Set>>, ()> {
+    for k in keys {
+        read_set(ctx, k)?;
+    }
+    let db = &ctx.shard.dbs[ctx.db];
+    Ok(keys
+        .iter()
+        .map(|k| match db.entry(k).map(|e| &e.val) {
+            Some(Value::Set(s)) => Some(&**s),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Copies of the sets at argument positions `pos` (None when missing), read
 /// where they live, all shards at once; Err(()) when one is not a set.
 async fn fetch_sets(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Result<Result<Vec<Option<Set>>, ()>, HopLost> {
@@ -412,134 +438,194 @@ async fn fetch_sets(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize
         .into_iter()
         .map(|(s, keys)| {
             (s, move |ctx: &mut Ctx| {
-                keys.into_iter()
-                    .map(|(i, k)| {
-                        let v = match read_set(ctx, &k) {
-                            Ok(s) => Ok(s.cloned()),
-                            Err(()) => Err(()),
-                        };
-                        (i, v)
-                    })
-                    .collect::<Vec<_>>()
+                let (idx, keys): (Vec<usize>, Vec<Vec<u8>>) = keys.into_iter().unzip();
+                local_sets(ctx, &keys).map(|sets| idx.into_iter().zip(sets.into_iter().map(|s| s.cloned())).collect::<Vec<_>>())
             })
         })
         .collect();
     let mut sets: Vec<Option<Set>> = (0..n).map(|_| None).collect();
-    let mut wrong = false;
     for part in tx.hop_each(parts).await? {
-        for (i, v) in part {
-            match v {
-                Ok(s) => sets[i - pos.start] = s,
-                Err(()) => wrong = true,
-            }
-        }
-    }
-    Ok(if wrong { Err(()) } else { Ok(sets) })
-}
-
-/// Stores `result` at the destination (argument 1) where it lives, or deletes
-/// the destination when the result is empty; replies its size.
-async fn store(tx: &mut Tx<'_>, args: &Args<'_>, result: Set, out: &mut Reply) -> Result<(), HopLost> {
-    let dst = args.get(1).to_vec();
-    let n = result.len();
-    tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
-        let now = ctx.now;
-        let db = ctx.db();
-        db.lookup_write(&dst, now);
-        if result.is_empty() {
-            db.remove(&dst);
-        } else {
-            db.set(&dst, Value::Set(Box::new(result)), 0, now);
-        }
-    })
-    .await?;
-    out.int(n as i64);
-    Ok(())
-}
-
-/// What an intersection produces.
-enum InterOut<'o> {
-    Reply(&'o mut Reply),
-    Card(usize),
-    Store(Set),
-}
-
-/// sinterGenericCommand's core over fetched sets: iterate the smallest, keep
-/// what every other contains, in the smallest set's order.
-fn intersect<'o>(sets: &[Set], mut to: InterOut<'o>) -> InterOut<'o> {
-    let mut order: Vec<&Set> = sets.iter().collect();
-    order.sort_by_key(|s| s.len());
-    let limit = match &to {
-        InterOut::Card(l) => *l,
-        _ => 0,
-    };
-    let max = max_intset();
-    let mut card = 0usize;
-    let mut buf = Reply::new(false);
-    let mut members: Vec<Vec<u8>> = Vec::new();
-    for m in order[0].iter() {
-        if !m.with(|b| order[1..].iter().all(|s| s.contains(b))) {
-            continue;
-        }
-        card += 1;
-        match &mut to {
-            InterOut::Card(_) => {
-                if limit != 0 && card >= limit {
-                    break;
+        match part {
+            Ok(found) => {
+                for (i, s) in found {
+                    sets[i - pos.start] = s;
                 }
             }
-            InterOut::Reply(_) => bulk_member(&mut buf, m),
-            InterOut::Store(_) => members.push(m.to_vec()),
+            Err(()) => return Ok(Err(())),
         }
     }
-    match to {
-        InterOut::Card(_) => InterOut::Card(card),
-        InterOut::Reply(out) => {
-            out.set_len(card);
-            out.raw(&buf.buf);
-            InterOut::Reply(out)
-        }
-        InterOut::Store(mut s) => {
-            for m in &members {
-                s.add(m, max);
-            }
-            InterOut::Store(s)
-        }
+    Ok(Ok(sets))
+}
+
+/// Stores `result` at `dst` on this shard (setKey), or deletes `dst` when the
+/// result is empty; replies the result's size.
+fn store_local(ctx: &mut Ctx, dst: &[u8], result: Set, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    out.int(result.len() as i64);
+    db.lookup_write(dst, now);
+    if result.is_empty() {
+        db.remove(dst);
+    } else {
+        db.set(dst, Value::Set(Box::new(result)), 0, now);
     }
 }
 
-const SINTER: PlanFn = |tx, args, out| Box::pin(sinter_plan(tx, args, out, 1, false));
-const SINTERSTORE: PlanFn = |tx, args, out| Box::pin(sinter_plan(tx, args, out, 2, true));
+/// sinterGenericCommand / sunionDiffGenericCommand over the looked-up sets
+/// (None = missing key). With `store` the result set is returned (to be
+/// stored); otherwise the reply is written. Results are built as Redis
+/// builds them (a new intset that converts as members come), so encodings
+/// and intset order match; SDIFF picks Redis's algorithm for the same reason.
+/// `sameset`: a later key names the first set again.
+fn compute(op: Op, sets: &[Option<&Set>], sameset: bool, store: bool, out: &mut Reply) -> Option<Set> {
+    let max = max_intset();
+    if let Op::Inter | Op::InterCard(_) = op {
+        if sets.iter().any(|s| s.is_none()) {
+            match op {
+                _ if store => return Some(Set::new_intset()),
+                Op::InterCard(_) => out.int(0),
+                _ => out.set_len(0),
+            }
+            return None;
+        }
+        // Iterate the smallest (stable: the first of equal sizes), in its order.
+        let mut order: Vec<&Set> = sets.iter().flatten().copied().collect();
+        order.sort_by_key(|s| s.len());
+        let (first, rest) = order.split_first()?;
+        let hits = first.iter().filter(|m| m.with(|b| rest.iter().all(|s| s.contains(b))));
+        match op {
+            Op::InterCard(limit) => {
+                let n = if limit == 0 { hits.count() } else { hits.take(limit).count() };
+                out.int(n as i64);
+            }
+            _ if store => {
+                let mut dst = Set::new_intset();
+                for m in hits {
+                    m.with(|b| dst.add(b, max));
+                }
+                return Some(dst);
+            }
+            _ => {
+                let mut body = Reply::new(out.resp3());
+                let mut n = 0;
+                for m in hits {
+                    bulk_member(&mut body, m);
+                    n += 1;
+                }
+                out.set_len(n);
+                out.raw(&body.buf);
+            }
+        }
+        return None;
+    }
+    let mut dst = Set::new_intset();
+    if let Op::Union = op {
+        for s in sets.iter().flatten() {
+            for m in s.iter() {
+                m.with(|b| dst.add(b, max));
+            }
+        }
+    } else if let (Some(s0), false) = (sets[0], sameset) {
+        let others = || sets[1..].iter().flatten();
+        let present = sets.iter().flatten().count();
+        let one = present * s0.len() / 2;
+        let two: usize = sets.iter().flatten().map(|s| s.len()).sum();
+        if one <= two {
+            for m in s0.iter() {
+                if !m.with(|b| others().any(|s| s.contains(b))) {
+                    m.with(|b| dst.add(b, max));
+                }
+            }
+        } else {
+            for m in s0.iter() {
+                m.with(|b| dst.add(b, max));
+            }
+            for s in others() {
+                if dst.is_empty() {
+                    break;
+                }
+                for m in s.iter() {
+                    m.with(|b| dst.remove(b));
+                }
+            }
+        }
+    }
+    if store {
+        return Some(dst);
+    }
+    out.set_len(dst.len());
+    for m in dst.iter() {
+        bulk_member(out, m);
+    }
+    None
+}
 
-async fn sinter_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, first: usize, store_it: bool) -> Result<(), HopLost> {
-    let sets = match fetch_sets(tx, &args, first..args.len()).await? {
+/// One set-operation command: keys at `keys`, destination at argument 1
+/// when `store`. When every key lives on one shard the whole command runs
+/// there in one step, on the stored sets; otherwise copies are fetched from
+/// every shard at once, the result is computed here and stored where the
+/// destination lives.
+async fn setop(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, op: Op, keys: std::ops::Range<usize>, store: bool) -> Result<(), HopLost> {
+    let key0 = args.get(keys.start);
+    // The same key again is the same object as the first set (Redis compares pointers).
+    let sameset = keys.clone().skip(1).any(|i| args.get(i) == key0);
+    let shards = tx.shards();
+    if shards.len() == 1 {
+        let names: Vec<Vec<u8>> = keys.map(|i| args.get(i).to_vec()).collect();
+        let dst = store.then(|| args.get(1).to_vec());
+        let resp3 = out.resp3();
+        let bytes = tx
+            .hop(shards[0], move |ctx: &mut Ctx| {
+                let mut r = Reply::new(resp3);
+                let result = match local_sets(ctx, &names) {
+                    Ok(sets) => compute(op, &sets, sameset, dst.is_some(), &mut r),
+                    Err(()) => {
+                        r.error(err::WRONGTYPE);
+                        return r.buf;
+                    }
+                };
+                if let (Some(d), Some(set)) = (dst, result) {
+                    store_local(ctx, &d, set, &mut r);
+                }
+                r.buf
+            })
+            .await?;
+        out.raw(&bytes);
+        return Ok(());
+    }
+    let sets = match fetch_sets(tx, args, keys).await? {
         Ok(s) => s,
         Err(()) => {
             out.error(err::WRONGTYPE);
             return Ok(());
         }
     };
-    if sets.iter().any(|s| s.is_none()) {
-        if store_it {
-            return store(tx, &args, Set::new_intset(), out).await;
-        }
-        out.set_len(0);
-        return Ok(());
-    }
-    let sets: Vec<Set> = sets.into_iter().flatten().collect();
-    if store_it {
-        if let InterOut::Store(s) = intersect(&sets, InterOut::Store(Set::new_intset())) {
-            return store(tx, &args, s, out).await;
-        }
-    } else {
-        intersect(&sets, InterOut::Reply(out));
+    let refs: Vec<Option<&Set>> = sets.iter().map(|s| s.as_ref()).collect();
+    if let Some(result) = compute(op, &refs, sameset, store, out) {
+        let dst = args.get(1).to_vec();
+        let resp3 = out.resp3();
+        let bytes = tx
+            .hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
+                let mut r = Reply::new(resp3);
+                store_local(ctx, &dst, result, &mut r);
+                r.buf
+            })
+            .await?;
+        out.raw(&bytes);
     }
     Ok(())
 }
 
+const SINTER: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Inter, 1..args.len(), false).await });
+const SINTERSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Inter, 2..args.len(), true).await });
+const SUNION: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Union, 1..args.len(), false).await });
+const SUNIONSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Union, 2..args.len(), true).await });
+const SDIFF: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Diff, 1..args.len(), false).await });
+const SDIFFSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Diff, 2..args.len(), true).await });
 const SINTERCARD: PlanFn = |tx, args, out| Box::pin(sintercard_plan(tx, args, out));
 
-/// SINTERCARD numkeys key [key ...] [LIMIT limit]: arguments checked first.
+/// SINTERCARD numkeys key [key ...] [LIMIT limit]: the arguments are checked
+/// before any key is read, as Redis does.
 async fn sintercard_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
     let numkeys = match parse_range(args.get(1), 1, i64::MAX, Some("ERR numkeys should be greater than 0")) {
         Ok(n) => n as usize,
@@ -571,83 +657,7 @@ async fn sintercard_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Re
         }
         j += 1;
     }
-    let sets = match fetch_sets(tx, &args, 2..2 + numkeys).await? {
-        Ok(s) => s,
-        Err(()) => {
-            out.error(err::WRONGTYPE);
-            return Ok(());
-        }
-    };
-    if sets.iter().any(|s| s.is_none()) {
-        out.int(0);
-        return Ok(());
-    }
-    let sets: Vec<Set> = sets.into_iter().flatten().collect();
-    if let InterOut::Card(n) = intersect(&sets, InterOut::Card(limit)) {
-        out.int(n as i64);
-    }
-    Ok(())
-}
-
-const SUNION: PlanFn = |tx, args, out| Box::pin(sunion_diff_plan(tx, args, out, 1, false));
-const SUNIONSTORE: PlanFn = |tx, args, out| Box::pin(sunion_diff_plan(tx, args, out, 2, false));
-const SDIFF: PlanFn = |tx, args, out| Box::pin(sunion_diff_plan(tx, args, out, 1, true));
-const SDIFFSTORE: PlanFn = |tx, args, out| Box::pin(sunion_diff_plan(tx, args, out, 2, true));
-
-/// sunionDiffGenericCommand: the result is built as Redis builds it (a new
-/// intset that converts as members come), so its encoding and, for an
-/// intset, its order match; SDIFF picks Redis's algorithm for the same reason.
-async fn sunion_diff_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, first: usize, diff: bool) -> Result<(), HopLost> {
-    let sets = match fetch_sets(tx, &args, first..args.len()).await? {
-        Ok(s) => s,
-        Err(()) => {
-            out.error(err::WRONGTYPE);
-            return Ok(());
-        }
-    };
-    let max = max_intset();
-    let key0 = args.get(first);
-    // The same key again is the same object as the first set (Redis compares pointers).
-    let sameset = (first + 1..args.len()).any(|i| args.get(i) == key0);
-    let mut dst = Set::new_intset();
-    if !diff {
-        for s in sets.iter().flatten() {
-            for m in s.iter() {
-                m.with(|b| dst.add(b, max));
-            }
-        }
-    } else if let (Some(s0), false) = (&sets[0], sameset) {
-        let present = || sets.iter().flatten();
-        let one: usize = present().map(|_| s0.len()).sum::<usize>() / 2;
-        let two: usize = present().map(|s| s.len()).sum();
-        if one <= two {
-            for m in s0.iter() {
-                if !m.with(|b| sets[1..].iter().flatten().any(|s| s.contains(b))) {
-                    m.with(|b| dst.add(b, max));
-                }
-            }
-        } else {
-            for m in s0.iter() {
-                m.with(|b| dst.add(b, max));
-            }
-            for s in sets[1..].iter().flatten() {
-                if dst.is_empty() {
-                    break;
-                }
-                for m in s.iter() {
-                    m.with(|b| dst.remove(b));
-                }
-            }
-        }
-    }
-    if first == 2 {
-        return store(tx, &args, dst, out).await;
-    }
-    out.set_len(dst.len());
-    for m in dst.iter() {
-        bulk_member(out, m);
-    }
-    Ok(())
+    setop(tx, &args, out, Op::InterCard(limit), 2..2 + numkeys, false).await
 }
 
 const SMOVE: PlanFn = |tx, args, out| Box::pin(smove_plan(tx, args, out));
