@@ -463,6 +463,30 @@ fn script_hashes(d: &mut Diff) {
     scan_union(d, "HSCAN big 0 COUNT 7", true);
     scan_union(d, "HSCAN big 0 MATCH f1* COUNT 50", true);
     scan_union(d, "HSCAN big 0 MATCH nomatch*", true);
+    // In-place changes keep the TTL; an emptied hash goes with it. COPY and
+    // RENAME carry hashes across shards (a/b are on different shards).
+    d.ss(&[
+        "HSET t f v",
+        "EXPIRE t 100",
+        "HSET t g w",
+        "HINCRBY t n 1",
+        "HDEL t f",
+        "TTL t",
+        "HDEL t g n",
+        "TTL t",
+        "EXISTS t",
+        "DEL a b",
+        "HSET a x 1 y 2 z 3",
+        "COPY a b",
+        "HGETALL b",
+        "OBJECT ENCODING b",
+        "RENAME b k0",
+        "HGETALL k0",
+        "COPY big a REPLACE",
+        "OBJECT ENCODING a",
+        "HLEN a",
+        "DEL a b k0",
+    ]);
 }
 
 #[test]
@@ -806,6 +830,26 @@ fn script_sets(d: &mut Diff) {
         "SUNIONSTORE k2 b c",
         "OBJECT ENCODING k2",
         "SCARD k2",
+    ]);
+    // TTLs: SPOP/SREM change in place (the TTL stays); the STORE forms replace
+    // the destination (no TTL); COPY/RENAME carry sets across shards.
+    d.ss(&["SADD tt 1 2 3 4 5 6 7 8 9 10", "EXPIRE tt 100", "SREM tt 1"]);
+    let nine = ["2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    random_shape(d, "SPOP tt 8", &nine, false, true);
+    d.ss(&["TTL tt", "SCARD tt"]);
+    random_shape(d, "SPOP tt", &nine, false, true);
+    d.ss(&[
+        "EXISTS tt",
+        "SET k0 x EX 100",
+        "SINTERSTORE k0 a b",
+        "TTL k0",
+        "DEL k0",
+        "COPY a k0",
+        "OBJECT ENCODING k0",
+        "SCARD k0",
+        "RENAME k0 b",
+        "SCARD b",
+        "SDIFF a b",
     ]);
     // Every key on one shard (a hash tag): the one-step path of the same plans.
     d.ss(&[
