@@ -36,21 +36,29 @@ pub fn register(t: &mut Table) {
 // ---------------------------------------------------------------------------
 
 /// A numeric directive's current value (the listpack / intset limits), read
-/// on each write that may convert, so CONFIG SET takes effect at once.
+/// when a write may convert, so a configuration change takes effect at once.
 pub(crate) fn config_usize(name: &str, default: usize) -> usize {
     crate::runtime::rt_ref()
         .config
         .read()
-        .ok()
-        .and_then(|c| c.get_value(name.as_bytes()))
-        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
-        .map(|v| v.min(usize::MAX as u64) as usize)
+        .map(|c| c.num(name).clamp(0, usize::MAX as i128) as usize)
         .unwrap_or(default)
 }
 
-/// (hash-max-listpack-entries, hash-max-listpack-value).
-fn limits() -> (usize, usize) {
-    (config_usize("hash-max-listpack-entries", 512), config_usize("hash-max-listpack-value", 64))
+/// (hash-max-listpack-entries, hash-max-listpack-value) for a write to `h`:
+/// only a listpack hash can convert, so a hashtable one reads no configuration.
+fn limits_for(h: &Hash) -> (usize, usize) {
+    if !h.is_packed() {
+        return (usize::MAX, usize::MAX);
+    }
+    crate::runtime::rt_ref()
+        .config
+        .read()
+        .map(|c| {
+            let n = |name| c.num(name).clamp(0, usize::MAX as i128) as usize;
+            (n("hash-max-listpack-entries"), n("hash-max-listpack-value"))
+        })
+        .unwrap_or((512, 64))
 }
 
 /// What C code sees of an argument (strcasecmp stops at a NUL).
@@ -233,8 +241,8 @@ fn hset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let name = if hmset { "hmset" } else { "hset" };
         return out.error(&format!("ERR wrong number of arguments for '{name}' command"));
     }
-    let (maxe, maxv) = limits();
     let r = write_hash(ctx, args.get(1), true, |s| {
+        let (maxe, maxv) = limits_for(s.get());
         let h = s.get_mut();
         try_conversion(h, &args, 2, maxv);
         let mut created = 0;
@@ -251,11 +259,11 @@ fn hset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn hsetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let (maxe, maxv) = limits();
     let r = write_hash(ctx, args.get(1), true, |s| {
         if s.get().contains(args.get(2)) {
             return 0;
         }
+        let (maxe, maxv) = limits_for(s.get());
         let h = s.get_mut();
         try_conversion(h, &args, 2, maxv);
         h.set(args.get(2), args.get(3), maxe, maxv);
@@ -294,7 +302,6 @@ fn hincrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let Some(incr) = string2ll(args.get(3)) else {
         return out.error(err::NOT_INT);
     };
-    let (maxe, maxv) = limits();
     let field = args.get(2);
     let r = write_hash(ctx, args.get(1), true, |s| {
         let old = match s.get().get(field) {
@@ -302,6 +309,7 @@ fn hincrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             None => 0,
         };
         let v = old.checked_add(incr).ok_or(err::OVERFLOW)?;
+        let (maxe, maxv) = limits_for(s.get());
         let mut buf = [0u8; 20];
         s.get_mut().set(field, crate::util::num::i64_to_buf(v, &mut buf), maxe, maxv);
         Ok(v)
@@ -317,10 +325,10 @@ fn hincrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     if let Err(e) = validate_hincr(args.get(3)) {
         return out.error(e.message());
     }
-    let (maxe, maxv) = limits();
     let field = args.get(2);
     let r = write_hash(ctx, args.get(1), true, |s| {
         let v = hincr_by_float(s.get().get(field), args.get(3)).map_err(|e| e.message())?;
+        let (maxe, maxv) = limits_for(s.get());
         s.get_mut().set(field, &v, maxe, maxv);
         Ok(v)
     });

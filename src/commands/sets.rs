@@ -116,8 +116,12 @@ fn write_set<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut EntryMut) -> R) -
 // ---------------------------------------------------------------------------
 
 fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let max = max_intset();
-    let add_all = |s: &mut Set| (2..args.len()).filter(|&i| s.add(args.get(i), max)).count() as i64;
+    // Only an intset can convert: a hashtable set reads no configuration.
+    let limit = |s: &Set| if s.is_intset() { max_intset() } else { usize::MAX };
+    let add_all = |s: &mut Set| {
+        let max = limit(s);
+        (2..args.len()).filter(|&i| s.add(args.get(i), max)).count() as i64
+    };
     let r = write_set(ctx, args.get(1), |e| {
         if (2..args.len()).all(|i| stored(e).contains(args.get(i))) {
             return 0;
