@@ -1,5 +1,734 @@
-//! The sets family (Redis 7.0's t_set.c). To be filled in.
+//! The sets family, mirroring Redis 7.0.15's t_set.c.
+//!
+//! Single-key commands (SADD SREM SCARD SMEMBERS SISMEMBER SMISMEMBER SPOP
+//! SRANDMEMBER SSCAN) are keyed handlers. The multi-key ones (SMOVE, SINTER,
+//! SINTERCARD, SUNION, SDIFF and the STORE forms) are plans: their keys may
+//! live on several shards, so they fetch copies of the sets where they live,
+//! compute here, and write the destination where it lives, all under the
+//! transaction's locks (inline, without messages, when every key is local).
 
-use super::table::Table;
+use super::hashes::{config_usize, empty_scan, matches, opt_is, parse_obj_scan_opts, parse_range, scan_reply};
+use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
+use crate::keyspace::db::EntryMut;
+use crate::keyspace::types::set::Member;
+use crate::keyspace::types::Set;
+use crate::keyspace::Value;
+use crate::protocol::reply::err;
+use crate::protocol::{Args, Reply};
 
-pub fn register(_t: &mut Table) {}
+pub fn register(t: &mut Table) {
+    t.keyed("sadd", sadd);
+    t.keyed("srem", srem);
+    t.keyed("scard", scard);
+    t.keyed("smembers", smembers);
+    t.keyed("sismember", sismember);
+    t.keyed("smismember", smismember);
+    t.keyed("spop", spop);
+    t.keyed("srandmember", srandmember);
+    t.keyed("sscan", sscan);
+    t.plan("smove", SMOVE);
+    t.plan("sinter", SINTER);
+    t.plan("sintercard", SINTERCARD);
+    t.plan("sinterstore", SINTERSTORE);
+    t.plan("sunion", SUNION);
+    t.plan("sunionstore", SUNIONSTORE);
+    t.plan("sdiff", SDIFF);
+    t.plan("sdiffstore", SDIFFSTORE);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// set-max-intset-entries (read per write that may convert).
+fn max_intset() -> usize {
+    config_usize("set-max-intset-entries", 512)
+}
+
+#[inline]
+fn bulk_member(out: &mut Reply, m: Member) {
+    match m {
+        Member::Int(v) => out.bulk_int(v),
+        Member::Str(s) => out.bulk(s),
+    }
+}
+
+/// The set at `key` for reading: Ok(None) when missing, Err on WRONGTYPE.
+fn read_set<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a Set>, ()> {
+    match ctx.lookup_read(key) {
+        None => Ok(None),
+        Some(e) => match &e.val {
+            Value::Set(s) => Ok(Some(s)),
+            _ => Err(()),
+        },
+    }
+}
+
+/// The set inside an entry already checked to hold one.
+fn stored_mut<'e>(e: &'e mut EntryMut) -> &'e mut Set {
+    match e.val_mut() {
+        Value::Set(s) => s,
+        _ => unreachable!("type checked on open"),
+    }
+}
+
+fn stored<'e>(e: &'e EntryMut) -> &'e Set {
+    match &e.val {
+        Value::Set(s) => s,
+        _ => unreachable!("type checked on open"),
+    }
+}
+
+enum Opened<R> {
+    Missing,
+    WrongType,
+    Done(R),
+}
+
+/// lookupKeyWrite and run `f` on the stored set (the write hook fires only
+/// if `f` takes the set mutably); an emptied set is deleted afterwards.
+fn write_set<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut EntryMut) -> R) -> Opened<R> {
+    let now = ctx.now;
+    let db = ctx.db();
+    let found = match db.lookup_write(key, now) {
+        None => None,
+        Some(mut e) => {
+            if !matches!(e.val, Value::Set(_)) {
+                return Opened::WrongType;
+            }
+            let r = f(&mut e);
+            Some((r, stored(&e).is_empty()))
+        }
+    };
+    match found {
+        None => Opened::Missing,
+        Some((r, empty)) => {
+            if empty {
+                db.remove(key);
+            }
+            Opened::Done(r)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Single-key commands
+// ---------------------------------------------------------------------------
+
+fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    // Only an intset can convert: a hashtable set reads no configuration.
+    let limit = |s: &Set| if s.is_intset() { max_intset() } else { usize::MAX };
+    let add_all = |s: &mut Set| {
+        let max = limit(s);
+        (2..args.len()).filter(|&i| s.add(args.get(i), max)).count() as i64
+    };
+    let r = write_set(ctx, args.get(1), |e| {
+        if (2..args.len()).all(|i| stored(e).contains(args.get(i))) {
+            return 0;
+        }
+        add_all(stored_mut(e))
+    });
+    match r {
+        Opened::Done(n) => out.int(n),
+        Opened::WrongType => out.error(err::WRONGTYPE),
+        Opened::Missing => {
+            let mut s = Set::for_member(args.get(2));
+            let n = add_all(&mut s);
+            let now = ctx.now;
+            ctx.db().set(args.get(1), Value::Set(Box::new(s)), 0, now);
+            out.int(n);
+        }
+    }
+}
+
+fn srem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let r = write_set(ctx, args.get(1), |e| {
+        let mut deleted = 0;
+        for i in 2..args.len() {
+            if !stored(e).contains(args.get(i)) {
+                continue;
+            }
+            let s = stored_mut(e);
+            s.remove(args.get(i));
+            deleted += 1;
+            if s.is_empty() {
+                break;
+            }
+        }
+        deleted
+    });
+    match r {
+        Opened::Done(n) => out.int(n),
+        Opened::WrongType => out.error(err::WRONGTYPE),
+        Opened::Missing => out.int(0),
+    }
+}
+
+fn scard(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match read_set(ctx, args.get(1)) {
+        Err(()) => out.error(err::WRONGTYPE),
+        Ok(s) => out.int(s.map_or(0, |s| s.len() as i64)),
+    }
+}
+
+fn sismember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match read_set(ctx, args.get(1)) {
+        Err(()) => out.error(err::WRONGTYPE),
+        Ok(s) => out.int(s.is_some_and(|s| s.contains(args.get(2))) as i64),
+    }
+}
+
+fn smismember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let s = match read_set(ctx, args.get(1)) {
+        Err(()) => return out.error(err::WRONGTYPE),
+        Ok(s) => s,
+    };
+    out.array_len(args.len() - 2);
+    for i in 2..args.len() {
+        out.int(s.is_some_and(|s| s.contains(args.get(i))) as i64);
+    }
+}
+
+/// SMEMBERS is SINTER of one key in Redis 7.0: a set reply in the set's order.
+fn smembers(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match read_set(ctx, args.get(1)) {
+        Err(()) => out.error(err::WRONGTYPE),
+        Ok(None) => out.set_len(0),
+        Ok(Some(s)) => {
+            out.set_len(s.len());
+            for m in s.iter() {
+                bulk_member(out, m);
+            }
+        }
+    }
+}
+
+fn spop(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    if args.len() == 3 {
+        return spop_count(ctx, args, out);
+    } else if args.len() > 3 {
+        return out.error(err::SYNTAX);
+    }
+    let mut seed = ctx.shard.rand();
+    let r = write_set(ctx, args.get(1), |e| stored_mut(e).pop_random(|| crate::util::rand::next(&mut seed)));
+    match r {
+        Opened::Done(Some(m)) => out.bulk(&m),
+        Opened::Done(None) | Opened::Missing => out.null(),
+        Opened::WrongType => out.error(err::WRONGTYPE),
+    }
+}
+
+/// spopWithCountCommand: the whole set when count >= size (and the key is
+/// deleted), else `count` random members; when few would remain, the
+/// remaining members are drawn into a new set instead (Redis's CASE 3, which
+/// also decides the new set's encoding).
+fn spop_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let count = match parse_range(args.get(2), 0, i64::MAX, Some("ERR value is out of range, must be positive")) {
+        Ok(c) => c as usize,
+        Err(e) => return out.error(&e),
+    };
+    let mut seed = ctx.shard.rand();
+    let mut rnd = move || crate::util::rand::next(&mut seed);
+    let max = max_intset();
+    let key = args.get(1);
+    let r = write_set(ctx, key, |e| {
+        let mut reply = Reply::new(out.resp3());
+        if count == 0 {
+            reply.set_len(0);
+            return reply;
+        }
+        let size = stored(e).len();
+        if count >= size {
+            // sunionDiffGenericCommand of the one set: a fresh set's order.
+            let s = stored_mut(e);
+            let mut u = Set::new_intset();
+            for m in s.iter() {
+                m.with(|b| u.add(b, max));
+            }
+            reply.set_len(u.len());
+            for m in u.iter() {
+                bulk_member(&mut reply, m);
+            }
+            *s = Set::new_intset();
+            return reply;
+        }
+        reply.set_len(count);
+        let remaining = size - count;
+        let s = stored_mut(e);
+        if remaining * 5 > count {
+            for _ in 0..count {
+                if let Some(m) = s.pop_random(&mut rnd) {
+                    reply.bulk(&m);
+                }
+            }
+        } else {
+            let mut newset: Option<Set> = None;
+            for _ in 0..remaining {
+                let Some(m) = s.pop_random(&mut rnd) else { break };
+                newset.get_or_insert_with(|| Set::for_member(&m)).add(&m, max);
+            }
+            for m in s.iter() {
+                bulk_member(&mut reply, m);
+            }
+            if let Some(n) = newset {
+                *s = n;
+            }
+        }
+        reply
+    });
+    match r {
+        Opened::Done(reply) => out.raw(&reply.buf),
+        Opened::Missing => out.set_len(0),
+        Opened::WrongType => out.error(err::WRONGTYPE),
+    }
+}
+
+fn srandmember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    if args.len() == 3 {
+        return srandmember_count(ctx, args, out);
+    } else if args.len() > 3 {
+        return out.error(err::SYNTAX);
+    }
+    let mut seed = ctx.shard.rand();
+    match read_set(ctx, args.get(1)) {
+        Err(()) => out.error(err::WRONGTYPE),
+        Ok(None) => out.null(),
+        Ok(Some(s)) => match s.random(|| crate::util::rand::next(&mut seed)) {
+            Some(m) => bulk_member(out, m),
+            None => out.null(),
+        },
+    }
+}
+
+/// srandmemberWithCountCommand: negative counts may repeat members; positive
+/// ones are distinct (the whole set, in its order, when count >= size).
+fn srandmember_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let l = match parse_range(args.get(2), -i64::MAX, i64::MAX, None) {
+        Ok(l) => l,
+        Err(e) => return out.error(&e),
+    };
+    let (count, uniq) = if l >= 0 { (l as usize, true) } else { (l.unsigned_abs() as usize, false) };
+    let mut seed = ctx.shard.rand();
+    let mut rnd = move || crate::util::rand::next(&mut seed);
+    let s = match read_set(ctx, args.get(1)) {
+        Err(()) => return out.error(err::WRONGTYPE),
+        Ok(None) => return out.array_len(0),
+        Ok(Some(s)) => s,
+    };
+    if count == 0 {
+        return out.array_len(0);
+    }
+    let size = s.len();
+    if !uniq || count == 1 {
+        out.array_len(count);
+        for _ in 0..count {
+            if let Some(m) = s.random(&mut rnd) {
+                bulk_member(out, m);
+            }
+        }
+        return;
+    }
+    if count >= size {
+        out.array_len(size);
+        for m in s.iter() {
+            bulk_member(out, m);
+        }
+        return;
+    }
+    out.array_len(count);
+    if count * 3 > size {
+        let mut all: Vec<Member> = s.iter().collect();
+        while all.len() > count {
+            let i = (rnd() % all.len() as u64) as usize;
+            all.swap_remove(i);
+        }
+        for m in all {
+            bulk_member(out, m);
+        }
+    } else {
+        let mut seen: std::collections::HashSet<Member> = std::collections::HashSet::with_capacity(count);
+        while seen.len() < count {
+            let Some(m) = s.random(&mut rnd) else { break };
+            if seen.insert(m) {
+                bulk_member(out, m);
+            }
+        }
+    }
+}
+
+fn sscan(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(cursor) = super::keys::parse_scan_cursor(args.get(2)) else {
+        return out.error("ERR invalid cursor");
+    };
+    let s = match read_set(ctx, args.get(1)) {
+        Err(()) => return out.error(err::WRONGTYPE),
+        Ok(None) => return empty_scan(out),
+        Ok(Some(s)) => s,
+    };
+    let o = match parse_obj_scan_opts(&args) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
+    let mut items = Reply::new(out.resp3());
+    let mut n = 0;
+    let mut add = |m: &[u8]| {
+        if matches(&o.pattern, m) {
+            items.bulk(m);
+            n += 1;
+        }
+    };
+    let next = if s.is_intset() {
+        for m in s.iter() {
+            m.with(&mut add);
+        }
+        0
+    } else {
+        let mut iters = o.count.saturating_mul(10);
+        let mut collected = 0usize;
+        let mut cur = cursor;
+        loop {
+            cur = s
+                .scan(cur, |m| {
+                    collected += 1;
+                    add(m);
+                })
+                .unwrap_or(0);
+            if cur == 0 || iters == 0 || collected >= o.count {
+                break;
+            }
+            iters -= 1;
+        }
+        cur
+    };
+    scan_reply(out, next, n, &items.buf);
+}
+
+// ---------------------------------------------------------------------------
+// Multi-key plans
+// ---------------------------------------------------------------------------
+
+/// The set operations of SINTER, SINTERCARD, SUNION and SDIFF (and the STORE forms).
+#[derive(Clone, Copy)]
+enum Op {
+    Inter,
+    /// SINTERCARD with its LIMIT (0 = none).
+    InterCard(usize),
+    Union,
+    Diff,
+}
+
+/// The sets at `keys` on this shard, looked up as Redis does (lazy expiry,
+/// hit/miss counters, stopping at the first wrong type), then borrowed together.
+fn local_sets<'a>(ctx: &'a mut Ctx, keys: &[Vec<u8>]) -> Result<Vec<Option<&'a Set>>, ()> {
+    for k in keys {
+        read_set(ctx, k)?;
+    }
+    let db = &ctx.shard.dbs[ctx.db];
+    Ok(keys
+        .iter()
+        .map(|k| match db.entry(k).map(|e| &e.val) {
+            Some(Value::Set(s)) => Some(&**s),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Copies of the sets at argument positions `pos` (None when missing), read
+/// where they live, all shards at once; Err(()) when one is not a set.
+async fn fetch_sets(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Result<Result<Vec<Option<Set>>, ()>, HopLost> {
+    let n = pos.len();
+    let groups = crate::util::group_by_shard(pos.clone().map(|i| (tx.shard_of_arg(i), (i, args.get(i).to_vec()))));
+    let parts = groups
+        .into_iter()
+        .map(|(s, keys)| {
+            (s, move |ctx: &mut Ctx| {
+                let (idx, keys): (Vec<usize>, Vec<Vec<u8>>) = keys.into_iter().unzip();
+                local_sets(ctx, &keys).map(|sets| idx.into_iter().zip(sets.into_iter().map(|s| s.cloned())).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    let mut sets: Vec<Option<Set>> = (0..n).map(|_| None).collect();
+    for part in tx.hop_each(parts).await? {
+        match part {
+            Ok(found) => {
+                for (i, s) in found {
+                    sets[i - pos.start] = s;
+                }
+            }
+            Err(()) => return Ok(Err(())),
+        }
+    }
+    Ok(Ok(sets))
+}
+
+/// Stores `result` at `dst` on this shard (setKey), or deletes `dst` when the
+/// result is empty; replies the result's size.
+fn store_local(ctx: &mut Ctx, dst: &[u8], result: Set, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    out.int(result.len() as i64);
+    db.lookup_write(dst, now);
+    if result.is_empty() {
+        db.remove(dst);
+    } else {
+        db.set(dst, Value::Set(Box::new(result)), 0, now);
+    }
+}
+
+/// sinterGenericCommand / sunionDiffGenericCommand over the looked-up sets
+/// (None = missing key). With `store` the result set is returned (to be
+/// stored); otherwise the reply is written. Results are built as Redis
+/// builds them (a new intset that converts as members come), so encodings
+/// and intset order match; SDIFF picks Redis's algorithm for the same reason.
+/// `sameset`: a later key names the first set again.
+fn compute(op: Op, sets: &[Option<&Set>], sameset: bool, store: bool, out: &mut Reply) -> Option<Set> {
+    let max = max_intset();
+    if let Op::Inter | Op::InterCard(_) = op {
+        if sets.iter().any(|s| s.is_none()) {
+            match op {
+                _ if store => return Some(Set::new_intset()),
+                Op::InterCard(_) => out.int(0),
+                _ => out.set_len(0),
+            }
+            return None;
+        }
+        // Iterate the smallest (stable: the first of equal sizes), in its order.
+        let mut order: Vec<&Set> = sets.iter().flatten().copied().collect();
+        order.sort_by_key(|s| s.len());
+        let (first, rest) = order.split_first()?;
+        let hits = first.iter().filter(|m| m.with(|b| rest.iter().all(|s| s.contains(b))));
+        match op {
+            Op::InterCard(limit) => {
+                let n = if limit == 0 { hits.count() } else { hits.take(limit).count() };
+                out.int(n as i64);
+            }
+            _ if store => {
+                let mut dst = Set::new_intset();
+                for m in hits {
+                    m.with(|b| dst.add(b, max));
+                }
+                return Some(dst);
+            }
+            _ => {
+                let mut body = Reply::new(out.resp3());
+                let mut n = 0;
+                for m in hits {
+                    bulk_member(&mut body, m);
+                    n += 1;
+                }
+                out.set_len(n);
+                out.raw(&body.buf);
+            }
+        }
+        return None;
+    }
+    let mut dst = Set::new_intset();
+    if let Op::Union = op {
+        for s in sets.iter().flatten() {
+            for m in s.iter() {
+                m.with(|b| dst.add(b, max));
+            }
+        }
+    } else if let (Some(s0), false) = (sets[0], sameset) {
+        let others = || sets[1..].iter().flatten();
+        let present = sets.iter().flatten().count();
+        let one = present * s0.len() / 2;
+        let two: usize = sets.iter().flatten().map(|s| s.len()).sum();
+        if one <= two {
+            for m in s0.iter() {
+                if !m.with(|b| others().any(|s| s.contains(b))) {
+                    m.with(|b| dst.add(b, max));
+                }
+            }
+        } else {
+            for m in s0.iter() {
+                m.with(|b| dst.add(b, max));
+            }
+            for s in others() {
+                if dst.is_empty() {
+                    break;
+                }
+                for m in s.iter() {
+                    m.with(|b| dst.remove(b));
+                }
+            }
+        }
+    }
+    if store {
+        return Some(dst);
+    }
+    out.set_len(dst.len());
+    for m in dst.iter() {
+        bulk_member(out, m);
+    }
+    None
+}
+
+/// One set-operation command: keys at `keys`, destination at argument 1
+/// when `store`. When every key lives on one shard the whole command runs
+/// there in one step, on the stored sets; otherwise copies are fetched from
+/// every shard at once, the result is computed here and stored where the
+/// destination lives.
+async fn setop(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, op: Op, keys: std::ops::Range<usize>, store: bool) -> Result<(), HopLost> {
+    let key0 = args.get(keys.start);
+    // The same key again is the same object as the first set (Redis compares pointers).
+    let sameset = keys.clone().skip(1).any(|i| args.get(i) == key0);
+    let shards = tx.shards();
+    if shards.len() == 1 {
+        let names: Vec<Vec<u8>> = keys.map(|i| args.get(i).to_vec()).collect();
+        let dst = store.then(|| args.get(1).to_vec());
+        let resp3 = out.resp3();
+        let bytes = tx
+            .hop(shards[0], move |ctx: &mut Ctx| {
+                let mut r = Reply::new(resp3);
+                let result = match local_sets(ctx, &names) {
+                    Ok(sets) => compute(op, &sets, sameset, dst.is_some(), &mut r),
+                    Err(()) => {
+                        r.error(err::WRONGTYPE);
+                        return r.buf;
+                    }
+                };
+                if let (Some(d), Some(set)) = (dst, result) {
+                    store_local(ctx, &d, set, &mut r);
+                }
+                r.buf
+            })
+            .await?;
+        out.raw(&bytes);
+        return Ok(());
+    }
+    let sets = match fetch_sets(tx, args, keys).await? {
+        Ok(s) => s,
+        Err(()) => {
+            out.error(err::WRONGTYPE);
+            return Ok(());
+        }
+    };
+    let refs: Vec<Option<&Set>> = sets.iter().map(|s| s.as_ref()).collect();
+    if let Some(result) = compute(op, &refs, sameset, store, out) {
+        let dst = args.get(1).to_vec();
+        let resp3 = out.resp3();
+        let bytes = tx
+            .hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
+                let mut r = Reply::new(resp3);
+                store_local(ctx, &dst, result, &mut r);
+                r.buf
+            })
+            .await?;
+        out.raw(&bytes);
+    }
+    Ok(())
+}
+
+const SINTER: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Inter, 1..args.len(), false).await });
+const SINTERSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Inter, 2..args.len(), true).await });
+const SUNION: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Union, 1..args.len(), false).await });
+const SUNIONSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Union, 2..args.len(), true).await });
+const SDIFF: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Diff, 1..args.len(), false).await });
+const SDIFFSTORE: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Diff, 2..args.len(), true).await });
+const SINTERCARD: PlanFn = |tx, args, out| Box::pin(sintercard_plan(tx, args, out));
+
+/// SINTERCARD numkeys key [key ...] [LIMIT limit]: the arguments are checked
+/// before any key is read, as Redis does.
+async fn sintercard_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let numkeys = match parse_range(args.get(1), 1, i64::MAX, Some("ERR numkeys should be greater than 0")) {
+        Ok(n) => n as usize,
+        Err(e) => {
+            out.error(&e);
+            return Ok(());
+        }
+    };
+    if numkeys > args.len() - 2 {
+        out.error("ERR Number of keys can't be greater than number of args");
+        return Ok(());
+    }
+    let mut limit = 0usize;
+    let mut j = 2 + numkeys;
+    while j < args.len() {
+        let more = args.len() - 1 - j;
+        if opt_is(args.get(j), "limit") && more > 0 {
+            j += 1;
+            match parse_range(args.get(j), 0, i64::MAX, Some("ERR LIMIT can't be negative")) {
+                Ok(l) => limit = l as usize,
+                Err(e) => {
+                    out.error(&e);
+                    return Ok(());
+                }
+            }
+        } else {
+            out.error(err::SYNTAX);
+            return Ok(());
+        }
+        j += 1;
+    }
+    setop(tx, &args, out, Op::InterCard(limit), 2..2 + numkeys, false).await
+}
+
+const SMOVE: PlanFn = |tx, args, out| Box::pin(smove_plan(tx, args, out));
+
+/// What SMOVE learns about one of its keys.
+enum Probe {
+    Missing,
+    WrongType,
+    Set { has: bool },
+}
+
+/// SMOVE source destination member: both keys checked (in parallel), then
+/// the member removed from the source and added to the destination (in
+/// parallel; nothing can change in between under the locks).
+async fn smove_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let (src, dst, member) = (args.get(1).to_vec(), args.get(2).to_vec(), args.get(3).to_vec());
+    let probe = |key: Vec<u8>, member: Vec<u8>| {
+        move |ctx: &mut Ctx| {
+            let now = ctx.now;
+            match ctx.db().lookup_write(&key, now) {
+                None => Probe::Missing,
+                Some(e) => match &e.val {
+                    Value::Set(s) => Probe::Set { has: s.contains(&member) },
+                    _ => Probe::WrongType,
+                },
+            }
+        }
+    };
+    let (ss, ds) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
+    let hs = tx.hop(ss, probe(src.clone(), member.clone()));
+    let hd = tx.hop(ds, probe(dst.clone(), member.clone()));
+    let (ps, pd) = (hs.await?, hd.await?);
+    let has = match (ps, pd) {
+        (Probe::Missing, _) => {
+            out.int(0);
+            return Ok(());
+        }
+        (Probe::WrongType, _) | (_, Probe::WrongType) => {
+            out.error(err::WRONGTYPE);
+            return Ok(());
+        }
+        (Probe::Set { has }, _) => has,
+    };
+    if src == dst || !has {
+        out.int(has as i64);
+        return Ok(());
+    }
+    let m = member.clone();
+    let remove = tx.hop(ss, move |ctx: &mut Ctx| {
+        write_set(ctx, &src, |e| stored_mut(e).remove(&m));
+    });
+    let max = max_intset();
+    let add = tx.hop(ds, move |ctx: &mut Ctx| {
+        let r = write_set(ctx, &dst, |e| {
+            if !stored(e).contains(&member) {
+                stored_mut(e).add(&member, max);
+            }
+        });
+        if let Opened::Missing = r {
+            let mut s = Set::for_member(&member);
+            s.add(&member, max);
+            let now = ctx.now;
+            ctx.db().set(&dst, Value::Set(Box::new(s)), 0, now);
+        }
+    });
+    remove.await?;
+    add.await?;
+    out.int(1);
+    Ok(())
+}
