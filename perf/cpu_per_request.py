@@ -9,6 +9,7 @@ alternating A B A B A B; CPU = utime+stime of the server process from
 Usage: perf/cpu_per_request.py [--tessera target/release/tessera] [--shards 1]
        [--server-cpus 0] [--bench-cpus 1] [--runs 3] [--quick] [--json out.json]
        [--tessera-args '--pipeline-ordering relaxed'] [--cases set16,get1]
+       [--tests lpush,sadd,zadd --pipelines 16 --requests 1000000]
 """
 import argparse, json, os, re, socket, statistics, subprocess, sys, time
 
@@ -92,10 +93,15 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--tessera-args", default="", help="extra server arguments, e.g. '--pipeline-ordering relaxed'")
     ap.add_argument("--cases", default="", help="only these cases, e.g. 'set16,get16'")
+    ap.add_argument("--tests", default="", help="other redis-benchmark tests instead, e.g. 'lpush,sadd,zadd' (each run alone, on a fresh server)")
+    ap.add_argument("--pipelines", default="16", help="pipeline depths for --tests, e.g. '16,1'")
+    ap.add_argument("--requests", type=int, default=1_000_000, help="requests per run for --tests")
     args = ap.parse_args()
     args.tessera = os.path.abspath(args.tessera)
     cases = [("set", 16, 2_000_000), ("get", 16, 2_000_000), ("set", 1, 300_000), ("get", 1, 300_000)]
-    if args.cases:
+    if args.tests:
+        cases = [(t, int(p), args.requests) for t in args.tests.split(",") for p in args.pipelines.split(",")]
+    elif args.cases:
         want = set(args.cases.split(","))
         cases = [c for c in cases if f"{c[0]}{c[1]}" in want]
     if args.quick:

@@ -45,6 +45,12 @@ pub const IMPLEMENTED: &[&str] = &[
     "proto-max-bulk-len",
     "client-query-buffer-limit",
     "client-output-buffer-limit",
+    // The compact encodings' thresholds (keyspace/types/), read on each write that may convert.
+    "hash-max-listpack-entries",
+    "hash-max-listpack-value",
+    "set-max-intset-entries",
+    "zset-max-listpack-entries",
+    "zset-max-listpack-value",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -123,6 +123,24 @@ impl Value {
         }
     }
 
+    /// A hash's field (SORT's `key->field` patterns); None for a missing
+    /// field or a value that is not a hash.
+    pub fn hash_field(&self, field: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Value::Hash(h) => h.get(field).map(|v| v.to_vec()),
+            _ => None,
+        }
+    }
+
+    /// A new list of `items` in order (SORT ... STORE).
+    pub fn list_from(items: Vec<Vec<u8>>) -> Value {
+        let mut l = List::new();
+        for i in &items {
+            l.push_back(i);
+        }
+        Value::List(Box::new(l))
+    }
+
     /// Rough heap footprint, for INFO memory.
     pub fn mem_usage(&self) -> usize {
         match self {
