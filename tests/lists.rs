@@ -431,6 +431,64 @@ fn script_long(d: &mut Diff) {
     ]);
 }
 
+/// Random list commands on a few keys (two shards, plus a same-shard pair),
+/// with elements big enough to cross node boundaries.
+fn script_random(d: &mut Diff) {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let keys = ["a", "b", "{a}x"];
+    for _ in 0..1500 {
+        let k = keys[rnd(3) as usize];
+        let k2 = keys[rnd(3) as usize];
+        let e = match rnd(6) {
+            0 => "x".repeat(rnd(3000) as usize),
+            1 => rnd(100).to_string(),
+            _ => ["p", "q", "r"][rnd(3) as usize].to_string(),
+        };
+        let i = (rnd(40) as i64 - 20).to_string();
+        let j = (rnd(40) as i64 - 20).to_string();
+        let side = ["LEFT", "RIGHT"][rnd(2) as usize];
+        let side2 = ["LEFT", "RIGHT"][rnd(2) as usize];
+        let n = (rnd(5) + 1).to_string();
+        let args: Vec<&str> = match rnd(20) {
+            0..=3 => vec!["RPUSH", k, &e, &e],
+            4..=6 => vec!["LPUSH", k, &e],
+            7 => vec!["LPOP", k],
+            8 => vec!["RPOP", k, &n],
+            9 => vec!["LMOVE", k, k2, side, side2],
+            10 => vec!["RPOPLPUSH", k, k2],
+            11 => vec!["LMPOP", "2", k, k2, side, "COUNT", &n],
+            12 => vec!["LREM", k, &i, &e],
+            13 => vec!["LINSERT", k, ["BEFORE", "AFTER"][rnd(2) as usize], &e, "ins"],
+            14 => vec!["LSET", k, &i, &e],
+            15 => vec!["LTRIM", k, &i, &j],
+            16 => vec!["LPOS", k, &e, "RANK", if i == "0" { "1" } else { &i }, "COUNT", &n],
+            17 => vec!["LINDEX", k, &i],
+            _ => vec!["LRANGE", k, &i, &j],
+        };
+        // Long elements make the replies heavy: only check lengths for those.
+        if e.len() > 100 && matches!(args[0], "LPOP" | "RPOP" | "LMOVE" | "RPOPLPUSH" | "LMPOP" | "LRANGE" | "LINDEX") {
+            d.c(&["LLEN", k]);
+        }
+        d.c(&args);
+        if rnd(50) == 0 {
+            for k in keys {
+                d.c(&["LRANGE", k, "0", "-1"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn lists_random() {
+    run_scripted("lists_random", script_random);
+}
+
 #[test]
 fn lists_push_pop() {
     run_scripted("lists_push_pop", script_push_pop);

@@ -107,28 +107,29 @@ fn create(ctx: &mut Ctx, key: &[u8], l: List) {
     ctx.db().set(key, Value::List(Box::new(l)), 0, now);
 }
 
-/// Pops up to `count` elements from one end (`None`: one, the plain POP
-/// shape), deleting the key when it empties. Allocates only the popped values.
+/// Pops up to `count` elements from one end as owned values (for hops, which
+/// return data to the coordinator), deleting the key when it empties.
 fn pop_key(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<Vec<Vec<u8>>> {
     let now = ctx.now;
     let db = ctx.db();
     let (vals, empty) = {
         let Some(mut e) = db.lookup_write(key, now) else { return Found::Missing };
-        if !is_list(&e.val) {
-            return Found::WrongType;
-        }
-        let Value::List(l) = &e.val else { return Found::WrongType };
-        if l.is_empty() {
-            return Found::Missing;
+        match &e.val {
+            Value::List(l) if l.is_empty() => return Found::Missing,
+            Value::List(_) => {}
+            _ => return Found::WrongType,
         }
         let Some(l) = list_of(&mut e) else { return Found::WrongType };
         let n = count.min(l.len());
-        let mut vals = Vec::with_capacity(n);
-        for _ in 0..n {
-            if let Some(v) = l.pop(left) {
-                vals.push(v);
-            }
-        }
+        let vals: Vec<Vec<u8>> = if left {
+            let v = l.iter().take(n).map(|x| x.to_vec()).collect();
+            l.remove_front(n);
+            v
+        } else {
+            let v = l.iter_rev().take(n).map(|x| x.to_vec()).collect();
+            l.remove_back(n);
+            v
+        };
         (vals, l.is_empty())
     };
     if empty {
@@ -776,23 +777,24 @@ async fn lmpop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
         let (left, count) = (m.left, m.count);
         let r = tx
             .hop(shard, move |ctx: &mut Ctx| {
+                // Err: a wrong-typed key came first; Ok(Some): (key index, popped).
                 for (n, k) in keys.iter().enumerate() {
                     match pop_key(ctx, k, left, count) {
                         Found::Missing => continue,
-                        Found::WrongType => return Some((n, Found::WrongType)),
-                        f => return Some((n, f)),
+                        Found::WrongType => return Err(()),
+                        Found::List(v) => return Ok(Some((n, v))),
                     }
                 }
-                None
+                Ok(None)
             })
             .await?;
         match r {
-            None => {}
-            Some((_, Found::WrongType)) | Some((_, Found::Missing)) => {
+            Ok(None) => {}
+            Err(()) => {
                 out.error(err::WRONGTYPE);
                 return Ok(());
             }
-            Some((n, Found::List(vals))) => {
+            Ok(Some((n, vals))) => {
                 reply_key_elems(out, args.get(i + n), &vals);
                 return Ok(());
             }

@@ -94,7 +94,19 @@ impl Node {
         self.count == 0 || self.buf.len() + add <= NODE_BYTES
     }
 
+    /// Room for `add` more bytes, growing by doubling but never past the node
+    /// budget (plain doubling would leave up to half of a full node unused).
+    #[inline]
+    fn reserve(&mut self, add: usize) {
+        let need = self.buf.len() + add;
+        if need > self.buf.capacity() {
+            let target = (self.buf.capacity() * 2).clamp(need, NODE_BYTES.max(need));
+            self.buf.reserve_exact(target - self.buf.len());
+        }
+    }
+
     fn push_back(&mut self, e: &[u8]) {
+        self.reserve(entry_size(e.len()));
         encode_into(&mut self.buf, e);
         self.count += 1;
     }
@@ -103,6 +115,7 @@ impl Node {
         let mut tmp = [0u8; 10];
         let k = varint(e.len(), &mut tmp);
         let total = 2 * k + e.len();
+        self.reserve(total);
         let old = self.buf.len();
         self.buf.resize(old + total, 0);
         self.buf.copy_within(0..old, total);
@@ -645,6 +658,9 @@ mod tests {
         }
         let bytes: usize = l.nodes.iter().map(|n| n.buf.len()).sum();
         assert_eq!(bytes, 10000 * 7);
+        // Full nodes do not carry doubling slack.
+        let cap: usize = l.nodes.iter().map(|n| n.buf.capacity()).sum();
+        assert!(cap <= bytes + NODE_BYTES, "{cap} bytes allocated for {bytes}");
         assert_eq!(l.encoding(), "quicklist");
     }
 }
