@@ -738,6 +738,7 @@ mod tests {
             subs: Vec::new(),
             id: 0,
             other_db: None,
+            wide: None,
             specs: &EMPTY,
         };
         check_registered(std::iter::once(&c));

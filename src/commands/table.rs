@@ -409,22 +409,17 @@ pub fn parse_timeout(arg: &[u8], now_ms: u64, out: &mut Reply) -> Option<u64> {
         out.error("ERR timeout is not a float or out of range");
         return None;
     };
-    let ms = secs * 1000.0;
-    if ms > i64::MAX as f64 {
-        out.error("ERR timeout is out of range");
-        return None;
-    }
-    let ms = ms.ceil() as i64;
-    if ms < 0 {
+    // (long long) ceill(secs * 1000): out of range converts to LLONG_MIN on
+    // x86, which Redis then reports as negative.
+    let ms = (secs * 1000.0).ceil();
+    if !(ms >= 0.0 && ms < i64::MAX as f64) {
         out.error("ERR timeout is negative");
         return None;
     }
+    let ms = ms as u64;
     if ms == 0 {
         return Some(0);
     }
-    if ms > i64::MAX - now_ms as i64 {
-        out.error("ERR timeout is out of range");
-        return None;
-    }
-    Some(now_ms + ms as u64)
+    // Redis adds the clock without a check; a deadline past the end of time blocks.
+    Some(now_ms.saturating_add(ms))
 }

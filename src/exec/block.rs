@@ -401,8 +401,10 @@ pub async fn run(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize
                 return;
             }
             Some(Wake::Unblocked { error: false }) | None => {
+                // A client that really blocked gets a null array on timeout,
+                // the moves too (replyToBlockedClientTimedOut).
                 if !shared.killed.get() {
-                    super::block_timeout_reply(cmd, out);
+                    out.null_array();
                 }
                 return;
             }

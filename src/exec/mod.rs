@@ -154,8 +154,9 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
     s.after_write();
 }
 
-/// The reply of a blocking command whose timeout passed: a null bulk for the
-/// moves (BLMOVE, BRPOPLPUSH), a null array for the pops.
+/// The reply of a blocking command that could not block (a forwarded batch,
+/// MULTI, a script) and found nothing: a null bulk for the moves (BLMOVE,
+/// BRPOPLPUSH), a null array for the pops.
 pub fn block_timeout_reply(cmd: &Command, out: &mut Reply) {
     if matches!(cmd.meta.name, "blmove" | "brpoplpush") {
         out.null();
