@@ -1,5 +1,914 @@
-//! The zsets family (Redis 7.0's t_zset.c). To be filled in.
+//! The sorted-set family, mirroring Redis 7.0.15's t_zset.c: argument
+//! parsing order, error texts, reply shapes (RESP2 flat WITHSCORES arrays,
+//! RESP3 [member, double] pairs) and encoding transitions.
+//!
+//! Multi-key commands whose keys may live on several shards (ZUNION, ZINTER,
+//! ZDIFF and their STORE forms, ZINTERCARD, ZRANGESTORE, ZMPOP) are plans:
+//! the inputs are fetched where they live, the result is computed on the
+//! coordinator and stored on the destination's shard.
 
-use super::table::Table;
+use super::table::{Ctx, Table};
+use crate::keyspace::types::zset::{AddFlags, AddOutcome, Limits, ZSet};
+use crate::keyspace::Value;
+use crate::protocol::reply::err;
+use crate::protocol::{Args, Reply};
+use crate::util::num::{string2d, string2ll};
 
-pub fn register(_t: &mut Table) {}
+pub fn register(t: &mut Table) {
+    t.keyed("zadd", zadd);
+    t.keyed("zincrby", zincrby);
+    t.keyed("zrem", zrem);
+    t.keyed("zcard", zcard);
+    t.keyed("zscore", zscore);
+    t.keyed("zmscore", zmscore);
+    t.keyed("zcount", zcount);
+    t.keyed("zlexcount", zlexcount);
+    t.keyed("zrank", zrank);
+    t.keyed("zrevrank", zrevrank);
+    t.keyed("zrange", zrange);
+    t.keyed("zrevrange", zrevrange);
+    t.keyed("zrangebyscore", zrangebyscore);
+    t.keyed("zrevrangebyscore", zrevrangebyscore);
+    t.keyed("zrangebylex", zrangebylex);
+    t.keyed("zrevrangebylex", zrevrangebylex);
+    t.keyed("zpopmin", zpopmin);
+    t.keyed("zpopmax", zpopmax);
+    t.keyed("zremrangebyrank", zremrangebyrank);
+    t.keyed("zremrangebyscore", zremrangebyscore);
+    t.keyed("zremrangebylex", zremrangebylex);
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// The argument as C sees it (`char *` stops at the first NUL), for option names.
+#[inline]
+fn cstr(b: &[u8]) -> &[u8] {
+    match memchr::memchr(0, b) {
+        Some(z) => &b[..z],
+        None => b,
+    }
+}
+
+#[inline]
+fn opt_is(arg: &[u8], word: &str) -> bool {
+    cstr(arg).eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// C `strtod` over a NUL-terminated copy, requiring it to consume the whole
+/// C string (zslParseRange: leading spaces and "" are accepted, NaN is not).
+fn strtod_c(s: &[u8]) -> Option<f64> {
+    let s = cstr(s);
+    let mut buf = Vec::with_capacity(s.len() + 1);
+    buf.extend_from_slice(s);
+    buf.push(0);
+    let start = buf.as_ptr() as *const libc::c_char;
+    let mut end: *mut libc::c_char = std::ptr::null_mut();
+    // SAFETY: `buf` is NUL-terminated and lives across the call.
+    let v = unsafe { libc::strtod(start, &mut end) };
+    let consumed = (end as usize).wrapping_sub(start as usize);
+    (consumed == s.len() && !v.is_nan()).then_some(v)
+}
+
+/// getLongFromObjectOrReply.
+fn parse_long(arg: &[u8], out: &mut Reply) -> Option<i64> {
+    let v = string2ll(arg);
+    if v.is_none() {
+        out.error(err::NOT_INT);
+    }
+    v
+}
+
+/// getRangeLongFromObjectOrReply with a message for both failures.
+fn parse_range_long(arg: &[u8], min: i64, out: &mut Reply, msg: &str) -> Option<i64> {
+    match string2ll(arg) {
+        Some(v) if v >= min => Some(v),
+        _ => {
+            out.error(msg);
+            None
+        }
+    }
+}
+
+/// Borrow the sorted set of an entry's value; Err on another type.
+#[inline]
+fn as_zset(v: &Value) -> Result<&ZSet, ()> {
+    match v {
+        Value::ZSet(z) => Ok(z),
+        _ => Err(()),
+    }
+}
+
+/// The reply header of `n` elements, with or without scores.
+#[inline]
+fn elems_header(out: &mut Reply, n: usize, withscores: bool) {
+    out.array_len(if withscores && !out.resp3 { n * 2 } else { n });
+}
+
+/// One element of a WITHSCORES-able reply.
+#[inline]
+fn elem(out: &mut Reply, m: &[u8], s: f64, withscores: bool) {
+    if withscores && out.resp3 {
+        out.array_len(2);
+    }
+    out.bulk(m);
+    if withscores {
+        out.double(s);
+    }
+}
+
+/// A (score, member) list as ZRANGE / ZUNION reply it.
+fn reply_elems<'a>(out: &mut Reply, n: usize, it: impl Iterator<Item = (f64, &'a [u8])>, withscores: bool) {
+    elems_header(out, n, withscores);
+    for (s, m) in it {
+        elem(out, m, s, withscores);
+    }
+}
+
+/// Stores `z` at `key` (or deletes the key when it is empty), as the STORE
+/// commands' setKey / dbDelete.
+#[allow(dead_code)] // used by the STORE plans
+fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet) {
+    let now = ctx.now;
+    let db = ctx.db();
+    if z.is_empty() {
+        db.remove(key);
+    } else {
+        db.set(key, Value::ZSet(Box::new(z)), 0, now);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Ranges
+// ---------------------------------------------------------------------------
+
+/// zrangespec.
+#[derive(Clone, Copy, Debug)]
+struct ScoreRange {
+    min: f64,
+    max: f64,
+    minex: bool,
+    maxex: bool,
+}
+
+impl ScoreRange {
+    /// zslParseRange.
+    fn parse(min: &[u8], max: &[u8]) -> Option<ScoreRange> {
+        let one = |b: &[u8]| -> Option<(f64, bool)> {
+            if b.first() == Some(&b'(') {
+                Some((strtod_c(&b[1..])?, true))
+            } else {
+                Some((strtod_c(b)?, false))
+            }
+        };
+        let (min, minex) = one(min)?;
+        let (max, maxex) = one(max)?;
+        Some(ScoreRange { min, max, minex, maxex })
+    }
+    fn gte_min(&self, v: f64) -> bool {
+        if self.minex {
+            v > self.min
+        } else {
+            v >= self.min
+        }
+    }
+    fn lte_max(&self, v: f64) -> bool {
+        if self.maxex {
+            v < self.max
+        } else {
+            v <= self.max
+        }
+    }
+    /// The ranks [lo, hi) of the elements in range.
+    fn ranks(&self, z: &ZSet) -> (usize, usize) {
+        let lo = z.count_while(|s, _| !self.gte_min(s));
+        let hi = z.count_while(|s, _| self.lte_max(s));
+        (lo, hi.max(lo))
+    }
+}
+
+/// One end of a zlexrangespec.
+#[derive(Clone, Debug)]
+enum LexBound {
+    NegInf,
+    PosInf,
+    Val(Vec<u8>, bool),
+}
+
+#[derive(Clone, Debug)]
+struct LexRange {
+    min: LexBound,
+    max: LexBound,
+}
+
+impl LexRange {
+    /// zslParseLexRangeItem for both ends.
+    fn parse(min: &[u8], max: &[u8]) -> Option<LexRange> {
+        let one = |b: &[u8]| -> Option<LexBound> {
+            match b.first() {
+                Some(b'+') if cstr(b).len() == 1 => Some(LexBound::PosInf),
+                Some(b'-') if cstr(b).len() == 1 => Some(LexBound::NegInf),
+                Some(b'(') => Some(LexBound::Val(b[1..].to_vec(), true)),
+                Some(b'[') => Some(LexBound::Val(b[1..].to_vec(), false)),
+                _ => None,
+            }
+        };
+        Some(LexRange {
+            min: one(min)?,
+            max: one(max)?,
+        })
+    }
+    fn gte_min(&self, m: &[u8]) -> bool {
+        match &self.min {
+            LexBound::NegInf => true,
+            LexBound::PosInf => false,
+            LexBound::Val(b, ex) => {
+                if *ex {
+                    m > &b[..]
+                } else {
+                    m >= &b[..]
+                }
+            }
+        }
+    }
+    fn lte_max(&self, m: &[u8]) -> bool {
+        match &self.max {
+            LexBound::PosInf => true,
+            LexBound::NegInf => false,
+            LexBound::Val(b, ex) => {
+                if *ex {
+                    m < &b[..]
+                } else {
+                    m <= &b[..]
+                }
+            }
+        }
+    }
+    fn ranks(&self, z: &ZSet) -> (usize, usize) {
+        let lo = z.count_while(|_, m| !self.gte_min(m));
+        let hi = z.count_while(|_, m| self.lte_max(m));
+        (lo, hi.max(lo))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeType {
+    Auto,
+    Rank,
+    Score,
+    Lex,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Auto,
+    Forward,
+    Reverse,
+}
+
+#[derive(Clone, Debug)]
+enum RangeKind {
+    Rank(i64, i64),
+    Score(ScoreRange),
+    Lex(LexRange),
+}
+
+/// A parsed ZRANGE-family request.
+#[derive(Clone, Debug)]
+struct RangeReq {
+    kind: RangeKind,
+    rev: bool,
+    withscores: bool,
+    offset: i64,
+    limit: i64,
+}
+
+impl RangeReq {
+    /// The selection as (start, count) in the iteration direction: ranks
+    /// from the front, or from the back when `rev`.
+    fn select(&self, z: &ZSet) -> (usize, usize) {
+        let len = z.len() as i64;
+        let (lo, hi) = match &self.kind {
+            RangeKind::Rank(start, end) => {
+                let (mut start, mut end) = (*start, *end);
+                if start < 0 {
+                    start += len;
+                }
+                if end < 0 {
+                    end += len;
+                }
+                if start < 0 {
+                    start = 0;
+                }
+                if start > end || start >= len {
+                    return (0, 0);
+                }
+                if end >= len {
+                    end = len - 1;
+                }
+                return (start as usize, (end - start + 1) as usize);
+            }
+            RangeKind::Score(r) => r.ranks(z),
+            RangeKind::Lex(r) => r.ranks(z),
+        };
+        // LIMIT: a negative offset skips everything, a negative count means all.
+        if self.offset < 0 {
+            return (0, 0);
+        }
+        let avail = (hi - lo) as u64;
+        let off = (self.offset as u64).min(avail);
+        let n = avail - off;
+        let n = if self.limit < 0 { n } else { n.min(self.limit as u64) };
+        let start = if self.rev { z.len() - hi } else { lo };
+        (start + off as usize, n as usize)
+    }
+}
+
+/// zrangeGenericCommand's parsing (Step 1 and 2); errors are replied.
+fn parse_zrange(args: &Args, argc_start: usize, store: bool, mut rt: RangeType, mut dir: Direction, out: &mut Reply) -> Option<RangeReq> {
+    let mut minidx = argc_start + 1;
+    let mut maxidx = argc_start + 2;
+    let mut withscores = false;
+    let (mut offset, mut limit) = (0i64, -1i64);
+    let argc = args.len();
+    let mut j = argc_start + 3;
+    while j < argc {
+        let a = args.get(j);
+        let left = argc - j - 1;
+        if !store && opt_is(a, "withscores") {
+            withscores = true;
+        } else if opt_is(a, "limit") && left >= 2 {
+            offset = parse_long(args.get(j + 1), out)?;
+            limit = parse_long(args.get(j + 2), out)?;
+            j += 2;
+        } else if dir == Direction::Auto && opt_is(a, "rev") {
+            dir = Direction::Reverse;
+        } else if rt == RangeType::Auto && opt_is(a, "bylex") {
+            rt = RangeType::Lex;
+        } else if rt == RangeType::Auto && opt_is(a, "byscore") {
+            rt = RangeType::Score;
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+        j += 1;
+    }
+    if rt == RangeType::Auto {
+        rt = RangeType::Rank;
+    }
+    let rev = dir == Direction::Reverse;
+    // Redis tests `opt_limit != -1` only: "LIMIT 5 -1" passes as no limit.
+    if limit != -1 && rt == RangeType::Rank {
+        out.error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+        return None;
+    }
+    if withscores && rt == RangeType::Lex {
+        out.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+        return None;
+    }
+    if rev && rt != RangeType::Rank {
+        std::mem::swap(&mut minidx, &mut maxidx);
+    }
+    let kind = match rt {
+        RangeType::Auto | RangeType::Rank => {
+            let s = parse_long(args.get(minidx), out)?;
+            let e = parse_long(args.get(maxidx), out)?;
+            RangeKind::Rank(s, e)
+        }
+        RangeType::Score => match ScoreRange::parse(args.get(minidx), args.get(maxidx)) {
+            Some(r) => RangeKind::Score(r),
+            None => {
+                out.error("ERR min or max is not a float");
+                return None;
+            }
+        },
+        RangeType::Lex => match LexRange::parse(args.get(minidx), args.get(maxidx)) {
+            Some(r) => RangeKind::Lex(r),
+            None => {
+                out.error("ERR min or max not valid string range item");
+                return None;
+            }
+        },
+    };
+    Some(RangeReq {
+        kind,
+        rev,
+        withscores: withscores || store,
+        offset,
+        limit,
+    })
+}
+
+fn zrange_generic(ctx: &mut Ctx, args: Args, rt: RangeType, dir: Direction, out: &mut Reply) {
+    let Some(req) = parse_zrange(&args, 1, false, rt, dir, out) else { return };
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.array_len(0) };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    let (start, n) = req.select(z);
+    reply_elems(out, n, z.range(start, n, req.rev), req.withscores);
+}
+
+fn zrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Auto, Direction::Auto, out)
+}
+fn zrevrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Rank, Direction::Reverse, out)
+}
+fn zrangebyscore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Score, Direction::Forward, out)
+}
+fn zrevrangebyscore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Score, Direction::Reverse, out)
+}
+fn zrangebylex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Lex, Direction::Forward, out)
+}
+fn zrevrangebylex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrange_generic(ctx, args, RangeType::Lex, Direction::Reverse, out)
+}
+
+// ---------------------------------------------------------------------------
+// ZADD / ZINCRBY / ZREM
+// ---------------------------------------------------------------------------
+
+/// zaddGenericCommand.
+fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
+    let argc = args.len();
+    let mut ch = false;
+    let mut si = 2;
+    while si < argc {
+        let o = args.get(si);
+        if opt_is(o, "nx") {
+            f.nx = true;
+        } else if opt_is(o, "xx") {
+            f.xx = true;
+        } else if opt_is(o, "ch") {
+            ch = true;
+        } else if opt_is(o, "incr") {
+            f.incr = true;
+        } else if opt_is(o, "gt") {
+            f.gt = true;
+        } else if opt_is(o, "lt") {
+            f.lt = true;
+        } else {
+            break;
+        }
+        si += 1;
+    }
+    let elements = argc - si;
+    if !elements.is_multiple_of(2) || elements == 0 {
+        return out.error(err::SYNTAX);
+    }
+    let elements = elements / 2;
+    if f.nx && f.xx {
+        return out.error("ERR XX and NX options at the same time are not compatible");
+    }
+    if (f.nx && (f.gt || f.lt)) || (f.gt && f.lt) {
+        return out.error("ERR GT, LT, and/or NX options at the same time are not compatible");
+    }
+    if f.incr && elements > 1 {
+        return out.error("ERR INCR option supports a single increment-element pair");
+    }
+    let mut scores: smallvec_scores::Scores = Default::default();
+    for j in 0..elements {
+        match string2d(args.get(si + j * 2)) {
+            Some(s) => scores.push(s),
+            None => return out.error(err::NOT_FLOAT),
+        }
+    }
+    let key = args.get(1);
+    let now = ctx.now;
+    let lim = Limits::from_config();
+    let db = ctx.db();
+    let pairs = || (0..elements).map(|j| (scores.get(j), args.get(si + 1 + j * 2)));
+    let (mut added, mut updated, mut processed) = (0i64, 0i64, 0i64);
+    let mut last = 0.0;
+    let mut nan = false;
+    let mut tally = |o: AddOutcome| -> bool {
+        match o {
+            AddOutcome::Added(v) => {
+                added += 1;
+                processed += 1;
+                last = v;
+            }
+            AddOutcome::Updated(v) => {
+                updated += 1;
+                processed += 1;
+                last = v;
+            }
+            AddOutcome::Unchanged(v) => {
+                processed += 1;
+                last = v;
+            }
+            AddOutcome::Nop => {}
+            AddOutcome::Nan => {
+                nan = true;
+                return false;
+            }
+        }
+        true
+    };
+    let found = db.lookup_write(key, now);
+    match found {
+        Some(mut e) => {
+            let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+            // Only a real change may fire the write hook (signalModifiedKey);
+            // without one the state never moves, so a dry run is exact.
+            if pairs().any(|(s, m)| would_change(z, s, m, f)) {
+                if let Value::ZSet(z) = e.val_mut() {
+                    for (s, m) in pairs() {
+                        if !tally(z.add(s, m, f, lim)) {
+                            break;
+                        }
+                    }
+                }
+            } else {
+                for (s, m) in pairs() {
+                    if !tally(dry_add(z, s, m, f)) {
+                        break;
+                    }
+                }
+            }
+        }
+        None => {
+            drop(found);
+            if f.xx {
+                return if f.incr { out.null() } else { out.int(0) };
+            }
+            let first = args.get(si + 1);
+            let mut z = ZSet::new(lim.entries == 0 || lim.value < first.len());
+            for (s, m) in pairs() {
+                if !tally(z.add(s, m, f, lim)) {
+                    break;
+                }
+            }
+            if !z.is_empty() {
+                db.set(key, Value::ZSet(Box::new(z)), 0, now);
+            }
+        }
+    }
+    if nan {
+        return out.error("ERR resulting score is not a number (NaN)");
+    }
+    if f.incr {
+        if processed > 0 {
+            out.double(last)
+        } else {
+            out.null()
+        }
+    } else {
+        out.int(if ch { added + updated } else { added })
+    }
+}
+
+/// What zsetAdd of (s, m) answers when it changes nothing.
+fn dry_add(z: &ZSet, s: f64, m: &[u8], f: AddFlags) -> AddOutcome {
+    match z.score(m) {
+        None => AddOutcome::Nop,
+        Some(cur) => {
+            if f.nx {
+                return AddOutcome::Nop;
+            }
+            let new = if f.incr { s + cur } else { s };
+            if (f.lt && new >= cur) || (f.gt && new <= cur) {
+                AddOutcome::Nop
+            } else {
+                AddOutcome::Unchanged(new)
+            }
+        }
+    }
+}
+
+/// Whether zsetAdd of (s, m) would add or change something in `z`.
+fn would_change(z: &ZSet, s: f64, m: &[u8], f: AddFlags) -> bool {
+    match z.score(m) {
+        None => !f.xx,
+        Some(cur) => {
+            if f.nx {
+                return false;
+            }
+            let new = if f.incr { s + cur } else { s };
+            if new.is_nan() {
+                return true;
+            }
+            !((f.lt && new >= cur) || (f.gt && new <= cur)) && new != cur
+        }
+    }
+}
+
+/// The parsed scores of one ZADD (usually a handful; no allocation up to 8).
+mod smallvec_scores {
+    #[derive(Default)]
+    pub struct Scores {
+        inline: [f64; 8],
+        n: usize,
+        heap: Vec<f64>,
+    }
+    impl Scores {
+        pub fn push(&mut self, v: f64) {
+            if self.n < 8 {
+                self.inline[self.n] = v;
+            } else {
+                self.heap.push(v);
+            }
+            self.n += 1;
+        }
+        pub fn get(&self, i: usize) -> f64 {
+            if i < 8 {
+                self.inline[i]
+            } else {
+                self.heap[i - 8]
+            }
+        }
+    }
+}
+
+fn zadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zadd_generic(ctx, args, AddFlags::default(), out)
+}
+
+fn zincrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zadd_generic(
+        ctx,
+        args,
+        AddFlags {
+            incr: true,
+            ..Default::default()
+        },
+        out,
+    )
+}
+
+fn zrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let key = args.get(1);
+    let now = ctx.now;
+    let db = ctx.db();
+    let mut deleted = 0;
+    let emptied;
+    {
+        let Some(mut e) = db.lookup_write(key, now) else { return out.int(0) };
+        let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+        if !(2..args.len()).any(|j| z.score(args.get(j)).is_some()) {
+            return out.int(0);
+        }
+        let Value::ZSet(z) = e.val_mut() else { return };
+        for j in 2..args.len() {
+            if z.remove(args.get(j)).is_some() {
+                deleted += 1;
+            }
+            if z.is_empty() {
+                break;
+            }
+        }
+        emptied = z.is_empty();
+    }
+    if emptied {
+        db.remove(key);
+    }
+    out.int(deleted);
+}
+
+// ---------------------------------------------------------------------------
+// Reads
+// ---------------------------------------------------------------------------
+
+fn zcard(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match ctx.lookup_read(args.get(1)) {
+        None => out.int(0),
+        Some(e) => match as_zset(&e.val) {
+            Ok(z) => out.int(z.len() as i64),
+            Err(()) => out.error(err::WRONGTYPE),
+        },
+    }
+}
+
+fn zscore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.null() };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    match z.score(args.get(2)) {
+        Some(s) => out.double(s),
+        None => out.null(),
+    }
+}
+
+fn zmscore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let z = match ctx.lookup_read(args.get(1)) {
+        None => None,
+        Some(e) => match as_zset(&e.val) {
+            Ok(z) => Some(z),
+            Err(()) => return out.error(err::WRONGTYPE),
+        },
+    };
+    out.array_len(args.len() - 2);
+    for j in 2..args.len() {
+        match z.and_then(|z| z.score(args.get(j))) {
+            Some(s) => out.double(s),
+            None => out.null(),
+        }
+    }
+}
+
+fn zcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(r) = ScoreRange::parse(args.get(2), args.get(3)) else {
+        return out.error("ERR min or max is not a float");
+    };
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.int(0) };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    let (lo, hi) = r.ranks(z);
+    out.int((hi - lo) as i64);
+}
+
+fn zlexcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(r) = LexRange::parse(args.get(2), args.get(3)) else {
+        return out.error("ERR min or max not valid string range item");
+    };
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.int(0) };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    let (lo, hi) = r.ranks(z);
+    out.int((hi - lo) as i64);
+}
+
+fn zrank_generic(ctx: &mut Ctx, args: Args, rev: bool, out: &mut Reply) {
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.null() };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    match z.rank(args.get(2)) {
+        Some(r) => out.int(if rev { (z.len() - 1 - r) as i64 } else { r as i64 }),
+        None => out.null(),
+    }
+}
+
+fn zrank(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrank_generic(ctx, args, false, out)
+}
+fn zrevrank(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zrank_generic(ctx, args, true, out)
+}
+
+// ---------------------------------------------------------------------------
+// ZREMRANGEBY*
+// ---------------------------------------------------------------------------
+
+enum RemRange {
+    Rank(i64, i64),
+    Score(ScoreRange),
+    Lex(LexRange),
+}
+
+/// zremrangeGenericCommand.
+fn zremrange(ctx: &mut Ctx, args: Args, r: RemRange, out: &mut Reply) {
+    let key = args.get(1);
+    let now = ctx.now;
+    let db = ctx.db();
+    let deleted;
+    let emptied;
+    {
+        let Some(mut e) = db.lookup_write(key, now) else { return out.int(0) };
+        let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+        let (lo, hi) = match &r {
+            RemRange::Rank(start, end) => {
+                let llen = z.len() as i64;
+                let (mut start, mut end) = (*start, *end);
+                if start < 0 {
+                    start += llen;
+                }
+                if end < 0 {
+                    end += llen;
+                }
+                if start < 0 {
+                    start = 0;
+                }
+                if start > end || start >= llen {
+                    return out.int(0);
+                }
+                if end >= llen {
+                    end = llen - 1;
+                }
+                (start as usize, end as usize + 1)
+            }
+            RemRange::Score(r) => r.ranks(z),
+            RemRange::Lex(r) => r.ranks(z),
+        };
+        if lo >= hi {
+            return out.int(0);
+        }
+        let Value::ZSet(z) = e.val_mut() else { return };
+        deleted = z.remove_ranks(lo, hi);
+        emptied = z.is_empty();
+    }
+    if emptied {
+        db.remove(key);
+    }
+    out.int(deleted as i64);
+}
+
+fn zremrangebyrank(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(s) = parse_long(args.get(2), out) else { return };
+    let Some(e) = parse_long(args.get(3), out) else { return };
+    zremrange(ctx, args, RemRange::Rank(s, e), out)
+}
+
+fn zremrangebyscore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match ScoreRange::parse(args.get(2), args.get(3)) {
+        Some(r) => zremrange(ctx, args, RemRange::Score(r), out),
+        None => out.error("ERR min or max is not a float"),
+    }
+}
+
+fn zremrangebylex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    match LexRange::parse(args.get(2), args.get(3)) {
+        Some(r) => zremrange(ctx, args, RemRange::Lex(r), out),
+        None => out.error("ERR min or max not valid string range item"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ZPOPMIN / ZPOPMAX (and the pop shared with ZMPOP and the blocking forms)
+// ---------------------------------------------------------------------------
+
+/// How a pop replies (genericZpopCommand's use_nested_array / emitkey).
+#[allow(dead_code)] // the blocking forms use the other shapes
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PopShape {
+    /// ZPOPMIN/ZPOPMAX: flat in RESP2 (or without COUNT), pairs in RESP3 with COUNT.
+    Plain { nested: bool },
+    /// BZPOPMIN/BZPOPMAX: [key, member, score].
+    WithKey,
+    /// ZMPOP/BZMPOP: [key, [[member, score], ...]].
+    Nested,
+}
+
+/// Pops up to `count` elements from the non-empty zset at `key` and replies.
+fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: usize, shape: PopShape, out: &mut Reply) {
+    let now = ctx.now;
+    let db = ctx.db();
+    let emptied;
+    {
+        let Some(mut e) = db.lookup_write(key, now) else { return };
+        let Value::ZSet(z) = e.val_mut() else { return };
+        let n = count.min(z.len());
+        match shape {
+            PopShape::Plain { nested: false } => out.array_len(n * 2),
+            PopShape::Plain { nested: true } => out.array_len(n),
+            PopShape::WithKey => {
+                out.array_len(n * 2 + 1);
+                out.bulk(key);
+            }
+            PopShape::Nested => {
+                out.array_len(2);
+                out.bulk(key);
+                out.array_len(n);
+            }
+        }
+        let nested = matches!(shape, PopShape::Plain { nested: true } | PopShape::Nested);
+        for _ in 0..n {
+            let rank = if max { z.len() - 1 } else { 0 };
+            let (s, m) = z.pop_at(rank);
+            if nested {
+                out.array_len(2);
+            }
+            out.bulk(&m);
+            out.double(s);
+        }
+        emptied = z.is_empty();
+    }
+    if emptied {
+        db.remove(key);
+    }
+}
+
+/// zpopMinMaxCommand.
+fn zpop(ctx: &mut Ctx, args: Args, max: bool, out: &mut Reply) {
+    if args.len() > 3 {
+        return out.error(err::SYNTAX);
+    }
+    let mut count: i64 = -1;
+    if args.len() == 3 {
+        match parse_range_long(args.get(2), 0, out, "ERR value is out of range, must be positive") {
+            Some(c) => count = c,
+            None => return,
+        }
+    }
+    let nested = out.resp3 && count != -1;
+    let key = args.get(1);
+    let now = ctx.now;
+    match ctx.db().lookup_write(key, now) {
+        None => return out.array_len(0),
+        Some(e) => {
+            if as_zset(&e.val).is_err() {
+                return out.error(err::WRONGTYPE);
+            }
+        }
+    }
+    if count == 0 {
+        return out.array_len(0);
+    }
+    let count = if count == -1 { 1 } else { count as usize };
+    pop_from(ctx, key, max, count, PopShape::Plain { nested }, out);
+}
+
+fn zpopmin(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zpop(ctx, args, false, out)
+}
+fn zpopmax(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    zpop(ctx, args, true, out)
+}
