@@ -263,6 +263,175 @@ fn script_encoding(d: &mut Diff) {
     d.ss(&["ZADD e4 1 a", "OBJECT ENCODING e4", "TYPE e4", "ZPOPMIN e4", "TYPE e4"]);
 }
 
+/// Multi-key commands; "a"/"b" and "c"/"d" live on different shards.
+fn script_multi(d: &mut Diff) {
+    d.ss(&[
+        "ZADD a 1 x 2 y 3 z",
+        "ZADD b 10 y 20 z 30 w",
+        "ZADD c 0.1 x 0.2 w",
+        "SET str v",
+        "ZUNION 2 a b",
+        "ZUNION 2 a b WITHSCORES",
+        "ZUNION 3 a b c WITHSCORES AGGREGATE MIN",
+        "ZUNION 3 a b c WITHSCORES AGGREGATE MAX WEIGHTS 1 2 3",
+        "ZUNION 2 a b WEIGHTS 1 inf WITHSCORES",
+        "ZUNION 2 a b WEIGHTS 1 -inf AGGREGATE SUM WITHSCORES",
+        "ZUNION 2 a nokey WITHSCORES",
+        "ZUNION 2 a b WEIGHTS 1",
+        "ZUNION 2 a b WEIGHTS 1 x",
+        "ZUNION 2 a b AGGREGATE foo",
+        "ZUNION 2 a b AGGREGATE",
+        "ZUNION 2 a b FOO",
+        "ZUNION 0 a",
+        "ZUNION -1 a",
+        "ZUNION x a",
+        "ZUNION 3 a b",
+        "ZUNION 2 a str",
+        "ZUNION 2 a str FOO",
+        "ZINTER 2 a b",
+        "ZINTER 2 a b WITHSCORES",
+        "ZINTER 2 a b WITHSCORES AGGREGATE MAX WEIGHTS 2 0.5",
+        "ZINTER 3 a b c",
+        "ZINTER 2 a a WITHSCORES",
+        "ZINTER 2 a nokey",
+        "ZINTER 2 str a",
+        "ZINTER 0 a",
+        "ZDIFF 2 a b",
+        "ZDIFF 2 a b WITHSCORES",
+        "ZDIFF 3 a b c WITHSCORES",
+        "ZDIFF 1 a",
+        "ZDIFF 2 nokey a",
+        "ZDIFF 2 a b WEIGHTS 1 2",
+        "ZDIFF 2 a b AGGREGATE SUM",
+        "ZDIFF 0 a",
+        "ZINTERCARD 2 a b",
+        "ZINTERCARD 2 a b LIMIT 1",
+        "ZINTERCARD 2 a b LIMIT 0",
+        "ZINTERCARD 2 a b LIMIT -1",
+        "ZINTERCARD 2 a b LIMIT x",
+        "ZINTERCARD 2 a b WITHSCORES",
+        "ZINTERCARD 0 a",
+        "ZINTERCARD 2 a str",
+        "ZINTERCARD 1 nokey",
+        "ZUNIONSTORE d 2 a b",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "OBJECT ENCODING d",
+        "ZUNIONSTORE d 2 a b WITHSCORES",
+        "ZINTERSTORE d 2 a b WEIGHTS 1 2 AGGREGATE MIN",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "ZINTERSTORE d 2 a c",
+        "EXISTS d",
+        "ZDIFFSTORE d 2 a c",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "ZDIFFSTORE d 2 a a",
+        "EXISTS d",
+        "SET d v",
+        "ZUNIONSTORE d 1 a",
+        "TYPE d",
+        "ZUNIONSTORE d 1 str",
+        "ZUNIONSTORE d 0 a",
+        "ZUNIONSTORE a 2 a b",
+        "ZRANGE a 0 -1 WITHSCORES",
+    ]);
+    // ZRANGESTORE
+    d.ss(&[
+        "ZADD k0 1 a 2 b 3 c 4 d",
+        "ZRANGESTORE k2 k0 0 -1",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        "ZRANGESTORE k2 k0 1 2 REV",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        "ZRANGESTORE k2 k0 (1 +inf BYSCORE LIMIT 1 1",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        "ZRANGESTORE k2 k0 [c - BYLEX REV",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        "ZRANGESTORE k2 k0 0 -1 WITHSCORES",
+        "ZRANGESTORE k2 k0 5 10",
+        "EXISTS k2",
+        "ZRANGESTORE k2 k0 x 1",
+        "ZRANGESTORE k2 nokey 0 -1",
+        "ZRANGESTORE k2 str 0 -1",
+        "ZRANGESTORE str k0 0 0",
+        "TYPE str",
+    ]);
+    // ZMPOP
+    d.ss(&[
+        "ZADD c 5 v",
+        "ZMPOP 1 nokey MIN",
+        "ZMPOP 2 nokey c MIN",
+        "ZMPOP 2 nokey c MAX COUNT 2",
+        "ZMPOP 2 a c MIN COUNT 10",
+        "EXISTS a",
+        "ZMPOP 3 nokey str c MIN",
+        "ZMPOP 0 a MIN",
+        "ZMPOP -1 a MIN",
+        "ZMPOP x a MIN",
+        "ZMPOP 1 a",
+        "ZMPOP 2 a MIN",
+        "ZMPOP 1 a FOO",
+        "ZMPOP 1 a MIN COUNT",
+        "ZMPOP 1 a MIN COUNT 0",
+        "ZMPOP 1 a MIN COUNT x",
+        "ZMPOP 1 a MIN COUNT 1 COUNT 1",
+        "ZMPOP 1 c MAX COUNT 1",
+        "ZMPOP 1 c MAX",
+    ]);
+    // ZRANDMEMBER: only replies that do not depend on randomness
+    d.ss(&[
+        "ZADD r 1 a 2 b 3 c",
+        "ZRANDMEMBER nokey",
+        "ZRANDMEMBER nokey 5",
+        "ZRANDMEMBER r 0",
+        "ZRANDMEMBER r 3 WITHSCORES",
+        "ZRANDMEMBER r 10 WITHSCORES",
+        "ZRANDMEMBER r 10",
+        "ZRANDMEMBER r x",
+        "ZRANDMEMBER r 1 FOO",
+        "ZRANDMEMBER r 1 WITHSCORES x",
+        "ZRANDMEMBER r -9223372036854775808",
+        "ZRANDMEMBER r 9223372036854775807 WITHSCORES",
+        "ZRANDMEMBER str",
+        "ZRANDMEMBER str 1",
+    ]);
+}
+
+#[test]
+fn zsets_multi_key() {
+    assert_keys_span_shards(&["a", "b", "c", "d", "k0", "k2"], SHARDS);
+    run_scripted("zsets_multi_key", script_multi);
+}
+
+#[test]
+fn zrandmember_shapes() {
+    let srv = common::TesseraServer::start(SHARDS, &[]);
+    let mut c = srv.client();
+    c.cmd(&["ZADD", "r", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e", "6", "f", "7", "g"]);
+    let members: Vec<&str> = vec!["a", "b", "c", "d", "e", "f", "g"];
+    for _ in 0..20 {
+        let one = c.cmd_value(&["ZRANDMEMBER", "r"]);
+        assert!(members.contains(&one.as_str().unwrap().as_str()));
+        for n in ["2", "5", "-3", "-20", "1"] {
+            let v = c.cmd_value(&["ZRANDMEMBER", "r", n]);
+            let a = v.as_array().unwrap();
+            let want: usize = n.trim_start_matches('-').parse().unwrap();
+            assert_eq!(a.len(), want);
+            let got: Vec<String> = a.iter().map(|x| x.as_str().unwrap()).collect();
+            assert!(got.iter().all(|g| members.contains(&g.as_str())));
+            if !n.starts_with('-') {
+                let uniq: std::collections::BTreeSet<&String> = got.iter().collect();
+                assert_eq!(uniq.len(), got.len(), "ZRANDMEMBER {n} repeated a member");
+            }
+        }
+        let v = c.cmd_value(&["ZRANDMEMBER", "r", "-4", "WITHSCORES"]);
+        let a = v.as_array().unwrap();
+        assert_eq!(a.len(), 8);
+        for p in a.chunks(2) {
+            let m = p[0].as_str().unwrap();
+            let idx = members.iter().position(|x| *x == m).unwrap();
+            assert_eq!(p[1].as_str().unwrap(), (idx + 1).to_string());
+        }
+    }
+}
+
 #[test]
 fn zsets_basic() {
     run_scripted("zsets_basic", script_basic);

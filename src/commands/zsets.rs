@@ -7,8 +7,9 @@
 //! the inputs are fetched where they live, the result is computed on the
 //! coordinator and stored on the destination's shard.
 
-use super::table::{Ctx, Table};
+use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::types::zset::{AddFlags, AddOutcome, Limits, ZSet};
+use crate::keyspace::types::Set;
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
@@ -36,6 +37,16 @@ pub fn register(t: &mut Table) {
     t.keyed("zremrangebyrank", zremrangebyrank);
     t.keyed("zremrangebyscore", zremrangebyscore);
     t.keyed("zremrangebylex", zremrangebylex);
+    t.plan("zrangestore", ZRANGESTORE);
+    t.plan("zunionstore", ZUNIONSTORE);
+    t.plan("zinterstore", ZINTERSTORE);
+    t.plan("zdiffstore", ZDIFFSTORE);
+    t.plan("zunion", ZUNION);
+    t.plan("zinter", ZINTER);
+    t.plan("zdiff", ZDIFF);
+    t.plan("zintercard", ZINTERCARD);
+    t.plan("zmpop", ZMPOP);
+    t.keyed("zrandmember", zrandmember);
 }
 
 // ---------------------------------------------------------------------------
@@ -128,7 +139,6 @@ fn reply_elems<'a>(out: &mut Reply, n: usize, it: impl Iterator<Item = (f64, &'a
 
 /// Stores `z` at `key` (or deletes the key when it is empty), as the STORE
 /// commands' setKey / dbDelete.
-#[allow(dead_code)] // used by the STORE plans
 fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet) {
     let now = ctx.now;
     let db = ctx.db();
@@ -911,4 +921,445 @@ fn zpopmin(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 fn zpopmax(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     zpop(ctx, args, true, out)
+}
+
+// ---------------------------------------------------------------------------
+// Multi-key plans: inputs fetched where they live, computed here
+// ---------------------------------------------------------------------------
+
+/// One input of ZUNION/ZINTER/ZDIFF as fetched from its shard: its elements
+/// in order (a plain set's members score 1), None when the key is missing.
+type Fetched = Result<Option<Elems>, ()>;
+
+/// Owned (score, member) pairs.
+type Elems = Vec<(f64, Vec<u8>)>;
+
+/// The members of a SET input, each scoring 1 as zuiNext gives them. The set
+/// type is not filled in yet, so a set reads as empty; wire this to the set's
+/// iterator once it exists.
+fn set_input(_s: &Set) -> Vec<(f64, Vec<u8>)> {
+    Vec::new()
+}
+
+/// Reads one input of a set operation (lookupKeyRead: counts hits/misses).
+fn fetch_input(ctx: &mut Ctx, key: &[u8]) -> Fetched {
+    match ctx.lookup_read(key) {
+        None => Ok(None),
+        Some(e) => match &e.val {
+            Value::ZSet(z) => Ok(Some(z.iter().map(|(s, m)| (s, m.to_vec())).collect())),
+            Value::Set(s) => Ok(Some(set_input(s))),
+            _ => Err(()),
+        },
+    }
+}
+
+/// Fetches the keys at argument positions `first..first+n`, every shard at once.
+async fn fetch_inputs(tx: &mut Tx<'_>, args: &Args<'_>, first: usize, n: usize) -> Result<Vec<Fetched>, HopLost> {
+    let groups = crate::util::group_by_shard((0..n).map(|i| (tx.shard_of_arg(first + i), (i, args.get(first + i).to_vec()))));
+    let parts = groups
+        .into_iter()
+        .map(|(s, keys)| {
+            (s, move |ctx: &mut Ctx| {
+                keys.into_iter().map(|(i, k)| (i, fetch_input(ctx, &k))).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<(usize, Fetched)> = tx.hop_each(parts).await?.into_iter().flatten().collect();
+    all.sort_by_key(|p| p.0);
+    Ok(all.into_iter().map(|p| p.1).collect())
+}
+
+/// A result set in Redis's order, with its ZSet built for storing.
+fn build_zset(mut elems: Vec<(f64, Vec<u8>)>, lim: Limits) -> (ZSet, Vec<(f64, Vec<u8>)>) {
+    elems.sort_by(|a, b| crate::keyspace::types::zset::cmp_elem(a.0, &a.1, b.0, &b.1));
+    let maxlen = elems.iter().map(|e| e.1.len()).max().unwrap_or(0);
+    let mut z = ZSet::for_size(elems.len(), maxlen, lim);
+    for (s, m) in &elems {
+        z.insert_new(*s, m);
+    }
+    (z, elems)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SetOp {
+    Union,
+    Inter,
+    Diff,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Aggr {
+    Sum,
+    Min,
+    Max,
+}
+
+/// zunionInterAggregate.
+#[inline]
+fn aggregate(target: &mut f64, val: f64, a: Aggr) {
+    match a {
+        Aggr::Sum => {
+            *target += val;
+            if target.is_nan() {
+                *target = 0.0;
+            }
+        }
+        Aggr::Min => {
+            if val < *target {
+                *target = val;
+            }
+        }
+        Aggr::Max => {
+            if val > *target {
+                *target = val;
+            }
+        }
+    }
+}
+
+const ZUNIONSTORE: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Union, true, false));
+const ZINTERSTORE: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Inter, true, false));
+const ZDIFFSTORE: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Diff, true, false));
+const ZUNION: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Union, false, false));
+const ZINTER: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Inter, false, false));
+const ZDIFF: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Diff, false, false));
+const ZINTERCARD: PlanFn = |tx, args, out| Box::pin(setop_plan(tx, args, out, SetOp::Inter, false, true));
+
+/// zunionInterDiffGenericCommand.
+async fn setop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, op: SetOp, store: bool, card_only: bool) -> Result<(), HopLost> {
+    let nk = if store { 2 } else { 1 };
+    let argc = args.len();
+    let Some(setnum) = parse_long(args.get(nk), out) else { return Ok(()) };
+    if setnum < 1 {
+        let name = String::from_utf8_lossy(args.get(0)).to_ascii_lowercase();
+        out.error(&format!("ERR at least 1 input key is needed for '{name}' command"));
+        return Ok(());
+    }
+    if setnum > (argc - (nk + 1)) as i64 {
+        out.error(err::SYNTAX);
+        return Ok(());
+    }
+    let setnum = setnum as usize;
+    let inputs = fetch_inputs(tx, &args, nk + 1, setnum).await?;
+    if inputs.iter().any(|i| i.is_err()) {
+        out.error(err::WRONGTYPE);
+        return Ok(());
+    }
+    let mut weights = vec![1.0f64; setnum];
+    let mut aggr = Aggr::Sum;
+    let mut withscores = false;
+    let mut limit: i64 = 0;
+    let mut j = nk + 1 + setnum;
+    while j < argc {
+        let remaining = argc - j;
+        let a = args.get(j);
+        if op != SetOp::Diff && !card_only && remaining > setnum && opt_is(a, "weights") {
+            j += 1;
+            for w in weights.iter_mut() {
+                match string2d(args.get(j)) {
+                    Some(v) => *w = v,
+                    None => {
+                        out.error("ERR weight value is not a float");
+                        return Ok(());
+                    }
+                }
+                j += 1;
+            }
+        } else if op != SetOp::Diff && !card_only && remaining >= 2 && opt_is(a, "aggregate") {
+            let v = args.get(j + 1);
+            aggr = if opt_is(v, "sum") {
+                Aggr::Sum
+            } else if opt_is(v, "min") {
+                Aggr::Min
+            } else if opt_is(v, "max") {
+                Aggr::Max
+            } else {
+                out.error(err::SYNTAX);
+                return Ok(());
+            };
+            j += 2;
+        } else if !store && !card_only && opt_is(a, "withscores") {
+            withscores = true;
+            j += 1;
+        } else if card_only && remaining >= 2 && opt_is(a, "limit") {
+            match parse_range_long(args.get(j + 1), 0, out, "ERR LIMIT can't be negative") {
+                Some(l) => limit = l,
+                None => return Ok(()),
+            }
+            j += 2;
+        } else {
+            out.error(err::SYNTAX);
+            return Ok(());
+        }
+    }
+    let mut srcs: Vec<(Elems, f64)> = inputs
+        .into_iter()
+        .zip(weights)
+        .map(|(i, w)| (i.ok().flatten().unwrap_or_default(), w))
+        .collect();
+    if op != SetOp::Diff {
+        // Smallest first, as Redis sorts its inputs by cardinality.
+        srcs.sort_by_key(|s| s.0.len());
+    }
+    let mut result: Vec<(f64, Vec<u8>)> = Vec::new();
+    let mut card: i64 = 0;
+    match op {
+        SetOp::Inter => {
+            if !srcs[0].0.is_empty() {
+                let maps: Vec<std::collections::HashMap<&[u8], f64>> = srcs[1..].iter().map(|s| s.0.iter().map(|(sc, m)| (&m[..], *sc)).collect()).collect();
+                let (first, w0) = &srcs[0];
+                for (s, m) in first {
+                    let mut score = w0 * s;
+                    if score.is_nan() {
+                        score = 0.0;
+                    }
+                    let mut all = true;
+                    for (k, map) in maps.iter().enumerate() {
+                        match map.get(&m[..]) {
+                            Some(v) => aggregate(&mut score, v * srcs[k + 1].1, aggr),
+                            None => {
+                                all = false;
+                                break;
+                            }
+                        }
+                    }
+                    if !all {
+                        continue;
+                    }
+                    if card_only {
+                        card += 1;
+                        if limit != 0 && card >= limit {
+                            break;
+                        }
+                    } else {
+                        result.push((score, m.clone()));
+                    }
+                }
+            }
+        }
+        SetOp::Union => {
+            let mut acc: std::collections::HashMap<Vec<u8>, f64> = std::collections::HashMap::new();
+            for (src, w) in &srcs {
+                for (s, m) in src {
+                    let mut score = w * s;
+                    if score.is_nan() {
+                        score = 0.0;
+                    }
+                    match acc.get_mut(m) {
+                        Some(t) => aggregate(t, score, aggr),
+                        None => {
+                            acc.insert(m.clone(), score);
+                        }
+                    }
+                }
+            }
+            result = acc.into_iter().map(|(m, s)| (s, m)).collect();
+        }
+        SetOp::Diff => {
+            let others: Vec<std::collections::HashSet<&[u8]>> = srcs[1..].iter().map(|s| s.0.iter().map(|e| &e.1[..]).collect()).collect();
+            result = srcs[0].0.iter().filter(|(_, m)| !others.iter().any(|o| o.contains(&m[..]))).cloned().collect();
+        }
+    }
+    if card_only {
+        out.int(card);
+        return Ok(());
+    }
+    let (z, elems) = build_zset(result, Limits::from_config());
+    if store {
+        let n = z.len();
+        let dst = args.get(1).to_vec();
+        tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z)).await?;
+        out.int(n as i64);
+    } else {
+        reply_elems(out, elems.len(), elems.iter().map(|(s, m)| (*s, &m[..])), withscores);
+    }
+    Ok(())
+}
+
+/// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
+const ZRANGESTORE: PlanFn = |tx, args, out| Box::pin(zrangestore_plan(tx, args, out));
+
+async fn zrangestore_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let Some(req) = parse_zrange(&args, 2, true, RangeType::Auto, Direction::Auto, out) else {
+        return Ok(());
+    };
+    let src = args.get(2).to_vec();
+    let picked: Fetched = tx
+        .hop(tx.shard_of_arg(2), move |ctx: &mut Ctx| match ctx.lookup_read(&src) {
+            None => Ok(None),
+            Some(e) => match &e.val {
+                Value::ZSet(z) => {
+                    let (start, n) = req.select(z);
+                    Ok(Some(z.range(start, n, req.rev).map(|(s, m)| (s, m.to_vec())).collect()))
+                }
+                _ => Err(()),
+            },
+        })
+        .await?;
+    let Ok(picked) = picked else {
+        out.error(err::WRONGTYPE);
+        return Ok(());
+    };
+    let (z, _) = build_zset(picked.unwrap_or_default(), Limits::from_config());
+    let n = z.len();
+    let dst = args.get(1).to_vec();
+    tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z)).await?;
+    out.int(n as i64);
+    Ok(())
+}
+
+/// ZMPOP / BZMPOP arguments after numkeys: (first key position, key count, max, count).
+fn parse_mpop(args: &Args, nk: usize, out: &mut Reply) -> Option<(usize, usize, bool, usize)> {
+    let numkeys = parse_range_long(args.get(nk), 1, out, "ERR numkeys should be greater than 0")?;
+    let argc = args.len();
+    let where_idx = (nk as i64).saturating_add(numkeys).saturating_add(1);
+    if where_idx >= argc as i64 {
+        out.error(err::SYNTAX);
+        return None;
+    }
+    let where_idx = where_idx as usize;
+    let w = args.get(where_idx);
+    let max = if opt_is(w, "min") {
+        false
+    } else if opt_is(w, "max") {
+        true
+    } else {
+        out.error(err::SYNTAX);
+        return None;
+    };
+    let mut count: i64 = -1;
+    let mut j = where_idx + 1;
+    while j < argc {
+        if count == -1 && opt_is(args.get(j), "count") && j + 1 < argc {
+            count = parse_range_long(args.get(j + 1), 1, out, "ERR count should be greater than 0")?;
+            j += 2;
+        } else {
+            out.error(err::SYNTAX);
+            return None;
+        }
+    }
+    Some((nk + 1, numkeys as usize, max, if count == -1 { 1 } else { count as usize }))
+}
+
+/// ZMPOP numkeys key [key ...] MIN|MAX [COUNT count]: the first existing key
+/// (in argument order, on any shard) is popped.
+const ZMPOP: PlanFn = |tx, args, out| Box::pin(zmpop_plan(tx, args, out));
+
+async fn zmpop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
+    let Some((first, n, max, count)) = parse_mpop(&args, 1, out) else {
+        return Ok(());
+    };
+    let groups = crate::util::group_by_shard((0..n).map(|i| (tx.shard_of_arg(first + i), (i, args.get(first + i).to_vec()))));
+    let parts = groups
+        .into_iter()
+        .map(|(s, keys)| {
+            (s, move |ctx: &mut Ctx| {
+                let now = ctx.now;
+                let db = ctx.db();
+                keys.into_iter()
+                    .map(|(i, k)| (i, db.lookup_write(&k, now).map(|e| matches!(e.val, Value::ZSet(_)))))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut found: Vec<(usize, Option<bool>)> = tx.hop_each(parts).await?.into_iter().flatten().collect();
+    found.sort_by_key(|f| f.0);
+    match found.into_iter().find(|f| f.1.is_some()) {
+        None => out.null_array(),
+        Some((_, Some(false))) => out.error(err::WRONGTYPE),
+        Some((i, _)) => {
+            let key = args.get(first + i).to_vec();
+            let resp3 = out.resp3;
+            let bytes = tx
+                .hop(tx.shard_of_arg(first + i), move |ctx: &mut Ctx| {
+                    let mut r = Reply::new(resp3);
+                    pop_from(ctx, &key, max, count, PopShape::Nested, &mut r);
+                    r.buf
+                })
+                .await?;
+            out.raw(&bytes);
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// ZRANDMEMBER
+// ---------------------------------------------------------------------------
+
+/// A random rank below `n` (n > 0).
+#[inline]
+fn rand_rank(ctx: &mut Ctx, n: usize) -> usize {
+    (ctx.shard.rand() % n as u64) as usize
+}
+
+/// zrandmemberCommand / zrandmemberWithCountCommand.
+fn zrandmember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let argc = args.len();
+    if argc < 3 {
+        let Some(e) = ctx.lookup_read(args.get(1)) else { return out.null() };
+        let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+        let n = z.len();
+        let r = (ctx.shard.rand() % n as u64) as usize;
+        let Some(e) = ctx.db().entry(args.get(1)) else { return out.null() };
+        let Ok(z) = as_zset(&e.val) else { return out.null() };
+        return out.bulk(z.get(r).1);
+    }
+    let l = match string2ll(args.get(2)) {
+        Some(v) if v >= -i64::MAX => v,
+        Some(_) => return out.error(&format!("ERR value is out of range, value must between {} and {}", -i64::MAX, i64::MAX)),
+        None => return out.error(err::NOT_INT),
+    };
+    let mut withscores = false;
+    if argc > 4 || (argc == 4 && !opt_is(args.get(3), "withscores")) {
+        return out.error(err::SYNTAX);
+    } else if argc == 4 {
+        withscores = true;
+        if !(-i64::MAX / 2..=i64::MAX / 2).contains(&l) {
+            return out.error("ERR value is out of range");
+        }
+    }
+    let Some(e) = ctx.lookup_read(args.get(1)) else { return out.array_len(0) };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    let size = z.len();
+    let (count, uniq) = if l >= 0 { (l as u64, true) } else { (l.unsigned_abs(), false) };
+    if count == 0 {
+        return out.array_len(0);
+    }
+    // Ranks first (the random source needs the shard), then the reply.
+    let picks: Vec<usize> = if !uniq || count == 1 {
+        let mut v = Vec::with_capacity(count.min(1 << 16) as usize);
+        for _ in 0..count {
+            v.push(rand_rank(ctx, size));
+        }
+        v
+    } else if count >= size as u64 {
+        // zuiNext walks a sorted set from its tail.
+        (0..size).rev().collect()
+    } else if count * 3 > size as u64 {
+        // Remove random elements until `count` remain.
+        let mut keep: Vec<usize> = (0..size).collect();
+        while keep.len() as u64 > count {
+            let i = rand_rank(ctx, keep.len());
+            keep.swap_remove(i);
+        }
+        keep
+    } else {
+        let mut seen = std::collections::HashSet::new();
+        let mut v = Vec::with_capacity(count as usize);
+        while (v.len() as u64) < count {
+            let r = rand_rank(ctx, size);
+            if seen.insert(r) {
+                v.push(r);
+            }
+        }
+        v
+    };
+    let Some(e) = ctx.db().entry(args.get(1)) else { return out.array_len(0) };
+    let Ok(z) = as_zset(&e.val) else { return out.array_len(0) };
+    elems_header(out, picks.len(), withscores);
+    for r in picks {
+        let (s, m) = z.get(r);
+        elem(out, m, s, withscores);
+    }
 }
