@@ -446,3 +446,146 @@ fn zsets_ranges() {
 fn zsets_encoding() {
     run_scripted("zsets_encoding", script_encoding);
 }
+
+// ---------------------------------------------------------------------------
+// Seeded random differential run
+// ---------------------------------------------------------------------------
+
+/// SplitMix64: tiny and stable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const SCORES: &[&str] = &[
+    "0", "1", "-1", "2", "3", "1.5", "0.1", "0.2", "-0.3", "inf", "-inf", "+inf", "1e300", "-2.5", "7", "10", "100", "abc", "nan",
+];
+const BOUNDS: &[&str] = &["-inf", "+inf", "0", "1", "(1", "2", "(2.5", "3", "-1", "(0", "10", "(inf", "x"];
+const LEX: &[&str] = &["-", "+", "[a", "(a", "[m3", "(m5", "[m", "[z", "(m", "x"];
+const RANKS: &[&str] = &["0", "1", "2", "-1", "-2", "5", "-10", "100", "3"];
+
+fn member(r: &mut Rng, key: &str) -> String {
+    if key == "big" || key == "l" {
+        format!("m{}", r.below(300))
+    } else {
+        format!("m{}", r.below(12))
+    }
+}
+
+fn random_zset_command(r: &mut Rng) -> Vec<String> {
+    let key = ["a", "b", "big", "l"][r.below(4)];
+    let lex_key = key == "l";
+    let score = |r: &mut Rng| if lex_key { "0".to_string() } else { r.pick(SCORES).to_string() };
+    let s = |x: &str| x.to_string();
+    let mut c: Vec<String> = Vec::new();
+    match r.below(20) {
+        0..=3 => {
+            c.push(s("ZADD"));
+            c.push(s(key));
+            for opt in ["NX", "XX", "GT", "LT", "CH", "INCR"] {
+                if r.below(8) == 0 && !(lex_key && opt == "INCR") {
+                    c.push(s(opt));
+                }
+            }
+            let n = if key == "big" || key == "l" { 10 + r.below(60) } else { 1 + r.below(3) };
+            for _ in 0..n {
+                c.push(score(r));
+                c.push(member(r, key));
+            }
+        }
+        4 if !lex_key => c.extend([s("ZINCRBY"), s(key), score(r), member(r, key)]),
+        5 => {
+            c.extend([s("ZREM"), s(key)]);
+            for _ in 0..1 + r.below(3) {
+                c.push(member(r, key));
+            }
+        }
+        6 | 7 => {
+            c.extend([s("ZRANGE"), s(key)]);
+            match r.below(3) {
+                0 => c.extend([s(r.pick(RANKS)), s(r.pick(RANKS))]),
+                1 => {
+                    c.extend([s(r.pick(BOUNDS)), s(r.pick(BOUNDS)), s("BYSCORE")]);
+                    if r.below(3) == 0 {
+                        c.extend([s("LIMIT"), s(r.pick(RANKS)), s(r.pick(RANKS))]);
+                    }
+                }
+                _ => {
+                    // Lex ranges are only defined when every score is equal.
+                    c[1] = s("l");
+                    c.extend([s(r.pick(LEX)), s(r.pick(LEX)), s("BYLEX")]);
+                    if r.below(3) == 0 {
+                        c.extend([s("LIMIT"), s(r.pick(RANKS)), s(r.pick(RANKS))]);
+                    }
+                }
+            }
+            if r.below(2) == 0 {
+                c.push(s("REV"));
+            }
+            if r.below(2) == 0 {
+                c.push(s("WITHSCORES"));
+            }
+        }
+        8 => c.extend([s(["ZRANK", "ZREVRANK"][r.below(2)]), s(key), member(r, key)]),
+        9 => c.extend([s("ZCOUNT"), s(key), s(r.pick(BOUNDS)), s(r.pick(BOUNDS))]),
+        10 => c.extend([s("ZLEXCOUNT"), s("l"), s(r.pick(LEX)), s(r.pick(LEX))]),
+        11 => c.extend([s("ZREMRANGEBYRANK"), s(key), s(r.pick(RANKS)), s(r.pick(RANKS))]),
+        12 => c.extend([s("ZREMRANGEBYSCORE"), s(key), s(r.pick(BOUNDS)), s(r.pick(BOUNDS))]),
+        13 => c.extend([s("ZREMRANGEBYLEX"), s("l"), s(r.pick(LEX)), s(r.pick(LEX))]),
+        14 => c.extend([s(["ZPOPMIN", "ZPOPMAX"][r.below(2)]), s(key), s(r.pick(RANKS))]),
+        15 => c.extend([s("ZMSCORE"), s(key), member(r, key), member(r, key)]),
+        16 => c.extend([s("ZCARD"), s(key)]),
+        17 => c.extend([s("OBJECT"), s("ENCODING"), s(key)]),
+        18 => {
+            c.extend([
+                s(["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"][r.below(3)]),
+                s(["c", "d"][r.below(2)]),
+                s("2"),
+                s("a"),
+                s("b"),
+            ]);
+            if c[0] != "ZDIFFSTORE" && r.below(2) == 0 {
+                c.extend([s("AGGREGATE"), s(["SUM", "MIN", "MAX"][r.below(3)])]);
+            }
+        }
+        _ => c.extend([s("ZRANGE"), s(["c", "d"][r.below(2)]), s("0"), s("-1"), s("WITHSCORES")]),
+    }
+    c
+}
+
+fn script_random(d: &mut Diff) {
+    let seed: u64 = std::env::var("TESSERA_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(42);
+    let n: usize = std::env::var("TESSERA_DIFF_RANDOM").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    d.seed = Some(seed);
+    let mut r = Rng(seed);
+    for _ in 0..n {
+        let cmd = random_zset_command(&mut r);
+        let refs: Vec<&str> = cmd.iter().map(|x| x.as_str()).collect();
+        d.c(&refs);
+    }
+    d.ss(&[
+        "ZRANGE a 0 -1 WITHSCORES",
+        "ZRANGE b 0 -1 WITHSCORES",
+        "ZRANGE big 0 -1 WITHSCORES",
+        "ZRANGE l 0 -1 WITHSCORES",
+    ]);
+    d.ss(&["OBJECT ENCODING big", "OBJECT ENCODING l", "ZCARD big", "ZCARD l"]);
+}
+
+#[test]
+fn zsets_random_differential() {
+    run_scripted("zsets_random", script_random);
+}
