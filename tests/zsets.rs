@@ -394,6 +394,43 @@ fn script_multi(d: &mut Diff) {
     ]);
 }
 
+/// Blocking pops, only where they do not block (data present, or errors).
+fn script_blocking(d: &mut Diff) {
+    d.ss(&[
+        "ZADD {t}a 1 x 2 y 3 z",
+        "SET {t}s v",
+        "BZPOPMIN {t}a 0",
+        "BZPOPMAX {t}a 1.5",
+        "BZPOPMIN {t}none {t}a 0",
+        "BZPOPMIN {t}a abc",
+        "BZPOPMIN {t}a -1",
+        "BZPOPMIN {t}s 0",
+        "BZPOPMIN {t}none {t}s {t}a 0",
+        "BZPOPMIN {t}s abc",
+        "EXISTS {t}a",
+        "ZADD {t}a 1 x 2 y 3 z",
+        "BZMPOP 0 1 {t}a MIN",
+        "BZMPOP 0 2 {t}none {t}a MAX COUNT 5",
+        "EXISTS {t}a",
+        "ZADD {t}a 1 x 2 y 3 z",
+        "BZMPOP 0.01 2 {t}a {t}s MIN COUNT 2",
+        "BZMPOP 0 2 {t}none {t}s MIN",
+        "BZMPOP abc 0 {t}a MIN",
+        "BZMPOP abc 1 {t}a FOO",
+        "BZMPOP -1 1 {t}a MIN",
+        "BZMPOP abc 1 {t}a MIN",
+        "BZMPOP 0 1 {t}a MIN COUNT 0",
+        "BZMPOP 0 3 {t}a MIN",
+        "BZMPOP 0 1 {t}a MAX",
+        "EXISTS {t}a",
+    ]);
+}
+
+#[test]
+fn zsets_blocking_with_data() {
+    run_scripted("zsets_blocking", script_blocking);
+}
+
 #[test]
 fn zsets_multi_key() {
     assert_keys_span_shards(&["a", "b", "c", "d", "k0", "k2"], SHARDS);

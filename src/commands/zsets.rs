@@ -7,7 +7,7 @@
 //! the inputs are fetched where they live, the result is computed on the
 //! coordinator and stored on the destination's shard.
 
-use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
+use super::table::{BlockResult, Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::types::zset::{AddFlags, AddOutcome, Limits, ZSet};
 use crate::keyspace::types::Set;
 use crate::keyspace::Value;
@@ -47,6 +47,9 @@ pub fn register(t: &mut Table) {
     t.plan("zintercard", ZINTERCARD);
     t.plan("zmpop", ZMPOP);
     t.keyed("zrandmember", zrandmember);
+    t.blocking("bzpopmin", bzpopmin);
+    t.blocking("bzpopmax", bzpopmax);
+    t.blocking("bzmpop", bzmpop);
 }
 
 // ---------------------------------------------------------------------------
@@ -836,7 +839,6 @@ fn zremrangebylex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 // ---------------------------------------------------------------------------
 
 /// How a pop replies (genericZpopCommand's use_nested_array / emitkey).
-#[allow(dead_code)] // the blocking forms use the other shapes
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PopShape {
     /// ZPOPMIN/ZPOPMAX: flat in RESP2 (or without COUNT), pairs in RESP3 with COUNT.
@@ -1362,4 +1364,117 @@ fn zrandmember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let (s, m) = z.get(r);
         elem(out, m, s, withscores);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Blocking pops: BZPOPMIN / BZPOPMAX / BZMPOP
+// ---------------------------------------------------------------------------
+
+/// The key at `pos` is a sorted set (non-empty by construction); false when
+/// missing. Err on another type.
+fn zset_at(ctx: &mut Ctx, key: &[u8]) -> Result<bool, ()> {
+    let now = ctx.now;
+    match ctx.db().lookup_write(key, now) {
+        None => Ok(false),
+        Some(e) => match &e.val {
+            Value::ZSet(_) => Ok(true),
+            _ => Err(()),
+        },
+    }
+}
+
+/// blockingGenericZpopCommand over the keys at `keys` (argument positions),
+/// once the timeout is known.
+#[allow(clippy::too_many_arguments)]
+fn block_pop(
+    ctx: &mut Ctx,
+    args: &Args,
+    keys: std::ops::Range<usize>,
+    only: Option<usize>,
+    deadline_ms: u64,
+    max: bool,
+    count: usize,
+    shape: PopShape,
+    out: &mut Reply,
+) -> BlockResult {
+    if let Some(pos) = only {
+        // Woken for one key: serve it if it holds a sorted set, else keep waiting.
+        let key = args.get(pos);
+        if zset_at(ctx, key) == Ok(true) {
+            pop_from(ctx, key, max, count, shape, out);
+            return BlockResult::Done;
+        }
+        return BlockResult::Wait { deadline_ms };
+    }
+    for pos in keys {
+        let key = args.get(pos);
+        match zset_at(ctx, key) {
+            Ok(false) => continue,
+            Err(()) => {
+                out.error(err::WRONGTYPE);
+                return BlockResult::Done;
+            }
+            Ok(true) => {
+                pop_from(ctx, key, max, count, shape, out);
+                return BlockResult::Done;
+            }
+        }
+    }
+    BlockResult::Wait { deadline_ms }
+}
+
+/// The deadline of a blocked retry (`only` set): the timeout parsed again,
+/// its error (already replied on the first attempt) discarded.
+fn retry_deadline(arg: &[u8], now: u64) -> u64 {
+    let mut scratch = Reply::new(false);
+    super::table::parse_timeout(arg, now, &mut scratch).unwrap_or(0)
+}
+
+/// BZPOPMIN / BZPOPMAX key [key ...] timeout: [key, member, score].
+fn bzpop(ctx: &mut Ctx, args: Args, only: Option<usize>, max: bool, out: &mut Reply) -> BlockResult {
+    let argc = args.len();
+    let targ = args.get(argc - 1);
+    let deadline_ms = if only.is_some() {
+        retry_deadline(targ, ctx.now)
+    } else {
+        match super::table::parse_timeout(targ, ctx.now, out) {
+            Some(d) => d,
+            None => return BlockResult::Done,
+        }
+    };
+    block_pop(ctx, &args, 1..argc - 1, only, deadline_ms, max, 1, PopShape::WithKey, out)
+}
+
+fn bzpopmin(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> BlockResult {
+    bzpop(ctx, args, only, false, out)
+}
+
+fn bzpopmax(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> BlockResult {
+    bzpop(ctx, args, only, true, out)
+}
+
+/// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]. As in Redis,
+/// numkeys / MIN|MAX / COUNT are checked before the timeout.
+fn bzmpop(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> BlockResult {
+    let parsed = if only.is_some() {
+        parse_mpop(&args, 2, &mut Reply::new(false))
+    } else {
+        parse_mpop(&args, 2, out)
+    };
+    let Some((first, n, max, count)) = parsed else {
+        return if only.is_some() {
+            BlockResult::Wait { deadline_ms: 0 }
+        } else {
+            BlockResult::Done
+        };
+    };
+    let deadline_ms = if only.is_some() {
+        retry_deadline(args.get(1), ctx.now)
+    } else {
+        match super::table::parse_timeout(args.get(1), ctx.now, out) {
+            Some(d) => d,
+            None => return BlockResult::Done,
+        }
+    };
+    block_pop(ctx, &args, first..first + n, only, deadline_ms, max, count, PopShape::Nested, out)
 }
