@@ -431,6 +431,70 @@ fn zsets_blocking_with_data() {
     run_scripted("zsets_blocking", script_blocking);
 }
 
+/// ZSCAN of a listpack answers everything at once, in order: exact.
+fn script_zscan(d: &mut Diff) {
+    d.ss(&[
+        "ZADD lp 1e17 a 0.1 b 1.5 c inf d -inf e 123456789012345678 f -0 g 5e-324 h 3 i 1e20 j -7 k",
+        "ZSCAN lp 0",
+        "ZSCAN lp 0 MATCH [a-c] COUNT 1",
+        "ZSCAN lp 0 TYPE string",
+        "ZSCAN lp 0 COUNT 0",
+        "ZSCAN lp 0 COUNT x",
+        "ZSCAN lp 0 MATCH",
+        "ZSCAN lp abc",
+        "ZSCAN lp -1",
+        "ZSCAN nokey 0 FOO",
+        "ZSCAN nokey x",
+        "SET str v",
+        "ZSCAN str 0",
+        "ZSCAN str 0 FOO",
+    ]);
+}
+
+#[test]
+fn zsets_zscan_listpack() {
+    run_scripted("zsets_zscan", script_zscan);
+}
+
+/// ZSCAN of a skiplist: every member present for the whole scan comes back,
+/// while members are added and removed between the calls.
+#[test]
+fn zscan_skiplist_guarantee() {
+    let srv = common::TesseraServer::start(SHARDS, &[]);
+    let mut c = srv.client();
+    for i in 0..1000 {
+        c.cmd(&["ZADD", "big", &i.to_string(), &format!("m{i}")]);
+    }
+    assert_eq!(c.cmd_value(&["OBJECT", "ENCODING", "big"]).as_str().unwrap(), "skiplist");
+    let mut cursor = "0".to_string();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut step = 0;
+    loop {
+        let v = c.cmd_value(&["ZSCAN", "big", &cursor, "COUNT", "25"]);
+        let a = v.as_array().unwrap();
+        cursor = a[0].as_str().unwrap();
+        for p in a[1].as_array().unwrap().chunks(2) {
+            seen.insert(p[0].as_str().unwrap(), p[1].as_str().unwrap());
+        }
+        // churn: members m1000.. come and go, m0..m499 are removed late
+        c.cmd(&["ZADD", "big", "1", &format!("x{step}")]);
+        c.cmd(&["ZREM", "big", &format!("x{}", step / 2)]);
+        step += 1;
+        assert!(step < 10_000, "ZSCAN does not terminate");
+        if cursor == "0" {
+            break;
+        }
+    }
+    for i in 0..1000 {
+        let m = format!("m{i}");
+        assert_eq!(seen.get(&m).map(|s| s.as_str()), Some(i.to_string().as_str()), "{m} missing or wrong score");
+    }
+    let v = c.cmd_value(&["ZSCAN", "big", "0", "MATCH", "m99*", "COUNT", "100000"]);
+    let a = v.as_array().unwrap();
+    assert_eq!(a[0].as_str().unwrap(), "0");
+    assert_eq!(a[1].as_array().unwrap().len(), 2 * 11);
+}
+
 #[test]
 fn zsets_multi_key() {
     assert_keys_span_shards(&["a", "b", "c", "d", "k0", "k2"], SHARDS);

@@ -47,6 +47,7 @@ pub fn register(t: &mut Table) {
     t.plan("zintercard", ZINTERCARD);
     t.plan("zmpop", ZMPOP);
     t.keyed("zrandmember", zrandmember);
+    t.keyed("zscan", zscan);
     t.blocking("bzpopmin", bzpopmin);
     t.blocking("bzpopmax", bzpopmax);
     t.blocking("bzmpop", bzmpop);
@@ -1477,4 +1478,66 @@ fn bzmpop(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> Bl
         }
     };
     block_pop(ctx, &args, first..first + n, only, deadline_ms, max, count, PopShape::Nested, out)
+}
+
+// ---------------------------------------------------------------------------
+// ZSCAN
+// ---------------------------------------------------------------------------
+
+/// ZSCAN key cursor [MATCH pattern] [COUNT count]: the cursor is checked
+/// before the key, the options after its type (scanGenericCommand).
+fn zscan(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let Some(cursor) = super::keys::parse_scan_cursor(args.get(2)) else {
+        return out.error("ERR invalid cursor");
+    };
+    let Some(e) = ctx.lookup_read(args.get(1)) else {
+        out.array_len(2);
+        out.bulk(b"0");
+        return out.array_len(0);
+    };
+    let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+    let mut count: usize = 10;
+    let mut pattern: Option<&[u8]> = None;
+    let mut i = 3;
+    while i < args.len() {
+        let left = args.len() - i;
+        let a = args.get(i);
+        if opt_is(a, "count") && left >= 2 {
+            match string2ll(args.get(i + 1)) {
+                None => return out.error(err::NOT_INT),
+                Some(v) if v < 1 => return out.error(err::SYNTAX),
+                Some(v) => count = v.min(i64::MAX >> 8) as usize,
+            }
+            i += 2;
+        } else if opt_is(a, "match") && left >= 2 {
+            let p = args.get(i + 1);
+            pattern = if p == b"*" { None } else { Some(p) };
+            i += 2;
+        } else {
+            return out.error(err::SYNTAX);
+        }
+    }
+    let (next, items) = z.scan(cursor, count);
+    let skiplist = z.is_skiplist();
+    let items: Vec<(f64, &[u8])> = match pattern {
+        Some(p) => items.into_iter().filter(|(_, m)| crate::util::glob::glob_match(p, m, false)).collect(),
+        None => items,
+    };
+    out.array_len(2);
+    let mut cur = Vec::with_capacity(20);
+    crate::util::num::write_u64(&mut cur, next);
+    out.bulk(&cur);
+    out.array_len(items.len() * 2);
+    let mut buf = Vec::with_capacity(32);
+    for (s, m) in items {
+        out.bulk(m);
+        buf.clear();
+        // A listpack holds the score as d2string text; the dict path formats %.17Lg.
+        if skiplist {
+            crate::util::num::fmt_double_reply(&mut buf, s);
+        } else {
+            crate::util::num::d2string(&mut buf, s);
+        }
+        out.bulk(&buf);
+    }
 }

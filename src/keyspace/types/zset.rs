@@ -424,6 +424,36 @@ impl ZSet {
         (s, m.to_vec())
     }
 
+    /// One ZSCAN step. A listpack answers everything at once (cursor 0). A
+    /// skiplist is walked in the order of a fixed per-set hash of the member
+    /// (the cursor is the next hash value), so every member present for the
+    /// whole scan is returned, however the set changes in between.
+    pub fn scan(&self, cursor: u64, count: usize) -> (u64, Vec<(f64, &[u8])>) {
+        let Some(d) = &self.dict else { return (0, self.iter().collect()) };
+        let hs = d.hasher();
+        let lo = cursor.max(1);
+        let mut cand: Vec<(u64, f64, &[u8])> = d
+            .iter()
+            .filter_map(|(m, s)| {
+                let k = (hs.hash_one(&m[..]) >> 1) + 1;
+                (k >= lo).then_some((k, *s, &m[..]))
+            })
+            .collect();
+        let total = cand.len();
+        let count = count.max(1);
+        let mut next = 0;
+        if total > count {
+            cand.select_nth_unstable_by_key(count - 1, |c| c.0);
+            let kth = cand[count - 1].0;
+            cand.retain(|c| c.0 <= kth);
+            if cand.len() < total {
+                next = kth + 1;
+            }
+        }
+        cand.sort_unstable_by_key(|c| c.0);
+        (next, cand.into_iter().map(|c| (c.1, c.2)).collect())
+    }
+
     /// Length of the longest member.
     pub fn max_member_len(&self) -> usize {
         self.iter().map(|e| e.1.len()).max().unwrap_or(0)
