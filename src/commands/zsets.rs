@@ -492,7 +492,6 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
     }
     let key = args.get(1);
     let now = ctx.now;
-    let lim = Limits::from_config();
     let db = ctx.db();
     let pairs = || (0..elements).map(|j| (scores.get(j), args.get(si + 1 + j * 2)));
     let (mut added, mut updated, mut processed) = (0i64, 0i64, 0i64);
@@ -526,6 +525,8 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
     match found {
         Some(mut e) => {
             let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+            // The config is read only while the set may still convert.
+            let lim = if z.is_skiplist() { Limits::UNBOUNDED } else { Limits::from_config() };
             // Only a real change may fire the write hook (signalModifiedKey);
             // without one the state never moves, so a dry run is exact.
             if pairs().any(|(s, m)| would_change(z, s, m, f)) {
@@ -549,6 +550,7 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
             if f.xx {
                 return if f.incr { out.null() } else { out.int(0) };
             }
+            let lim = Limits::from_config();
             let first = args.get(si + 1);
             let mut z = ZSet::new(lim.entries == 0 || lim.value < first.len());
             for (s, m) in pairs() {

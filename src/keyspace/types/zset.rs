@@ -75,6 +75,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// For a set already in "skiplist": the thresholds no longer matter.
+    pub const UNBOUNDED: Limits = Limits {
+        entries: usize::MAX,
+        value: usize::MAX,
+    };
+
     /// The configured thresholds.
     pub fn from_config() -> Limits {
         let cfg = crate::runtime::rt_ref().config.read();
