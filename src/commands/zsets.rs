@@ -1292,23 +1292,21 @@ async fn zmpop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
 // ZRANDMEMBER
 // ---------------------------------------------------------------------------
 
-/// A random rank below `n` (n > 0).
+/// A random rank below `n` (n > 0) from a local xorshift state (seeded from
+/// the shard's generator, so the set can stay borrowed while sampling).
 #[inline]
-fn rand_rank(ctx: &mut Ctx, n: usize) -> usize {
-    (ctx.shard.rand() % n as u64) as usize
+fn rand_rank(state: &mut u64, n: usize) -> usize {
+    (crate::util::rand::next(state) % n as u64) as usize
 }
 
 /// zrandmemberCommand / zrandmemberWithCountCommand.
 fn zrandmember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let argc = args.len();
+    let mut rng = ctx.shard.rand() | 1;
     if argc < 3 {
         let Some(e) = ctx.lookup_read(args.get(1)) else { return out.null() };
         let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
-        let n = z.len();
-        let r = (ctx.shard.rand() % n as u64) as usize;
-        let Some(e) = ctx.db().entry(args.get(1)) else { return out.null() };
-        let Ok(z) = as_zset(&e.val) else { return out.null() };
-        return out.bulk(z.get(r).1);
+        return out.bulk(z.get(rand_rank(&mut rng, z.len())).1);
     }
     let l = match string2ll(args.get(2)) {
         Some(v) if v >= -i64::MAX => v,
@@ -1331,37 +1329,38 @@ fn zrandmember(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     if count == 0 {
         return out.array_len(0);
     }
-    // Ranks first (the random source needs the shard), then the reply.
-    let picks: Vec<usize> = if !uniq || count == 1 {
-        let mut v = Vec::with_capacity(count.min(1 << 16) as usize);
+    // CASE 1: repeats allowed (or one element): streamed, never materialised.
+    if !uniq || count == 1 {
+        elems_header(out, count as usize, withscores);
         for _ in 0..count {
-            v.push(rand_rank(ctx, size));
+            let (s, m) = z.get(rand_rank(&mut rng, size));
+            elem(out, m, s, withscores);
         }
-        v
-    } else if count >= size as u64 {
-        // zuiNext walks a sorted set from its tail.
+        return;
+    }
+    let picks: Vec<usize> = if count >= size as u64 {
+        // CASE 2: the whole set, as zuiNext walks it (from the tail).
         (0..size).rev().collect()
     } else if count * 3 > size as u64 {
-        // Remove random elements until `count` remain.
+        // CASE 3: remove random elements until `count` remain.
         let mut keep: Vec<usize> = (0..size).collect();
         while keep.len() as u64 > count {
-            let i = rand_rank(ctx, keep.len());
+            let i = rand_rank(&mut rng, keep.len());
             keep.swap_remove(i);
         }
         keep
     } else {
-        let mut seen = std::collections::HashSet::new();
+        // CASE 4: sample until `count` distinct ranks were drawn.
+        let mut seen = std::collections::HashSet::with_capacity(count as usize);
         let mut v = Vec::with_capacity(count as usize);
         while (v.len() as u64) < count {
-            let r = rand_rank(ctx, size);
+            let r = rand_rank(&mut rng, size);
             if seen.insert(r) {
                 v.push(r);
             }
         }
         v
     };
-    let Some(e) = ctx.db().entry(args.get(1)) else { return out.array_len(0) };
-    let Ok(z) = as_zset(&e.val) else { return out.array_len(0) };
     elems_header(out, picks.len(), withscores);
     for r in picks {
         let (s, m) = z.get(r);
