@@ -291,6 +291,8 @@ impl ZSet {
         self.len += 1;
         if c.len() > CHUNK_MAX {
             let tail = c.split_off(c.len() / 2);
+            // The left half keeps the doubled buffer otherwise (4x its length).
+            c.shrink_to_fit();
             self.chunks.insert(ci + 1, tail);
             self.rebuild_fen();
         } else {
@@ -311,13 +313,42 @@ impl ZSet {
     fn take_at(&mut self, ci: usize, off: usize) -> Elem {
         let e = self.chunks[ci].remove(off);
         self.len -= 1;
-        if self.chunks[ci].is_empty() {
+        let left = self.chunks[ci].len();
+        if left == 0 {
             self.chunks.remove(ci);
             self.rebuild_fen();
+        } else if left < CHUNK_MAX / 8 && self.merge_small(ci) {
+            self.rebuild_fen();
         } else {
+            Self::trim(&mut self.chunks[ci]);
             self.fen_add(ci, -1);
         }
         e
+    }
+
+    /// Gives back the buffer of a chunk that shrank to under a quarter of it.
+    fn trim(c: &mut Vec<Elem>) {
+        if c.capacity() > 16 && c.capacity() > 4 * c.len() {
+            c.shrink_to(2 * c.len());
+        }
+    }
+
+    /// Merges the small chunk `ci` into a neighbour when both fit in one
+    /// chunk, so removals do not leave a trail of tiny chunks.
+    fn merge_small(&mut self, ci: usize) -> bool {
+        let n = self.chunks[ci].len();
+        if ci + 1 < self.chunks.len() && self.chunks[ci + 1].len() + n <= CHUNK_MAX {
+            let next = self.chunks.remove(ci + 1);
+            self.chunks[ci].extend(next);
+            return true;
+        }
+        if ci > 0 && self.chunks[ci - 1].len() + n <= CHUNK_MAX {
+            let cur = self.chunks.remove(ci);
+            self.chunks[ci - 1].extend(cur);
+            return true;
+        }
+        Self::trim(&mut self.chunks[ci]);
+        false
     }
 
     /// Adds a member known to be absent.
@@ -411,6 +442,7 @@ impl ZSet {
             if c.is_empty() {
                 self.chunks.remove(ci);
             } else {
+                Self::trim(c);
                 ci += 1;
             }
             off = 0;
@@ -502,5 +534,28 @@ mod tests {
         assert_eq!(z.rank(&m), Some(0));
         assert_eq!(z.remove(&m), Some(-91.0));
         assert_eq!(z.len(), 599);
+    }
+
+    #[test]
+    fn removals_merge_chunks_and_keep_order() {
+        let mut z = ZSet::new(true);
+        let f = AddFlags::default();
+        for i in 0..5000u32 {
+            z.add(((i * 7) % 5000) as f64, format!("{i}").as_bytes(), f, Limits::UNBOUNDED);
+        }
+        for i in (0..5000u32).filter(|i| i % 10 != 0) {
+            assert!(z.remove(format!("{i}").as_bytes()).is_some());
+        }
+        assert_eq!(z.len(), 500);
+        assert!(z.chunks.len() <= 500 / 16, "{} chunks for 500 elements", z.chunks.len());
+        let v: Vec<f64> = z.iter().map(|e| e.0).collect();
+        assert!(v.windows(2).all(|w| w[0] <= w[1]));
+        for r in [0, 1, 250, 499] {
+            let (s, m) = z.get(r);
+            assert_eq!(z.rank(m), Some(r));
+            assert_eq!(z.score(m), Some(s));
+        }
+        assert_eq!(z.pop_at(0).0, 0.0);
+        assert_eq!(z.len(), 499);
     }
 }
