@@ -374,6 +374,25 @@ fn script_multi(d: &mut Diff) {
         "ZMPOP 1 a MIN COUNT 1 COUNT 1",
         "ZMPOP 1 c MAX COUNT 1",
         "ZMPOP 1 c MAX",
+        "ZADD b 1 q 2 r",
+        "ZMPOP 2 a b MAX COUNT 2",
+        "ZMPOP 2 b a MIN",
+    ]);
+    // Sorted sets moved and copied between shards keep members, scores, encoding
+    d.ss(&[
+        "ZADD k1 1 x 2.5 y inf z",
+        "COPY k1 k3",
+        "ZRANGE k3 0 -1 WITHSCORES",
+        "RENAME k3 k0",
+        "ZSCORE k0 y",
+        "TYPE k0",
+        "OBJECT ENCODING k0",
+        "EXPIRE k1 100",
+        "ZADD k1 3 w",
+        "TTL k1",
+        "ZPOPMIN k1 10",
+        "TTL k1",
+        "DEL k0",
     ]);
     // ZRANDMEMBER: only replies that do not depend on randomness
     d.ss(&[

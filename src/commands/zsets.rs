@@ -1254,37 +1254,46 @@ async fn zmpop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
     let Some((first, n, max, count)) = parse_mpop(&args, 1, out) else {
         return Ok(());
     };
-    let groups = crate::util::group_by_shard((0..n).map(|i| (tx.shard_of_arg(first + i), (i, args.get(first + i).to_vec()))));
-    let parts = groups
-        .into_iter()
-        .map(|(s, keys)| {
-            (s, move |ctx: &mut Ctx| {
-                let now = ctx.now;
-                let db = ctx.db();
-                keys.into_iter()
-                    .map(|(i, k)| (i, db.lookup_write(&k, now).map(|e| matches!(e.val, Value::ZSet(_)))))
-                    .collect::<Vec<_>>()
+    let resp3 = out.resp3;
+    // Keys in order, a run of keys on one shard per hop; like Redis, the
+    // lookups stop at the first existing key, which is popped in the same hop.
+    let mut i = 0;
+    while i < n {
+        let shard = tx.shard_of_arg(first + i);
+        let mut j = i;
+        while j < n && tx.shard_of_arg(first + j) == shard {
+            j += 1;
+        }
+        let keys: Vec<Vec<u8>> = (i..j).map(|k| args.get(first + k).to_vec()).collect();
+        let served: Option<Result<Vec<u8>, ()>> = tx
+            .hop(shard, move |ctx: &mut Ctx| {
+                for k in keys {
+                    match zset_at(ctx, &k) {
+                        Ok(false) => continue,
+                        Err(()) => return Some(Err(())),
+                        Ok(true) => {
+                            let mut r = Reply::new(resp3);
+                            pop_from(ctx, &k, max, count, PopShape::Nested, &mut r);
+                            return Some(Ok(r.buf));
+                        }
+                    }
+                }
+                None
             })
-        })
-        .collect();
-    let mut found: Vec<(usize, Option<bool>)> = tx.hop_each(parts).await?.into_iter().flatten().collect();
-    found.sort_by_key(|f| f.0);
-    match found.into_iter().find(|f| f.1.is_some()) {
-        None => out.null_array(),
-        Some((_, Some(false))) => out.error(err::WRONGTYPE),
-        Some((i, _)) => {
-            let key = args.get(first + i).to_vec();
-            let resp3 = out.resp3;
-            let bytes = tx
-                .hop(tx.shard_of_arg(first + i), move |ctx: &mut Ctx| {
-                    let mut r = Reply::new(resp3);
-                    pop_from(ctx, &key, max, count, PopShape::Nested, &mut r);
-                    r.buf
-                })
-                .await?;
-            out.raw(&bytes);
+            .await?;
+        match served {
+            Some(Ok(bytes)) => {
+                out.raw(&bytes);
+                return Ok(());
+            }
+            Some(Err(())) => {
+                out.error(err::WRONGTYPE);
+                return Ok(());
+            }
+            None => i = j,
         }
     }
+    out.null_array();
     Ok(())
 }
 
