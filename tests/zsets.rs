@@ -58,6 +58,16 @@ fn script_basic(d: &mut Diff) {
         "ZADD z 0x10 hex",
         "ZSCORE z hex",
         "ZADD z ' 1' a",
+        "ZADD h 1e308 a",
+        "ZINCRBY h 1e308 a",
+        "ZINCRBY h -inf a",
+        "ZSCORE h a",
+        "ZADD h 1.7976931348623157e308 b -1.7976931348623157e308 c 2.2250738585072014e-308 d",
+        "ZRANGE h 0 -1 WITHSCORES",
+        "ZADD h 0.30000000000000004 e 1e-320 f",
+        "ZINCRBY h 0.1 e",
+        "ZCOUNT h 0.300000000000000000000000000000000000000000000000000000000000000000001 +inf",
+        "ZCOUNT h (0.3000000000000000444089209850062616169452667236328125 +inf",
     ]);
     // ZREM, deletion of emptied keys
     d.ss(&[

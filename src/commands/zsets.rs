@@ -75,9 +75,19 @@ fn opt_is(arg: &[u8], word: &str) -> bool {
 /// C string (zslParseRange: leading spaces and "" are accepted, NaN is not).
 fn strtod_c(s: &[u8]) -> Option<f64> {
     let s = cstr(s);
-    let mut buf = Vec::with_capacity(s.len() + 1);
-    buf.extend_from_slice(s);
-    buf.push(0);
+    // NUL-terminated copy: on the stack for the usual short bounds.
+    let mut stack = [0u8; 64];
+    let heap: Vec<u8>;
+    let buf: &[u8] = if s.len() < stack.len() {
+        stack[..s.len()].copy_from_slice(s);
+        &stack[..=s.len()]
+    } else {
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.extend_from_slice(s);
+        v.push(0);
+        heap = v;
+        &heap
+    };
     let start = buf.as_ptr() as *const libc::c_char;
     let mut end: *mut libc::c_char = std::ptr::null_mut();
     // SAFETY: `buf` is NUL-terminated and lives across the call.
