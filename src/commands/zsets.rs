@@ -1561,3 +1561,90 @@ fn zscan(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         out.bulk(&buf);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Shard;
+
+    const NOW: u64 = 1_700_000_000_000;
+
+    fn run_block(s: &mut Shard, f: super::super::table::BlockFn, argv: &[&str], only: Option<usize>) -> (BlockResult, String) {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        for a in argv {
+            let st = data.len();
+            data.extend_from_slice(a.as_bytes());
+            spans.push((st, data.len()));
+        }
+        let args = Args::new(&data, &spans);
+        let mut out = Reply::new(false);
+        let mut ctx = Ctx { shard: s, db: 0, now: NOW };
+        let r = f(&mut ctx, args, only, &mut out);
+        (r, String::from_utf8(out.buf).unwrap())
+    }
+
+    fn put(s: &mut Shard, key: &str, elems: &[(f64, &str)]) {
+        let mut z = ZSet::new(false);
+        for (sc, m) in elems {
+            z.insert_new(*sc, m.as_bytes());
+        }
+        s.dbs[0].set(key.as_bytes(), Value::ZSet(Box::new(z)), 0, NOW);
+    }
+
+    #[test]
+    fn blocking_pops_serve_wait_and_retry() {
+        let mut s = Shard::new(0, 16);
+        // Nothing to serve: wait until the timeout (1.5 s from now; 0 = forever).
+        assert_eq!(
+            run_block(&mut s, bzpopmin, &["bzpopmin", "a", "b", "1.5"], None).0,
+            BlockResult::Wait { deadline_ms: NOW + 1500 }
+        );
+        assert_eq!(
+            run_block(&mut s, bzpopmin, &["bzpopmin", "a", "0"], None).0,
+            BlockResult::Wait { deadline_ms: 0 }
+        );
+        // A bad timeout is an error, even with data.
+        put(&mut s, "b", &[(1.0, "x"), (2.0, "y")]);
+        let (r, out) = run_block(&mut s, bzpopmin, &["bzpopmin", "b", "x"], None);
+        assert_eq!((r, out.as_str()), (BlockResult::Done, "-ERR timeout is not a float or out of range\r\n"));
+        // The first non-empty key is served.
+        let (r, out) = run_block(&mut s, bzpopmax, &["bzpopmax", "a", "b", "0"], None);
+        assert_eq!((r, out.as_str()), (BlockResult::Done, "*3\r\n$1\r\nb\r\n$1\r\ny\r\n$1\r\n2\r\n"));
+        // A retry for one key: a missing or wrong-typed key keeps waiting, silently.
+        assert!(matches!(run_block(&mut s, bzpopmin, &["bzpopmin", "a", "b", "0"], Some(1)), (BlockResult::Wait { .. }, ref o) if o.is_empty()));
+        s.dbs[0].set(b"a", Value::from_bytes(b"str"), 0, NOW);
+        assert!(matches!(run_block(&mut s, bzpopmin, &["bzpopmin", "a", "b", "0"], Some(1)), (BlockResult::Wait { .. }, ref o) if o.is_empty()));
+        let (r, out) = run_block(&mut s, bzpopmin, &["bzpopmin", "a", "b", "0"], None);
+        assert_eq!((r, out.as_str()), (BlockResult::Done, format!("-{}\r\n", err::WRONGTYPE).as_str()));
+        let (r, out) = run_block(&mut s, bzpopmin, &["bzpopmin", "a", "b", "0"], Some(2));
+        assert_eq!((r, out.as_str()), (BlockResult::Done, "*3\r\n$1\r\nb\r\n$1\r\nx\r\n$1\r\n1\r\n"));
+        assert!(s.dbs[0].entry(b"b").is_none(), "the emptied set is deleted");
+        // BZMPOP: argument errors before the timeout, then [key, [[member, score]...]].
+        let (_, out) = run_block(&mut s, bzmpop, &["bzmpop", "x", "0", "k", "MIN"], None);
+        assert_eq!(out, "-ERR numkeys should be greater than 0\r\n");
+        put(&mut s, "k", &[(1.0, "p"), (2.0, "q"), (3.0, "r")]);
+        let (r, out) = run_block(&mut s, bzmpop, &["bzmpop", "0", "2", "nokey", "k", "MAX", "COUNT", "2"], None);
+        assert_eq!(r, BlockResult::Done);
+        assert_eq!(out, "*2\r\n$1\r\nk\r\n*2\r\n*2\r\n$1\r\nr\r\n$1\r\n3\r\n*2\r\n$1\r\nq\r\n$1\r\n2\r\n");
+        let (r, _) = run_block(&mut s, bzmpop, &["bzmpop", "0", "2", "nokey", "k", "MIN"], Some(3));
+        assert_eq!(r, BlockResult::Wait { deadline_ms: 0 });
+        let (r, out) = run_block(&mut s, bzmpop, &["bzmpop", "0", "2", "nokey", "k", "MIN"], Some(4));
+        assert_eq!((r, out.as_str()), (BlockResult::Done, "*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$1\r\np\r\n$1\r\n1\r\n"));
+    }
+
+    #[test]
+    fn range_bounds_parse_like_strtod() {
+        assert_eq!(strtod_c(b""), Some(0.0));
+        assert_eq!(strtod_c(b" 1"), Some(1.0));
+        assert_eq!(strtod_c(b"1 "), None);
+        assert_eq!(strtod_c(b"nan"), None);
+        assert_eq!(strtod_c(b"2\0junk"), Some(2.0));
+        assert_eq!(strtod_c(b"-inf"), Some(f64::NEG_INFINITY));
+        let r = ScoreRange::parse(b"(1", b"+inf").unwrap();
+        assert!(r.minex && !r.maxex && !r.gte_min(1.0) && r.gte_min(1.5));
+        assert!(LexRange::parse(b"+x", b"+").is_none());
+        assert!(LexRange::parse(b"", b"+").is_none());
+        assert!(LexRange::parse(b"[", b"(").is_some());
+    }
+}
