@@ -105,7 +105,11 @@ fn fractional_timeouts_expire_and_zero_blocks_until_served() {
     let el = t0.elapsed();
     assert!(el >= Duration::from_millis(240) && el < Duration::from_secs(3), "timeout took {el:?}");
     assert_eq!(c.cmd(&["BZPOPMIN", "nothing", "0.1"]), b"*-1\r\n");
-    assert_eq!(c.cmd(&["BLMOVE", "nothing", "dst", "LEFT", "RIGHT", "0.1"]), b"*-1\r\n", "a timed-out move is a null array");
+    assert_eq!(
+        c.cmd(&["BLMOVE", "nothing", "dst", "LEFT", "RIGHT", "0.1"]),
+        b"*-1\r\n",
+        "a timed-out move is a null array"
+    );
     // RESP3: the timeout is a null.
     c.cmd(&["HELLO", "3"]);
     assert_eq!(c.cmd(&["BLPOP", "nothing", "0.05"]), b"_\r\n");
@@ -167,7 +171,10 @@ fn client_unblock_ends_a_wait_with_a_timeout_or_an_error() {
     assert_eq!(admin.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]), b":1\r\n");
     assert_eq!(w.read_reply_raw(), b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n");
     assert_eq!(admin.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]), b":0\r\n");
-    assert_eq!(admin.cmd(&["CLIENT", "UNBLOCK", &id, "bad"]), b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n");
+    assert_eq!(
+        admin.cmd(&["CLIENT", "UNBLOCK", &id, "bad"]),
+        b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+    );
     // The unblocked client works normally afterwards.
     assert_eq!(w.cmd(&["PING"]), b"+PONG\r\n");
 }
@@ -209,7 +216,8 @@ fn blmove_across_shards_and_bzpopmin_are_served_by_writes() {
         admin.cmd(&["LPUSH", "{t}s", "x"]);
         assert_eq!(w.read_reply_raw(), bulk("x").into_bytes());
         assert_eq!(admin.cmd(&["LLEN", "{t}d"]), b":1\r\n");
-        // BZPOPMIN over keys on every shard.
+        // BZPOPMIN over (fresh) keys on every shard.
+        let keys = key_per_shard("zz", shards);
         let mut args: Vec<&str> = vec!["BZPOPMIN"];
         args.extend(keys.iter().map(|k| k.as_str()));
         args.push("0");
@@ -272,7 +280,14 @@ fn parallel_blocking_consumers_neither_lose_nor_duplicate_elements() {
         loop {
             let left: i64 = keys
                 .iter()
-                .map(|k| String::from_utf8(admin.cmd(&["LLEN", k])).unwrap().trim_start_matches(':').trim().parse::<i64>().unwrap())
+                .map(|k| {
+                    String::from_utf8(admin.cmd(&["LLEN", k]))
+                        .unwrap()
+                        .trim_start_matches(':')
+                        .trim()
+                        .parse::<i64>()
+                        .unwrap()
+                })
                 .sum();
             if left == 0 || t0.elapsed() > Duration::from_secs(10) {
                 break;

@@ -1704,7 +1704,13 @@ impl Gen {
             8 => vec![s("LREM"), k, self.index(), self.member()],
             9 => vec![s("LTRIM"), k, self.index(), self.index()],
             10 => vec![s("LINSERT"), k, s(self.rng.pick(&["BEFORE", "AFTER", "X"])), self.member(), self.member()],
-            11 => vec![s("LMOVE"), k, self.key(), s(self.rng.pick(&["LEFT", "RIGHT"])), s(self.rng.pick(&["LEFT", "RIGHT", "UP"]))],
+            11 => vec![
+                s("LMOVE"),
+                k,
+                self.key(),
+                s(self.rng.pick(&["LEFT", "RIGHT"])),
+                s(self.rng.pick(&["LEFT", "RIGHT", "UP"])),
+            ],
             12 => vec![s("LPOS"), k, self.member()],
             13..=14 => {
                 // Short values: the hash stays listpack-encoded, whose order is defined.
@@ -1753,11 +1759,28 @@ impl Gen {
                 }
                 v
             }
-            32 => vec![s(self.rng.pick(&["ZRANGEBYSCORE", "ZCOUNT", "ZREMRANGEBYSCORE"])), k, s(self.rng.pick(RSCORES)), s(self.rng.pick(RSCORES))],
+            32 => vec![
+                s(self.rng.pick(&["ZRANGEBYSCORE", "ZCOUNT", "ZREMRANGEBYSCORE"])),
+                k,
+                s(self.rng.pick(RSCORES)),
+                s(self.rng.pick(RSCORES)),
+            ],
             33 => vec![s(self.rng.pick(&["ZPOPMIN", "ZPOPMAX"])), k],
             34 => vec![s(self.rng.pick(&["ZCARD", "ZRANDMEMBER"])), k].into_iter().take(2).collect(),
-            35 => vec![s(self.rng.pick(&["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"])), k, s("2"), self.key(), self.key()],
-            36 => vec![s(self.rng.pick(&["ZUNION", "ZINTER", "ZDIFF"])), s("2"), self.key(), self.key(), s("WITHSCORES")],
+            35 => vec![
+                s(self.rng.pick(&["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"])),
+                k,
+                s("2"),
+                self.key(),
+                self.key(),
+            ],
+            36 => vec![
+                s(self.rng.pick(&["ZUNION", "ZINTER", "ZDIFF"])),
+                s("2"),
+                self.key(),
+                self.key(),
+                s("WITHSCORES"),
+            ],
             37 => vec![s("RENAME"), k, self.key()],
             38 => vec![s("DEL"), k],
             _ => vec![s("SET"), k, self.value()],

@@ -952,8 +952,9 @@ type Elems = Vec<(f64, Vec<u8>)>;
 /// The members of a SET input, each scoring 1 as zuiNext gives them. The set
 /// type is not filled in yet, so a set reads as empty; wire this to the set's
 /// iterator once it exists.
-fn set_input(_s: &Set) -> Vec<(f64, Vec<u8>)> {
-    Vec::new()
+/// A plain set as a sorted-set input: every member with score 1 (as Redis).
+fn set_input(s: &Set) -> Vec<(f64, Vec<u8>)> {
+    s.iter().map(|m| (1.0, m.to_vec())).collect()
 }
 
 /// Reads one input of a set operation (lookupKeyRead: counts hits/misses).

@@ -167,7 +167,9 @@ pub fn serve_ready(s: &mut Shard) {
 fn serve_key(s: &mut Shard, db: usize, key: Box<[u8]>) {
     let qk = (db, key);
     loop {
-        let Some(w) = REG.with(|r| r.borrow().queues.get(&qk).and_then(|q| q.front().cloned())) else { return };
+        let Some(w) = REG.with(|r| r.borrow().queues.get(&qk).and_then(|q| q.front().cloned())) else {
+            return;
+        };
         if !w.handle.claim() {
             // Served elsewhere, timed out or gone: its registration here is stale.
             unregister(s, w.handle.id);
@@ -414,7 +416,16 @@ pub async fn run(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize
 
 /// The first attempt under the keys' locks, registering the waiter before they are released.
 #[allow(clippy::too_many_arguments)]
-async fn attempt(cmd: &'static Command, f: BlockFn, a: &Owned, args: &Args<'_>, route: &Route, db: usize, resp3: bool, handle: &Arc<Handle>) -> Result<Attempt, HopLost> {
+async fn attempt(
+    cmd: &'static Command,
+    f: BlockFn,
+    a: &Owned,
+    args: &Args<'_>,
+    route: &Route,
+    db: usize,
+    resp3: bool,
+    handle: &Arc<Handle>,
+) -> Result<Attempt, HopLost> {
     let me = shard_id();
     let keys: Vec<usize> = route.keys.iter().map(|&k| key_pos(k)).collect();
     if let Some(t) = route.target {
@@ -425,7 +436,9 @@ async fn attempt(cmd: &'static Command, f: BlockFn, a: &Owned, args: &Args<'_>, 
         }
         let mut tx = Tx::begin(db, lock_parts(cmd, args, route, db), route_keys(route)).await;
         let (a, h) = (a.clone(), handle.clone());
-        return tx.hop(t, move |ctx: &mut Ctx| attempt_here(ctx.shard, f, &a, all, ctx.db, ctx.now, resp3, &h)).await;
+        return tx
+            .hop(t, move |ctx: &mut Ctx| attempt_here(ctx.shard, f, &a, all, ctx.db, ctx.now, resp3, &h))
+            .await;
     }
     let mut tx = Tx::begin(db, lock_parts(cmd, args, route, db), route_keys(route)).await;
     if is_move(cmd) {

@@ -77,7 +77,11 @@ impl WriteHook {
         if let Some(l) = self.log.as_mut() {
             l.push(KeyEvent { key: key.into(), kind });
         }
-        if !self.blocked.is_empty() && matches!(kind, WriteKind::Set | WriteKind::Modify) && self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
+        if !self.blocked.is_empty()
+            && matches!(kind, WriteKind::Set | WriteKind::Modify)
+            && self.blocked.contains_key(key)
+            && !self.ready.iter().any(|k| &**k == key)
+        {
             self.ready.push(key.into());
         }
     }

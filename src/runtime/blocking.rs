@@ -105,4 +105,3 @@ pub fn unblock_client(client: u64, error: bool) -> bool {
         _ => false,
     }
 }
-
