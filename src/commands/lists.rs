@@ -70,7 +70,7 @@ fn parse_positive(b: &[u8], msg: Option<&str>, out: &mut Reply) -> Option<i64> {
 }
 
 /// getListPositionFromObjectOrReply: LEFT is the head.
-fn parse_where(b: &[u8]) -> Option<bool> {
+pub fn parse_where(b: &[u8]) -> Option<bool> {
     if b.eq_ignore_ascii_case(b"left") {
         Some(true)
     } else if b.eq_ignore_ascii_case(b"right") {

@@ -502,15 +502,7 @@ async fn move_attempt(tx: &mut Tx<'_>, cmd: &'static Command, a: &Owned, resp3: 
     let dirs = if cmd.meta.name == "brpoplpush" {
         Some((false, true))
     } else {
-        let side = |b: &[u8]| {
-            if b.eq_ignore_ascii_case(b"left") {
-                Some(true)
-            } else if b.eq_ignore_ascii_case(b"right") {
-                Some(false)
-            } else {
-                None
-            }
-        };
+        let side = crate::commands::lists::parse_where;
         side(args.get(3)).zip(side(args.get(4)))
     };
     let Some((from_left, to_left)) = dirs else {
