@@ -5,6 +5,10 @@ redis-server, same data, same run.
 For each case the server is flushed, INFO memory `used_memory` read, the
 data loaded (pipelined, 1000 elements per command), `used_memory` read again;
 the difference divided by the number of elements is the cost per element.
+The same cases are then run again, each in a fresh server, reading the
+resident set size instead: that figure includes each allocator's rounding and
+page overhead (Tessera's used_memory counts requested sizes, Redis's counts
+jemalloc's usable sizes), so it is the one that compares allocators fairly.
 Cases: one key of 1M elements of each type, and 100K keys of 10 elements
 each (keys included in the cost).
 
@@ -110,26 +114,52 @@ def load(kind, big, small_keys):
     return cases
 
 
-def measure(cmdline, cases):
-    port = free_port()
-    p = subprocess.Popen(cmdline + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def measure(cmdline, cases, rss=False):
+    """Bytes per element of every case: the `used_memory` difference (one
+    server, FLUSHALL between cases) or, with `rss`, the resident-set
+    difference of a fresh server per case. The data is loaded over its own
+    connection, closed before the second reading, so the loader's query and
+    reply buffers are not counted (for either server)."""
+    res = {}
+    p = None
     try:
-        wait_ping(port, p)
-        c = Conn(port)
-        res = {}
         for name, n, reqs in cases:
+            if p is None:
+                port = free_port()
+                p = subprocess.Popen(cmdline + ["--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/tmp")
+                wait_ping(port, p)
+            c = Conn(port)
             c.cmds([enc("FLUSHALL")])
             time.sleep(0.2)
-            before = c.used_memory()
-            for r in c.cmds(reqs):
+            before = rss_kb(p.pid) * 1024 if rss else c.used_memory()
+            c.s.close()
+            loader = Conn(port)
+            for r in loader.cmds(reqs):
                 if isinstance(r, bytes) and r.startswith(b"ERR"):
                     raise RuntimeError(f"{name}: {r!r}")
-            after = c.used_memory()
+            loader.s.close()
+            time.sleep(0.3)
+            c = Conn(port)
+            after = rss_kb(p.pid) * 1024 if rss else c.used_memory()
+            c.s.close()
             res[name] = (after - before) / n
+            if rss:
+                p.kill()
+                p.wait()
+                p = None
         return res
     finally:
-        p.kill()
-        p.wait()
+        if p is not None:
+            p.kill()
+            p.wait()
 
 
 def main():
@@ -141,14 +171,17 @@ def main():
     a = ap.parse_args()
     tessera = os.path.abspath(a.tessera)
     cases = load("x", a.big, a.small_keys)
-    r = measure(["redis-server", "--save", "", "--appendonly", "no"], cases)
-    t = measure([tessera, "--threads", "1"], cases)
-    print(f"{'case':10} {'redis B/elem':>13} {'tessera B/elem':>15} {'ratio':>7}")
+    redis = ["redis-server", "--save", "", "--appendonly", "no"]
+    ours = [tessera, "--threads", "1"]
+    r, t = measure(redis, cases), measure(ours, cases)
+    rr, tr = measure(redis, cases, rss=True), measure(ours, cases, rss=True)
+    print(f"{'':10} {'used_memory B/elem':^32} {'RSS B/elem (fresh server)':^32}")
+    print(f"{'case':10} {'redis':>10} {'tessera':>10} {'ratio':>8} {'redis':>10} {'tessera':>10} {'ratio':>8}")
     for name, _, _ in cases:
-        print(f"{name:10} {r[name]:13.1f} {t[name]:15.1f} {t[name] / r[name]:7.2f}")
+        print(f"{name:10} {r[name]:10.2f} {t[name]:10.2f} {t[name] / r[name]:8.3f} {rr[name]:10.2f} {tr[name]:10.2f} {tr[name] / rr[name]:8.3f}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"redis": r, "tessera": t}, f, indent=1)
+            json.dump({"used_memory": {"redis": r, "tessera": t}, "rss": {"redis": rr, "tessera": tr}}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,7 @@ fn write_hash<R>(ctx: &mut Ctx, key: &[u8], create: bool, f: impl FnOnce(&mut Sl
     let mut h = Hash::new();
     let r = f(&mut Slot::New(&mut h));
     if !h.is_empty() {
-        db.set(key, Value::Hash(Box::new(h)), 0, now);
+        db.set(key, Value::Hash(h), 0, now);
     }
     Opened::Done(r)
 }

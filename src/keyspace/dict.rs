@@ -6,8 +6,9 @@
 //! moves entries on resize and gives no such guarantee. Resizes here are done
 //! at once (no incremental rehash), so there is always exactly one table.
 
+/// No cached hash: it would cost 8 bytes per key (a tenth of a small key's
+/// footprint); lookups compare lengths first, and resizes rehash.
 struct Node<V> {
-    hash: u64,
     key: Box<[u8]>,
     val: V,
     next: Option<Box<Node<V>>>,
@@ -72,7 +73,7 @@ impl<V> Dict<V> {
         let h = self.hash(key);
         let mut cur = self.table[h as usize & self.mask()].as_deref();
         while let Some(n) = cur {
-            if n.hash == h && &*n.key == key {
+            if &*n.key == key {
                 return Some(&n.val);
             }
             cur = n.next.as_deref();
@@ -88,7 +89,7 @@ impl<V> Dict<V> {
         let idx = h as usize & self.mask();
         let mut cur = self.table[idx].as_deref_mut();
         while let Some(n) = cur {
-            if n.hash == h && &*n.key == key {
+            if &*n.key == key {
                 return Some(&mut n.val);
             }
             cur = n.next.as_deref_mut();
@@ -117,7 +118,7 @@ impl<V> Dict<V> {
         let h = self.hash(&key);
         let idx = h as usize & self.mask();
         let next = self.table[idx].take();
-        self.table[idx] = Some(Box::new(Node { hash: h, key, val, next }));
+        self.table[idx] = Some(Box::new(Node { key, val, next }));
         self.len += 1;
     }
 
@@ -131,7 +132,7 @@ impl<V> Dict<V> {
         loop {
             let found = match cur {
                 None => return None,
-                Some(n) => n.hash == h && &*n.key == key,
+                Some(n) => &*n.key == key,
             };
             if found {
                 let mut n = cur.take()?;
@@ -160,7 +161,7 @@ impl<V> Dict<V> {
             let mut cur = slot.take();
             while let Some(mut n) = cur {
                 cur = n.next.take();
-                let idx = n.hash as usize & mask;
+                let idx = self.hasher.hash_one(&*n.key) as usize & mask;
                 n.next = new[idx].take();
                 new[idx] = Some(n);
             }

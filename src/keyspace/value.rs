@@ -19,8 +19,9 @@ pub enum Value {
     Str { data: Vec<u8>, raw: bool },
     /// A list (`keyspace/types/list.rs`).
     List(Box<List>),
-    /// A hash (`keyspace/types/hash.rs`).
-    Hash(Box<Hash>),
+    /// A hash (`keyspace/types/hash.rs`), inline: 24 bytes, so a small hash
+    /// is a single allocation.
+    Hash(Hash),
     /// A set (`keyspace/types/set.rs`).
     Set(Box<Set>),
     /// A sorted set (`keyspace/types/zset.rs`).
@@ -147,7 +148,7 @@ impl Value {
             Value::Int(_) => 0,
             Value::Str { data, .. } => data.capacity(),
             Value::List(l) => std::mem::size_of::<List>() + l.mem_usage(),
-            Value::Hash(h) => std::mem::size_of::<Hash>() + h.mem_usage(),
+            Value::Hash(h) => h.mem_usage(),
             Value::Set(x) => std::mem::size_of::<Set>() + x.mem_usage(),
             Value::ZSet(z) => std::mem::size_of::<ZSet>() + z.mem_usage(),
         }
@@ -182,5 +183,18 @@ impl Entry {
     #[inline]
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expire_at != 0 && self.expire_at < now_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key's footprint is dominated by its table node: keep the value and
+    /// the entry at these sizes (hashes live inline in the value).
+    #[test]
+    fn value_and_entry_stay_small() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 }

@@ -5,9 +5,10 @@
 //! slot, so updating it is a relaxed load + store (no locked instruction);
 //! memory freed on another thread than the one that allocated it simply makes
 //! that thread's slot go negative, and the sum over all slots stays exact.
-//! INFO sums the slots lazily. Sizes are the requested `Layout` sizes (what
-//! Rust asks for), not mimalloc's size-class rounding: that rounding shows up
-//! in `mem_fragmentation_ratio` instead.
+//! INFO sums the slots lazily. Sizes are the allocator's usable sizes (the
+//! size class a block really takes, `mi_usable_size`), as Redis counts
+//! `zmalloc_size` (jemalloc's usable size): so `used_memory` compares with
+//! Redis's like for like, size-class rounding included.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -61,16 +62,46 @@ fn add(delta: isize) {
     }
 }
 
+/// An allocator that can tell how many bytes a live block really occupies.
+pub trait UsableSize {
+    /// The usable size of block `p`, allocated with `l` (at least `l.size()`).
+    ///
+    /// # Safety
+    /// `p` must be a live block of this allocator.
+    unsafe fn usable_size(&self, p: *mut u8, l: Layout) -> usize;
+}
+
+extern "C" {
+    /// In every mimalloc build.
+    fn mi_usable_size(p: *const std::ffi::c_void) -> usize;
+}
+
+impl UsableSize for mimalloc::MiMalloc {
+    #[inline]
+    unsafe fn usable_size(&self, p: *mut u8, _l: Layout) -> usize {
+        mi_usable_size(p as *const std::ffi::c_void)
+    }
+}
+
+/// The system allocator's rounding is not known: the requested size.
+impl UsableSize for std::alloc::System {
+    #[inline]
+    unsafe fn usable_size(&self, _p: *mut u8, l: Layout) -> usize {
+        l.size()
+    }
+}
+
 /// A `GlobalAlloc` that counts the bytes live through it, then delegates to `A`.
 pub struct Counting<A>(pub A);
 
-// SAFETY: every call is forwarded unchanged to the inner allocator; we only count.
-unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
+// SAFETY: every call is forwarded unchanged to the inner allocator; we only
+// count, asking the sizes of blocks while they are live.
+unsafe impl<A: GlobalAlloc + UsableSize> GlobalAlloc for Counting<A> {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         let p = self.0.alloc(l);
         if !p.is_null() {
-            add(l.size() as isize);
+            add(self.0.usable_size(p, l) as isize);
         }
         p
     }
@@ -78,20 +109,22 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         let p = self.0.alloc_zeroed(l);
         if !p.is_null() {
-            add(l.size() as isize);
+            add(self.0.usable_size(p, l) as isize);
         }
         p
     }
     #[inline]
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        add(-(self.0.usable_size(p, l) as isize));
         self.0.dealloc(p, l);
-        add(-(l.size() as isize));
     }
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        let old = self.0.usable_size(p, l) as isize;
         let q = self.0.realloc(p, l, new);
         if !q.is_null() {
-            add(new as isize - l.size() as isize);
+            let nl = Layout::from_size_align_unchecked(new, l.align());
+            add(self.0.usable_size(q, nl) as isize - old);
         }
         q
     }
@@ -176,8 +209,28 @@ mod tests {
         assert_eq!(version_string(186), "1.8.6");
     }
 
+    /// The counters are process-wide: tests that read them run one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn counts_mimalloc_size_classes_not_requested_sizes() {
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let a = Counting(mimalloc::MiMalloc);
+        let l = Layout::from_size_align(100, 8).unwrap();
+        let before = used_memory();
+        // SAFETY: layouts match between alloc, realloc and dealloc.
+        let p = unsafe { a.alloc(l) };
+        let counted = used_memory() - before;
+        assert!(counted > 100 && counted == unsafe { mi_usable_size(p as *const _) }, "{counted}");
+        let p = unsafe { a.realloc(p, l, 5000) };
+        assert!(used_memory() - before >= 5000);
+        unsafe { a.dealloc(p, Layout::from_size_align(5000, 8).unwrap()) };
+        assert_eq!(used_memory(), before);
+    }
+
     #[test]
     fn counts_alloc_realloc_free_across_threads() {
+        let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let a = Counting(std::alloc::System);
         let l = Layout::from_size_align(1000, 8).unwrap();
         let before = used_memory();

@@ -18,17 +18,20 @@ pub struct Hash {
     repr: Repr,
 }
 
+/// 24 bytes, so `Value` holds a hash inline: a small hash is one allocation.
 enum Repr {
     Pack(Pack),
-    Table(Dict<Box<[u8]>>),
+    Table(Box<Dict<Box<[u8]>>>),
 }
 
-/// Packed field/value strings: `varint(len) bytes` for the field, then the value.
+/// Packed field/value strings: `varint(len) bytes` for the field, then the
+/// value. The buffer is exactly as long as its content (like a listpack,
+/// which is reallocated on every change): no growth slack in small hashes.
 #[derive(Clone, Default)]
 struct Pack {
-    buf: Vec<u8>,
+    buf: Box<[u8]>,
     /// Number of pairs.
-    n: usize,
+    n: u32,
 }
 
 #[inline]
@@ -64,6 +67,14 @@ struct Slot {
 }
 
 impl Pack {
+    /// Edits the buffer as a Vec, then gives back any slack.
+    fn edit<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let mut v = std::mem::take(&mut self.buf).into_vec();
+        let r = f(&mut v);
+        self.buf = v.into_boxed_slice();
+        r
+    }
+
     fn iter(&self) -> PackIter<'_> {
         PackIter { buf: &self.buf, at: 0 }
     }
@@ -142,7 +153,9 @@ impl Clone for Hash {
                 for (k, v) in d.iter() {
                     n.insert_new(k.into(), v.clone());
                 }
-                Hash { repr: Repr::Table(n) }
+                Hash {
+                    repr: Repr::Table(Box::new(n)),
+                }
             }
         }
     }
@@ -187,14 +200,14 @@ impl Hash {
     /// Heap bytes held beyond the struct itself.
     pub fn mem_usage(&self) -> usize {
         match &self.repr {
-            Repr::Pack(p) => p.buf.capacity(),
-            Repr::Table(d) => d.overhead_bytes() + d.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+            Repr::Pack(p) => p.buf.len(),
+            Repr::Table(d) => std::mem::size_of::<Dict<Box<[u8]>>>() + d.overhead_bytes() + d.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
         }
     }
 
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Pack(p) => p.n,
+            Repr::Pack(p) => p.n as usize,
             Repr::Table(d) => d.len(),
         }
     }
@@ -224,7 +237,7 @@ impl Hash {
             for (k, v) in p.iter() {
                 d.insert(k, v.into());
             }
-            self.repr = Repr::Table(d);
+            self.repr = Repr::Table(Box::new(d));
         }
     }
 
@@ -242,15 +255,19 @@ impl Hash {
                     put_len(&mut enc, value.len());
                     enc.extend_from_slice(value);
                     let hdr = s.val.0 - varint_len(s.val.1 - s.val.0);
-                    p.buf.splice(hdr..s.val.1, enc);
+                    p.edit(|b| {
+                        b.splice(hdr..s.val.1, enc);
+                    });
                     false
                 }
                 None => {
-                    p.buf.reserve(field.len() + value.len() + 4);
-                    put_len(&mut p.buf, field.len());
-                    p.buf.extend_from_slice(field);
-                    put_len(&mut p.buf, value.len());
-                    p.buf.extend_from_slice(value);
+                    p.edit(|b| {
+                        b.reserve_exact(field.len() + value.len() + varint_len(field.len()) + varint_len(value.len()));
+                        put_len(b, field.len());
+                        b.extend_from_slice(field);
+                        put_len(b, value.len());
+                        b.extend_from_slice(value);
+                    });
                     p.n += 1;
                     true
                 }
@@ -277,7 +294,9 @@ impl Hash {
         match &mut self.repr {
             Repr::Pack(p) => match p.find(field) {
                 Some(s) => {
-                    p.buf.drain(s.start..s.val.1);
+                    p.edit(|b| {
+                        b.drain(s.start..s.val.1);
+                    });
                     p.n -= 1;
                     true
                 }
@@ -331,6 +350,11 @@ fn varint_len(mut n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_fits_inline_in_a_value() {
+        assert_eq!(std::mem::size_of::<Hash>(), 24);
+    }
 
     #[test]
     fn listpack_keeps_insertion_order_and_replaces_in_place() {

@@ -14,6 +14,9 @@ use std::collections::VecDeque;
 /// ENCODING always says "quicklist".
 pub const NODE_BYTES: usize = 8192;
 
+/// Up to this many bytes a node's buffer grows exactly, not by doubling.
+const EXACT_GROWTH: usize = 512;
+
 /// One packed node.
 #[derive(Clone, Debug, Default)]
 struct Node {
@@ -94,13 +97,20 @@ impl Node {
         self.count == 0 || self.buf.len() + add <= NODE_BYTES
     }
 
-    /// Room for `add` more bytes, growing by doubling but never past the node
-    /// budget (plain doubling would leave up to half of a full node unused).
+    /// Room for `add` more bytes. A small node grows exactly (as a listpack
+    /// is reallocated on every insert; mimalloc's realloc stays in place within
+    /// a size class), so a 10-element list carries no slack; a larger one
+    /// grows by doubling, but never past the node budget (plain doubling would
+    /// leave up to half of a full node unused).
     #[inline]
     fn reserve(&mut self, add: usize) {
         let need = self.buf.len() + add;
         if need > self.buf.capacity() {
-            let target = (self.buf.capacity() * 2).clamp(need, NODE_BYTES.max(need));
+            let target = if need <= EXACT_GROWTH {
+                need
+            } else {
+                (self.buf.capacity() * 2).clamp(need, NODE_BYTES.max(need))
+            };
             self.buf.reserve_exact(target - self.buf.len());
         }
     }
@@ -200,11 +210,18 @@ impl List {
         match self.nodes.back_mut() {
             Some(n) if n.fits(add) => n.push_back(e),
             _ => {
+                // A list that fills a node is a big one: its next node starts
+                // at the full budget (no growth reallocations).
+                let cap = if self.nodes.is_empty() { add } else { NODE_BYTES.max(add) };
                 let mut n = Node {
-                    buf: Vec::with_capacity(add),
+                    buf: Vec::with_capacity(cap),
                     count: 0,
                 };
                 n.push_back(e);
+                if self.nodes.capacity() == 0 {
+                    // VecDeque's first growth is to 4 nodes; most lists need one.
+                    self.nodes.reserve_exact(1);
+                }
                 self.nodes.push_back(n);
             }
         }
@@ -216,11 +233,18 @@ impl List {
         match self.nodes.front_mut() {
             Some(n) if n.fits(add) => n.push_front(e),
             _ => {
+                // A list that fills a node is a big one: its next node starts
+                // at the full budget (no growth reallocations).
+                let cap = if self.nodes.is_empty() { add } else { NODE_BYTES.max(add) };
                 let mut n = Node {
-                    buf: Vec::with_capacity(add),
+                    buf: Vec::with_capacity(cap),
                     count: 0,
                 };
                 n.push_back(e);
+                if self.nodes.capacity() == 0 {
+                    // VecDeque's first growth is to 4 nodes; most lists need one.
+                    self.nodes.reserve_exact(1);
+                }
                 self.nodes.push_front(n);
             }
         }
