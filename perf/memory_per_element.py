@@ -8,7 +8,11 @@ the difference divided by the number of elements is the cost per element.
 The same cases are then run again, each in a fresh server, reading the
 resident set size instead: that figure includes each allocator's rounding and
 page overhead (Tessera's used_memory counts requested sizes, Redis's counts
-jemalloc's usable sizes), so it is the one that compares allocators fairly.
+jemalloc's usable sizes), but also what a process touches once whatever the
+data (socket buffers, allocator caches: about 6 MB for Tessera here, seen as
+the same excess in every case), so it is fair only for the large cases. (A
+warm-up load does not help: mimalloc keeps and reuses the freed pages, so
+Tessera's RSS then does not grow at all.)
 Cases: one key of 1M elements of each type, and 100K keys of 10 elements
 each (keys included in the cost).
 

@@ -90,12 +90,6 @@ fn error_fmt(out: &mut Reply, msg: &[u8]) {
     out.error_bytes(m);
 }
 
-/// True when the entry's TTL has passed (the same rule as `Db`'s lazy expiry).
-#[inline]
-fn is_expired(e: &Entry, now: u64) -> bool {
-    e.is_expired(now)
-}
-
 /// dbSyncDelete after expireIfNeeded: an already expired key counts as absent.
 fn delete_key(db: &mut Db, key: &[u8], now: u64) -> bool {
     if db.has_volatile() && db.peek(key, now).is_none() {
@@ -186,8 +180,8 @@ pub fn keys_shard(db: &Db, pattern: &[u8], now: u64) -> (usize, Vec<u8>) {
     let allkeys = pattern == b"*";
     let mut r = Reply::new(false);
     let mut n = 0;
-    for (k, e) in db.iter() {
-        if (allkeys || glob_match(pattern, k, false)) && !is_expired(e, now) {
+    for (k, _) in db.iter() {
+        if (allkeys || glob_match(pattern, k, false)) && !db.is_expired(k, now) {
             r.bulk(k);
             n += 1;
         }
@@ -308,7 +302,7 @@ pub fn scan_shard(s: &mut Shard, dbi: usize, cursor: u64, want: usize, iters: u6
         }
         // expireIfNeeded: a key that is present but logically expired is deleted.
         let db = &mut s.dbs[dbi];
-        if db.entry(k).is_some_and(|e| is_expired(e, now)) {
+        if db.is_expired(k, now) {
             db.peek(k, now);
             continue;
         }
@@ -454,10 +448,10 @@ pub fn random_shard(s: &mut Shard, dbi: usize, now: u64) -> (usize, Option<Vec<u
     loop {
         let (key, expired) = match db.random(&mut rng) {
             None => return (0, None),
-            Some((k, e)) => (k.to_vec(), is_expired(e, now)),
+            Some((k, _)) => (k.to_vec(), db.is_expired(k, now)),
         };
         if expired {
-            // Deletes it (same expiry rule as is_expired), so the loop shrinks the table.
+            // Deletes it (the same expiry rule), so the loop shrinks the table.
             if db.peek(&key, now).is_some() {
                 return (db.len(), Some(key));
             }
@@ -531,13 +525,13 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     }
     // Under the locks the source was found above; if active expiry removed it
     // since, the renamed key would have expired by now anyway.
-    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().remove(&src)).await?;
-    if let Some(e) = entry {
+    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().take(&src)).await?;
+    if let Some((e, at)) = entry {
         tx.hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;
             let db = ctx.db();
             db.lookup_write(&dst, now);
-            db.set_entry(&dst, e);
+            db.set_entry(&dst, e, at);
         })
         .await?;
     }
@@ -600,7 +594,10 @@ async fn copy_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(
     }
     let (ss, ds) = (tx.shard_of_arg(1), tx.shard_of_arg(2));
     let src = tx
-        .hop(ss, move |ctx: &mut Ctx| ctx.lookup_read_with(&key, false).map(|e| (e.val.clone(), e.expire_at)))
+        .hop(ss, move |ctx: &mut Ctx| {
+            let val = ctx.lookup_read_with(&key, false).map(|e| e.val.clone())?;
+            Some((val, ctx.db().expire_at(&key)))
+        })
         .await?;
     let Some((val, expire_at)) = src else {
         out.int(0);
@@ -642,8 +639,8 @@ fn move_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         return;
     }
     // The same object moves (dbAdd + setExpire): its access clock goes with it.
-    if let Some(e) = ctx.db().remove(key) {
-        ctx.shard.dbs[dst_db].set_entry(key, e);
+    if let Some((e, at)) = ctx.db().take(key) {
+        ctx.shard.dbs[dst_db].set_entry(key, e, at);
     }
     out.int(1);
 }
@@ -817,10 +814,11 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
     let key = args.get(1);
     let now = ctx.now;
     let db = ctx.db();
-    let Some(current_at) = db.lookup_write(key, now).map(|e| e.expire_at) else {
+    if db.lookup_write(key, now).is_none() {
         out.int(0);
         return;
-    };
+    }
+    let current_at = db.expire_at(key);
     if flags != 0 {
         let current: i64 = if current_at == 0 { -1 } else { current_at as i64 };
         if flags & EXPIRE_NX != 0 && current != -1 {
@@ -852,15 +850,16 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
 /// ttlGenericCommand.
 fn ttl_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, ms: bool, abs: bool) {
     let now = ctx.now as i64;
-    let Some(e) = ctx.lookup_read_with(args.get(1), true) else {
+    if ctx.lookup_read_with(args.get(1), true).is_none() {
         out.int(-2);
         return;
-    };
-    if e.expire_at == 0 {
+    }
+    let at = ctx.db().expire_at(args.get(1));
+    if at == 0 {
         out.int(-1);
         return;
     }
-    let expire = e.expire_at as i64;
+    let expire = at as i64;
     let mut ttl = if abs { expire } else { expire - now };
     if ttl < 0 {
         ttl = 0;
@@ -1016,7 +1015,7 @@ mod tests {
         assert_eq!(r(&mut s, &["expire", "k", "100", "xx"]), ":0\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "100", "gt"]), ":0\r\n", "GT treats no TTL as infinite");
         assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":1\r\n", "LT on a persistent key sets it");
-        assert_eq!(s.dbs[0].entry(b"k").unwrap().expire_at, NOW + 100_000);
+        assert_eq!(s.dbs[0].expire_at(b"k"), NOW + 100_000);
         assert_eq!(s.dbs[0].expires_len(), 1);
         assert_eq!(r(&mut s, &["expire", "k", "50", "nx"]), ":0\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "50", "gt"]), ":0\r\n");
@@ -1024,7 +1023,7 @@ mod tests {
         assert_eq!(r(&mut s, &["expire", "k", "100", "lt"]), ":0\r\n", "equal is not less");
         assert_eq!(r(&mut s, &["expire", "k", "200", "GT", "xx"]), ":1\r\n");
         assert_eq!(r(&mut s, &["expire", "k", "150", "Lt"]), ":1\r\n");
-        assert_eq!(s.dbs[0].entry(b"k").unwrap().expire_at, NOW + 150_000);
+        assert_eq!(s.dbs[0].expire_at(b"k"), NOW + 150_000);
         assert_eq!(
             r(&mut s, &["expire", "k", "1", "nx", "xx"]),
             "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n"
@@ -1078,23 +1077,23 @@ mod tests {
         // Overwriting a volatile key with a persistent one drops its TTL.
         set(&mut s, "p", 0);
         assert_eq!(run(&mut s, NOW, rename, &["rename", "p", "b"]), "+OK\r\n");
-        assert_eq!(s.dbs[0].entry(b"b").unwrap().expire_at, 0);
+        assert_eq!(s.dbs[0].expire_at(b"b"), 0);
         assert_eq!(s.dbs[0].expires_len(), 1);
         assert_eq!(run(&mut s, NOW, rename, &["rename", "a", "c"]), "+OK\r\n");
-        assert_eq!(s.dbs[0].entry(b"c").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[0].expire_at(b"c"), NOW + 5000);
         assert!(s.dbs[0].in_volatile(b"c") && !s.dbs[0].in_volatile(b"a"));
         assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "b"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, renamenx, &["renamenx", "c", "c"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, rename, &["rename", "c", "c"]), "+OK\r\n");
         assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "d"]), ":1\r\n");
-        assert_eq!(s.dbs[0].entry(b"d").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[0].expire_at(b"d"), NOW + 5000);
         assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d"]), ":0\r\n");
         assert_eq!(run(&mut s, NOW, copy, &["copy", "b", "d", "replace"]), ":1\r\n");
-        assert_eq!(s.dbs[0].entry(b"d").unwrap().expire_at, 0);
+        assert_eq!(s.dbs[0].expire_at(b"d"), 0);
         assert_eq!(run(&mut s, NOW, copy, &["copy", "c", "c", "db", "2"]), ":1\r\n");
         assert_eq!(s.dbs[2].expires_len(), 1);
         assert_eq!(run(&mut s, NOW, move_cmd, &["move", "c", "3"]), ":1\r\n");
-        assert_eq!(s.dbs[3].entry(b"c").unwrap().expire_at, NOW + 5000);
+        assert_eq!(s.dbs[3].expire_at(b"c"), NOW + 5000);
         assert_eq!(s.dbs[3].expires_len(), 1);
         assert_eq!(s.dbs[0].expires_len(), 0);
         assert_eq!(
@@ -1285,12 +1284,12 @@ mod tests {
         assert_eq!(db.expires_len(), db.len());
         assert_eq!(s.dbs[1].len(), 2000, "persistent keys are never sampled");
         // Whatever is left that is expired still vanishes on access.
-        let stale: Vec<Vec<u8>> = s.dbs[0].iter().filter(|(_, e)| e.expire_at < now).map(|(k, _)| k.to_vec()).collect();
+        let stale: Vec<Vec<u8>> = s.dbs[0].iter().filter(|(k, _)| s.dbs[0].expire_at(k) < now).map(|(k, _)| k.to_vec()).collect();
         for k in &stale {
             assert!(s.dbs[0].lookup_read(k, now).is_none());
         }
         assert_eq!(s.dbs[0].len(), 200);
-        assert!(s.dbs[0].iter().all(|(_, e)| e.expire_at > now));
+        assert!(s.dbs[0].iter().all(|(k, _)| s.dbs[0].expire_at(k) > now));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! One logical database (SELECT index) on one shard: the key table plus a
-//! second table of the keys that carry a TTL, sampled by active expiry.
+//! second table of the keys that carry a TTL, with their expiry times (Redis's
+//! `db->expires`), sampled by active expiry. The TTL lives only there, not in
+//! the entry: most keys have none, and 8 bytes less per entry make a key's
+//! table node 64 bytes, a size class of its own.
 //!
 //! **The write path.** The tables are private. Reads go through
 //! [`Db::lookup_read`] / [`Db::peek`] (shared references only; the first
@@ -15,6 +18,12 @@
 use super::access;
 use super::dict::Dict;
 use super::value::{Entry, Value};
+
+/// Whether a key expiring at `at` (0 = never) is expired at `now_ms`.
+#[inline]
+pub fn expired_at(at: u64, now_ms: u64) -> bool {
+    at != 0 && at < now_ms
+}
 
 pub const LRU_CLOCK_MAX: u32 = (1 << 24) - 1;
 
@@ -158,8 +167,8 @@ impl Drop for EntryMut<'_> {
 #[derive(Default)]
 pub struct Db {
     keys: Dict<Entry>,
-    /// Keys that have a TTL (values unused). Kept in step with `Entry::expire_at`.
-    volatile: Dict<()>,
+    /// Keys that have a TTL, with their absolute expiry in Unix ms.
+    volatile: Dict<u64>,
     /// Keys removed by lazy or active expiry since the last read of this counter.
     pub expired: u64,
     pub hook: WriteHook,
@@ -194,13 +203,26 @@ impl Db {
         self.keys.overhead_bytes() + self.volatile.overhead_bytes()
     }
 
+    /// The key's absolute expiry in Unix ms; 0 = none (or no such key).
+    #[inline]
+    pub fn expire_at(&self, key: &[u8]) -> u64 {
+        if self.volatile.is_empty() {
+            return 0;
+        }
+        self.volatile.get(key).copied().unwrap_or(0)
+    }
+
+    /// Redis's keyIsExpired: a key lives through its expiry millisecond (`now > when`).
+    /// The one definition every lookup, scan and sampler uses.
+    #[inline]
+    pub fn is_expired(&self, key: &[u8], now_ms: u64) -> bool {
+        expired_at(self.expire_at(key), now_ms)
+    }
+
     /// Deletes the key if its TTL has passed; true when it did.
     #[inline]
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        let expired = match self.keys.get(key) {
-            Some(e) => e.is_expired(now_ms),
-            None => return false,
-        };
+        let expired = self.is_expired(key, now_ms);
         if expired {
             self.unlink(key);
             self.expired += 1;
@@ -271,31 +293,38 @@ impl Db {
 
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        self.set_entry(key, Entry::new(val, expire_at, now_ms));
+        self.set_entry(key, Entry::new(val, now_ms), expire_at);
     }
 
     /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
-    /// access clock), replacing any old key and keeping the TTL index in step.
-    pub fn set_entry(&mut self, key: &[u8], entry: Entry) {
-        let expire_at = entry.expire_at;
+    /// access clock) with the given expiry (0 = none), replacing any old key.
+    pub fn set_entry(&mut self, key: &[u8], entry: Entry, expire_at: u64) {
         match self.keys.get_mut(key) {
             Some(e) => {
-                let had_ttl = e.expire_at != 0;
                 *e = entry;
-                if had_ttl && expire_at == 0 {
-                    self.volatile.remove(key);
-                } else if !had_ttl && expire_at != 0 {
-                    self.volatile.insert_new(key.into(), ());
-                }
+                self.put_ttl(key, expire_at);
             }
             None => {
                 self.keys.insert_new(key.into(), entry);
                 if expire_at != 0 {
-                    self.volatile.insert_new(key.into(), ());
+                    self.volatile.insert_new(key.into(), expire_at);
                 }
             }
         }
         self.hook.fire(key, WriteKind::Set);
+    }
+
+    /// Sets (or, with 0, clears) the TTL of a key that exists.
+    fn put_ttl(&mut self, key: &[u8], expire_at: u64) {
+        if expire_at == 0 {
+            if !self.volatile.is_empty() {
+                self.volatile.remove(key);
+            }
+        } else if let Some(at) = self.volatile.get_mut(key) {
+            *at = expire_at;
+        } else {
+            self.volatile.insert_new(key.into(), expire_at);
+        }
     }
 
     /// Replaces only the value of an existing or new key, keeping any TTL (KEEPTTL).
@@ -310,45 +339,44 @@ impl Db {
         }
     }
 
-    /// Removes the key from both tables without telling the hook.
-    fn unlink(&mut self, key: &[u8]) -> Option<Entry> {
+    /// Removes the key from both tables without telling the hook: the entry and its expiry.
+    fn unlink(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
         let (_, e) = self.keys.remove(key)?;
-        if e.expire_at != 0 {
-            self.volatile.remove(key);
-        }
-        Some(e)
+        let at = if self.volatile.is_empty() {
+            0
+        } else {
+            self.volatile.remove(key).map_or(0, |(_, at)| at)
+        };
+        Some((e, at))
     }
 
     /// Deletes a key (a command's DEL, RENAME's source, MOVE...).
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let e = self.unlink(key)?;
+        self.take(key).map(|(e, _)| e)
+    }
+
+    /// Deletes a key, returning its entry and expiry (RENAME and MOVE carry both).
+    pub fn take(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
+        let r = self.unlink(key)?;
         self.hook.fire(key, WriteKind::Delete);
-        Some(e)
+        Some(r)
     }
 
     /// Sets the TTL of an existing key (the caller has checked it exists).
     pub fn set_expire(&mut self, key: &[u8], at: u64) {
-        if let Some(e) = self.keys.get_mut(key) {
-            let had = e.expire_at != 0;
-            e.expire_at = at;
-            if !had {
-                self.volatile.insert_new(key.into(), ());
-            }
+        if self.keys.contains(key) {
+            self.put_ttl(key, at);
             self.hook.fire(key, WriteKind::Ttl);
         }
     }
 
     /// Removes the TTL; true if there was one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        match self.keys.get_mut(key) {
-            Some(e) if e.expire_at != 0 => {
-                e.expire_at = 0;
-                self.volatile.remove(key);
-                self.hook.fire(key, WriteKind::Ttl);
-                true
-            }
-            _ => false,
+        if self.volatile.is_empty() || self.volatile.remove(key).is_none() {
+            return false;
         }
+        self.hook.fire(key, WriteKind::Ttl);
+        true
     }
 
     /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
@@ -373,12 +401,10 @@ impl Db {
         let mut victims: Vec<Box<[u8]>> = Vec::new();
         let n = samples.min(self.volatile.len());
         for _ in 0..n {
-            let Some((k, _)) = self.volatile.random(&mut rand) else { break };
+            let Some((k, &at)) = self.volatile.random(&mut rand) else { break };
             sampled += 1;
-            if let Some(e) = self.keys.get(k) {
-                if e.is_expired(now_ms) && !victims.iter().any(|v| &**v == k) && may_delete(k) {
-                    victims.push(k.into());
-                }
+            if expired_at(at, now_ms) && !victims.iter().any(|v| &**v == k) && may_delete(k) {
+                victims.push(k.into());
             }
         }
         let expired = victims.len();
@@ -394,11 +420,9 @@ impl Db {
     pub fn avg_ttl(&self, now_ms: u64) -> u64 {
         let mut sum = 0u64;
         let mut n = 0u64;
-        for (k, _) in self.volatile.iter().take(64) {
-            if let Some(e) = self.keys.get(k) {
-                sum += e.expire_at.saturating_sub(now_ms);
-                n += 1;
-            }
+        for (_, &at) in self.volatile.iter().take(64) {
+            sum += at.saturating_sub(now_ms);
+            n += 1;
         }
         sum.checked_div(n).unwrap_or(0)
     }
@@ -444,7 +468,7 @@ mod tests {
         assert!(db.lookup_read(b"a", 0).is_some());
         assert!(db.peek(b"a", 0).is_some());
         // A write lookup that only reads changes nothing ...
-        assert_eq!(db.lookup_write(b"a", 0).map(|e| e.expire_at), Some(0));
+        assert_eq!(db.lookup_write(b"a", 0).map(|e| e.lru), db.entry(b"a").map(|e| e.lru));
         // ... an in-place change fires once, when the handle is dropped.
         if let Some(mut e) = db.lookup_write(b"a", 0) {
             *e.val_mut() = Value::Int(2);
@@ -495,6 +519,6 @@ mod tests {
         }
         assert_eq!(db.len(), 51, "k0 is held by a transaction and stays");
         assert!(db.entry(b"k0").is_some());
-        assert!(db.iter().all(|(k, e)| e.expire_at == 1_000_000 || k == b"k0"));
+        assert!(db.iter().all(|(k, _)| db.expire_at(k) == 1_000_000 || k == b"k0"));
     }
 }

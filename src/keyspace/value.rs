@@ -155,12 +155,10 @@ impl Value {
     }
 }
 
-/// A key's slot in the keyspace.
+/// A key's slot in the keyspace. Its TTL is kept by the `Db` (see db.rs).
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub val: Value,
-    /// Absolute expiry in Unix milliseconds; 0 = persistent.
-    pub expire_at: u64,
     /// LRU clock (seconds, 24 bits as Redis) of the last access, for OBJECT IDLETIME.
     pub lru: u32,
     /// LFU word (16 bits of minutes, 8 bits of counter), for OBJECT FREQ under LFU.
@@ -169,20 +167,12 @@ pub struct Entry {
 
 impl Entry {
     /// A new object created at `now_ms` (createObject's access clock).
-    pub fn new(val: Value, expire_at: u64, now_ms: u64) -> Entry {
+    pub fn new(val: Value, now_ms: u64) -> Entry {
         Entry {
             val,
-            expire_at,
             lru: super::db::lru_clock(now_ms),
             lfu: super::access::lfu_init(now_ms),
         }
-    }
-
-    /// Redis's keyIsExpired: a key lives through its expiry millisecond (`now > when`).
-    /// The one definition every lookup, scan and sampler uses.
-    #[inline]
-    pub fn is_expired(&self, now_ms: u64) -> bool {
-        self.expire_at != 0 && self.expire_at < now_ms
     }
 }
 
@@ -195,6 +185,6 @@ mod tests {
     #[test]
     fn value_and_entry_stay_small() {
         assert_eq!(std::mem::size_of::<Value>(), 32);
-        assert_eq!(std::mem::size_of::<Entry>(), 48);
+        assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 }

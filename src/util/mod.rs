@@ -6,6 +6,7 @@ pub mod num;
 pub mod rand;
 pub mod sds;
 pub mod slot;
+pub mod small;
 
 /// Groups `(shard, item)` pairs by shard, shards ascending, items in their
 /// original order: the one grouping every multi-shard operation uses.

@@ -12,6 +12,7 @@
 //! passed in by the caller (they are configuration).
 
 use crate::keyspace::dict::Dict;
+use crate::util::small::SmallBytes;
 
 /// A hash value.
 pub struct Hash {
@@ -21,7 +22,7 @@ pub struct Hash {
 /// 24 bytes, so `Value` holds a hash inline: a small hash is one allocation.
 enum Repr {
     Pack(Pack),
-    Table(Box<Dict<Box<[u8]>>>),
+    Table(Box<Dict<SmallBytes>>),
 }
 
 /// Packed field/value strings: `varint(len) bytes` for the field, then the
@@ -119,7 +120,7 @@ impl<'a> Iterator for PackIter<'a> {
 }
 
 /// A hashtable hash's iterator (the `Dict`'s, boxed: its type is unnameable).
-pub type TableIter<'a> = dyn Iterator<Item = (&'a [u8], &'a Box<[u8]>)> + 'a;
+pub type TableIter<'a> = dyn Iterator<Item = (&'a [u8], &'a SmallBytes)> + 'a;
 
 /// Iterates a hash's pairs in its encoding's order.
 pub enum HashIter<'a> {
@@ -201,7 +202,7 @@ impl Hash {
     pub fn mem_usage(&self) -> usize {
         match &self.repr {
             Repr::Pack(p) => p.buf.len(),
-            Repr::Table(d) => std::mem::size_of::<Dict<Box<[u8]>>>() + d.overhead_bytes() + d.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>(),
+            Repr::Table(d) => std::mem::size_of::<Dict<SmallBytes>>() + d.overhead_bytes() + d.iter().map(|(k, v)| k.len() + v.heap_len()).sum::<usize>(),
         }
     }
 
@@ -235,7 +236,7 @@ impl Hash {
         if let Repr::Pack(p) = &self.repr {
             let mut d = Dict::new();
             for (k, v) in p.iter() {
-                d.insert(k, v.into());
+                d.insert(k, SmallBytes::new(v));
             }
             self.repr = Repr::Table(Box::new(d));
         }
@@ -274,11 +275,11 @@ impl Hash {
             },
             Repr::Table(d) => match d.get_mut(field) {
                 Some(v) => {
-                    *v = value.into();
+                    *v = SmallBytes::new(value);
                     false
                 }
                 None => {
-                    d.insert_new(field.into(), value.into());
+                    d.insert_new(field.into(), SmallBytes::new(value));
                     true
                 }
             },
