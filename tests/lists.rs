@@ -484,6 +484,23 @@ fn script_random(d: &mut Diff) {
     }
 }
 
+/// Every node layout `list-max-listpack-size` can ask for (count limits,
+/// byte budgets, one element per node) gives Redis's answers; the setting
+/// is accepted and reported as Redis does.
+fn script_fill_settings(d: &mut Diff) {
+    d.ss(&["CONFIG SET list-max-listpack-size abc", "CONFIG SET list-max-ziplist-size 99999999999"]);
+    for fill in ["1", "3", "0", "-1", "-5", "-6", "-2"] {
+        d.c(&["CONFIG", "SET", "list-max-listpack-size", fill]);
+        d.ss(&["CONFIG GET list-max-listpack-size", "CONFIG GET list-max-ziplist-size"]);
+        script_long(d);
+    }
+}
+
+#[test]
+fn lists_fill_settings() {
+    run_scripted("lists_fill", script_fill_settings);
+}
+
 #[test]
 fn lists_random() {
     run_scripted("lists_random", script_random);

@@ -5,7 +5,7 @@
 
 use super::table::{Ctx, Table};
 use crate::keyspace::db::EntryMut;
-use crate::keyspace::types::Hash;
+use crate::keyspace::types::{limits, Hash};
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
@@ -35,30 +35,13 @@ pub fn register(t: &mut Table) {
 // Shared helpers (also used by the sets family)
 // ---------------------------------------------------------------------------
 
-/// A numeric directive's current value (the listpack / intset limits), read
-/// when a write may convert, so a configuration change takes effect at once.
-pub(crate) fn config_usize(name: &str, default: usize) -> usize {
-    crate::runtime::rt_ref()
-        .config
-        .read()
-        .map(|c| c.num(name).clamp(0, usize::MAX as i128) as usize)
-        .unwrap_or(default)
-}
-
 /// (hash-max-listpack-entries, hash-max-listpack-value) for a write to `h`:
 /// only a listpack hash can convert, so a hashtable one reads no configuration.
 fn limits_for(h: &Hash) -> (usize, usize) {
     if !h.is_packed() {
         return (usize::MAX, usize::MAX);
     }
-    crate::runtime::rt_ref()
-        .config
-        .read()
-        .map(|c| {
-            let n = |name| c.num(name).clamp(0, usize::MAX as i128) as usize;
-            (n("hash-max-listpack-entries"), n("hash-max-listpack-value"))
-        })
-        .unwrap_or((512, 64))
+    (limits::hash_entries(), limits::hash_value())
 }
 
 /// What C code sees of an argument (strcasecmp stops at a NUL).

@@ -7,7 +7,7 @@
 //! compute here, and write the destination where it lives, all under the
 //! transaction's locks (inline, without messages, when every key is local).
 
-use super::hashes::{config_usize, empty_scan, matches, opt_is, parse_obj_scan_opts, parse_range, scan_reply};
+use super::hashes::{empty_scan, matches, opt_is, parse_obj_scan_opts, parse_range, scan_reply};
 use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::db::EntryMut;
 use crate::keyspace::types::set::Member;
@@ -42,7 +42,7 @@ pub fn register(t: &mut Table) {
 
 /// set-max-intset-entries (read per write that may convert).
 fn max_intset() -> usize {
-    config_usize("set-max-intset-entries", 512)
+    crate::keyspace::types::limits::set_intset_entries()
 }
 
 #[inline]

@@ -51,6 +51,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "set-max-intset-entries",
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
+    "list-max-listpack-size",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -282,6 +282,29 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.num_at(idx!("threads")) as usize
     }
+    /// (hash-max-listpack-entries, hash-max-listpack-value).
+    pub fn hash_max_listpack(&self) -> (usize, usize) {
+        (
+            Self::clamp_usize(self.num_at(idx!("hash-max-listpack-entries"))),
+            Self::clamp_usize(self.num_at(idx!("hash-max-listpack-value"))),
+        )
+    }
+    /// (zset-max-listpack-entries, zset-max-listpack-value).
+    pub fn zset_max_listpack(&self) -> (usize, usize) {
+        (
+            Self::clamp_usize(self.num_at(idx!("zset-max-listpack-entries"))),
+            Self::clamp_usize(self.num_at(idx!("zset-max-listpack-value"))),
+        )
+    }
+    pub fn set_max_intset_entries(&self) -> usize {
+        Self::clamp_usize(self.num_at(idx!("set-max-intset-entries")))
+    }
+    pub fn list_max_listpack_size(&self) -> i64 {
+        self.num_at(idx!("list-max-listpack-size")) as i64
+    }
+    fn clamp_usize(n: i128) -> usize {
+        n.clamp(0, usize::MAX as i128) as usize
+    }
     pub fn lfu_log_factor(&self) -> u32 {
         self.num_at(idx!("lfu-log-factor")) as u32
     }

@@ -561,6 +561,7 @@ pub fn run(cfg: Config) -> i32 {
             cfg.lfu_decay_time(),
         );
     }
+    crate::commands::server::configure_encodings(&cfg);
     log_notice!("oO0OoO0OoO0Oo Tessera is starting oO0OoO0OoO0Oo");
     log_notice!(
         "Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}",

@@ -31,8 +31,23 @@ fn config_get(_c: &mut Client, args: Args, out: &mut Reply) {
     }
 }
 
+/// Publishes the compact encodings' thresholds to the value types.
+pub fn configure_encodings(c: &crate::config::Config) {
+    let (hash_entries, hash_value) = c.hash_max_listpack();
+    let (zset_entries, zset_value) = c.zset_max_listpack();
+    crate::keyspace::types::limits::configure(crate::keyspace::types::limits::EncodingConfig {
+        hash_entries,
+        hash_value,
+        set_intset: c.set_max_intset_entries(),
+        zset_entries,
+        zset_value,
+        list_fill: c.list_max_listpack_size(),
+    });
+}
+
 /// Pushes config values that the runtime caches in atomics.
 pub fn apply_runtime_config(c: &crate::config::Config) {
+    configure_encodings(c);
     let rt = runtime::rt_ref();
     if let Ok(mut p) = rt.requirepass.write() {
         *p = c.requirepass();

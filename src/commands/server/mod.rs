@@ -8,7 +8,7 @@ mod debug;
 mod info;
 mod monitor;
 
-pub use config::apply_runtime_config;
+pub use config::{apply_runtime_config, configure_encodings};
 
 use crate::commands::table::{AsyncFn, Table};
 use crate::exec::on_every_shard;

@@ -8,11 +8,23 @@
 
 use std::collections::VecDeque;
 
-/// Byte budget of a node: Redis's default `list-max-listpack-size -2` (8 KB).
-/// Tessera does not honour other values of that directive (CONFIG SET refuses
-/// them), and in Redis 7.0 the node size is not observable anyway: OBJECT
-/// ENCODING always says "quicklist".
+/// Byte budget of a node at Redis's default `list-max-listpack-size -2` (8 KB),
+/// and the safety limit of a count-limited node (SIZE_SAFETY_LIMIT).
 pub const NODE_BYTES: usize = 8192;
+
+/// quicklist's optimization_level: the byte budgets of fill -1 ... -5.
+const LEVELS: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
+
+/// The byte budget of a node under `fill` (list-max-listpack-size), when
+/// the limit is a size; None for a count limit (or a fill below -5).
+#[inline]
+fn size_budget(fill: i64) -> Option<usize> {
+    if fill < 0 {
+        LEVELS.get((-(fill + 1)) as usize).copied()
+    } else {
+        None
+    }
+}
 
 /// Up to this many bytes a node's buffer grows exactly, not by doubling.
 const EXACT_GROWTH: usize = 512;
@@ -93,8 +105,21 @@ impl Node {
         (&self.buf[start..k], start - hdr)
     }
 
+    /// _quicklistNodeAllowInsert: whether one more element of `add` encoded
+    /// bytes joins this node under `list-max-listpack-size` (a byte budget
+    /// for -1..-5; an element count, within 8 KB, for a positive value; one
+    /// element per node for 0 or below -5, as in Redis).
+    #[inline]
     fn fits(&self, add: usize) -> bool {
-        self.count == 0 || self.buf.len() + add <= NODE_BYTES
+        if self.count == 0 {
+            return true;
+        }
+        let sz = self.buf.len() + add;
+        let fill = super::limits::list_fill();
+        match size_budget(fill) {
+            Some(b) => sz <= b,
+            None => sz <= NODE_BYTES && (self.count as i64) < fill,
+        }
     }
 
     /// Room for `add` more bytes. A small node grows exactly (as a listpack
@@ -109,7 +134,8 @@ impl Node {
             let target = if need <= EXACT_GROWTH {
                 need
             } else {
-                (self.buf.capacity() * 2).clamp(need, NODE_BYTES.max(need))
+                let budget = size_budget(super::limits::list_fill()).unwrap_or(NODE_BYTES);
+                (self.buf.capacity() * 2).clamp(need, budget.max(need))
             };
             self.buf.reserve_exact(target - self.buf.len());
         }
@@ -212,7 +238,10 @@ impl List {
             _ => {
                 // A list that fills a node is a big one: its next node starts
                 // at the full budget (no growth reallocations).
-                let cap = if self.nodes.is_empty() { add } else { NODE_BYTES.max(add) };
+                let cap = match size_budget(super::limits::list_fill()) {
+                    Some(b) if !self.nodes.is_empty() => b.max(add),
+                    _ => add,
+                };
                 let mut n = Node {
                     buf: Vec::with_capacity(cap),
                     count: 0,
@@ -235,7 +264,10 @@ impl List {
             _ => {
                 // A list that fills a node is a big one: its next node starts
                 // at the full budget (no growth reallocations).
-                let cap = if self.nodes.is_empty() { add } else { NODE_BYTES.max(add) };
+                let cap = match size_budget(super::limits::list_fill()) {
+                    Some(b) if !self.nodes.is_empty() => b.max(add),
+                    _ => add,
+                };
                 let mut n = Node {
                     buf: Vec::with_capacity(cap),
                     count: 0,
@@ -585,6 +617,39 @@ mod tests {
 
     #[test]
     fn matches_a_deque_model_under_random_operations() {
+        random_model_run();
+    }
+
+    /// Node layout is not semantics: every `list-max-listpack-size` gives the
+    /// same answers. (The setting is process-wide; the other tests only
+    /// assert layout at budgets of at most 8 KB, which these stay within.)
+    #[test]
+    fn every_fill_setting_keeps_list_semantics() {
+        let set = |f| {
+            super::super::limits::configure(super::super::limits::EncodingConfig {
+                hash_entries: 512,
+                hash_value: 64,
+                set_intset: 512,
+                zset_entries: 128,
+                zset_value: 64,
+                list_fill: f,
+            })
+        };
+        for f in [1, 3, 0, -1, -6] {
+            set(f);
+            random_model_run();
+        }
+        set(-2);
+        let mut l = List::new();
+        set(2);
+        for _ in 0..5 {
+            l.push_back(b"x");
+        }
+        assert_eq!(l.nodes.len(), 3, "2 elements per node");
+        set(-2);
+    }
+
+    fn random_model_run() {
         let mut l = List::new();
         let mut m: VecDeque<Vec<u8>> = VecDeque::new();
         let mut seed = 12345u64;

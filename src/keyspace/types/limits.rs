@@ -1,0 +1,64 @@
+//! The compact encodings' thresholds (`hash-max-listpack-*`,
+//! `set-max-intset-entries`, `zset-max-listpack-*`, `list-max-listpack-size`),
+//! as the types read them on every write that may convert or split.
+//!
+//! They are configuration, but a write must not take the configuration lock
+//! (one cache line shared by every shard): CONFIG SET and start-up store the
+//! values here, in relaxed atomics that writes only read.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::Relaxed};
+
+static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(512);
+static HASH_VALUE: AtomicUsize = AtomicUsize::new(64);
+static SET_INTSET: AtomicUsize = AtomicUsize::new(512);
+static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(128);
+static ZSET_VALUE: AtomicUsize = AtomicUsize::new(64);
+static LIST_FILL: AtomicI64 = AtomicI64::new(-2);
+
+/// The values of the directives, as the configuration holds them.
+#[derive(Clone, Copy, Debug)]
+pub struct EncodingConfig {
+    pub hash_entries: usize,
+    pub hash_value: usize,
+    pub set_intset: usize,
+    pub zset_entries: usize,
+    pub zset_value: usize,
+    pub list_fill: i64,
+}
+
+/// Publishes new thresholds (start-up, CONFIG SET); later writes use them.
+pub fn configure(c: EncodingConfig) {
+    HASH_ENTRIES.store(c.hash_entries, Relaxed);
+    HASH_VALUE.store(c.hash_value, Relaxed);
+    SET_INTSET.store(c.set_intset, Relaxed);
+    ZSET_ENTRIES.store(c.zset_entries, Relaxed);
+    ZSET_VALUE.store(c.zset_value, Relaxed);
+    LIST_FILL.store(c.list_fill, Relaxed);
+}
+
+#[inline]
+pub fn hash_entries() -> usize {
+    HASH_ENTRIES.load(Relaxed)
+}
+#[inline]
+pub fn hash_value() -> usize {
+    HASH_VALUE.load(Relaxed)
+}
+#[inline]
+pub fn set_intset_entries() -> usize {
+    SET_INTSET.load(Relaxed)
+}
+#[inline]
+pub fn zset_entries() -> usize {
+    ZSET_ENTRIES.load(Relaxed)
+}
+#[inline]
+pub fn zset_value() -> usize {
+    ZSET_VALUE.load(Relaxed)
+}
+/// `list-max-listpack-size`: negative = a node byte budget (-1 = 4 KB ... -5 =
+/// 64 KB), positive = an element count per node (within 8 KB).
+#[inline]
+pub fn list_fill() -> i64 {
+    LIST_FILL.load(Relaxed)
+}
