@@ -433,32 +433,268 @@ fn local_sets<'a>(ctx: &'a mut Ctx, keys: &[Vec<u8>]) -> Result<Vec<Option<&'a S
         .collect())
 }
 
-/// Copies of the sets at argument positions `pos` (None when missing), read
-/// where they live, all shards at once; Err(()) when one is not a set.
-async fn fetch_sets(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Result<Result<Vec<Option<Set>>, ()>, HopLost> {
-    let n = pos.len();
-    let groups = crate::util::group_by_shard(pos.clone().map(|i| (tx.shard_of_arg(i), (i, args.get(i).to_vec()))));
-    let parts = groups
+/// Members in one buffer (`varint(len) bytes` each), in a set's iteration
+/// order: what crosses shards in a set operation, one allocation for a
+/// whole set instead of one per member.
+#[derive(Default)]
+struct Packed {
+    buf: Vec<u8>,
+    n: usize,
+}
+
+impl Packed {
+    fn push(&mut self, m: &[u8]) {
+        let mut n = m.len();
+        while n >= 0x80 {
+            self.buf.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.buf.push(n as u8);
+        self.buf.extend_from_slice(m);
+        self.n += 1;
+    }
+
+    fn of(set: &Set) -> Packed {
+        let mut p = Packed::default();
+        p.buf.reserve(set.len() * 10);
+        for m in set.iter() {
+            m.with(|b| p.push(b));
+        }
+        p
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= self.buf.len() {
+                return None;
+            }
+            let (mut n, mut shift) = (0usize, 0);
+            loop {
+                let b = self.buf[at];
+                at += 1;
+                n |= ((b & 0x7f) as usize) << shift;
+                if b & 0x80 == 0 {
+                    break;
+                }
+                shift += 7;
+            }
+            at += n;
+            Some(&self.buf[at - n..at])
+        })
+    }
+
+    /// Keeps the members for which `keep` holds, in order.
+    fn retain(self, mut keep: impl FnMut(&[u8]) -> bool) -> Packed {
+        let mut out = Packed::default();
+        out.buf.reserve(self.buf.len());
+        for m in self.iter() {
+            if keep(m) {
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+/// The keys at argument positions `pos`, grouped by owning shard: (shard, [(position, key)]).
+fn key_groups(tx: &Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Vec<(usize, Vec<(usize, Vec<u8>)>)> {
+    crate::util::group_by_shard(pos.map(|i| (tx.shard_of_arg(i), (i, args.get(i).to_vec()))))
+}
+
+/// Every key's set size (None = missing), looked up where it lives as Redis
+/// looks them up (lazy expiry, hit/miss counters, in order on each shard);
+/// Err(()) when one is not a set.
+async fn probe_sizes(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Result<Result<Vec<Option<usize>>, ()>, HopLost> {
+    let base = pos.start;
+    let mut sizes = vec![None; pos.len()];
+    let parts = key_groups(tx, args, pos)
         .into_iter()
         .map(|(s, keys)| {
             (s, move |ctx: &mut Ctx| {
-                let (idx, keys): (Vec<usize>, Vec<Vec<u8>>) = keys.into_iter().unzip();
-                local_sets(ctx, &keys).map(|sets| idx.into_iter().zip(sets.into_iter().map(|s| s.cloned())).collect::<Vec<_>>())
+                let names: Vec<Vec<u8>> = keys.iter().map(|k| k.1.clone()).collect();
+                local_sets(ctx, &names).map(|sets| keys.iter().map(|k| k.0).zip(sets.iter().map(|s| s.map(|s| s.len()))).collect::<Vec<_>>())
             })
         })
         .collect();
-    let mut sets: Vec<Option<Set>> = (0..n).map(|_| None).collect();
     for part in tx.hop_each(parts).await? {
         match part {
             Ok(found) => {
-                for (i, s) in found {
-                    sets[i - pos.start] = s;
+                for (i, n) in found {
+                    sizes[i - base] = n;
                 }
             }
             Err(()) => return Ok(Err(())),
         }
     }
-    Ok(Ok(sets))
+    Ok(Ok(sizes))
+}
+
+/// The set at argument `i`, packed where it lives (empty when missing).
+async fn fetch_packed(tx: &mut Tx<'_>, args: &Args<'_>, i: usize) -> Result<Packed, HopLost> {
+    let key = args.get(i).to_vec();
+    tx.hop(tx.shard_of_arg(i), move |ctx: &mut Ctx| {
+        match ctx.shard.dbs[ctx.db].entry(&key).map(|e| &e.val) {
+            Some(Value::Set(s)) => Packed::of(s),
+            _ => Packed::default(),
+        }
+    })
+    .await
+}
+
+/// Passes `cand` through every shard holding one of the keys at `pos`
+/// (argument `skip` excepted), in order: with `inter` each shard keeps the
+/// members that all its sets contain (intersection), otherwise those none of
+/// them contains (difference). Missing keys are no sets.
+async fn filter_through(tx: &mut Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>, skip: usize, mut cand: Packed, inter: bool) -> Result<Packed, HopLost> {
+    for (s, keys) in key_groups(tx, args, pos) {
+        let names: Vec<Vec<u8>> = keys.into_iter().filter(|k| k.0 != skip).map(|k| k.1).collect();
+        if names.is_empty() || cand.n == 0 {
+            continue;
+        }
+        cand = tx
+            .hop(s, move |ctx: &mut Ctx| {
+                let db = &ctx.shard.dbs[ctx.db];
+                let sets: Vec<&Set> = names
+                    .iter()
+                    .filter_map(|k| match db.entry(k).map(|e| &e.val) {
+                        Some(Value::Set(s)) => Some(&**s),
+                        _ => None,
+                    })
+                    .collect();
+                if inter {
+                    cand.retain(|m| sets.iter().all(|s| s.contains(m)))
+                } else {
+                    cand.retain(|m| !sets.iter().any(|s| s.contains(m)))
+                }
+            })
+            .await?;
+    }
+    Ok(cand)
+}
+
+/// A set built as Redis builds a result (a new intset converting as members come).
+fn build(members: impl Iterator<Item = impl AsRef<[u8]>>) -> Set {
+    let max = max_intset();
+    let mut dst = Set::new_intset();
+    for m in members {
+        dst.add(m.as_ref(), max);
+    }
+    dst
+}
+
+/// A set operation whose keys live on several shards. Nothing is copied set
+/// by set: the sizes are probed first; an intersection ships the smallest
+/// set's members (packed) through the other shards, which keep those their
+/// sets all contain; a difference ships the first set's members the same way
+/// (or, when Redis's cost model picks its second algorithm, the packed
+/// others); a union packs every set once. Results and their encodings are
+/// built as the single-shard path builds them.
+async fn setop_cross(
+    tx: &mut Tx<'_>,
+    args: &Args<'_>,
+    out: &mut Reply,
+    op: Op,
+    keys: std::ops::Range<usize>,
+    sameset: bool,
+    store: bool,
+) -> Result<(), HopLost> {
+    let sizes = match probe_sizes(tx, args, keys.clone()).await? {
+        Ok(s) => s,
+        Err(()) => {
+            out.error(err::WRONGTYPE);
+            return Ok(());
+        }
+    };
+    let result: Option<Packed> = match op {
+        Op::Inter | Op::InterCard(_) => {
+            if sizes.iter().any(|s| s.is_none()) {
+                None
+            } else {
+                // The smallest set (the first of equal sizes), as the local path iterates it.
+                let (small, _) = sizes.iter().enumerate().min_by_key(|(_, n)| n.unwrap_or(0)).unwrap_or((0, &None));
+                let small = keys.start + small;
+                let cand = fetch_packed(tx, args, small).await?;
+                Some(filter_through(tx, args, keys.clone(), small, cand, true).await?)
+            }
+        }
+        Op::Union => {
+            let mut all = Packed::default();
+            for i in keys.clone() {
+                if sizes[i - keys.start].is_some() {
+                    let p = fetch_packed(tx, args, i).await?;
+                    for m in p.iter() {
+                        all.push(m);
+                    }
+                }
+            }
+            Some(all)
+        }
+        Op::Diff => match sizes[0] {
+            None => None,
+            Some(_) if sameset => None,
+            Some(n0) => {
+                let present = sizes.iter().flatten().count();
+                let two: usize = sizes.iter().flatten().sum();
+                let first = fetch_packed(tx, args, keys.start).await?;
+                if present * n0 / 2 <= two {
+                    Some(filter_through(tx, args, keys.start + 1..keys.end, keys.start, first, false).await?)
+                } else {
+                    // Redis's second algorithm: everything, then remove each other set's members.
+                    let mut dst = build(first.iter());
+                    for i in keys.start + 1..keys.end {
+                        if dst.is_empty() {
+                            break;
+                        }
+                        if sizes[i - keys.start].is_some() {
+                            for m in fetch_packed(tx, args, i).await?.iter() {
+                                dst.remove(m);
+                            }
+                        }
+                    }
+                    return finish_set(tx, args, out, dst, store).await;
+                }
+            }
+        },
+    };
+    let result = result.unwrap_or_default();
+    if let Op::InterCard(limit) = op {
+        out.int(if limit == 0 { result.n } else { result.n.min(limit) } as i64);
+        return Ok(());
+    }
+    match op {
+        Op::Inter if !store => {
+            // The intersection replies in the smallest set's order, as Redis.
+            out.set_len(result.n);
+            for m in result.iter() {
+                out.bulk(m);
+            }
+            Ok(())
+        }
+        _ => finish_set(tx, args, out, build(result.iter()), store).await,
+    }
+}
+
+/// Replies a computed set, or stores it at argument 1 where that key lives.
+async fn finish_set(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, result: Set, store: bool) -> Result<(), HopLost> {
+    if !store {
+        out.set_len(result.len());
+        for m in result.iter() {
+            bulk_member(out, m);
+        }
+        return Ok(());
+    }
+    let dst = args.get(1).to_vec();
+    let resp3 = out.resp3();
+    let bytes = tx
+        .hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
+            let mut r = Reply::new(resp3);
+            store_local(ctx, &dst, result, &mut r);
+            r.buf
+        })
+        .await?;
+    out.raw(&bytes);
+    Ok(())
 }
 
 /// Stores `result` at `dst` on this shard (setKey), or deletes `dst` when the
@@ -597,27 +833,7 @@ async fn setop(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, op: Op, keys: 
         out.raw(&bytes);
         return Ok(());
     }
-    let sets = match fetch_sets(tx, args, keys).await? {
-        Ok(s) => s,
-        Err(()) => {
-            out.error(err::WRONGTYPE);
-            return Ok(());
-        }
-    };
-    let refs: Vec<Option<&Set>> = sets.iter().map(|s| s.as_ref()).collect();
-    if let Some(result) = compute(op, &refs, sameset, store, out) {
-        let dst = args.get(1).to_vec();
-        let resp3 = out.resp3();
-        let bytes = tx
-            .hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
-                let mut r = Reply::new(resp3);
-                store_local(ctx, &dst, result, &mut r);
-                r.buf
-            })
-            .await?;
-        out.raw(&bytes);
-    }
-    Ok(())
+    setop_cross(tx, args, out, op, keys, sameset, store).await
 }
 
 const SINTER: PlanFn = |tx, args, out| Box::pin(async move { setop(tx, &args, out, Op::Inter, 1..args.len(), false).await });
