@@ -497,8 +497,11 @@ impl Packed {
     }
 }
 
-/// The keys at argument positions `pos`, grouped by owning shard: (shard, [(position, key)]).
-fn key_groups(tx: &Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Vec<(usize, Vec<(usize, Vec<u8>)>)> {
+/// Keys of one shard: (argument position, key).
+type ShardKeys = Vec<(usize, Vec<u8>)>;
+
+/// The keys at argument positions `pos`, grouped by owning shard.
+fn key_groups(tx: &Tx<'_>, args: &Args<'_>, pos: std::ops::Range<usize>) -> Vec<(usize, ShardKeys)> {
     crate::util::group_by_shard(pos.map(|i| (tx.shard_of_arg(i), (i, args.get(i).to_vec()))))
 }
 
