@@ -949,10 +949,7 @@ type Fetched = Result<Option<Elems>, ()>;
 /// Owned (score, member) pairs.
 type Elems = Vec<(f64, Vec<u8>)>;
 
-/// The members of a SET input, each scoring 1 as zuiNext gives them. The set
-/// type is not filled in yet, so a set reads as empty; wire this to the set's
-/// iterator once it exists.
-/// A plain set as a sorted-set input: every member with score 1 (as Redis).
+/// A plain set as a sorted-set input: every member with score 1 (as zuiNext gives them).
 fn set_input(s: &Set) -> Vec<(f64, Vec<u8>)> {
     s.iter().map(|m| (1.0, m.to_vec())).collect()
 }
