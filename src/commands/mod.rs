@@ -15,6 +15,7 @@ pub mod lists;
 pub mod meta;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod table;
 pub mod zsets;
@@ -31,4 +32,5 @@ pub fn register_all(t: &mut table::Table) {
     hashes::register(t);
     sets::register(t);
     zsets::register(t);
+    sort::register(t);
 }

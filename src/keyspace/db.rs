@@ -267,6 +267,14 @@ impl Db {
         self.keys.get(key)
     }
 
+    /// The value for a change of representation only (an encoding conversion,
+    /// as SORT converts a listpack sorted set): no element, score or TTL
+    /// changes, so, as in Redis, neither the hook nor the access clock is
+    /// told. Anything else goes through the mutating methods or `lookup_write`.
+    pub fn repr_mut(&mut self, key: &[u8]) -> Option<&mut Value> {
+        self.keys.get_mut(key).map(|e| &mut e.val)
+    }
+
     /// The stored entry as it is: no expiry, no access clock (scans, samplers).
     pub fn entry(&self, key: &[u8]) -> Option<&Entry> {
         self.keys.get(key)

@@ -562,6 +562,11 @@ pub fn run(cfg: Config) -> i32 {
         );
     }
     crate::commands::server::configure_encodings(&cfg);
+    // Redis's main(): collation from the environment (SORT ALPHA uses strcoll).
+    // SAFETY: called once, before the shards start.
+    unsafe {
+        libc::setlocale(libc::LC_COLLATE, c"".as_ptr());
+    }
     log_notice!("oO0OoO0OoO0Oo Tessera is starting oO0OoO0OoO0Oo");
     log_notice!(
         "Tessera version={}, redis_version=7.0.15, bits=64, pid={}, shards={}",
