@@ -159,7 +159,7 @@ fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet) {
     if z.is_empty() {
         db.remove(key);
     } else {
-        db.set(key, Value::ZSet(Box::new(z)), 0, now);
+        db.set(key, Value::ZSet(z), 0, now);
     }
 }
 
@@ -569,7 +569,7 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
                 }
             }
             if !z.is_empty() {
-                db.set(key, Value::ZSet(Box::new(z)), 0, now);
+                db.set(key, Value::ZSet(z), 0, now);
             }
         }
     }
@@ -1587,7 +1587,7 @@ mod tests {
         for (sc, m) in elems {
             z.insert_new(*sc, m.as_bytes());
         }
-        s.dbs[0].set(key.as_bytes(), Value::ZSet(Box::new(z)), 0, NOW);
+        s.dbs[0].set(key.as_bytes(), Value::ZSet(z), 0, NOW);
     }
 
     #[test]
