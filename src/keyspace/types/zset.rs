@@ -11,19 +11,67 @@
 //!   [`CHUNK_MAX`] elements with a Fenwick tree over their lengths, so a rank
 //!   or a position is found with two binary searches and a tree walk, and an
 //!   insert moves at most one chunk's elements — plus a member -> score map.
-//!   Members are shared between the two (`Arc<[u8]>`), stored once.
+//!   Members are shared between the two (one refcounted allocation each).
 //!
 //! Like Redis 7.0 a set never converts back to listpack once it became
 //! "skiplist".
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Largest chunk before it is split in two.
 const CHUNK_MAX: usize = 256;
 
-type Member = Arc<[u8]>;
+/// A skiplist member, shared by the order and the map: a thin pointer (8
+/// bytes, the length lives in the allocation), so an element of the order
+/// is 16 bytes and a map slot 16 + 1.
+#[derive(Clone)]
+struct Member(triomphe::ThinArc<(), u8>);
+
+impl Member {
+    fn new(m: &[u8]) -> Member {
+        Member(triomphe::ThinArc::from_header_and_slice((), m))
+    }
+}
+
+impl std::ops::Deref for Member {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        &self.0.slice
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for Member {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self
+    }
+}
+
+/// Hashes and compares as the bytes, as `Borrow<[u8]>` requires.
+impl std::hash::Hash for Member {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        (**self).hash(h)
+    }
+}
+
+impl PartialEq for Member {
+    #[inline]
+    fn eq(&self, o: &Member) -> bool {
+        **self == **o
+    }
+}
+
+impl Eq for Member {}
+
+impl std::fmt::Debug for Member {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self))
+    }
+}
+
 type Elem = (f64, Member);
 
 /// (score, member) order: scores numerically (never NaN), then memcmp.
@@ -268,6 +316,7 @@ impl Skip {
         let mut n = self.chunks.capacity() * std::mem::size_of::<Vec<Elem>>() + self.fen.capacity() * 8;
         for c in &self.chunks {
             n += c.capacity() * std::mem::size_of::<Elem>();
+            // The member's allocation: refcount, length, bytes.
             n += c.iter().map(|e| e.1.len() + 16).sum::<usize>();
         }
         n + self.dict.capacity() * (std::mem::size_of::<(Member, f64)>() + 1)
@@ -415,7 +464,7 @@ impl Skip {
     }
 
     fn insert_new(&mut self, s: f64, m: &[u8]) {
-        let m: Member = Arc::from(m);
+        let m = Member::new(m);
         self.dict.insert(m.clone(), s);
         self.insert_elem(s, m);
     }
