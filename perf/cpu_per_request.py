@@ -55,9 +55,19 @@ def start(kind, args, port):
     return p
 
 
-def bench(port, args, test, pipeline, n):
-    cmd = ["taskset", "-c", args.bench_cpus, "redis-benchmark", "-p", str(port), "-c", "50", "-r", "1000000",
-           "-t", test, "-P", str(pipeline), "-n", str(n), "-q"]
+# Tests that need data first, filled before the CPU clock starts: pops pop
+# real elements (a fresh server's key is empty), and LRANGE_N runs as a raw
+# command, since `-t lrange_N` times its own LPUSH fill with the LRANGEs.
+PREFILL = {"lpop": "lpush", "rpop": "rpush", "spop": "sadd", "zpopmin": "zadd",
+           "lrange_100": "lpush", "lrange_300": "lpush", "lrange_500": "lpush", "lrange_600": "lpush"}
+
+
+def bench(port, args, test, pipeline, n, rand=1000000):
+    what = ["-t", test]
+    if test.startswith("lrange_"):
+        what = ["LRANGE", "mylist", "0", str(int(test.split("_")[1]) - 1)]
+    cmd = ["taskset", "-c", args.bench_cpus, "redis-benchmark", "-p", str(port), "-c", "50", "-r", str(rand),
+           "-P", str(pipeline), "-n", str(n), "-q"] + what
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     m = re.findall(r"([\d.]+) requests per second", out)
     if not m:
@@ -69,6 +79,10 @@ def run_case(kind, args, test, pipeline, n):
     port = free_port()
     p = start(kind, args, port)
     try:
+        if test in PREFILL:
+            # Distinct members (-r 1e9) so a set or zset holds about n of them.
+            fill_n = 1000 if test.startswith("lrange_") else n
+            bench(port, args, PREFILL[test], 16, fill_n, rand=1000000000)
         c0 = cpu_secs(p.pid)
         rps = bench(port, args, test, pipeline, n)
         c1 = cpu_secs(p.pid)

@@ -1684,7 +1684,7 @@ impl Gen {
     fn typed_command(&mut self) -> Vec<String> {
         let s = |x: &str| x.to_string();
         let k = self.key();
-        let mut v: Vec<String> = match self.rng.below(40) {
+        let mut v: Vec<String> = match self.rng.below(41) {
             0..=2 => {
                 let mut v = vec![s(self.rng.pick(&["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"])), k];
                 v.extend(self.members(4));
@@ -1783,6 +1783,16 @@ impl Gen {
             ],
             37 => vec![s("RENAME"), k, self.key()],
             38 => vec![s("DEL"), k],
+            // Sorted (never BY nosort): a hashtable set's own order is Tessera's.
+            39 => {
+                let mut v = vec![s(self.rng.pick(&["SORT", "SORT_RO"])), k];
+                for opt in [&["ALPHA"][..], &["DESC"], &["LIMIT", "1", "2"]] {
+                    if self.rng.chance(50) {
+                        v.extend(opt.iter().map(|o| s(o)));
+                    }
+                }
+                v
+            }
             _ => vec![s("SET"), k, self.value()],
         };
         // ZRANDMEMBER without a count on a one-member set is deterministic only then.
