@@ -3,7 +3,7 @@
 //! transactions), and write all replies of the read in one go, in order.
 
 use super::client::{self, Client, ClientShared};
-use super::dispatch::{dispatch, Pipeline};
+use super::dispatch::{dispatch_later, dispatch_now, Now, Pipeline};
 use super::net::Transport;
 use super::obuf;
 use crate::protocol::{Args, Parsed, Parser, Reply, Source};
@@ -219,7 +219,9 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
                         log_security_attack();
                         break 'conn;
                     }
-                    dispatch(&mut c, &mut pipe, args, &mut out).await;
+                    if let Now::Later(cmd, keep) = dispatch_now(&mut c, &mut pipe, &args, &mut out) {
+                        dispatch_later(&mut c, &mut pipe, cmd, args, &mut out, keep).await;
+                    }
                     pos += consumed;
                     if c.close_after_reply {
                         close = true;

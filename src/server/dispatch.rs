@@ -169,68 +169,55 @@ impl Pipeline {
     }
 }
 
-/// Executes one parsed request.
-pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: &mut Reply) {
-    out.resp3 = c.resp3;
-    let looked = table::lookup(&args);
-    // CLIENT REPLY decides its own reply (ON answers OK even when replies were off);
-    // for every other command the mode in force before it applies, as Redis's flags.
-    let keep = if matches!(&looked, Ok(cmd) if cmd.meta.name == "client|reply") {
-        true
-    } else {
-        match c.reply_mode {
-            ReplyMode::On => true,
-            ReplyMode::Off => false,
-            ReplyMode::SkipNext => {
-                c.reply_mode = ReplyMode::Skipping;
-                false
-            }
-            ReplyMode::Skipping => {
-                c.reply_mode = ReplyMode::On;
-                true
-            }
+/// What [`dispatch_now`] left to do.
+pub enum Now {
+    /// The request ran (or was forwarded, or refused) without waiting.
+    Done,
+    /// It must wait (a flush, a lock turn, a pause, another shard's reply):
+    /// [`dispatch_later`] finishes it.
+    Later(&'static Command, bool),
+}
+
+/// Executes one parsed request as far as it can without an await: the
+/// common case (a keyed command run inline or queued for another shard)
+/// never builds the async path's future, which is large (it holds every
+/// slow path's state) and costs a copy per request to set up.
+pub fn dispatch_now(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Reply) -> Now {
+    let Some((cmd, keep)) = prologue(c, pipe, args, out) else { return Now::Done };
+    let paused = runtime::rt_ref().pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0;
+    let done = match cmd.handler {
+        Handler::Keyed(_) | Handler::Plan(_) => {
+            // The route is computed once and travels with the command.
+            let mut route = std::mem::take(&mut pipe.route);
+            route.compute(cmd, args, runtime::nshards());
+            let done = !paused && keyed_now(c, pipe, cmd, args, &route, out, keep);
+            pipe.route = route;
+            done
         }
-    };
-    let cmd = match looked {
-        Ok(cmd) => cmd,
-        Err(e) => {
-            let mark = pipe.sink(out).buf.len();
-            table::write_lookup_error(e, &args, pipe.sink(out));
-            with_shard(|sh| sh.stats.count_error(&pipe.sink(out).buf[mark..]));
-            finish_local(c, pipe, out, mark, keep);
-            return;
+        // PING/ECHO do not depend on ordering with forwarded commands.
+        Handler::Client(f) if !paused && cmd.has(flags::FAST) && matches!(cmd.meta.name, "ping" | "echo") => {
+            run_client(c, pipe, cmd, f, *args, out, keep);
+            true
         }
+        _ => false,
     };
-    c.shared.last_cmd.set(cmd.meta.name);
-    if !cmd.arity_ok(args.len()) || !step_ok(cmd, args.len()) {
-        let mark = pipe.sink(out).buf.len();
-        table::write_arity_error(cmd, pipe.sink(out));
-        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
-        finish_local(c, pipe, out, mark, keep);
-        return;
+    if !done {
+        return Now::Later(cmd, keep);
     }
-    if !c.authed && !cmd.has(flags::NOAUTH) {
-        let mark = pipe.sink(out).buf.len();
-        pipe.sink(out).error(crate::protocol::reply::err::NOAUTH);
-        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
-        finish_local(c, pipe, out, mark, keep);
-        return;
-    }
-    // Counted once per executed command, on the connection's shard (INFO sums shards).
-    with_shard(|sh| {
-        sh.stats.commands += 1;
-        sh.stats.cmd_mut(cmd.id).calls += 1;
-    });
-    let rt = runtime::rt_ref();
-    if rt.pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    feed_monitors(c, args);
+    Now::Done
+}
+
+/// Finishes a request [`dispatch_now`] returned as `Later` for.
+pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, out: &mut Reply, keep: bool) {
+    if runtime::rt_ref().pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         pipe.flush(out).await;
         super::pause::wait_pause(cmd).await;
     }
     match cmd.handler {
         Handler::Keyed(_) | Handler::Plan(_) => {
-            // The route is computed once and travels with the command.
-            let mut route = std::mem::take(&mut pipe.route);
-            route.compute(cmd, &args, runtime::nshards());
+            // Computed by dispatch_now.
+            let route = std::mem::take(&mut pipe.route);
             keyed(c, pipe, cmd, args, &route, out, keep).await;
             pipe.route = route;
         }
@@ -253,22 +240,10 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
             }
         }
         Handler::Client(f) => {
-            // PING/ECHO do not depend on ordering with forwarded commands.
             if !cmd.has(flags::FAST) || !matches!(cmd.meta.name, "ping" | "echo") {
                 pipe.flush(out).await;
             }
-            let mark = pipe.sink(out).buf.len();
-            let t0 = runtime::clock::ticks();
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
-            if r.is_err() {
-                pipe.sink(out).buf.truncate(mark);
-                exec::internal_error(cmd, pipe.sink(out));
-            }
-            with_shard(|sh| {
-                sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
-                count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
-            });
-            finish_local(c, pipe, out, mark, keep);
+            run_client(c, pipe, cmd, f, args, out, keep);
         }
         Handler::Async(f) => {
             pipe.flush(out).await;
@@ -284,10 +259,120 @@ pub async fn dispatch(c: &mut Client, pipe: &mut Pipeline, args: Args<'_>, out: 
             }
         }
     }
-    // Like Redis's call(): monitors see a command after it ran, with the db it left selected.
-    if rt.monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-        super::monitor::feed(c, &args);
+    feed_monitors(c, &args);
+}
+
+/// Like Redis's call(): monitors see a command after it ran, with the db it left selected.
+#[inline]
+fn feed_monitors(c: &Client, args: &Args<'_>) {
+    if runtime::rt_ref().monitors.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+        super::monitor::feed(c, args);
     }
+}
+
+/// Lookup, reply mode, arity and auth checks, and the call counters: the
+/// command to run and whether its reply is kept, or None when refused here.
+fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Reply) -> Option<(&'static Command, bool)> {
+    out.resp3 = c.resp3;
+    let looked = table::lookup(args);
+    // CLIENT REPLY decides its own reply (ON answers OK even when replies were off);
+    // for every other command the mode in force before it applies, as Redis's flags.
+    let keep = if matches!(&looked, Ok(cmd) if cmd.meta.name == "client|reply") {
+        true
+    } else {
+        match c.reply_mode {
+            ReplyMode::On => true,
+            ReplyMode::Off => false,
+            ReplyMode::SkipNext => {
+                c.reply_mode = ReplyMode::Skipping;
+                false
+            }
+            ReplyMode::Skipping => {
+                c.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    };
+    let cmd = match looked {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            let mark = pipe.sink(out).buf.len();
+            table::write_lookup_error(e, args, pipe.sink(out));
+            with_shard(|sh| sh.stats.count_error(&pipe.sink(out).buf[mark..]));
+            finish_local(c, pipe, out, mark, keep);
+            return None;
+        }
+    };
+    c.shared.last_cmd.set(cmd.meta.name);
+    if !cmd.arity_ok(args.len()) || !step_ok(cmd, args.len()) {
+        let mark = pipe.sink(out).buf.len();
+        table::write_arity_error(cmd, pipe.sink(out));
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
+    if !c.authed && !cmd.has(flags::NOAUTH) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::protocol::reply::err::NOAUTH);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
+    // Counted once per executed command, on the connection's shard (INFO sums shards).
+    with_shard(|sh| {
+        sh.stats.commands += 1;
+        sh.stats.cmd_mut(cmd.id).calls += 1;
+    });
+    Some((cmd, keep))
+}
+
+/// A connection-level command (the shard's state is not the handler's).
+fn run_client(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, f: table::ClientFn, args: Args<'_>, out: &mut Reply, keep: bool) {
+    let mark = pipe.sink(out).buf.len();
+    let t0 = runtime::clock::ticks();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, pipe.sink(out))));
+    if r.is_err() {
+        pipe.sink(out).buf.truncate(mark);
+        exec::internal_error(cmd, pipe.sink(out));
+    }
+    with_shard(|sh| {
+        sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+        count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+    });
+    finish_local(c, pipe, out, mark, keep);
+}
+
+/// The part of [`keyed`] that needs no await: true when the command ran on
+/// this shard or was queued for another; false (nothing done) otherwise.
+fn keyed_now(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: &Args<'_>, route: &Route, out: &mut Reply, keep: bool) -> bool {
+    let db = c.db;
+    if runtime::nshards() > 1 && cmd.wide.and_then(|w| w(args)).is_some() {
+        return false;
+    }
+    let Some(s) = route.target else { return false };
+    if pipe.ordered && cmd.has(flags::WRITE) && pipe.pending_elsewhere(s) {
+        return false;
+    }
+    if s != runtime::shard_id() {
+        let now = runtime::clock::wall_ms();
+        pipe.push_remote(s, cmd, args, &route.keys, db, c.resp3, keep, now);
+        return true;
+    }
+    let mark = pipe.sink(out).buf.len();
+    let ran = with_shard(|sh| {
+        if exec::must_wait(sh, cmd, args, &route.keys, db) {
+            return false;
+        }
+        // The command's time, taken once.
+        let now = runtime::clock::wall_ms();
+        exec::execute(sh, cmd, *args, db, now, pipe.sink(out));
+        count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
+        true
+    });
+    if ran {
+        finish_local(c, pipe, out, mark, keep);
+    }
+    ran
 }
 
 /// A command with keys: inline on this shard, forwarded in a batch, or a
