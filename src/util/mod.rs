@@ -7,6 +7,7 @@ pub mod rand;
 pub mod sds;
 pub mod slot;
 pub mod small;
+pub mod varint;
 
 /// Groups `(shard, item)` pairs by shard, shards ascending, items in their
 /// original order: the one grouping every multi-shard operation uses.

@@ -13,6 +13,7 @@
 
 use crate::keyspace::dict::Dict;
 use crate::util::small::SmallBytes;
+use crate::util::varint;
 
 /// A hash value.
 pub struct Hash {
@@ -36,28 +37,14 @@ struct Pack {
 }
 
 #[inline]
-fn put_len(buf: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
+fn put_len(buf: &mut Vec<u8>, n: usize) {
+    varint::put(buf, n as u64);
 }
 
 /// Reads the string at `at`: (start, end) of its bytes.
 #[inline]
 fn get_str(buf: &[u8], mut at: usize) -> (usize, usize) {
-    let mut n = 0usize;
-    let mut shift = 0;
-    loop {
-        let b = buf[at];
-        at += 1;
-        n |= ((b & 0x7f) as usize) << shift;
-        if b & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-    }
+    let n = varint::get(buf, &mut at) as usize;
     (at, at + n)
 }
 
@@ -339,13 +326,8 @@ impl Hash {
 }
 
 #[inline]
-fn varint_len(mut n: usize) -> usize {
-    let mut l = 1;
-    while n >= 0x80 {
-        n >>= 7;
-        l += 1;
-    }
-    l
+fn varint_len(n: usize) -> usize {
+    varint::len(n as u64)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! Like Redis 7.0 a set never converts back to listpack once it became
 //! "skiplist".
 
+use crate::util::varint::{get as get_varint, put as put_varint};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -166,30 +167,6 @@ struct Pack {
 /// Largest magnitude written as an integer: every integer up to 2^53 is
 /// exact in an f64, so the round trip is exact.
 const PACK_INT_MAX: f64 = 9007199254740992.0;
-
-#[inline]
-fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-}
-
-#[inline]
-fn get_varint(buf: &[u8], at: &mut usize) -> u64 {
-    let mut n = 0u64;
-    let mut shift = 0;
-    loop {
-        let b = buf[*at];
-        *at += 1;
-        n |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            return n;
-        }
-        shift += 7;
-    }
-}
 
 /// Appends one encoded element.
 fn encode(out: &mut Vec<u8>, s: f64, m: &[u8]) {
