@@ -269,3 +269,81 @@ fn config_set_port_moves_every_shards_listener() {
     assert_eq!(before.cmd(&["DBSIZE"]), b":16\r\n");
     assert_eq!(field(&mut before, "stats", "watchdog_rescues"), "0");
 }
+
+/// Connections whose commands all go to the other shard move there: replies
+/// stay in order with nothing lost or repeated — bytes that arrive while a
+/// connection moves included — and a moved client keeps its id, name, db and
+/// protocol. Random keys never move a connection.
+#[test]
+fn connections_move_to_the_shard_of_their_keys() {
+    let server = TesseraServer::start(2, &[]);
+    let port = server.port;
+    let incr = |key: &str| format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).into_bytes();
+    // 16 connections: some are accepted by the shard that does not own {q}
+    // (all on the other one: a chance of 2^-16).
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                c.set_timeout(Duration::from_secs(30));
+                assert_eq!(c.cmd(&["CLIENT", "SETNAME", &format!("c{t}")]), b"+OK\r\n");
+                assert_eq!(c.cmd(&["SELECT", "3"]), b"+OK\r\n");
+                assert_eq!(c.cmd(&["HELLO", "3"])[0], b'%');
+                let id = c.cmd(&["CLIENT", "ID"]);
+                let key = format!("{{q}}:n{t}");
+                let mut next = 1;
+                if t % 2 == 0 {
+                    // Waves answered before the next is sent: quiescent points.
+                    for _ in 0..20 {
+                        let req: Vec<u8> = (0..50).flat_map(|_| incr(&key)).collect();
+                        c.send_raw(&req);
+                        for _ in 0..50 {
+                            assert_eq!(c.read_reply_raw(), format!(":{next}\r\n").into_bytes());
+                            next += 1;
+                        }
+                    }
+                }
+                // A stream written one command at a time from another thread
+                // while this one reads: a move finds more bytes on the way.
+                let n = 3000;
+                let mut w = c.stream().try_clone().unwrap();
+                let one = incr(&key);
+                let writer = std::thread::spawn(move || {
+                    for _ in 0..n {
+                        w.write_all(&one).unwrap();
+                    }
+                });
+                for _ in 0..n {
+                    assert_eq!(c.read_reply_raw(), format!(":{next}\r\n").into_bytes());
+                    next += 1;
+                }
+                writer.join().unwrap();
+                assert_eq!(c.cmd(&["CLIENT", "ID"]), id);
+                let info = String::from_utf8(c.cmd(&["CLIENT", "INFO"])).unwrap();
+                for want in [format!(" name=c{t} "), " db=3 ".to_string(), " resp=3".to_string()] {
+                    assert!(info.contains(&want), "{want:?} not in {info}");
+                }
+                assert_eq!(c.cmd(&["HGETALL", "{q}:none"]), b"%0\r\n");
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = server.client();
+    let moved: u64 = field(&mut c, "stats", "io_uring_connection_migrations").parse().unwrap();
+    assert!((1..=16).contains(&moved), "{moved} migrations for 16 connections");
+    assert_eq!(c.cmd(&["SELECT", "3"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["DBSIZE"]), b":16\r\n");
+    assert_eq!(field(&mut c, "clients", "connected_clients"), "1");
+    // Commands on random keys: no connection moves.
+    for i in 0..500 {
+        c.send_strs(&["SET", &format!("r{i}"), "v"]);
+    }
+    for _ in 0..500 {
+        assert_eq!(c.read_reply_raw(), b"+OK\r\n");
+    }
+    let after: u64 = field(&mut c, "stats", "io_uring_connection_migrations").parse().unwrap();
+    assert_eq!(after, moved);
+    assert_eq!(field(&mut c, "stats", "watchdog_rescues"), "0");
+}

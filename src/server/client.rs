@@ -67,6 +67,30 @@ pub struct ClientShared {
 }
 
 impl ClientShared {
+    /// A new connection's state (accepted now, or moved here at `now`).
+    pub fn new(id: u64, fd: RawFd, addr: String, laddr: String, created_ms: u64, now: u64) -> ClientShared {
+        ClientShared {
+            id,
+            fd,
+            addr,
+            laddr,
+            created_ms,
+            name: RefCell::new(None),
+            last_interaction_ms: Cell::new(now),
+            db: Cell::new(0),
+            last_cmd: Cell::new("NULL"),
+            resp: Cell::new(2),
+            killed: Cell::new(false),
+            monitor: Cell::new(false),
+            blocked: Cell::new(false),
+            no_evict: Cell::new(false),
+            qbuf: Cell::new(0),
+            bufs: Default::default(),
+            pushed: RefCell::new(Vec::new()),
+            push_waker: RefCell::new(None),
+        }
+    }
+
     /// Closes the connection from outside its task: the pending read ends.
     pub fn kill(&self) {
         self.killed.set(true);

@@ -90,7 +90,7 @@ fn obuf_overcome(shared: &ClientShared, limits: &mut Option<(u64, u64, i64)>, pe
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
+pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Option<super::migrate::Resume>) {
     let rt = runtime::rt_ref();
     let authed = rt.requirepass.read().map(|p| p.is_none()).unwrap_or(true);
     let mut c = Client::new(shared.clone(), authed);
@@ -109,6 +109,19 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
     let mut pipe = Pipeline::new(runtime::nshards(), ordered);
     let bufs = &shared.bufs;
     bufs.out_cap.set(out.buf.capacity());
+    let migrate = super::migrate::possible();
+    let me = runtime::shard_id();
+    // A connection moved here from another shard: its state, and the bytes it
+    // had received there, parsed before anything read here.
+    let mut carried = false;
+    if let Some(r) = resume {
+        c.set_db(r.db);
+        c.set_resp3(r.resp3);
+        c.authed = r.authed;
+        end = r.bytes.len();
+        carried = end > 0;
+        rbuf = r.bytes;
+    }
     'conn: loop {
         bufs.in_mem
             .set(rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>());
@@ -136,7 +149,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
                     continue;
                 }
             }
-        } else if into_big {
+        } else if into_big || std::mem::take(&mut carried) {
             true
         } else {
             t.fill().await
@@ -288,6 +301,25 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>) {
         }
         if spans.capacity() > 1024 && parser.idle() {
             spans = Vec::with_capacity(16);
+        }
+        // Everything so far has run and been answered: if the keys live on
+        // one other shard, move there (see server/migrate.rs).
+        if migrate
+            && pipe.streak >= super::migrate::threshold()
+            && pipe.streak_shard != me
+            && start == end
+            && parser.idle()
+            && !shared.monitor.get()
+            && c.reply_mode == client::ReplyMode::On
+        {
+            pipe.streak = 0;
+            match t.detach().await {
+                Ok((fd, bytes)) => {
+                    super::migrate::hand_over(&c, fd, bytes, pipe.streak_shard);
+                    return;
+                }
+                Err(back) => t = back,
+            }
         }
     }
     // Replies already produced (an error before a close, QUIT's OK) go out first.

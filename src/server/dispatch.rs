@@ -31,9 +31,26 @@ pub struct Pipeline {
     /// `pipeline-ordering strict` (default): a write waits until every earlier
     /// command of this connection that went to another shard has run.
     ordered: bool,
+    /// The shard the latest keyed commands all went to, and how many in a
+    /// row: what connection migration (`server/migrate.rs`) looks at.
+    pub streak_shard: usize,
+    pub streak: u32,
 }
 
 impl Pipeline {
+    /// Counts a keyed command's shard into the streak (None: it spans shards).
+    #[inline]
+    fn note_target(&mut self, target: Option<usize>) {
+        match target {
+            Some(s) if s == self.streak_shard => self.streak = self.streak.saturating_add(1),
+            Some(s) => {
+                self.streak_shard = s;
+                self.streak = 1;
+            }
+            None => self.streak = 0,
+        }
+    }
+
     pub fn new(shards: usize, ordered: bool) -> Self {
         let none = || {
             let mut v = Vec::with_capacity(shards);
@@ -53,6 +70,8 @@ impl Pipeline {
             pending: false,
             route: Route::default(),
             ordered,
+            streak_shard: runtime::shard_id(),
+            streak: 0,
         }
     }
 
@@ -190,6 +209,7 @@ pub fn dispatch_now(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &
             // The route is computed once and travels with the command.
             let mut route = std::mem::take(&mut pipe.route);
             route.compute(cmd, args, runtime::nshards());
+            pipe.note_target(route.target);
             let done = !paused && keyed_now(c, pipe, cmd, args, &route, out, keep);
             pipe.route = route;
             done

@@ -5,6 +5,7 @@ pub mod conn;
 pub mod dispatch;
 pub mod log;
 pub mod metrics;
+pub mod migrate;
 pub mod monitor;
 pub mod net;
 pub mod obuf;
@@ -246,37 +247,25 @@ fn admit(fd: std::os::fd::RawFd) -> Admit {
     }
     rt.connected_clients.fetch_add(1, Ordering::Relaxed);
     let now = runtime::now_ms();
-    let shared = Rc::new(client::ClientShared {
-        id: runtime::next_client_id(),
+    let shared = Rc::new(client::ClientShared::new(
+        runtime::next_client_id(),
         fd,
-        addr: peer.map(|a| a.to_string()).unwrap_or_default(),
-        laddr: local.map(|a| a.to_string()).unwrap_or_default(),
-        created_ms: now,
-        name: RefCell::new(None),
-        last_interaction_ms: Cell::new(now),
-        db: Cell::new(0),
-        last_cmd: Cell::new("NULL"),
-        resp: Cell::new(2),
-        killed: Cell::new(false),
-        monitor: Cell::new(false),
-        blocked: Cell::new(false),
-        no_evict: Cell::new(false),
-        qbuf: Cell::new(0),
-        bufs: Default::default(),
-        pushed: RefCell::new(Vec::new()),
-        push_waker: RefCell::new(None),
-    });
+        peer.map(|a| a.to_string()).unwrap_or_default(),
+        local.map(|a| a.to_string()).unwrap_or_default(),
+        now,
+        now,
+    ));
     client::register(shared.clone());
     Admit::Serve(shared)
 }
 
 /// Runs a connection's loop as its own task; a bug in a handler ends this
 /// connection, not the shard.
-fn spawn_conn<T: net::Transport + 'static>(t: T, shared: Rc<client::ClientShared>) {
+fn spawn_conn<T: net::Transport + 'static>(t: T, shared: Rc<client::ClientShared>, resume: Option<migrate::Resume>) {
     glommio::spawn_local(async move {
         use futures_lite::FutureExt;
         let id = shared.id;
-        if std::panic::AssertUnwindSafe(conn::serve(t, shared)).catch_unwind().await.is_err() {
+        if std::panic::AssertUnwindSafe(conn::serve(t, shared, resume)).catch_unwind().await.is_err() {
             log_warning!("BUG: connection {} panicked and was closed", id);
             client::unregister(id);
             runtime::rt_ref().connected_clients.fetch_sub(1, Ordering::Relaxed);
@@ -290,7 +279,7 @@ fn accept_uring(fd: std::os::fd::RawFd) {
     match admit(fd) {
         Admit::Serve(shared) => {
             let t = net::uring::UringConn::open(fd, shared.clone());
-            spawn_conn(t, shared);
+            spawn_conn(t, shared, None);
         }
         Admit::Refuse(msg) => {
             // A fresh socket's send buffer takes the one line; then it is closed.
@@ -322,7 +311,7 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
             }
         };
         match admit(stream.as_raw_fd()) {
-            Admit::Serve(shared) => spawn_conn(net::GlommioStream::new(stream), shared),
+            Admit::Serve(shared) => spawn_conn(net::GlommioStream::new(stream), shared, None),
             Admit::Refuse(msg) => {
                 glommio::spawn_local(async move {
                     use futures_lite::AsyncWriteExt;

@@ -33,6 +33,12 @@ pub trait Transport {
     async fn flush(&mut self) -> bool;
     /// Closes the socket.
     async fn close(self);
+    /// Hands the socket over for another shard to serve (see
+    /// `server::migrate`): the fd and the bytes received and not yet parsed,
+    /// or Err(self) when this engine cannot, or the connection is ending.
+    async fn detach(self) -> Result<(std::os::fd::RawFd, Vec<u8>), Self>
+    where
+        Self: Sized;
 }
 
 /// glommio's stream with a read buffer of its own.
@@ -108,5 +114,10 @@ impl Transport for GlommioStream {
 
     async fn close(mut self) {
         let _ = self.stream.close().await;
+    }
+
+    /// glommio's stream keeps its fd registered with its own reactor.
+    async fn detach(self) -> Result<(std::os::fd::RawFd, Vec<u8>), Self> {
+        Err(self)
     }
 }

@@ -107,6 +107,8 @@ pub struct NetCounters {
     pub passes: AtomicU64,
     pub idle_waits: AtomicU64,
     pub completions: AtomicU64,
+    /// Connections handed to another shard (`server/migrate.rs`).
+    pub migrations: AtomicU64,
 }
 
 pub static COUNTERS: NetCounters = NetCounters {
@@ -119,6 +121,7 @@ pub static COUNTERS: NetCounters = NetCounters {
     passes: AtomicU64::new(0),
     idle_waits: AtomicU64::new(0),
     completions: AtomicU64::new(0),
+    migrations: AtomicU64::new(0),
 };
 
 /// The provided-buffer ring: entry ring shared with the kernel plus the buffers.
@@ -203,6 +206,9 @@ struct Slot {
     tx_broken: bool,
     tx_waker: Option<Waker>,
     out_pending: Option<Rc<ClientBufs>>,
+    /// The connection is moving to another shard: its receive is cancelled
+    /// and must not be re-armed here.
+    detaching: bool,
 }
 
 /// What the driver updates for CLIENT LIST when a send completes.
@@ -425,7 +431,7 @@ impl Driver {
 
     fn arm_recv(&mut self, idx: u32) {
         let s = &mut self.slots[idx as usize];
-        if !s.open || s.closing || s.recv_armed || s.rx_done {
+        if !s.open || s.closing || s.detaching || s.recv_armed || s.rx_done {
             return;
         }
         s.recv_armed = true;
@@ -608,9 +614,11 @@ impl Driver {
                         // The connection is not keeping up: stop receiving until it does.
                         s.recv_cancelled = true;
                         cancel = true;
-                    } else if !more {
+                    } else if !more && !s.detaching {
                         self.rearm.push(idx);
                     }
+                } else if s.detaching && (res == -libc::ENOBUFS || res == -libc::ECANCELED) {
+                    // Moving away: the receive ends here.
                 } else if res == -libc::ENOBUFS || (res == -libc::ECANCELED && !s.closing) {
                     self.rearm.push(idx);
                 } else {
@@ -947,6 +955,77 @@ impl UringConn {
     }
 }
 
+impl UringConn {
+    /// Lets go of the socket without closing it, for another shard to serve:
+    /// waits for the replies in flight, cancels the receive and waits until
+    /// the kernel has returned it, and hands back the fd with every byte
+    /// received and not yet parsed. Err(self), still serving here, when the
+    /// peer closed or a send failed meanwhile.
+    async fn detach_socket(mut self) -> Result<(RawFd, Vec<u8>), UringConn> {
+        use super::Transport;
+        if self.cur.is_some() || !self.flush().await {
+            return Err(self);
+        }
+        let (idx, gen) = (self.idx, self.gen);
+        with(|d| {
+            let s = &mut d.slots[idx as usize];
+            s.detaching = true;
+            if s.recv_armed && !s.recv_cancelled {
+                s.recv_cancelled = true;
+                let e = opcode::AsyncCancel::new(ud(OP_RECV, idx, gen)).build().user_data(ud(OP_CANCEL, idx, gen));
+                d.push(e);
+                d.wake_idle();
+            }
+        });
+        futures_lite::future::poll_fn(|cx| {
+            with(|d| {
+                let s = &mut d.slots[idx as usize];
+                if !s.recv_armed {
+                    Poll::Ready(())
+                } else {
+                    s.rx_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
+        let moved = with(|d| {
+            let s = &mut d.slots[idx as usize];
+            if s.rx_done || s.tx_broken || s.tx.is_some() {
+                // Ending here anyway: serve what is left (the receive stays down).
+                s.detaching = false;
+                return None;
+            }
+            let rx: Vec<(u16, u32)> = s.rx.drain(..).collect();
+            let fd = s.fd;
+            s.open = false;
+            s.detaching = false;
+            s.recv_cancelled = false;
+            s.rx_waker = None;
+            s.tx_waker = None;
+            s.out_pending = None;
+            s.tx_more = Vec::new();
+            s.gen = s.gen.wrapping_add(1);
+            d.free_slots.push(idx);
+            let mut bytes = Vec::with_capacity(rx.iter().map(|r| r.1 as usize).sum());
+            for (bid, len) in rx {
+                let at = bid as usize * BUF_SIZE;
+                bytes.extend_from_slice(&d.bufs.mem[at..at + len as usize]);
+                d.give_back(bid);
+            }
+            Some((fd, bytes))
+        });
+        match moved {
+            Some(m) => {
+                // The slot is free: nothing of it is left to release on drop.
+                std::mem::forget(self);
+                Ok(m)
+            }
+            None => Err(self),
+        }
+    }
+}
+
 impl super::Transport for UringConn {
     async fn fill(&mut self) -> bool {
         self.next().await
@@ -1025,6 +1104,10 @@ impl super::Transport for UringConn {
             })
         })
         .await
+    }
+
+    async fn detach(self) -> Result<(RawFd, Vec<u8>), Self> {
+        self.detach_socket().await
     }
 
     async fn close(mut self) {
