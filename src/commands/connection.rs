@@ -29,9 +29,14 @@ pub fn register(t: &mut Table) {
     t.asynch("client|kill", CLIENT_KILL);
 }
 
-fn ping(_c: &mut Client, args: Args, out: &mut Reply) {
+fn ping(c: &mut Client, args: Args, out: &mut Reply) {
     if args.len() > 2 {
         out.error("ERR wrong number of arguments for 'ping' command");
+    } else if !c.resp3 && c.shared.subscribed() {
+        // RESP2 subscribed mode: a two-element array, as Redis.
+        out.array_len(2);
+        out.bulk(b"pong");
+        out.bulk(if args.len() == 2 { args.get(1) } else { b"" });
     } else if args.len() == 2 {
         out.bulk(args.get(1));
     } else {
@@ -179,6 +184,7 @@ fn reset(c: &mut Client, _args: Args, out: &mut Reply) {
     if c.shared.monitor.get() {
         crate::server::monitor::remove(&c.shared);
     }
+    crate::server::pubsub::forget(&c.shared);
     c.set_db(0);
     c.set_resp3(false);
     out.resp3 = false;
@@ -370,12 +376,32 @@ fn client_help(_c: &mut Client, _args: Args, out: &mut Reply) {
     write_help(out, CLIENT_HELP);
 }
 
-/// Client types accepted by CLIENT LIST/KILL TYPE.
-fn client_type_ok(t: &[u8]) -> Option<bool> {
+/// Client types of CLIENT LIST/KILL TYPE (Redis's getClientType: a
+/// subscribed client is "pubsub", a MONITOR one "normal"; no replicas here).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ClientType {
+    Normal,
+    Pubsub,
+    /// master / replica / slave: nobody.
+    Nobody,
+}
+
+impl ClientType {
+    fn matches(self, cl: &client::ClientShared) -> bool {
+        match self {
+            ClientType::Normal => !cl.subscribed(),
+            ClientType::Pubsub => cl.subscribed(),
+            ClientType::Nobody => false,
+        }
+    }
+}
+
+fn client_type_ok(t: &[u8]) -> Option<ClientType> {
     let t = t.to_ascii_lowercase();
     match t.as_slice() {
-        b"normal" => Some(true),
-        b"master" | b"replica" | b"slave" | b"pubsub" => Some(false),
+        b"normal" => Some(ClientType::Normal),
+        b"pubsub" => Some(ClientType::Pubsub),
+        b"master" | b"replica" | b"slave" => Some(ClientType::Nobody),
         _ => None,
     }
 }
@@ -384,10 +410,10 @@ const CLIENT_LIST: AsyncFn = |c, args, out| Box::pin(client_list(c, args, out));
 
 async fn client_list(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let mut ids: Option<Vec<u64>> = None;
-    let mut normal_only: Option<bool> = None;
+    let mut of_type: Option<ClientType> = None;
     if args.len() == 4 && args.is(2, "type") {
         match client_type_ok(args.get(3)) {
-            Some(v) => normal_only = Some(v),
+            Some(v) => of_type = Some(v),
             None => {
                 let mut m = b"ERR Unknown client type '".to_vec();
                 m.extend_from_slice(args.get(3));
@@ -410,7 +436,11 @@ async fn client_list(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let lines = runtime::broadcast(move |_s| {
         let now = now_ms();
         let mut v: Vec<(u64, String)> = Vec::new();
-        client::for_each(|cl| v.push((cl.id, cl.info_line(now))));
+        client::for_each(|cl| {
+            if of_type.is_none_or(|t| t.matches(cl)) {
+                v.push((cl.id, cl.info_line(now)));
+            }
+        });
         v
     })
     .await;
@@ -426,9 +456,6 @@ async fn client_list(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
                 continue;
             }
         }
-        if normal_only == Some(false) {
-            continue;
-        }
         text.push_str(&line);
         text.push('\n');
     }
@@ -442,7 +469,7 @@ struct KillFilter {
     addr: Option<String>,
     laddr: Option<String>,
     user: Option<String>,
-    normal: Option<bool>,
+    of_type: Option<ClientType>,
     skipme: bool,
     me: u64,
 }
@@ -474,7 +501,7 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
                 }
             } else if args.is(i, "type") {
                 match client_type_ok(v) {
-                    Some(n) => f.normal = Some(n),
+                    Some(n) => f.of_type = Some(n),
                     None => return out.error_bytes(format!("ERR Unknown client type '{vs}'").as_bytes()),
                 }
             } else if args.is(i, "addr") {
@@ -512,7 +539,7 @@ async fn client_kill(c: &mut Client, args: Args<'_>, out: &mut Reply) {
             if filt.id.is_some_and(|id| id != cl.id)
                 || filt.addr.as_ref().is_some_and(|a| *a != cl.addr)
                 || filt.laddr.as_ref().is_some_and(|a| *a != cl.laddr)
-                || filt.normal == Some(false)
+                || filt.of_type.is_some_and(|t| !t.matches(cl))
             {
                 return;
             }

@@ -4,6 +4,8 @@
 //! - `keys.rs`: DEL, EXISTS, EXPIRE, TTL, RENAME, COPY, SCAN, OBJECT, ...
 //! - `lists.rs`, `hashes.rs`, `sets.rs`, `zsets.rs`: the aggregate types (blocking pops included)
 //! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
+//! - `pubsub.rs`: (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB
+//! - `sort.rs`: SORT, SORT_RO
 //! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
 
 pub mod connection;
@@ -13,6 +15,7 @@ pub mod keys;
 pub mod keyspec;
 pub mod lists;
 pub mod meta;
+pub mod pubsub;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -33,4 +36,5 @@ pub fn register_all(t: &mut table::Table) {
     sets::register(t);
     zsets::register(t);
     sort::register(t);
+    pubsub::register(t);
 }

@@ -64,6 +64,8 @@ pub struct ClientShared {
     /// Lines pushed to a MONITOR client by other connections, and the task to wake.
     pub pushed: RefCell<Vec<u8>>,
     pub push_waker: RefCell<Option<std::task::Waker>>,
+    /// Pub/Sub subscriptions (`server/pubsub.rs` keeps the registry in step).
+    pub subs: RefCell<super::pubsub::Subs>,
 }
 
 impl ClientShared {
@@ -88,6 +90,25 @@ impl ClientShared {
             bufs: Default::default(),
             pushed: RefCell::new(Vec::new()),
             push_waker: RefCell::new(None),
+            subs: RefCell::new(Default::default()),
+        }
+    }
+
+    /// In subscribed mode (any channel, pattern or shard channel).
+    pub fn subscribed(&self) -> bool {
+        self.subs.borrow().total() > 0
+    }
+
+    /// The output-limit class follows subscribed mode, as Redis's getClientType.
+    pub fn set_pubsub_class(&self) {
+        use super::obuf::ClientClass;
+        let c = &self.bufs.class;
+        if self.subscribed() {
+            if c.get() == ClientClass::Normal {
+                c.set(ClientClass::Pubsub);
+            }
+        } else if c.get() == ClientClass::Pubsub {
+            c.set(ClientClass::Normal);
         }
     }
 
@@ -114,21 +135,32 @@ impl ClientShared {
     /// structs plus every buffer it holds.
     pub fn info_line(&self, now_ms: u64) -> String {
         let name = self.name.borrow().as_ref().map(|n| String::from_utf8_lossy(n).into_owned()).unwrap_or_default();
-        let flags = if self.monitor.get() {
-            "O"
-        } else {
-            match (self.blocked.get(), self.no_evict.get()) {
-                (true, true) => "be",
-                (true, false) => "b",
-                (false, true) => "e",
-                (false, false) => "N",
-            }
+        // Redis's flag letters, in its order.
+        let mut flags = String::new();
+        if self.monitor.get() {
+            flags.push('O');
+        }
+        if self.subscribed() {
+            flags.push('P');
+        }
+        if self.blocked.get() {
+            flags.push('b');
+        }
+        if self.no_evict.get() {
+            flags.push('e');
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let (sub, psub, ssub) = {
+            let s = self.subs.borrow();
+            (s.channels.len(), s.patterns.len(), s.shard.len())
         };
         let b = &self.bufs;
         let ob = super::obuf::figures(b.out_pending.get());
         let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get() + b.out_held.get();
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -138,6 +170,9 @@ impl ClientShared {
             now_ms.saturating_sub(self.last_interaction_ms.get()) / 1000,
             flags,
             self.db.get(),
+            sub,
+            psub,
+            ssub,
             self.qbuf.get(),
             b.qbuf_free.get(),
             b.argv_mem.get(),
@@ -197,6 +232,11 @@ thread_local! {
 
 pub fn register(c: Rc<ClientShared>) {
     REGISTRY.with(|r| r.borrow_mut().insert(c.id, c));
+}
+
+/// This shard's client `id`, if connected here.
+pub fn get(id: u64) -> Option<Rc<ClientShared>> {
+    REGISTRY.with(|r| r.borrow().get(&id).cloned())
 }
 
 pub fn unregister(id: u64) {

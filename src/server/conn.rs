@@ -126,8 +126,15 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
         bufs.in_mem
             .set(rbuf.capacity() + parser.big_mem() + parser.inline.capacity() + spans.capacity() * std::mem::size_of::<(usize, usize)>());
         let into_big = parser.big_spare(end - start).is_some();
-        let ok = if shared.monitor.get() {
-            // A MONITOR client also gets lines pushed by other connections.
+        // Messages that arrived while this read was being served go out first.
+        if !shared.pushed.borrow().is_empty() {
+            let mut data = std::mem::take(&mut *shared.pushed.borrow_mut());
+            if !t.send(&mut data, bufs).await {
+                break;
+            }
+        }
+        let ok = if shared.monitor.get() || shared.subscribed() {
+            // MONITOR and subscribed clients also get lines pushed by other connections.
             let ev = futures_lite::future::or(async { Some(t.fill().await) }, async {
                 wait_push(&shared).await;
                 None
@@ -328,6 +335,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
     if shared.monitor.get() {
         super::monitor::remove(&shared);
     }
+    super::pubsub::forget(&shared);
     client::unregister(shared.id);
     rt.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }

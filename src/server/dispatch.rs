@@ -338,6 +338,17 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // RESP2 subscribed mode runs only the subscription commands (RESP3 has no limit).
+    if !c.resp3 && c.shared.subscribed() && !crate::commands::pubsub::allowed_in_subscribed_mode(cmd.meta.name) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(&format!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
+            cmd.meta.name
+        ));
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // Counted once per executed command, on the connection's shard (INFO sums shards).
     with_shard(|sh| {
         sh.stats.commands += 1;

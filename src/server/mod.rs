@@ -10,6 +10,7 @@ pub mod monitor;
 pub mod net;
 pub mod obuf;
 pub mod pause;
+pub mod pubsub;
 
 use crate::config::Config;
 use crate::runtime::{self, inbox::Inbox, Runtime, Shard};
@@ -267,6 +268,9 @@ fn spawn_conn<T: net::Transport + 'static>(t: T, shared: Rc<client::ClientShared
         let id = shared.id;
         if std::panic::AssertUnwindSafe(conn::serve(t, shared, resume)).catch_unwind().await.is_err() {
             log_warning!("BUG: connection {} panicked and was closed", id);
+            if let Some(c) = client::get(id) {
+                pubsub::forget(&c);
+            }
             client::unregister(id);
             runtime::rt_ref().connected_clients.fetch_sub(1, Ordering::Relaxed);
         }

@@ -199,9 +199,10 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                 );
             }
             "stats" => {
+                let pubsub = crate::server::pubsub::sizes();
                 let _ = write!(
                     s,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:0\r\npubsub_patterns:0\r\npubsubshard_channels:0\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
                     total.connections_received,
                     total.commands,
                     inst[metrics::OPS],
@@ -213,6 +214,9 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     expired as u64,
                     total.keyspace_hits,
                     total.keyspace_misses,
+                    pubsub[0],
+                    pubsub[1],
+                    pubsub[2],
                     infos.iter().map(|i| i.stats.errors.values().sum::<u64>()).sum::<u64>(),
                     uring::COUNTERS.shards.load(Ordering::Relaxed),
                     uring::COUNTERS.enters.load(Ordering::Relaxed),
