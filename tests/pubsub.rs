@@ -190,19 +190,24 @@ fn clients_that_leave_leave_no_subscription_behind() {
     assert_eq!(list.matches(" sub=2 psub=1 ssub=0 ").count(), 8, "{list}");
     let normal = String::from_utf8(admin.cmd(&["CLIENT", "LIST", "TYPE", "normal"])).unwrap();
     assert_eq!(normal.lines().filter(|l| l.contains("id=")).count(), 1, "{normal}");
-    // Half leave by closing, half are killed by type.
+    // Half leave by closing, then the other half are killed by type.
+    let wait_numsub = |admin: &mut Client, n: usize| {
+        let want = format!("*2\r\n$1\r\na\r\n:{n}\r\n").into_bytes();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = admin.cmd(&["PUBSUB", "NUMSUB", "a"]);
+            if got == want {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "still subscribed: {}", escape(&got));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     subs.truncate(4);
+    wait_numsub(&mut admin, 4);
     assert_eq!(admin.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]), b":4\r\n");
     drop(subs);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = admin.cmd(&["PUBSUB", "NUMSUB", "a"]);
-        if n == b"*2\r\n$1\r\na\r\n:0\r\n" {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "still subscribed: {}", escape(&n));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_numsub(&mut admin, 0);
     assert_eq!(admin.cmd(&["PUBSUB", "NUMPAT"]), b":0\r\n");
     assert_eq!(admin.cmd(&["PUBSUB", "CHANNELS"]), b"*0\r\n");
     assert_eq!(admin.cmd(&["PUBLISH", "a", "x"]), b":0\r\n");
