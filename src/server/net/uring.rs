@@ -509,18 +509,24 @@ impl Driver {
         if !s.closing || s.recv_armed || s.tx.is_some() {
             return;
         }
-        let rx: Vec<(u16, u32)> = s.rx.drain(..).collect();
         // SAFETY: the slot owned the fd; no operation refers to it any more.
         unsafe { libc::close(s.fd) };
-        s.open = false;
-        s.closing = false;
-        s.out_pending = None;
-        s.tx_more = Vec::new();
-        s.gen = s.gen.wrapping_add(1);
-        self.free_slots.push(idx);
-        for (bid, _) in rx {
+        for (bid, _) in self.release(idx) {
             self.give_back(bid);
         }
+    }
+
+    /// Puts a slot with nothing in flight back on the free list (its fd is
+    /// closed or handed over by the caller); returns the chunks it still held,
+    /// for the caller to give back.
+    fn release(&mut self, idx: u32) -> Vec<(u16, u32)> {
+        let s = &mut self.slots[idx as usize];
+        let rx: Vec<(u16, u32)> = s.rx.drain(..).collect();
+        let gen = s.gen.wrapping_add(1);
+        // Everything else back to its defaults (open() sets up the next user).
+        *s = Slot { gen, ..Default::default() };
+        self.free_slots.push(idx);
+        rx
     }
 
     /// One pass: submit what is queued, run the kernel's pending work, handle completions.
@@ -996,17 +1002,8 @@ impl UringConn {
                 s.detaching = false;
                 return None;
             }
-            let rx: Vec<(u16, u32)> = s.rx.drain(..).collect();
             let fd = s.fd;
-            s.open = false;
-            s.detaching = false;
-            s.recv_cancelled = false;
-            s.rx_waker = None;
-            s.tx_waker = None;
-            s.out_pending = None;
-            s.tx_more = Vec::new();
-            s.gen = s.gen.wrapping_add(1);
-            d.free_slots.push(idx);
+            let rx = d.release(idx);
             let mut bytes = Vec::with_capacity(rx.iter().map(|r| r.1 as usize).sum());
             for (bid, len) in rx {
                 let at = bid as usize * BUF_SIZE;
