@@ -14,11 +14,13 @@ build:
 run: build
 	./target/release/tessera $(ARGS)
 
-## Installs the test dependencies (redis-server, redis-cli, redis-benchmark) when missing.
+## Installs the test dependencies when missing: redis-server, redis-cli and
+## redis-benchmark (the reference the differential tests compare against), and
+## Debian's python3-redis (redis-py, for the real-client scenarios).
 deps:
-	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then \
-		echo "installing redis-server and redis-tools (the reference the differential tests compare against)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
+	@if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import redis' >/dev/null 2>&1; then \
+		echo "installing redis-server, redis-tools and python3-redis"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools python3-redis >/dev/null; \
 	fi
 	@redis-server --version
 

@@ -21,6 +21,7 @@ pub mod sets;
 pub mod sort;
 pub mod strings;
 pub mod table;
+pub mod tx;
 pub mod zsets;
 
 pub use table::{table, Command, Ctx};
@@ -37,4 +38,5 @@ pub fn register_all(t: &mut table::Table) {
     zsets::register(t);
     sort::register(t);
     pubsub::register(t);
+    tx::register(t);
 }

@@ -152,6 +152,16 @@ impl Command {
         }
     }
 
+    /// MSET-style commands need whole key/value groups. Redis checks this in
+    /// the handler, so inside MULTI such a command is queued and fails at EXEC.
+    pub fn groups_ok(&self, argc: usize) -> bool {
+        let step = self.meta.key_step;
+        if step <= 1 || self.meta.last_key >= 0 || self.meta.first_key <= 0 {
+            return true;
+        }
+        argc.saturating_sub(self.meta.first_key as usize).is_multiple_of(step as usize)
+    }
+
     /// Key argument positions from the legacy (first, last, step) triple
     /// (MSET-style group checks and splitting; routing uses the key specs).
     pub fn key_positions(&self, argc: usize) -> KeyPositions {

@@ -580,3 +580,61 @@ async fn wait(handle: &Handle, mut rx: reply::ReplyRx<Wake>, deadline: u64, shar
         }
     }
 }
+
+/// A blocking command where the client cannot block (inside EXEC, later a
+/// script) and whose keys span shards: it runs once, in the command's key
+/// order, and with nothing to serve answers its timeout reply at once. The
+/// enclosing transaction's locks cover the keys (its `Tx::begin` joins it).
+pub async fn once(cmd: &'static Command, args: Args<'_>, route: &Route, db: usize, resp3: bool, out: &mut Reply) {
+    let Handler::Block(f) = cmd.handler else {
+        return out.error("ERR internal error: not a blocking command");
+    };
+    let a = Owned::from_args(&args);
+    let mut tx = Tx::begin(db, lock_parts(cmd, &args, route, db), route_keys(route)).await;
+    let mark = out.buf.len();
+    let r: Result<(), HopLost> = async {
+        if is_move(cmd) {
+            let args = a.args();
+            if crate::commands::table::parse_timeout(args.get(args.len() - 1), tx.now, out).is_none() {
+                return Ok(());
+            }
+            let dirs = if cmd.meta.name == "brpoplpush" {
+                Some((false, true))
+            } else {
+                let side = crate::commands::lists::parse_where;
+                side(args.get(3)).zip(side(args.get(4)))
+            };
+            let Some((from_left, to_left)) = dirs else {
+                out.error(crate::protocol::reply::err::SYNTAX);
+                return Ok(());
+            };
+            if !crate::commands::lists::lmove_tx(&mut tx, 1, 2, from_left, to_left, &args, out).await? {
+                super::block_timeout_reply(cmd, out);
+            }
+            return Ok(());
+        }
+        let keys: Vec<usize> = route.keys.iter().map(|&k| key_pos(k)).collect();
+        for &pos in &keys {
+            let sub = sub_args(cmd, &a, &keys, pos);
+            let shard = tx.shard_of_arg(pos);
+            let (r, bytes) = tx
+                .hop(shard, move |ctx: &mut Ctx| {
+                    let mut out = Reply::new(resp3);
+                    let r = f(ctx, sub.args(), None, &mut out);
+                    (r, out.buf)
+                })
+                .await?;
+            if let BlockResult::Done = r {
+                out.raw(&bytes);
+                return Ok(());
+            }
+        }
+        super::block_timeout_reply(cmd, out);
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        out.buf.truncate(mark);
+        super::internal_error(cmd, out);
+    }
+}

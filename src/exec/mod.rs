@@ -12,6 +12,7 @@
 //! * [`on_every_shard`]: FLUSHALL, DBSIZE, KEYS, SCAN... under whole-shard locks.
 
 pub mod block;
+pub mod multi;
 
 use crate::commands::keyspec::{self, KeyRef};
 use crate::commands::table::{flags, Combine, Command, Cross, Handler, PlanFn};

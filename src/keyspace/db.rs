@@ -75,6 +75,17 @@ pub struct WriteHook {
     blocked: std::collections::HashMap<Box<[u8]>, usize, ahash::RandomState>,
     /// Blocked-on keys written since the blocking layer last looked.
     ready: Vec<Box<[u8]>>,
+    /// WATCHed keys and their watchers (Redis's `db->watched_keys`).
+    watched: std::collections::HashMap<Box<[u8]>, Vec<Watcher>, ahash::RandomState>,
+}
+
+/// One client's WATCH of a key: the flag to raise when the key changes (the
+/// client's CLIENT_DIRTY_CAS, shared by all its watches on every shard).
+pub struct Watcher {
+    pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The key was logically expired when watched: its deletion is no change
+    /// (Redis's `watchedKey.expired`).
+    pub expired: bool,
 }
 
 impl WriteHook {
@@ -86,6 +97,9 @@ impl WriteHook {
         if let Some(l) = self.log.as_mut() {
             l.push(KeyEvent { key: key.into(), kind });
         }
+        if !self.watched.is_empty() {
+            self.touch_watched(key, kind);
+        }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
             && self.blocked.contains_key(key)
@@ -93,6 +107,49 @@ impl WriteHook {
         {
             self.ready.push(key.into());
         }
+    }
+
+    /// touchWatchedKey: every watcher of `key` is made dirty, except one that
+    /// watched it already expired and now sees it deleted (no logical change).
+    #[cold]
+    fn touch_watched(&mut self, key: &[u8], kind: WriteKind) {
+        let Some(ws) = self.watched.get_mut(key) else { return };
+        let gone = matches!(kind, WriteKind::Delete | WriteKind::Expired);
+        for w in ws {
+            if w.expired && gone {
+                w.expired = false;
+            } else {
+                w.flag.store(true, std::sync::atomic::Ordering::Release);
+            }
+        }
+    }
+
+    /// WATCH: `flag` is raised when `key` changes. A client watches a key once.
+    pub fn watch(&mut self, key: &[u8], flag: &std::sync::Arc<std::sync::atomic::AtomicBool>, expired: bool) {
+        let ws = self.watched.entry(key.into()).or_default();
+        if !ws.iter().any(|w| std::sync::Arc::ptr_eq(&w.flag, flag)) {
+            ws.push(Watcher { flag: flag.clone(), expired });
+        }
+    }
+
+    /// UNWATCH of one key; returns whether that watch was live and the key has
+    /// expired since (EXEC's isWatchedKeyExpired, given `expired_now`).
+    pub fn unwatch(&mut self, key: &[u8], flag: &std::sync::Arc<std::sync::atomic::AtomicBool>, expired_now: bool) -> bool {
+        let Some(ws) = self.watched.get_mut(key) else { return false };
+        let mut hit = false;
+        if let Some(i) = ws.iter().position(|w| std::sync::Arc::ptr_eq(&w.flag, flag)) {
+            hit = !ws[i].expired && expired_now;
+            ws.swap_remove(i);
+        }
+        if ws.is_empty() {
+            self.watched.remove(key);
+        }
+        hit
+    }
+
+    /// Number of watched keys (INFO `watching_clients` style figures).
+    pub fn watched_keys(&self) -> usize {
+        self.watched.len()
     }
 
     /// A client blocks on `key` (one call per waiter).
@@ -396,6 +453,13 @@ impl Db {
             }
         } else {
             self.hook.dirty += self.keys.len() as u64;
+            if !self.hook.watched.is_empty() {
+                // touchAllWatchedKeysInDb: the watched keys that existed change.
+                let present: Vec<Box<[u8]>> = self.hook.watched.keys().filter(|k| self.keys.contains(k)).cloned().collect();
+                for k in present {
+                    self.hook.touch_watched(&k, WriteKind::Delete);
+                }
+            }
         }
         self.keys.clear();
         self.volatile.clear();

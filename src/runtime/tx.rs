@@ -44,6 +44,9 @@ enum Kind<'s> {
 
 pub struct Tx<'s> {
     pub id: TxId,
+    /// Joined an enclosing transaction (EXEC, a script) whose locks cover it:
+    /// it took none and releases none.
+    borrowed: bool,
     pub db: usize,
     /// The command's time (ms): one value for every hop, taken after the lock wait.
     pub now: u64,
@@ -57,6 +60,7 @@ impl<'s> Tx<'s> {
     pub fn inline(shard: &'s mut Shard, db: usize, now: u64) -> Tx<'s> {
         Tx {
             id: 0,
+            borrowed: false,
             db,
             now,
             kind: Kind::Inline(shard),
@@ -143,8 +147,23 @@ impl<'s> Tx<'s> {
     /// future releases whatever was granted or queued.
     pub async fn begin(db: usize, mut parts: Vec<(usize, LockReq)>, keys: Vec<(u32, u16)>) -> Tx<'static> {
         parts.sort_by_key(|p| p.0);
+        let (outer, outer_now) = AMBIENT.with(|a| a.get());
+        if outer != 0 {
+            // Inside EXEC or a script: its locks already cover this command.
+            return Tx {
+                id: outer,
+                borrowed: true,
+                db,
+                now: outer_now,
+                kind: Kind::Distributed {
+                    shards: parts.iter().map(|p| p.0).collect(),
+                },
+                keys,
+            };
+        }
         let mut tx = Tx {
             id: next_tx_id(),
+            borrowed: false,
             db,
             now: 0,
             kind: Kind::Distributed {
@@ -189,6 +208,9 @@ impl<'s> Tx<'s> {
 
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
+        if self.borrowed {
+            return;
+        }
         if let Kind::Distributed { shards } = &self.kind {
             for &s in shards {
                 release_on(s, self.id);
@@ -210,8 +232,49 @@ fn release_on(shard: usize, owner: TxId) {
     send(shard, Box::new(move || with_shard(release)));
 }
 
+thread_local! {
+    /// The transaction (id, time) whose [`Within`] future is being polled on
+    /// this thread, or 0: set only for the duration of that poll, so another
+    /// connection's task polled in between never sees it.
+    static AMBIENT: std::cell::Cell<(TxId, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A future run inside transaction `tx` (EXEC, a script): every [`Tx::begin`]
+/// it makes joins `tx` instead of locking, because `tx` already holds a
+/// superset of what the command needs (its keys, or every shard). Taking
+/// locks of its own would wait forever behind its own transaction.
+pub struct Within<'a, T> {
+    owner: (TxId, u64),
+    fut: Pin<Box<dyn Future<Output = T> + 'a>>,
+}
+
+impl<'a, T> Within<'a, T> {
+    pub fn new(tx: &Tx<'_>, fut: impl Future<Output = T> + 'a) -> Self {
+        Within {
+            owner: (tx.id, tx.now),
+            fut: Box::pin(fut),
+        }
+    }
+}
+
+impl<T> Future for Within<'_, T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
+        let prev = AMBIENT.with(|a| a.replace(this.owner));
+        struct Restore((TxId, u64));
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                AMBIENT.with(|a| a.set(self.0));
+            }
+        }
+        let _restore = Restore(prev);
+        this.fut.as_mut().poll(cx)
+    }
+}
+
 /// Runs `f` on `shard` (directly when it is ours) and yields its result.
-fn run_on<R, F>(shard: usize, f: F) -> Hop<R>
+pub fn run_on<R, F>(shard: usize, f: F) -> Hop<R>
 where
     R: Send + 'static,
     F: FnOnce(&mut Shard) -> R + Send + 'static,

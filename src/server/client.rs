@@ -66,6 +66,12 @@ pub struct ClientShared {
     pub push_waker: RefCell<Option<std::task::Waker>>,
     /// Pub/Sub subscriptions (`server/pubsub.rs` keeps the registry in step).
     pub subs: RefCell<super::pubsub::Subs>,
+    /// WATCHed keys and their dirty flag (`exec/multi.rs`).
+    pub watch: RefCell<crate::exec::multi::WatchSet>,
+    /// Commands queued since MULTI (-1 outside MULTI), and the queue's bytes,
+    /// published for CLIENT LIST (`multi=`, `multi-mem=`, flag `x`).
+    pub multi: Cell<i64>,
+    pub multi_mem: Cell<usize>,
 }
 
 impl ClientShared {
@@ -91,7 +97,15 @@ impl ClientShared {
             pushed: RefCell::new(Vec::new()),
             push_waker: RefCell::new(None),
             subs: RefCell::new(Default::default()),
+            watch: RefCell::new(Default::default()),
+            multi: Cell::new(-1),
+            multi_mem: Cell::new(0),
         }
+    }
+
+    /// Bytes of the MULTI queue and the watch list (Redis's multiStateMemOverhead).
+    pub fn multi_state_mem(&self) -> usize {
+        self.multi_mem.get() + self.watch.borrow().mem()
     }
 
     /// In subscribed mode (any channel, pattern or shard channel).
@@ -143,8 +157,14 @@ impl ClientShared {
         if self.subscribed() {
             flags.push('P');
         }
+        if self.multi.get() >= 0 {
+            flags.push('x');
+        }
         if self.blocked.get() {
             flags.push('b');
+        }
+        if self.watch.borrow().dirty() {
+            flags.push('d');
         }
         if self.no_evict.get() {
             flags.push('e');
@@ -158,9 +178,10 @@ impl ClientShared {
         };
         let b = &self.bufs;
         let ob = super::obuf::figures(b.out_pending.get());
-        let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get() + b.out_held.get();
+        let multi_mem = self.multi_state_mem();
+        let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get() + b.out_held.get() + multi_mem;
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi=-1 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -173,9 +194,11 @@ impl ClientShared {
             sub,
             psub,
             ssub,
+            self.multi.get(),
             self.qbuf.get(),
             b.qbuf_free.get(),
             b.argv_mem.get(),
+            multi_mem,
             b.out_cap.get(),
             b.out_peak.get(),
             ob.obl,
@@ -197,6 +220,8 @@ pub struct Client {
     pub reply_mode: ReplyMode,
     pub close_after_reply: bool,
     pub shared: Rc<ClientShared>,
+    /// The MULTI queue, from MULTI to EXEC / DISCARD.
+    pub multi: Option<crate::exec::multi::Queue>,
     /// Unix ms read once per socket read; the time every command of that read sees.
     pub now_ms: u64,
 }
@@ -211,6 +236,7 @@ impl Client {
             reply_mode: ReplyMode::On,
             close_after_reply: false,
             shared,
+            multi: None,
             now_ms: crate::runtime::now_ms(),
         }
     }
@@ -218,6 +244,13 @@ impl Client {
     pub fn set_db(&mut self, db: usize) {
         self.db = db;
         self.shared.db.set(db);
+    }
+
+    /// Ends MULTI (EXEC, DISCARD, RESET): the queue goes, CLIENT LIST follows.
+    pub fn end_multi(&mut self) -> Option<crate::exec::multi::Queue> {
+        self.shared.multi.set(-1);
+        self.shared.multi_mem.set(0);
+        self.multi.take()
     }
 
     pub fn set_resp3(&mut self, v: bool) {

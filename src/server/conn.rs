@@ -318,6 +318,8 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
             && parser.idle()
             && !shared.monitor.get()
             && c.reply_mode == client::ReplyMode::On
+            && c.multi.is_none()
+            && shared.watch.borrow().is_empty()
         {
             pipe.streak = 0;
             match t.detach().await {
@@ -336,6 +338,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
         super::monitor::remove(&shared);
     }
     super::pubsub::forget(&shared);
+    shared.watch.borrow_mut().unwatch_all();
     client::unregister(shared.id);
     rt.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }

@@ -318,15 +318,17 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         Err(e) => {
             let mark = pipe.sink(out).buf.len();
             table::write_lookup_error(e, args, pipe.sink(out));
+            reject_in_multi(c, false, pipe.sink(out), mark);
             with_shard(|sh| sh.stats.count_error(&pipe.sink(out).buf[mark..]));
             finish_local(c, pipe, out, mark, keep);
             return None;
         }
     };
     c.shared.last_cmd.set(cmd.meta.name);
-    if !cmd.arity_ok(args.len()) || !step_ok(cmd, args.len()) {
+    if !cmd.arity_ok(args.len()) || (c.multi.is_none() && !cmd.groups_ok(args.len())) {
         let mark = pipe.sink(out).buf.len();
         table::write_arity_error(cmd, pipe.sink(out));
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
         count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
         return None;
@@ -334,6 +336,15 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
     if !c.authed && !cmd.has(flags::NOAUTH) {
         let mark = pipe.sink(out).buf.len();
         pipe.sink(out).error(crate::protocol::reply::err::NOAUTH);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
+    if c.multi.is_some() && cmd.has(flags::NO_MULTI) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error("ERR Command not allowed inside a transaction");
+        reject_in_multi(c, false, pipe.sink(out), mark);
         count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
         return None;
@@ -345,9 +356,25 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             cmd.meta.name
         ));
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
         count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
         return None;
+    }
+    // Inside MULTI everything but the transaction's own commands is queued
+    // (queueMultiCommand), unless the transaction is already doomed.
+    if let Some(q) = c.multi.as_mut() {
+        if !matches!(cmd.meta.name, "exec" | "discard" | "multi" | "watch" | "quit" | "reset") {
+            if !q.aborted && !c.shared.watch.borrow().dirty() {
+                q.push(cmd, args);
+                c.shared.multi.set(q.len() as i64);
+                c.shared.multi_mem.set(q.mem());
+            }
+            let mark = pipe.sink(out).buf.len();
+            pipe.sink(out).status(b"QUEUED");
+            finish_local(c, pipe, out, mark, keep);
+            return None;
+        }
     }
     // Counted once per executed command, on the connection's shard (INFO sums shards).
     with_shard(|sh| {
@@ -355,6 +382,26 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         sh.stats.cmd_mut(cmd.id).calls += 1;
     });
     Some((cmd, keep))
+}
+
+/// rejectCommand inside MULTI: a refused command dooms the transaction
+/// (EXECABORT at EXEC); a refused EXEC discards it, its error prefixed with
+/// `EXECABORT Transaction discarded because of:`.
+fn reject_in_multi(c: &mut Client, is_exec: bool, reply: &mut Reply, mark: usize) {
+    let Some(q) = c.multi.as_mut() else { return };
+    if !is_exec {
+        q.aborted = true;
+        return;
+    }
+    // Redis builds these errors without the generic "ERR " (its addReplyError adds it).
+    let e = &reply.buf[mark..];
+    let e = e.strip_prefix(b"-").unwrap_or(e);
+    let err = e.strip_prefix(b"ERR ").unwrap_or(e).to_vec();
+    reply.buf.truncate(mark);
+    reply.buf.extend_from_slice(b"-EXECABORT Transaction discarded because of: ");
+    reply.buf.extend_from_slice(&err);
+    c.end_multi();
+    c.shared.watch.borrow_mut().unwatch_all();
 }
 
 /// A connection-level command (the shard's state is not the handler's).
@@ -477,15 +524,6 @@ fn count_rejected(cmd: &Command, reply: &[u8]) {
         sh.stats.cmd_mut(cmd.id).rejected += 1;
         sh.stats.count_error(reply);
     });
-}
-
-/// MSET-style commands need whole key/value groups (Redis checks this in the handler).
-fn step_ok(cmd: &Command, argc: usize) -> bool {
-    let step = cmd.meta.key_step;
-    if step <= 1 || cmd.meta.last_key >= 0 || cmd.meta.first_key <= 0 {
-        return true;
-    }
-    argc.saturating_sub(cmd.meta.first_key as usize).is_multiple_of(step as usize)
 }
 
 fn finish_local(_c: &mut Client, pipe: &mut Pipeline, out: &mut Reply, mark: usize, keep: bool) {

@@ -1,0 +1,440 @@
+//! MULTI/EXEC/WATCH on the transaction layer: the queue a client fills after
+//! MULTI, its WATCHed keys, and EXEC, which runs the queue as one distributed
+//! transaction (`runtime::tx::Tx`) so no other client sees it half done,
+//! whichever shards its keys live on.
+//!
+//! EXEC locks, in one acquisition, the union of what its commands need:
+//! every key of every queued command in the command's lock mode, the watched
+//! keys (shared), and the whole of every shard (exclusive) when a command
+//! touches more than its arguments name (FLUSHALL, KEYS, DBSIZE, SELECT...).
+//! Under those locks it checks the watches, then runs the queue:
+//!
+//! * a run of consecutive commands that each stay on one shard travels as one
+//!   hop per shard, all sent at once; their replies are spliced back in queue
+//!   order (the keys of different shards are disjoint and all locked, so the
+//!   order between shards is invisible);
+//! * a connection command (SELECT, CLIENT SETNAME, PING...) runs on the
+//!   connection between them;
+//! * a command with its own cross-shard strategy (MSET over shards, RENAME,
+//!   FLUSHALL, SORT BY...) runs as usual inside [`Within`], so its own
+//!   `Tx::begin` joins EXEC's transaction instead of locking again.
+
+use super::{execute, lock_keys, Batch, Route};
+use crate::commands::table::{Command, Handler};
+use crate::protocol::{Args, Reply};
+use crate::runtime::locks::{fingerprint, LockReq, Mode};
+use crate::runtime::tx::{run_on, Tx, Within};
+use crate::runtime::{self, shard_id, with_shard, Ctx};
+use crate::server::client::Client;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// One queued command: its table entry and its arguments' spans.
+#[derive(Clone, Copy)]
+struct Queued {
+    cmd: &'static Command,
+    args: (usize, usize),
+}
+
+/// The commands a client queued after MULTI, arguments back to back.
+#[derive(Default)]
+pub struct Queue {
+    data: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+    cmds: Vec<Queued>,
+    /// A command was refused while queuing (CLIENT_DIRTY_EXEC): EXEC answers EXECABORT.
+    pub aborted: bool,
+}
+
+impl Queue {
+    pub fn push(&mut self, cmd: &'static Command, args: &Args) {
+        let first = self.spans.len();
+        for a in args.iter() {
+            let s = self.data.len();
+            self.data.extend_from_slice(a);
+            self.spans.push((s, self.data.len()));
+        }
+        self.cmds.push(Queued {
+            cmd,
+            args: (first, self.spans.len()),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.cmds.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
+
+    /// Bytes held by the queue (CLIENT LIST `multi-mem`).
+    pub fn mem(&self) -> usize {
+        self.data.capacity() + self.spans.capacity() * std::mem::size_of::<(usize, usize)>() + self.cmds.capacity() * std::mem::size_of::<Queued>()
+    }
+
+    fn args(&self, q: &Queued) -> Args<'_> {
+        Args::new(&self.data, &self.spans[q.args.0..q.args.1])
+    }
+}
+
+/// (db, key) pairs bound for one shard.
+type DbKeys = Vec<(usize, Box<[u8]>)>;
+
+/// The keys a client WATCHes, each registered on its owning shard's database
+/// (`keyspace::db::Watcher`) with the client's dirty flag.
+pub struct WatchSet {
+    /// Raised by a write to any watched key (CLIENT_DIRTY_CAS). Replaced by a
+    /// fresh flag when the watches end, so a late write to a key no longer
+    /// watched cannot dirty a later transaction.
+    pub flag: Arc<AtomicBool>,
+    /// (db, key, owning shard), in WATCH order, each once.
+    pub keys: Vec<(usize, Box<[u8]>, usize)>,
+}
+
+impl Default for WatchSet {
+    fn default() -> Self {
+        WatchSet {
+            flag: Arc::new(AtomicBool::new(false)),
+            keys: Vec::new(),
+        }
+    }
+}
+
+impl WatchSet {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn dirty(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Per-client bytes of the watch list (part of CLIENT LIST `multi-mem`, as in Redis).
+    pub fn mem(&self) -> usize {
+        self.keys.capacity() * std::mem::size_of::<(usize, Box<[u8]>, usize)>()
+    }
+
+    /// WATCH: registers each key on its shard, noting whether it is already
+    /// expired there (Redis's `watchedKey.expired`).
+    pub async fn watch(&mut self, db: usize, args: &Args<'_>) {
+        let n = runtime::nshards();
+        let mut fresh: Vec<(usize, Vec<Box<[u8]>>)> = Vec::new();
+        for key in args.iter().skip(1) {
+            if self.keys.iter().any(|(d, k, _)| *d == db && &**k == key) {
+                continue;
+            }
+            let s = runtime::shard_of_key(key, n);
+            self.keys.push((db, key.into(), s));
+            match fresh.iter_mut().find(|(fs, _)| *fs == s) {
+                Some((_, v)) => v.push(key.into()),
+                None => fresh.push((s, vec![key.into()])),
+            }
+        }
+        let hops: Vec<_> = fresh
+            .into_iter()
+            .map(|(s, keys)| {
+                let flag = self.flag.clone();
+                run_on(s, move |sh| {
+                    let now = runtime::now_ms();
+                    let d = &mut sh.dbs[db];
+                    for k in keys {
+                        let expired = d.is_expired(&k, now);
+                        d.hook.watch(&k, &flag, expired);
+                    }
+                })
+            })
+            .collect();
+        for h in hops {
+            let _ = h.await;
+        }
+    }
+
+    /// UNWATCH (also DISCARD, EXEC, RESET, a closed connection): the shards
+    /// drop the registrations on their own time; the flag is replaced now.
+    pub fn unwatch_all(&mut self) {
+        if self.keys.is_empty() {
+            self.flag.store(false, Ordering::Release);
+            return;
+        }
+        for (s, keys) in self.by_shard() {
+            let flag = self.flag.clone();
+            let job = move |sh: &mut crate::runtime::Shard| {
+                for (db, k) in keys {
+                    if let Some(d) = sh.dbs.get_mut(db) {
+                        d.hook.unwatch(&k, &flag, false);
+                    }
+                }
+            };
+            if s == shard_id() {
+                // Directly, unless the shard is busy (a panic path): then as a job.
+                let mut job = Some(job);
+                if runtime::try_with_shard(|sh| job.take().map(|j| j(sh))).is_some() {
+                    continue;
+                }
+                if let Some(j) = job {
+                    runtime::send(s, Box::new(move || runtime::with_shard(j)));
+                }
+                continue;
+            }
+            // Nobody waits for the answer: the flag is replaced below.
+            drop(run_on(s, job));
+        }
+        *self = WatchSet::default();
+    }
+
+    fn by_shard(&self) -> Vec<(usize, DbKeys)> {
+        let mut v: Vec<(usize, DbKeys)> = Vec::new();
+        for (db, k, s) in &self.keys {
+            match v.iter_mut().find(|(vs, _)| vs == s) {
+                Some((_, ks)) => ks.push((*db, k.clone())),
+                None => v.push((*s, vec![(*db, k.clone())])),
+            }
+        }
+        v
+    }
+}
+
+/// How EXEC runs one queued command.
+enum Step {
+    /// Every key on this shard: part of a per-shard hop.
+    One(usize),
+    /// Keys on several shards, or more than its keys (its own cross-shard path).
+    Cross,
+    /// A connection command, run on the connection.
+    Client,
+    /// A command that visits every shard (FLUSHALL, KEYS, DBSIZE...).
+    Async,
+    /// Arguments its handler refuses before touching anything (MSET's
+    /// incomplete pairs): the arity error, in its place in the reply.
+    Refused,
+}
+
+/// Connection commands that change what later queued commands address.
+fn changes_routing(cmd: &Command) -> bool {
+    matches!(cmd.meta.name, "select")
+}
+
+/// EXEC (the queue is non-empty or not; aborted queues never get here):
+/// locks, checks the watches, runs every command and writes the reply array.
+pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Reply) {
+    let n = runtime::nshards();
+    let db = c.db;
+    let mut routes: Vec<Route> = Vec::with_capacity(q.cmds.len());
+    let mut steps: Vec<Step> = Vec::with_capacity(q.cmds.len());
+    let mut parts: Vec<LockReq> = vec![LockReq::default(); n];
+    let mut used = vec![false; n];
+    let mut global = false;
+    for qc in &q.cmds {
+        let args = q.args(qc);
+        let mut r = Route::default();
+        let step = match qc.cmd.handler {
+            _ if !qc.cmd.groups_ok(args.len()) => Step::Refused,
+            Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) => {
+                r.compute(qc.cmd, &args, n);
+                let wide = if n > 1 { qc.cmd.wide.and_then(|w| w(&args)) } else { None };
+                if let Some(mode) = wide {
+                    for (s, p) in parts.iter_mut().enumerate() {
+                        p.shard = Some(if p.shard == Some(Mode::Exclusive) { Mode::Exclusive } else { mode });
+                        used[s] = true;
+                    }
+                }
+                for (s, ks) in r.by_shard() {
+                    parts[s].keys.extend(lock_keys(qc.cmd, &args, &ks, db));
+                    used[s] = true;
+                }
+                match r.target {
+                    Some(s) if wide.is_none() => Step::One(s),
+                    _ => Step::Cross,
+                }
+            }
+            Handler::Client(_) => {
+                global |= changes_routing(qc.cmd);
+                Step::Client
+            }
+            Handler::Async(_) => {
+                global = true;
+                Step::Async
+            }
+        };
+        routes.push(r);
+        steps.push(step);
+    }
+    for (wdb, k, s) in &watch.keys {
+        parts[*s].keys.push((fingerprint(*wdb, k), Mode::Shared));
+        used[*s] = true;
+    }
+    let lock_parts: Vec<(usize, LockReq)> = if global {
+        (0..n).map(|s| (s, LockReq::shard_wide(Mode::Exclusive))).collect()
+    } else {
+        parts.into_iter().enumerate().filter(|(s, _)| used[*s]).collect()
+    };
+    let mut tx = Tx::begin(db, lock_parts, Vec::new()).await;
+
+    // Under the locks no watched key can change any more: check them
+    // (modified, or expired since WATCH) and drop the registrations.
+    if !watch.is_empty() {
+        let flag = watch.flag.clone();
+        let hops = watch
+            .by_shard()
+            .into_iter()
+            .map(|(s, keys)| {
+                let flag = flag.clone();
+                (s, move |ctx: &mut Ctx| {
+                    let now = ctx.now;
+                    let mut expired = false;
+                    for (kdb, k) in keys {
+                        let d = &mut ctx.shard.dbs[kdb];
+                        let gone = d.is_expired(&k, now);
+                        expired |= d.hook.unwatch(&k, &flag, gone);
+                    }
+                    expired
+                })
+            })
+            .collect();
+        let expired = tx.hop_each(hops).await.map(|v| v.into_iter().any(|e| e)).unwrap_or(true);
+        let dirty = expired || watch.dirty();
+        // The registrations are gone (the hops removed them).
+        *watch = WatchSet::default();
+        if dirty {
+            out.null_array();
+            return;
+        }
+    }
+
+    out.array_len(q.cmds.len());
+    let mut i = 0;
+    while i < q.cmds.len() {
+        match steps[i] {
+            Step::One(_) => {
+                let mut j = i;
+                while j < q.cmds.len() && matches!(steps[j], Step::One(_)) {
+                    j += 1;
+                }
+                run_group(&mut tx, c, &q, &steps[i..j], i, out).await;
+                i = j;
+            }
+            Step::Refused => {
+                let qc = q.cmds[i];
+                let mark = out.buf.len();
+                crate::commands::table::write_arity_error(qc.cmd, out);
+                count(qc.cmd, None, &out.buf[mark..]);
+                i += 1;
+            }
+            Step::Client => {
+                let qc = q.cmds[i];
+                if let Handler::Client(f) = qc.cmd.handler {
+                    let mark = out.buf.len();
+                    let t0 = runtime::clock::ticks();
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, q.args(&qc), out)));
+                    if r.is_err() {
+                        out.buf.truncate(mark);
+                        super::internal_error(qc.cmd, out);
+                    }
+                    count(qc.cmd, Some(t0), &out.buf[mark..]);
+                }
+                out.resp3 = c.resp3;
+                i += 1;
+            }
+            Step::Async => {
+                let qc = q.cmds[i];
+                if let Handler::Async(f) = qc.cmd.handler {
+                    let mark = out.buf.len();
+                    let t0 = runtime::clock::ticks();
+                    Within::new(&tx, f(c, q.args(&qc), out)).await;
+                    count(qc.cmd, Some(t0), &out.buf[mark..]);
+                }
+                out.resp3 = c.resp3;
+                i += 1;
+            }
+            Step::Cross => {
+                let qc = q.cmds[i];
+                let args = q.args(&qc);
+                let route = &routes[i];
+                let mark = out.buf.len();
+                let db = c.db;
+                let resp3 = c.resp3;
+                let wide = if n > 1 { qc.cmd.wide.and_then(|w| w(&args)) } else { None };
+                match (&qc.cmd.handler, wide) {
+                    (_, Some(mode)) => Within::new(&tx, super::run_wide(qc.cmd, args, route, db, mode, out)).await,
+                    (Handler::Block(_), None) => Within::new(&tx, super::block::once(qc.cmd, args, route, db, resp3, out)).await,
+                    _ => Within::new(&tx, super::run_cross(qc.cmd, args, route, db, out)).await,
+                }
+                count(qc.cmd, None, &out.buf[mark..]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Counts a command run by EXEC as Redis's call() does: calls, failures, and
+/// the time when `t0` is given (commands run by `execute` recorded theirs).
+fn count(cmd: &Command, t0: Option<u64>, reply: &[u8]) {
+    with_shard(|sh| {
+        sh.stats.commands += 1;
+        let st = sh.stats.cmd_mut(cmd.id);
+        st.calls += 1;
+        if let Some(t0) = t0 {
+            st.record(runtime::clock::elapsed_ns(t0));
+        }
+        if reply.first() == Some(&b'-') {
+            sh.stats.cmd_mut(cmd.id).failed += 1;
+            sh.stats.count_error(reply);
+        }
+    });
+}
+
+/// Runs queued commands `first..first + steps.len()`, each on one shard: one
+/// hop per shard (sent together), replies spliced back in queue order.
+async fn run_group(tx: &mut Tx<'_>, c: &Client, q: &Queue, steps: &[Step], first: usize, out: &mut Reply) {
+    let (db, resp3, now) = (c.db, c.resp3, tx.now);
+    let mut batches: Vec<(usize, Box<Batch>)> = Vec::new();
+    for (k, st) in steps.iter().enumerate() {
+        let Step::One(s) = *st else { continue };
+        let qc = q.cmds[first + k];
+        let b = match batches.iter_mut().find(|(bs, _)| *bs == s) {
+            Some((_, b)) => b,
+            None => {
+                batches.push((s, Box::new(Batch::new(db, resp3))));
+                &mut batches.last_mut().expect("just pushed").1
+            }
+        };
+        b.push(qc.cmd, &q.args(&qc), &[], now);
+    }
+    let shards: Vec<usize> = batches.iter().map(|(s, _)| *s).collect();
+    let hops = batches
+        .into_iter()
+        .map(|(s, mut b)| {
+            (s, move |ctx: &mut Ctx| {
+                let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
+                for bc in &b.cmds {
+                    let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
+                    execute(ctx.shard, bc.cmd, args, b.db, bc.now, &mut r);
+                    b.ends.push(r.buf.len());
+                }
+                b.out = r.buf;
+                b
+            })
+        })
+        .collect();
+    let done = tx.hop_each(hops).await;
+    let Ok(done) = done else {
+        for k in 0..steps.len() {
+            super::internal_error(q.cmds[first + k].cmd, out);
+        }
+        return;
+    };
+    // Splice: the k-th command of shard s is the next unread reply of its batch.
+    let mut cursor: Vec<(usize, usize)> = vec![(0, 0); done.len()];
+    for (k, st) in steps.iter().enumerate() {
+        let Step::One(s) = *st else { continue };
+        let bi = shards.iter().position(|&x| x == s).unwrap_or(0);
+        let b = &done[bi];
+        let (idx, pos) = cursor[bi];
+        let end = b.ends.get(idx).copied().unwrap_or(b.out.len());
+        let reply = &b.out[pos..end];
+        out.raw(reply);
+        cursor[bi] = (idx + 1, end);
+        count(q.cmds[first + k].cmd, None, reply);
+    }
+}
