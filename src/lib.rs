@@ -10,6 +10,7 @@ pub mod exec;
 pub mod keyspace;
 pub mod protocol;
 pub mod runtime;
+pub mod scripting;
 pub mod server;
 pub mod util;
 

@@ -16,6 +16,7 @@ pub mod keyspec;
 pub mod lists;
 pub mod meta;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -39,4 +40,5 @@ pub fn register_all(t: &mut table::Table) {
     sort::register(t);
     pubsub::register(t);
     tx::register(t);
+    scripting::register(t);
 }

@@ -440,7 +440,7 @@ pub async fn run_wide(cmd: &'static Command, args: Args<'_>, route: &Route, db: 
     }
 }
 
-fn combine_parts(combine: Combine, groups: &[Vec<usize>], parts: &[Vec<u8>], argc: usize, out: &mut Reply) {
+pub fn combine_parts(combine: Combine, groups: &[Vec<usize>], parts: &[Vec<u8>], argc: usize, out: &mut Reply) {
     if let Some(e) = parts.iter().find(|p| p.first() == Some(&b'-')) {
         out.raw(e);
         return;

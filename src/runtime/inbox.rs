@@ -84,6 +84,28 @@ impl Inbox {
         }
     }
 
+    /// Like [`push`](Self::push), for a sender that blocks its thread until
+    /// the job is done (a script's call to another shard): the wake-up is an
+    /// eventfd write now, never a MSG_RING left for the sender's next ring
+    /// entry, which a blocked thread would never make.
+    pub fn push_now(&self, job: Job) {
+        self.queue.push(job);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) != AWAKE {
+            let mode = self.parked.swap(AWAKE, Ordering::SeqCst);
+            if mode != AWAKE {
+                let fd = self.evfd[mode as usize].load(Ordering::Acquire);
+                if fd >= 0 {
+                    let one: u64 = 1;
+                    // SAFETY: as in `wake`.
+                    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
+                } else {
+                    self.waker.wake();
+                }
+            }
+        }
+    }
+
     fn wake(&self, mode: u8) {
         // From a shard with its own socket ring: a MSG_RING into the target's
         // ring, submitted with the sender's next io_uring_enter (no syscall of its own).

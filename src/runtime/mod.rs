@@ -357,6 +357,65 @@ pub fn send(shard: usize, job: Job) {
     rt_ref().inboxes[shard].push(job);
 }
 
+/// Runs `f` on another shard and blocks this thread until it answers, for
+/// code that cannot await (a Lua script's `redis.call` on a key another shard
+/// owns). Only a caller holding every shard's lock uses it, so the target is
+/// never itself blocked waiting for this thread; `None` after `timeout` (the
+/// job is then skipped if it has not started) or if the job panicked.
+pub fn call_blocking<R, F>(shard: usize, timeout: std::time::Duration, f: F) -> Option<R>
+where
+    R: Send + 'static,
+    F: FnOnce(&mut Shard) -> R + Send + 'static,
+{
+    use std::sync::{Arc, Condvar, Mutex};
+    enum State<R> {
+        Waiting,
+        Running,
+        Done(Option<R>),
+        Abandoned,
+    }
+    let slot = Arc::new((Mutex::new(State::Waiting), Condvar::new()));
+    let theirs = slot.clone();
+    rt_ref().inboxes[shard].push_now(Box::new(move || {
+        {
+            let mut st = theirs.0.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(*st, State::Abandoned) {
+                return;
+            }
+            *st = State::Running;
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_shard(|s| {
+                let r = f(s);
+                s.after_write();
+                r
+            })
+        }))
+        .ok();
+        *theirs.0.lock().unwrap_or_else(|e| e.into_inner()) = State::Done(r);
+        theirs.1.notify_all();
+    }));
+    let deadline = std::time::Instant::now() + timeout;
+    let mut st = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        match std::mem::replace(&mut *st, State::Waiting) {
+            State::Done(r) => return r,
+            State::Running => *st = State::Running,
+            State::Waiting | State::Abandoned => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    *st = State::Abandoned;
+                    return None;
+                }
+            }
+        }
+        let wait = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(std::time::Duration::from_millis(1));
+        st = slot.1.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
 /// Runs `f` on every shard and collects the results in shard order (an error
 /// if a shard's job panicked: the caller answers it, the shard lives on).
 pub async fn broadcast<R, F>(f: F) -> Result<Vec<R>, tx::HopLost>

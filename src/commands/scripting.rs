@@ -1,0 +1,153 @@
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD / EXISTS / FLUSH
+//! (Redis's eval.c). The Lua environment and the per-shard VMs are in
+//! `scripting/`; here: argument checks, where the script runs, its locks.
+
+use super::table::{AsyncFn, Table};
+use crate::exec::{lock_keys, Route};
+use crate::protocol::{Args, Reply};
+use crate::runtime::locks::{LockReq, Mode as LockMode};
+use crate::runtime::tx::{HopLost, Tx};
+use crate::runtime::{self, Ctx};
+use crate::scripting::{self, Mode, Outcome};
+use crate::server::client::Client;
+
+pub fn register(t: &mut Table) {
+    t.asynch("eval", EVAL);
+    t.asynch("evalsha", EVALSHA);
+    t.asynch("eval_ro", EVAL_RO);
+    t.asynch("evalsha_ro", EVALSHA_RO);
+    t.client("script|load", script_load);
+    t.client("script|exists", script_exists);
+    t.client("script|flush", script_flush);
+}
+
+const EVAL: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, false, false));
+const EVALSHA: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, true, false));
+const EVAL_RO: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, false, true));
+const EVALSHA_RO: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, true, true));
+
+async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro: bool) {
+    let numkeys = match crate::util::num::string2ll(args.get(2)) {
+        Some(n) => n,
+        None => return out.error(crate::protocol::reply::err::NOT_INT),
+    };
+    if numkeys > args.len() as i64 - 3 {
+        return out.error("ERR Number of keys can't be greater than number of args");
+    }
+    if numkeys < 0 {
+        return out.error("ERR Number of keys can't be negative");
+    }
+    let (sha, script) = if by_sha {
+        let sha = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+        match (sha.len() == 40).then(|| scripting::lookup(&sha)).flatten() {
+            Some(s) => (sha, s),
+            None => return out.error("NOSCRIPT No matching script. Please use EVAL."),
+        }
+    } else {
+        match scripting::load(args.get(1)) {
+            Ok(x) => x,
+            Err(e) => return out.error(&e),
+        }
+    };
+    let nk = numkeys as usize;
+    let keys: Vec<Vec<u8>> = (3..3 + nk).map(|i| args.get(i).to_vec()).collect();
+    let argv: Vec<Vec<u8>> = (3 + nk..args.len()).map(|i| args.get(i).to_vec()).collect();
+    let read_only = ro || script.no_writes;
+    let n = runtime::nshards();
+    let mut route = Route::default();
+    let cmd = c_cmd(by_sha, ro);
+    route.compute(cmd, &args, n);
+    let (db, resp3) = (c.db, c.resp3);
+    let mut global = script.global.load(std::sync::atomic::Ordering::Relaxed) || route.target.is_none();
+    loop {
+        let r = if global {
+            let mode = if read_only { LockMode::Shared } else { LockMode::Exclusive };
+            let parts = (0..n).map(|s| (s, LockReq::shard_wide(mode))).collect();
+            let mut tx = Tx::begin(db, parts, Vec::new()).await;
+            let me = runtime::shard_id();
+            run_hop(&mut tx, me, &sha, &script, keys.clone(), argv.clone(), Mode::Global, read_only, resp3).await
+        } else {
+            let home = route.target.unwrap_or_else(runtime::shard_id);
+            let mut ks = route.keys.clone();
+            if read_only {
+                ks.iter_mut().for_each(|k| *k |= crate::exec::SHARED_KEY);
+            }
+            let parts = if ks.is_empty() {
+                Vec::new()
+            } else {
+                vec![(
+                    home,
+                    LockReq {
+                        keys: lock_keys(cmd, &args, &ks, db),
+                        shard: None,
+                    },
+                )]
+            };
+            let mut tx = Tx::begin(db, parts, Vec::new()).await;
+            run_hop(&mut tx, home, &sha, &script, keys.clone(), argv.clone(), Mode::Local, read_only, resp3).await
+        };
+        match r {
+            Ok(Outcome::Reply(b)) => return out.raw(&b),
+            Ok(Outcome::Rerun) => {
+                script.global.store(true, std::sync::atomic::Ordering::Relaxed);
+                global = true;
+            }
+            Err(HopLost) => return out.error("ERR internal error while running the script"),
+        }
+    }
+}
+
+fn c_cmd(by_sha: bool, ro: bool) -> &'static super::table::Command {
+    let name = match (by_sha, ro) {
+        (false, false) => "eval",
+        (true, false) => "evalsha",
+        (false, true) => "eval_ro",
+        (true, true) => "evalsha_ro",
+    };
+    super::table::table().get(name).expect("registered")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_hop(
+    tx: &mut Tx<'_>,
+    shard: usize,
+    sha: &str,
+    script: &std::sync::Arc<scripting::Script>,
+    keys: Vec<Vec<u8>>,
+    argv: Vec<Vec<u8>>,
+    mode: Mode,
+    read_only: bool,
+    resp3: bool,
+) -> Result<Outcome, HopLost> {
+    let (sha, script) = (sha.to_string(), script.clone());
+    tx.hop(shard, move |ctx: &mut Ctx| {
+        let (db, now) = (ctx.db, ctx.now);
+        scripting::run(ctx.shard, &sha, &script, &keys, &argv, mode, db, now, read_only, resp3)
+    })
+    .await
+}
+
+fn script_load(_c: &mut Client, args: Args, out: &mut Reply) {
+    match scripting::load(args.get(2)) {
+        Ok((sha, _)) => out.bulk(sha.as_bytes()),
+        Err(e) => out.error(&e),
+    }
+}
+
+fn script_exists(_c: &mut Client, args: Args, out: &mut Reply) {
+    out.array_len(args.len() - 2);
+    for i in 2..args.len() {
+        let sha = String::from_utf8_lossy(args.get(i));
+        out.int(scripting::lookup(&sha).is_some() as i64);
+    }
+}
+
+fn script_flush(_c: &mut Client, args: Args, out: &mut Reply) {
+    match args.len() {
+        2 => {}
+        3 if args.is(2, "async") || args.is(2, "sync") => {}
+        _ => return out.error("ERR SCRIPT FLUSH only support SYNC|ASYNC option"),
+    }
+    scripting::flush();
+    out.ok();
+}

@@ -1,0 +1,822 @@
+//! Lua scripting (EVAL, EVALSHA, SCRIPT): Lua 5.1 through mlua, with the
+//! environment Redis 7.0 gives scripts, run atomically across shards.
+//!
+//! * **Cache.** Script bodies live in one process-wide map by SHA1 (SCRIPT
+//!   LOAD / EXISTS / FLUSH see every shard's scripts); each shard has its own
+//!   Lua VM (thread-local, like the rest of its state) and compiles a body the
+//!   first time it runs there. SCRIPT FLUSH bumps a generation: every VM is
+//!   rebuilt before its next script, as Redis resets its one VM.
+//! * **Where a script runs.** A script whose declared keys all live on one
+//!   shard runs *on that shard*, under locks on those keys (exclusive; shared
+//!   for EVAL_RO): its `redis.call`s are direct calls, nothing can interleave.
+//! * **Undeclared keys, keys on several shards.** Queue libraries (BullMQ,
+//!   Sidekiq) touch keys they do not declare. Such a script runs in the
+//!   *global* mode: every shard locked exclusively, the script on the
+//!   connection's shard, and `redis.call` on another shard's key is a blocking
+//!   call to that shard (`runtime::call_blocking`; deadlock-free because the
+//!   script holds every shard's lock, so no other script can be waiting for
+//!   this thread). The first time a script touches a key it did not declare
+//!   (or a key on another shard) before it has written anything, its run is
+//!   abandoned and restarted in the global mode, and the script is
+//!   remembered as global. One that already wrote in the per-shard mode
+//!   carries on when the key is on its shard and free, and otherwise gets an
+//!   error for that call.
+
+pub mod convert;
+pub mod lualibs;
+
+use crate::commands::table::{self, flags, Combine, Cross, Handler};
+use crate::exec::{self, key_pos, Route};
+use crate::protocol::{Args, Reply};
+use crate::runtime::{self, Shard};
+use mlua::{Function, Lua, MultiValue, Table, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// A cached script body and what was learned about it.
+pub struct Script {
+    pub body: Vec<u8>,
+    /// Flags from a `#!lua flags=...` line (`no-writes`...).
+    pub no_writes: bool,
+    /// It touched keys it did not declare, or keys on several shards: it runs
+    /// with every shard locked.
+    pub global: AtomicBool,
+}
+
+static CACHE: RwLock<Option<HashMap<String, Arc<Script>>>> = RwLock::new(None);
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The SHA1 of a body, lower-case hex.
+pub fn sha1hex(b: &[u8]) -> String {
+    sha1_smol::Sha1::from(b).digest().to_string()
+}
+
+pub fn lookup(sha: &str) -> Option<Arc<Script>> {
+    CACHE.read().ok()?.as_ref()?.get(&sha.to_ascii_lowercase()).cloned()
+}
+
+pub fn cached_count() -> usize {
+    CACHE.read().ok().and_then(|c| c.as_ref().map(|m| m.len())).unwrap_or(0)
+}
+
+/// Bytes of cached script bodies (INFO `used_memory_scripts_eval`).
+pub fn cached_bytes() -> usize {
+    CACHE
+        .read()
+        .ok()
+        .and_then(|c| c.as_ref().map(|m| m.iter().map(|(k, v)| k.len() + v.body.capacity()).sum()))
+        .unwrap_or(0)
+}
+
+/// SCRIPT FLUSH: every body goes, every VM is rebuilt before its next run.
+pub fn flush() {
+    if let Ok(mut c) = CACHE.write() {
+        *c = None;
+    }
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Parses a `#!lua` first line (evalExtractShebangFlags): the body offset
+/// where Lua starts (the line feed kept, so line numbers stay right) and the
+/// no-writes flag.
+fn shebang(body: &[u8]) -> Result<(usize, bool), String> {
+    if !body.starts_with(b"#!") {
+        return Ok((0, false));
+    }
+    let end = memchr::memchr(b'\n', body).unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[2..end]).into_owned();
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let engine = parts.next().unwrap_or("");
+    if engine != "lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut no_writes = false;
+    for p in parts {
+        let Some(list) = p.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {p}"));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match f {
+                "no-writes" => no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok((end, no_writes))
+}
+
+/// Adds a body to the cache after compiling it on this shard's VM (so a
+/// syntax error is reported and nothing is cached). Returns its SHA1.
+pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {
+    let sha = sha1hex(body);
+    if let Some(s) = lookup(&sha) {
+        return Ok((sha, s));
+    }
+    let (_, no_writes) = shebang(body)?;
+    with_vm(|vm| vm.compile(&sha, body).map(|_| ()))?;
+    let s = Arc::new(Script {
+        body: body.to_vec(),
+        no_writes,
+        global: AtomicBool::new(false),
+    });
+    let mut c = CACHE.write().map_err(|_| "ERR script cache poisoned".to_string())?;
+    let s = c.get_or_insert_with(HashMap::new).entry(sha.clone()).or_insert(s).clone();
+    Ok((sha, s))
+}
+
+// ---------------------------------------------------------------- the per-shard VM
+
+struct Vm {
+    lua: Lua,
+    generation: u64,
+    /// Compiled bodies by SHA1.
+    funcs: HashMap<String, Function>,
+    /// The globals table every script sees (read-only to scripts).
+    real_globals: Table,
+    env: Table,
+    handler: Function,
+    runs: u64,
+}
+
+thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+    VM.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let g = GENERATION.load(Ordering::SeqCst);
+        if slot.as_ref().is_none_or(|v| v.generation != g) {
+            *slot = Some(Vm::new(g).expect("building the Lua VM"));
+        }
+        f(slot.as_mut().expect("just built"))
+    })
+}
+
+/// The Lua side of the sandbox and of `redis.call` (our own code): globals
+/// are read through a proxy whose writes fail like Redis's read-only tables,
+/// and whose missing names fail like Redis's protected globals.
+const PRELUDE: &str = r#"
+local G, ABORT, lib_names = ...
+local error, type, tostring, setmetatable, rawget = error, type, tostring, setmetatable, rawget
+local getinfo = debug.getinfo
+local function readonly() error("Attempt to modify a readonly table", 2) end
+local function missing(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
+setmetatable(G, {__index = missing, __newindex = readonly})
+local env = setmetatable({}, {__index = G, __newindex = readonly})
+G._G = env
+for _, name in ipairs(lib_names) do
+  local lib = G[name]
+  G[name] = setmetatable({}, {__index = lib, __newindex = readonly})
+end
+local redis = rawget(G, "redis")
+G.redis = setmetatable({}, {__index = redis, __newindex = readonly})
+local function handler(e)
+  if e == ABORT then return e end
+  if type(e) ~= "table" then e = {err = "ERR " .. tostring(e)} end
+  local lvl = 2
+  while true do
+    local i = getinfo(lvl, "Sl")
+    if not i then break end
+    if i.source == "@user_script" then
+      e.source = i.source
+      e.line = i.currentline
+      break
+    end
+    lvl = lvl + 1
+  end
+  return e
+end
+return env, handler
+"#;
+
+impl Vm {
+    fn new(generation: u64) -> mlua::Result<Vm> {
+        use mlua::StdLib;
+        // SAFETY: the debug library is loaded only to build the error handler
+        // and is removed from the globals before any script runs.
+        let lua = unsafe { Lua::unsafe_new_with(StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::DEBUG, mlua::LuaOptions::default()) };
+        let g = lua.globals();
+        for name in ["dofile", "loadfile", "print"] {
+            g.raw_set(name, Value::Nil)?;
+        }
+        lualibs::register_all(&lua)?;
+        let redis = lua.create_table()?;
+        redis.raw_set("LOG_DEBUG", 0)?;
+        redis.raw_set("LOG_VERBOSE", 1)?;
+        redis.raw_set("LOG_NOTICE", 2)?;
+        redis.raw_set("LOG_WARNING", 3)?;
+        redis.raw_set("REDIS_VERSION", crate::REDIS_VERSION)?;
+        redis.raw_set("REDIS_VERSION_NUM", redis_version_num())?;
+        redis.raw_set("REPL_NONE", 0)?;
+        redis.raw_set("REPL_AOF", 1)?;
+        redis.raw_set("REPL_SLAVE", 2)?;
+        redis.raw_set("REPL_REPLICA", 2)?;
+        redis.raw_set("REPL_ALL", 3)?;
+        redis.raw_set(
+            "sha1hex",
+            lua.create_function(|lua, args: MultiValue| {
+                if args.len() != 1 {
+                    return Err(mlua::Error::RuntimeError("wrong number of arguments".into()));
+                }
+                let s = match args.front() {
+                    Some(Value::String(s)) => s.as_bytes().to_vec(),
+                    Some(Value::Integer(i)) => i.to_string().into_bytes(),
+                    Some(Value::Number(n)) => lua_num_string(*n).into_bytes(),
+                    _ => Vec::new(),
+                };
+                lua.create_string(sha1hex(&s))
+            })?,
+        )?;
+        redis.raw_set(
+            "error_reply",
+            lua.create_function(|lua, args: MultiValue| -> mlua::Result<Value> {
+                match (args.len(), args.front()) {
+                    (1, Some(Value::String(s))) => {
+                        let b = s.as_bytes();
+                        let e = if b.first() == Some(&b'-') { b.to_vec() } else { [b"-", &b[..]].concat() };
+                        Ok(Value::Table(convert::error_table(lua, &e)?))
+                    }
+                    _ => Ok(Value::Table(convert::error_table(lua, b"wrong number or type of arguments")?)),
+                }
+            })?,
+        )?;
+        redis.raw_set(
+            "status_reply",
+            lua.create_function(|lua, args: MultiValue| -> mlua::Result<Value> {
+                match (args.len(), args.front()) {
+                    (1, Some(Value::String(s))) => {
+                        let t = lua.create_table()?;
+                        t.raw_set("ok", s.clone())?;
+                        Ok(Value::Table(t))
+                    }
+                    _ => Ok(Value::Table(convert::error_table(lua, b"wrong number or type of arguments")?)),
+                }
+            })?,
+        )?;
+        redis.raw_set(
+            "log",
+            lua.create_function(|_, args: MultiValue| {
+                let v: Vec<Value> = args.into_iter().collect();
+                if v.len() < 2 {
+                    return Err(mlua::Error::RuntimeError("redis.log() requires two arguments or more.".into()));
+                }
+                let level = match &v[0] {
+                    Value::Integer(i) => *i,
+                    Value::Number(n) => *n as i64,
+                    _ => return Err(mlua::Error::RuntimeError("First argument must be a number (log level).".into())),
+                };
+                if !(0..=3).contains(&level) {
+                    return Err(mlua::Error::RuntimeError("Invalid debug level.".into()));
+                }
+                let msg: Vec<String> = v[1..]
+                    .iter()
+                    .filter_map(|x| match x {
+                        Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+                        Value::Integer(i) => Some(i.to_string()),
+                        Value::Number(n) => Some(lua_num_string(*n)),
+                        _ => None,
+                    })
+                    .collect();
+                let text = msg.join(" ");
+                match level {
+                    3 => crate::log_warning!("{text}"),
+                    2 => crate::log_notice!("{text}"),
+                    _ => crate::log_verbose!("{text}"),
+                }
+                Ok(())
+            })?,
+        )?;
+        redis.raw_set(
+            "setresp",
+            lua.create_function(|_, args: MultiValue| {
+                if args.len() != 1 {
+                    return Err(mlua::Error::RuntimeError("redis.setresp() requires one argument.".into()));
+                }
+                let v = match args.front() {
+                    Some(Value::Integer(i)) => *i,
+                    Some(Value::Number(n)) => *n as i64,
+                    _ => 0,
+                };
+                if v != 2 && v != 3 {
+                    return Err(mlua::Error::RuntimeError("RESP version must be 2 or 3.".into()));
+                }
+                RUN.with(|r| {
+                    if let Some(r) = r.borrow_mut().as_mut() {
+                        r.resp3 = v == 3;
+                    }
+                });
+                Ok(())
+            })?,
+        )?;
+        redis.raw_set("set_repl", lua.create_function(|_, _args: MultiValue| Ok(()))?)?;
+        redis.raw_set("replicate_commands", lua.create_function(|_, _args: MultiValue| Ok(true))?)?;
+        g.raw_set("redis", redis)?;
+        // Redis's math.random: one rand48 sequence for the process.
+        let math: Table = g.raw_get("math")?;
+        math.raw_set(
+            "random",
+            lua.create_function(|_, args: MultiValue| {
+                let r = (rand48_next() % i32::MAX as u64) as f64 / i32::MAX as f64;
+                let ints: Vec<i64> = args
+                    .iter()
+                    .map(|a| match a {
+                        Value::Integer(i) => Ok(*i),
+                        Value::Number(n) => Ok(*n as i64),
+                        _ => Err(mlua::Error::RuntimeError("bad argument to 'random' (number expected)".into())),
+                    })
+                    .collect::<mlua::Result<_>>()?;
+                match ints.as_slice() {
+                    [] => Ok(r),
+                    [u] => {
+                        if *u < 1 {
+                            return Err(mlua::Error::RuntimeError("bad argument #1 to 'random' (interval is empty)".into()));
+                        }
+                        Ok((r * *u as f64).floor() + 1.0)
+                    }
+                    [l, u] => {
+                        if l > u {
+                            return Err(mlua::Error::RuntimeError("bad argument #2 to 'random' (interval is empty)".into()));
+                        }
+                        Ok((r * (u - l + 1) as f64).floor() + *l as f64)
+                    }
+                    _ => Err(mlua::Error::RuntimeError("wrong number of arguments".into())),
+                }
+            })?,
+        )?;
+        math.raw_set(
+            "randomseed",
+            lua.create_function(|_, seed: f64| {
+                rand48_seed(seed as i64 as i32);
+                Ok(())
+            })?,
+        )?;
+        let abort = lua.create_table()?;
+        lua.set_named_registry_value("tessera_abort", abort.clone())?;
+        let redis: Table = g.raw_get("redis")?;
+        for (name, raise) in [("call", true), ("pcall", false)] {
+            let raw = lua.create_function(raw_call)?;
+            // SAFETY: pushes a C closure over two values mlua placed on the stack.
+            let f = unsafe { lua.exec_raw::<Function>((raw, raise), |state| mlua::ffi::lua_pushcclosure(state, call_trampoline, 2)) }?;
+            redis.raw_set(name, f)?;
+        }
+        let libs = lua.create_sequence_from(["string", "math", "table", "cjson", "cmsgpack", "bit", "struct", "coroutine"])?;
+        let prelude = lua.load(PRELUDE).set_name("=tessera").into_function()?;
+        let (env, handler): (Table, Function) = prelude.call((g.clone(), abort.clone(), libs))?;
+        g.raw_set("debug", Value::Nil)?;
+        Ok(Vm {
+            lua,
+            generation,
+            funcs: HashMap::new(),
+            real_globals: g,
+            env,
+            handler,
+            runs: 0,
+        })
+    }
+
+    /// Compiles a body (skipping a shebang line, keeping its line feed).
+    fn compile(&mut self, sha: &str, body: &[u8]) -> Result<Function, String> {
+        if let Some(f) = self.funcs.get(sha) {
+            return Ok(f.clone());
+        }
+        let (skip, _) = shebang(body)?;
+        let f = self
+            .lua
+            .load(&body[skip..])
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| match e {
+                mlua::Error::SyntaxError { message, .. } => format!("ERR Error compiling script (new function): {message}"),
+                other => format!("ERR Error compiling script (new function): {other}"),
+            })?;
+        self.funcs.insert(sha.to_string(), f.clone());
+        Ok(f)
+    }
+}
+
+fn redis_version_num() -> i64 {
+    let mut n = 0;
+    for p in crate::REDIS_VERSION.split('.').take(3) {
+        n = n * 256 + p.parse::<i64>().unwrap_or(0);
+    }
+    n
+}
+
+/// Lua's `%.14g` rendering of a number (tostring), for log lines and sha1hex.
+fn lua_num_string(n: f64) -> String {
+    lualibs::fmt_g(n, 14)
+}
+
+// ---------------------------------------------------------------- rand48
+
+static RAND48: AtomicU64 = AtomicU64::new(0x1234_ABCD_330E);
+
+/// lrand48's next value (Redis's redisLrand48, shared by every script).
+fn rand48_next() -> u64 {
+    let step = |x: u64| x.wrapping_mul(0x5_DEEC_E66D).wrapping_add(0xB) & ((1 << 48) - 1);
+    let mut cur = RAND48.load(Ordering::Relaxed);
+    loop {
+        let next = step(cur);
+        match RAND48.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next >> 17,
+            Err(now) => cur = now,
+        }
+    }
+}
+
+fn rand48_seed(seed: i32) {
+    RAND48.store(((seed as u32 as u64) << 16) | 0x330E, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------- running a script
+
+/// How a run treats keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Declared keys locked on this shard; anything else is a discovery.
+    Local,
+    /// Every shard locked by this run: any key, any shard.
+    Global,
+}
+
+/// The state of the running script, for its `redis.call`s.
+struct Run {
+    shard: *mut Shard,
+    mode: Mode,
+    db: usize,
+    now: u64,
+    resp3: bool,
+    read_only: bool,
+    /// The declared keys (db, key) of a Local run.
+    declared: Vec<Vec<u8>>,
+    wrote: bool,
+    /// The run met an undeclared key before writing: it is to be restarted globally.
+    aborted: bool,
+}
+
+thread_local! {
+    static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
+}
+
+/// What a run produced.
+pub enum Outcome {
+    Reply(Vec<u8>),
+    /// Restart in the global mode.
+    Rerun,
+}
+
+/// Runs a script on this shard (`s` is this thread's shard, held by the caller).
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    s: &mut Shard,
+    sha: &str,
+    script: &Script,
+    keys: &[Vec<u8>],
+    argv: &[Vec<u8>],
+    mode: Mode,
+    db: usize,
+    now: u64,
+    read_only: bool,
+    caller_resp3: bool,
+) -> Outcome {
+    with_vm(|vm| {
+        let mut out = Reply::new(caller_resp3);
+        let f = match vm.compile(sha, &script.body) {
+            Ok(f) => f,
+            Err(e) => {
+                out.error(&e);
+                return Outcome::Reply(out.buf);
+            }
+        };
+        let set = |name: &str, items: &[Vec<u8>]| -> mlua::Result<()> {
+            let t = vm.lua.create_table()?;
+            for (i, k) in items.iter().enumerate() {
+                t.raw_set(i + 1, vm.lua.create_string(k)?)?;
+            }
+            vm.real_globals.raw_set(name, t)
+        };
+        if set("KEYS", keys).and_then(|_| set("ARGV", argv)).is_err() {
+            out.error("ERR internal error setting KEYS/ARGV");
+            return Outcome::Reply(out.buf);
+        }
+        RUN.with(|r| {
+            *r.borrow_mut() = Some(Run {
+                shard: s as *mut Shard,
+                mode,
+                db,
+                now,
+                resp3: false,
+                read_only,
+                declared: keys.to_vec(),
+                wrote: false,
+                aborted: false,
+            })
+        });
+        let xpcall: Function = match vm.real_globals.raw_get("xpcall") {
+            Ok(x) => x,
+            Err(_) => {
+                out.error("ERR internal error: xpcall missing");
+                return Outcome::Reply(out.buf);
+            }
+        };
+        let result = xpcall.call::<MultiValue>((f, vm.handler.clone()));
+        let run = RUN.with(|r| r.borrow_mut().take());
+        let (aborted, script_resp3) = run.map(|r| (r.aborted, r.resp3)).unwrap_or((false, false));
+        if aborted {
+            return Outcome::Rerun;
+        }
+        match result {
+            Ok(mv) => {
+                let mut it = mv.into_iter();
+                let ok = matches!(it.next(), Some(Value::Boolean(true)));
+                let v = it.next().unwrap_or(Value::Nil);
+                if ok {
+                    convert::lua_to_reply(&v, script_resp3, &mut out);
+                } else {
+                    write_script_error(&v, sha, &mut out);
+                }
+            }
+            Err(e) => out.error(&format!("ERR Error running script (call to f_{sha}): {e}")),
+        }
+        // An incremental collection step every 50 runs, as Redis does.
+        vm.runs += 1;
+        if vm.runs.is_multiple_of(50) {
+            let _ = vm.lua.gc_step();
+        }
+        Outcome::Reply(out.buf)
+    })
+}
+
+/// A script's uncaught error: `-<err> script: <sha>, on <source>:<line>.`
+fn write_script_error(v: &Value, sha: &str, out: &mut Reply) {
+    let Value::Table(t) = v else {
+        let msg = match v {
+            Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+            Value::Error(e) => e.to_string(),
+            _ => "execution failure".into(),
+        };
+        out.error(&format!("ERR Error running script f_{sha}, {msg}"));
+        return;
+    };
+    let err: Vec<u8> = match t.raw_get::<Value>("err") {
+        Ok(Value::String(s)) => s.as_bytes().to_vec(),
+        _ => b"ERR unknown error".to_vec(),
+    };
+    let mut msg = err;
+    let source = t.raw_get::<Value>("source").ok();
+    let line = t.raw_get::<Value>("line").ok();
+    if let (Some(Value::String(src)), Some(l)) = (source, line) {
+        let l = match l {
+            Value::Integer(i) => i.to_string(),
+            Value::Number(n) => lua_num_string(n),
+            Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+            _ => String::new(),
+        };
+        if !l.is_empty() {
+            msg.extend_from_slice(format!(" script: {sha}, on {}:{l}.", String::from_utf8_lossy(&src.as_bytes())).as_bytes());
+        }
+    }
+    out.buf.push(b'-');
+    out.buf.extend(msg.iter().map(|&c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+    out.buf.extend_from_slice(b"\r\n");
+}
+
+/// `redis.call` / `redis.pcall` as C functions, like Redis's (so a `return
+/// redis.call(...)` keeps the script's frame, whose line errors report): the
+/// Rust side answers (value, kind); kind 1 (a command error) is raised by
+/// `redis.call`, kind 2 (the run is abandoned) by both.
+unsafe extern "C-unwind" fn call_trampoline(l: *mut mlua::ffi::lua_State) -> std::os::raw::c_int {
+    use mlua::ffi;
+    let nargs = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, nargs, 2);
+    let raise = ffi::lua_toboolean(l, ffi::lua_upvalueindex(2)) != 0;
+    let kind = ffi::lua_tonumber(l, 2) as i32;
+    ffi::lua_settop(l, 1);
+    if kind == 2 || (kind == 1 && raise) {
+        ffi::lua_error(l);
+    }
+    1
+}
+
+/// The Rust half of `redis.call` / `redis.pcall`: (value, kind).
+fn raw_call(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, i32)> {
+    let fail = |msg: &str| -> mlua::Result<(Value, i32)> { Ok((Value::Table(convert::error_table(lua, msg.as_bytes())?), 1)) };
+    if RUN.with(|r| r.borrow().as_ref().is_some_and(|r| r.aborted)) {
+        return abort_value(lua);
+    }
+    if args.is_empty() {
+        return fail("Please specify at least one argument for this redis lib call");
+    }
+    let mut argv: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => argv.push(s.as_bytes().to_vec()),
+            Value::Integer(i) => argv.push(i.to_string().into_bytes()),
+            Value::Number(n) => {
+                let mut b = Vec::new();
+                crate::protocol::reply::fmt_g17(&mut b, *n);
+                argv.push(b);
+            }
+            _ => return fail("Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    let reply = RUN.with(|r| {
+        let mut r = r.borrow_mut();
+        match r.as_mut() {
+            Some(run) => call(run, &argv),
+            None => Err("redis.call/pcall can only be called inside a script invocation".to_string()),
+        }
+    });
+    match reply {
+        Ok(Some(bytes)) => {
+            let v = convert::reply_to_lua(lua, &bytes)?;
+            let failed = bytes.first() == Some(&b'-');
+            Ok((v, failed as i32))
+        }
+        Ok(None) => abort_value(lua),
+        Err(e) => fail(&e),
+    }
+}
+
+fn abort_value(lua: &Lua) -> mlua::Result<(Value, i32)> {
+    let a: Table = lua.named_registry_value("tessera_abort")?;
+    Ok((Value::Table(a), 2))
+}
+
+/// Runs one command for the script: the reply bytes (in the script's
+/// protocol), `None` to abandon the run (restart global), or a refusal.
+fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
+    let spans: Vec<(usize, usize)> = {
+        let mut v = Vec::with_capacity(argv.len());
+        let mut at = 0;
+        for a in argv {
+            v.push((at, at + a.len()));
+            at += a.len();
+        }
+        v
+    };
+    let data: Vec<u8> = argv.concat();
+    let args = Args::new(&data, &spans);
+    let cmd = match table::lookup(&args) {
+        Ok(c) => c,
+        Err(_) => return Err("Unknown Redis command called from script".into()),
+    };
+    if !cmd.arity_ok(args.len()) {
+        return Err("Wrong number of args calling Redis command from script".into());
+    }
+    if cmd.has(flags::NOSCRIPT) {
+        return Err("This Redis command is not allowed from script".into());
+    }
+    let write = cmd.has(flags::WRITE);
+    if run.read_only && (write || cmd.meta.flags.contains(&"may_replicate")) {
+        return Err("Write commands are not allowed from read-only scripts.".into());
+    }
+    let mut out = Reply::new(run.resp3);
+    // SAFETY: `run.shard` is this thread's shard, borrowed by the caller of
+    // `run` for the whole script and used by nothing else meanwhile.
+    let shard: &mut Shard = unsafe { &mut *run.shard };
+    let n = runtime::nshards();
+    match cmd.handler {
+        Handler::Client(_) | Handler::Async(_) => {
+            match cmd.meta.name {
+                "select" => match crate::util::num::string2ll(args.get(1)) {
+                    Some(d) if d >= 0 && (d as usize) < shard.dbs.len() => {
+                        if run.mode == Mode::Local && d as usize != run.db && !run.wrote {
+                            run.aborted = true;
+                            return Ok(None);
+                        }
+                        run.db = d as usize;
+                        out.ok();
+                    }
+                    Some(_) => out.error("ERR DB index is out of range"),
+                    None => out.error("ERR value is not an integer or out of range"),
+                },
+                "ping" => {
+                    if args.len() > 1 {
+                        out.bulk(args.get(1));
+                    } else {
+                        out.status(b"PONG");
+                    }
+                }
+                "echo" => out.bulk(args.get(1)),
+                "time" => {
+                    let us = runtime::now_us();
+                    out.array_len(2);
+                    out.bulk_int((us / 1_000_000) as i64);
+                    out.bulk_int((us % 1_000_000) as i64);
+                }
+                _ => return Err(format!("Tessera does not run '{}' from scripts yet", cmd.meta.name)),
+            }
+            return Ok(Some(out.buf));
+        }
+        _ => {}
+    }
+    let mut route = Route::default();
+    route.compute(cmd, &args, n);
+    let wide = if n > 1 { cmd.wide.and_then(|w| w(&args)) } else { None };
+    if run.mode == Mode::Local {
+        // Only this shard's keys, declared, or free of any other transaction.
+        let undeclared = route.keys.iter().any(|&k| !run.declared.iter().any(|d| d.as_slice() == args.get(key_pos(k))));
+        let elsewhere = route.target != Some(shard.id) || wide.is_some();
+        if undeclared || elsewhere {
+            if !run.wrote {
+                run.aborted = true;
+                return Ok(None);
+            }
+            if elsewhere || exec::must_wait(shard, cmd, &args, &route.keys, run.db) {
+                return Err("Tessera: this script touched a key it did not declare, on another shard or in use, after writing; it runs with every shard locked from now on".into());
+            }
+        }
+    }
+    if write {
+        run.wrote = true;
+    }
+    let (db, now, resp3) = (run.db, run.now, run.resp3);
+    match (route.target, wide) {
+        (Some(t), None) if t == shard.id => {
+            exec::execute(shard, cmd, args, db, now, &mut out);
+        }
+        (Some(t), None) => {
+            let (data, spans) = (data.clone(), spans.clone());
+            let r = runtime::call_blocking(t, CALL_TIMEOUT, move |s| {
+                let mut o = Reply::new(resp3);
+                exec::execute(s, cmd, Args::new(&data, &spans), db, now, &mut o);
+                o.buf
+            });
+            match r {
+                Some(b) => out.buf = b,
+                None => return Err(format!("Tessera: shard {t} did not answer the script's call")),
+            }
+        }
+        _ => {
+            // Keys on several shards (global mode): split commands run per shard.
+            let (Handler::Keyed(_), Cross::Split(combine)) = (&cmd.handler, cmd.cross) else {
+                return Err(format!("Tessera does not run '{}' over keys of several shards from scripts yet", cmd.meta.name));
+            };
+            split_blocking(shard, cmd, combine, &args, &route, db, now, resp3, &mut out)?;
+        }
+    }
+    Ok(Some(out.buf))
+}
+
+/// How long a script waits for another shard (which holds no lock of its
+/// own against the script, so this only bounds a bug).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// MGET/MSET/DEL/EXISTS... over several shards from a global script: one
+/// blocking call per shard with that shard's keys, replies combined.
+#[allow(clippy::too_many_arguments)]
+fn split_blocking(
+    home: &mut Shard,
+    cmd: &'static table::Command,
+    combine: Combine,
+    args: &Args,
+    route: &Route,
+    db: usize,
+    now: u64,
+    resp3: bool,
+    out: &mut Reply,
+) -> Result<(), String> {
+    let step = cmd.meta.key_step.max(1) as usize;
+    let mut parts = Vec::new();
+    let mut positions = Vec::new();
+    for (s, ks) in route.by_shard() {
+        let mut data = Vec::new();
+        let mut spans = Vec::new();
+        let mut push = |a: &[u8]| {
+            let st = data.len();
+            data.extend_from_slice(a);
+            spans.push((st, data.len()));
+        };
+        push(args.get(0));
+        let idx: Vec<usize> = ks.iter().map(|&k| key_pos(k)).collect();
+        for &k in &idx {
+            for j in k..(k + step).min(args.len()) {
+                push(args.get(j));
+            }
+        }
+        positions.push(idx);
+        let bytes = if s == home.id {
+            let mut o = Reply::new(resp3);
+            exec::execute(home, cmd, Args::new(&data, &spans), db, now, &mut o);
+            o.buf
+        } else {
+            runtime::call_blocking(s, CALL_TIMEOUT, move |sh| {
+                let mut o = Reply::new(resp3);
+                exec::execute(sh, cmd, Args::new(&data, &spans), db, now, &mut o);
+                o.buf
+            })
+            .ok_or_else(|| format!("Tessera: shard {s} did not answer the script's call"))?
+        };
+        parts.push(bytes);
+    }
+    exec::combine_parts(combine, &positions, &parts, args.len(), out);
+    Ok(())
+}
