@@ -19,6 +19,7 @@ pub fn register(t: &mut Table) {
     t.client("script|load", script_load);
     t.client("script|exists", script_exists);
     t.client("script|flush", script_flush);
+    t.client("script|kill", script_kill);
 }
 
 const EVAL: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, false, false));
@@ -150,4 +151,11 @@ fn script_flush(_c: &mut Client, args: Args, out: &mut Reply) {
     }
     scripting::flush();
     out.ok();
+}
+
+fn script_kill(_c: &mut Client, _args: Args, out: &mut Reply) {
+    match scripting::kill() {
+        Ok(()) => out.ok(),
+        Err(e) => out.error(e),
+    }
 }

@@ -161,7 +161,7 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
 /// and whose missing names fail like Redis's protected globals.
 const PRELUDE: &str = r#"
 local G, ABORT, lib_names = ...
-local error, type, tostring, setmetatable, rawget = error, type, tostring, setmetatable, rawget
+local error, type, tostring, setmetatable, rawget, string = error, type, tostring, setmetatable, rawget, string
 local getinfo = debug.getinfo
 local function readonly() error("Attempt to modify a readonly table", 2) end
 local function missing(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
@@ -176,7 +176,12 @@ local redis = rawget(G, "redis")
 G.redis = setmetatable({}, {__index = redis, __newindex = readonly})
 local function handler(e)
   if e == ABORT then return e end
-  if type(e) ~= "table" then e = {err = "ERR " .. tostring(e)} end
+  if type(e) == "userdata" then
+    -- An error raised from Rust (the busy hook): its message, without mlua's prefix.
+    e = {err = "ERR " .. string.gsub(tostring(e), "^runtime error: ", "")}
+  elseif type(e) ~= "table" then
+    e = {err = "ERR " .. tostring(e)}
+  end
   local lvl = 2
   while true do
     local i = getinfo(lvl, "Sl")
@@ -367,6 +372,7 @@ impl Vm {
         let prelude = lua.load(PRELUDE).set_name("=tessera").into_function()?;
         let (env, handler): (Table, Function) = prelude.call((g.clone(), abort.clone(), libs))?;
         g.raw_set("debug", Value::Nil)?;
+        lua.set_hook(mlua::HookTriggers::new().every_nth_instruction(100_000), busy_hook(runtime::shard_id()))?;
         Ok(Vm {
             lua,
             generation,
@@ -431,6 +437,84 @@ fn rand48_next() -> u64 {
 
 fn rand48_seed(seed: i32) {
     RAND48.store(((seed as u32 as u64) << 16) | 0x330E, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------- busy scripts
+
+/// One shard's running script, as SCRIPT KILL and the BUSY check see it.
+#[derive(Default)]
+struct Slot {
+    /// When the running script started (Unix ms), 0 when none runs.
+    start_ms: AtomicU64,
+    /// It has run longer than `busy-reply-threshold`.
+    timed_out: AtomicBool,
+    /// It wrote: SCRIPT KILL refuses (UNKILLABLE).
+    wrote: AtomicBool,
+    /// SCRIPT KILL asked it to stop.
+    kill: AtomicBool,
+}
+
+static SLOTS: std::sync::OnceLock<Vec<Slot>> = std::sync::OnceLock::new();
+/// Scripts past `busy-reply-threshold` right now, on any shard.
+static TIMED_OUT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn slots() -> &'static [Slot] {
+    SLOTS.get_or_init(|| (0..runtime::nshards().max(1)).map(|_| Slot::default()).collect())
+}
+
+/// A script has run past `busy-reply-threshold`: other clients get BUSY.
+#[inline]
+pub fn busy() -> bool {
+    TIMED_OUT.load(Ordering::Relaxed) != 0
+}
+
+/// SCRIPT KILL: stops the running scripts that wrote nothing.
+pub fn kill() -> Result<(), &'static str> {
+    let running: Vec<&Slot> = slots().iter().filter(|s| s.start_ms.load(Ordering::Acquire) != 0).collect();
+    if running.is_empty() {
+        return Err("NOTBUSY No scripts in execution right now.");
+    }
+    if running.iter().all(|s| s.wrote.load(Ordering::Acquire)) {
+        return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
+    }
+    for s in running {
+        if !s.wrote.load(Ordering::Acquire) {
+            s.kill.store(true, Ordering::Release);
+        }
+    }
+    Ok(())
+}
+
+/// The instruction-count hook of every VM: marks a slow script (BUSY for
+/// the others, one warning in the log) and stops a killed one.
+fn busy_hook(shard: usize) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result<mlua::VmState> + Send + 'static {
+    move |_, _| {
+        let slot = &slots()[shard.min(slots().len() - 1)];
+        if slot.kill.load(Ordering::Acquire) {
+            return Err(mlua::Error::RuntimeError("Script killed by user with SCRIPT KILL...".into()));
+        }
+        let start = slot.start_ms.load(Ordering::Relaxed);
+        if start != 0 && !slot.timed_out.load(Ordering::Relaxed) {
+            let limit = runtime::rt_ref()
+                .config
+                .read()
+                .ok()
+                .and_then(|c| {
+                    c.get_value(b"busy-reply-threshold")
+                        .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+                })
+                .unwrap_or(5000);
+            let ran = runtime::now_ms().saturating_sub(start);
+            if limit > 0 && ran > limit {
+                slot.timed_out.store(true, Ordering::Relaxed);
+                TIMED_OUT.fetch_add(1, Ordering::Relaxed);
+                crate::log_warning!(
+                    "Slow script detected: still in execution after {ran} milliseconds. You can try killing the script using the SCRIPT KILL command."
+                );
+            }
+        }
+        Ok(mlua::VmState::Continue)
+    }
 }
 
 // ---------------------------------------------------------------- running a script
@@ -517,6 +601,10 @@ pub fn run(
                 aborted: false,
             })
         });
+        let slot = &slots()[s.id.min(slots().len() - 1)];
+        slot.kill.store(false, Ordering::Release);
+        slot.wrote.store(false, Ordering::Release);
+        slot.start_ms.store(runtime::now_ms().max(1), Ordering::Release);
         let xpcall: Function = match vm.real_globals.raw_get("xpcall") {
             Ok(x) => x,
             Err(_) => {
@@ -525,6 +613,11 @@ pub fn run(
             }
         };
         let result = xpcall.call::<MultiValue>((f, vm.handler.clone()));
+        slot.start_ms.store(0, Ordering::Release);
+        if slot.timed_out.swap(false, Ordering::Relaxed) {
+            TIMED_OUT.fetch_sub(1, Ordering::Relaxed);
+        }
+        slot.kill.store(false, Ordering::Release);
         let run = RUN.with(|r| r.borrow_mut().take());
         let (aborted, script_resp3) = run.map(|r| (r.aborted, r.resp3)).unwrap_or((false, false));
         if aborted {
@@ -737,6 +830,9 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
     }
     if write {
         run.wrote = true;
+        // SAFETY: see above; only the slot's atomics are touched.
+        let id = unsafe { (*run.shard).id };
+        slots()[id.min(slots().len() - 1)].wrote.store(true, Ordering::Release);
     }
     let (db, now, resp3) = (run.db, run.now, run.resp3);
     match (route.target, wide) {

@@ -361,6 +361,17 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // A script on some shard has run past busy-reply-threshold (its own
+    // shard's clients simply wait for it).
+    if crate::scripting::busy() && !cmd.has(flags::ALLOW_BUSY) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out)
+            .error("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // Inside MULTI everything but the transaction's own commands is queued
     // (queueMultiCommand), unless the transaction is already doomed.
     if let Some(q) = c.multi.as_mut() {
