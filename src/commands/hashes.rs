@@ -9,6 +9,7 @@ use crate::keyspace::types::{limits, Hash};
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
+use crate::runtime::notify::{note, NOTIFY_GENERIC, NOTIFY_HASH};
 use crate::util::glob::glob_match;
 use crate::util::num::{hincr_by_float, string2ll, validate_hincr};
 
@@ -234,6 +235,9 @@ fn hset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         created
     });
+    if let Opened::Done(_) = r {
+        ctx.notify(NOTIFY_HASH, "hset", args.get(1));
+    }
     match r {
         Opened::WrongType => out.error(err::WRONGTYPE),
         Opened::Done(n) if !hmset => out.int(n),
@@ -253,7 +257,12 @@ fn hsetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         1
     });
     match r {
-        Opened::Done(n) => out.int(n),
+        Opened::Done(n) => {
+            if n == 1 {
+                ctx.notify(NOTIFY_HASH, "hset", args.get(1));
+            }
+            out.int(n)
+        }
         _ => out.error(err::WRONGTYPE),
     }
 }
@@ -277,7 +286,16 @@ fn hdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     match r {
         Opened::Missing => out.int(0),
         Opened::WrongType => out.error(err::WRONGTYPE),
-        Opened::Done(n) => out.int(n),
+        Opened::Done(n) => {
+            if n > 0 {
+                let key = args.get(1);
+                note(ctx.db, NOTIFY_HASH, "hdel", key);
+                if ctx.db().entry(key).is_none() {
+                    note(ctx.db, NOTIFY_GENERIC, "del", key);
+                }
+            }
+            out.int(n)
+        }
     }
 }
 
@@ -298,7 +316,10 @@ fn hincrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         Ok(v)
     });
     match r {
-        Opened::Done(Ok(v)) => out.int(v),
+        Opened::Done(Ok(v)) => {
+            ctx.notify(NOTIFY_HASH, "hincrby", args.get(1));
+            out.int(v)
+        }
         Opened::Done(Err(e)) => out.error(e),
         _ => out.error(err::WRONGTYPE),
     }
@@ -316,7 +337,10 @@ fn hincrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         Ok(v)
     });
     match r {
-        Opened::Done(Ok(v)) => out.bulk(&v),
+        Opened::Done(Ok(v)) => {
+            ctx.notify(NOTIFY_HASH, "hincrbyfloat", args.get(1));
+            out.bulk(&v)
+        }
         Opened::Done(Err(e)) => out.error(e),
         _ => out.error(err::WRONGTYPE),
     }

@@ -15,6 +15,7 @@ use crate::keyspace::{Db, Entry};
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
 use crate::runtime::locks::Mode;
+use crate::runtime::notify::{note, NOTIFY_GENERIC};
 use crate::runtime::{self, Shard};
 use crate::server::client::Client;
 use crate::util::glob::glob_match;
@@ -134,12 +135,13 @@ fn reply_status_or_int(out: &mut Reply, nx: bool, ok: bool) {
 // ---------------------------------------------------------------------------
 
 fn del(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let mut n = 0;
     for k in args.iter().skip(1) {
         if delete_key(db, k, now) {
             n += 1;
+            note(dbi, NOTIFY_GENERIC, "del", k);
         }
     }
     out.int(n);
@@ -525,13 +527,20 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     }
     // Under the locks the source was found above; if active expiry removed it
     // since, the renamed key would have expired by now anyway.
-    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().take(&src)).await?;
+    let entry = tx
+        .hop(ss, move |ctx: &mut Ctx| {
+            let e = ctx.db().take(&src);
+            ctx.notify(NOTIFY_GENERIC, "rename_from", &src);
+            e
+        })
+        .await?;
     if let Some((e, at)) = entry {
         tx.hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;
             let db = ctx.db();
             db.lookup_write(&dst, now);
             db.set_entry(&dst, e, at);
+            ctx.notify(NOTIFY_GENERIC, "rename_to", &dst);
         })
         .await?;
     }
@@ -612,6 +621,7 @@ async fn copy_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(
                 return false;
             }
             db.set(&newkey, val, expire_at, now);
+            note(dst_db, NOTIFY_GENERIC, "copy_to", &newkey);
             true
         })
         .await?;
@@ -641,6 +651,8 @@ fn move_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     // The same object moves (dbAdd + setExpire): its access clock goes with it.
     if let Some((e, at)) = ctx.db().take(key) {
         ctx.shard.dbs[dst_db].set_entry(key, e, at);
+        ctx.notify(NOTIFY_GENERIC, "move_from", key);
+        note(dst_db, NOTIFY_GENERIC, "move_to", key);
     }
     out.int(1);
 }
@@ -812,7 +824,7 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
     when += basetime;
 
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if db.lookup_write(key, now).is_none() {
         out.int(0);
@@ -841,8 +853,10 @@ fn expire_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, basetime: i64, sec
     // checkAlreadyExpired: a time in the past (or now) deletes the key.
     if when <= now as i64 {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     } else {
         db.set_expire(key, when as u64);
+        note(dbi, NOTIFY_GENERIC, "expire", key);
     }
     out.int(1);
 }
@@ -886,13 +900,17 @@ fn pexpiretime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 
 fn persist(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if db.lookup_write(key, now).is_none() {
         out.int(0);
         return;
     }
-    out.int(db.persist(key) as i64);
+    let done = db.persist(key);
+    if done {
+        note(dbi, NOTIFY_GENERIC, "persist", key);
+    }
+    out.int(done as i64);
 }
 
 #[cfg(test)]

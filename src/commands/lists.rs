@@ -13,6 +13,7 @@ use crate::keyspace::types::List;
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
+use crate::runtime::notify::{note, NOTIFY_GENERIC, NOTIFY_LIST};
 use crate::util::num::string2ll;
 
 pub fn register(t: &mut Table) {
@@ -110,6 +111,29 @@ fn create(ctx: &mut Ctx, key: &[u8], l: List) {
 /// Pops up to `count` elements from one end as owned values (for hops, which
 /// return data to the coordinator), deleting the key when it empties.
 fn pop_key(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<Vec<Vec<u8>>> {
+    match pop_key_quiet(ctx, key, left, count) {
+        Found::List((vals, empty)) => {
+            pop_events(ctx.db, key, left, !vals.is_empty(), empty);
+            Found::List(vals)
+        }
+        Found::Missing => Found::Missing,
+        Found::WrongType => Found::WrongType,
+    }
+}
+
+/// The events of a pop: `lpop`/`rpop`, then `del` when the list emptied.
+fn pop_events(db: usize, key: &[u8], left: bool, popped: bool, emptied: bool) {
+    if popped {
+        note(db, NOTIFY_LIST, if left { "lpop" } else { "rpop" }, key);
+    }
+    if emptied {
+        note(db, NOTIFY_GENERIC, "del", key);
+    }
+}
+
+/// Like [`pop_key`] without the events (a move sends them after its push),
+/// also saying whether the list emptied.
+fn pop_key_quiet(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<(Vec<Vec<u8>>, bool)> {
     let now = ctx.now;
     let db = ctx.db();
     let (vals, empty) = {
@@ -135,14 +159,14 @@ fn pop_key(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<Vec<Vec
     if empty {
         db.remove(key);
     }
-    Found::List(vals)
+    Found::List((vals, empty))
 }
 
 /// Pops up to `n` elements from one end straight into the reply (no copy),
 /// after `head(out, popped)` wrote what precedes them; deletes an emptied key.
 /// The pops' hot path: nothing is allocated.
 fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, head: impl FnOnce(&mut Reply, usize)) -> Found<()> {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let empty = {
         let Some(mut e) = db.lookup_write(key, now) else { return Found::Missing };
@@ -154,6 +178,9 @@ fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, he
         let Some(l) = list_of(&mut e) else { return Found::WrongType };
         let n = n.min(l.len());
         head(out, n);
+        if n > 0 {
+            note(dbi, NOTIFY_LIST, if left { "lpop" } else { "rpop" }, key);
+        }
         if left {
             for v in l.iter().take(n) {
                 out.bulk(v);
@@ -169,6 +196,7 @@ fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, he
     };
     if empty {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
     Found::List(())
 }
@@ -196,7 +224,8 @@ fn range_bounds(start: i64, end: i64, llen: i64) -> Option<(usize, usize)> {
 /// pushGenericCommand: `xx` is the -X variant (only an existing list).
 fn push_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool, xx: bool) {
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
+    let event = if left { "lpush" } else { "rpush" };
     if let Some(mut e) = ctx.db().lookup_write(key, now) {
         if !is_list(&e.val) {
             return out.error(err::WRONGTYPE);
@@ -205,7 +234,8 @@ fn push_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool, xx: bool
         for j in 2..args.len() {
             l.push(args.get(j), left);
         }
-        return out.int(l.len() as i64);
+        out.int(l.len() as i64);
+        return note(dbi, NOTIFY_LIST, event, key);
     }
     if xx {
         return out.int(0);
@@ -216,6 +246,7 @@ fn push_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool, xx: bool
     }
     out.int(l.len() as i64);
     create(ctx, key, l);
+    note(dbi, NOTIFY_LIST, event, key);
 }
 
 fn lpush(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -433,7 +464,7 @@ fn lpos_scan<'a>(it: impl Iterator<Item = &'a [u8]>, ele: &[u8], rank: i64, coun
 // ---------------------------------------------------------------------------
 
 fn lset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let Some(mut e) = ctx.db().lookup_write(args.get(1), now) else {
         return out.error(err::NO_SUCH_KEY);
     };
@@ -444,6 +475,7 @@ fn lset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         l.set(i, args.get(3));
     }
     out.ok();
+    note(dbi, NOTIFY_LIST, "lset", args.get(1));
 }
 
 /// LINSERT key BEFORE|AFTER pivot element: the new length, -1 without the pivot.
@@ -456,7 +488,7 @@ fn linsert(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     } else {
         return out.error(err::SYNTAX);
     };
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let Some(mut e) = ctx.db().lookup_write(args.get(1), now) else {
         return out.int(0);
     };
@@ -467,13 +499,14 @@ fn linsert(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let Some(l) = list_of(&mut e) else { return out.error(err::WRONGTYPE) };
     l.insert(at + after as usize, args.get(4));
     out.int(l.len() as i64);
+    note(dbi, NOTIFY_LIST, "linsert", args.get(1));
 }
 
 /// LREM key count element.
 fn lrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let Some(count) = parse_long(args.get(2), out) else { return };
     let (key, ele) = (args.get(1), args.get(3));
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let (removed, empty) = {
         let Some(mut e) = db.lookup_write(key, now) else { return out.int(0) };
@@ -486,8 +519,12 @@ fn lrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let n = l.remove_matching(ele, count.unsigned_abs().min(usize::MAX as u64) as usize, count < 0);
         (n, l.is_empty())
     };
+    if removed > 0 {
+        note(dbi, NOTIFY_LIST, "lrem", key);
+    }
     if empty {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
     out.int(removed as i64);
 }
@@ -497,7 +534,7 @@ fn ltrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let Some(start) = parse_long(args.get(2), out) else { return };
     let Some(end) = parse_long(args.get(3), out) else { return };
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let empty = {
         let Some(mut e) = db.lookup_write(key, now) else { return out.ok() };
@@ -512,8 +549,10 @@ fn ltrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         l.remove_back(rtrim);
         l.is_empty()
     };
+    note(dbi, NOTIFY_LIST, "ltrim", key);
     if empty {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
     out.ok();
 }
@@ -533,7 +572,7 @@ enum Move {
 /// The whole move on one shard (source and destination both here): Redis's
 /// lmoveGenericCommand, including the rotation of a list onto itself.
 fn lmove_local(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Move {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     match db.lookup_write(src, now) {
         None => return Move::Missing,
@@ -554,6 +593,8 @@ fn lmove_local(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: 
         let Some(v) = l.pop(from_left) else { return Move::Missing };
         if src == dst {
             l.push(&v, to_left);
+            note(dbi, NOTIFY_LIST, if to_left { "lpush" } else { "rpush" }, dst);
+            note(dbi, NOTIFY_LIST, if from_left { "lpop" } else { "rpop" }, src);
             return Move::Moved(v);
         }
         (v, l.is_empty())
@@ -562,12 +603,14 @@ fn lmove_local(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: 
     if empty {
         ctx.db().remove(src);
     }
+    pop_events(dbi, src, from_left, true, empty);
     Move::Moved(v)
 }
 
 /// lmoveHandlePush: pushes onto the (type-checked) destination, creating it.
 fn push_one(ctx: &mut Ctx, dst: &[u8], exists: bool, v: &[u8], to_left: bool) {
     let now = ctx.now;
+    note(ctx.db, NOTIFY_LIST, if to_left { "lpush" } else { "rpush" }, dst);
     if exists {
         if let Some(mut e) = ctx.db().lookup_write(dst, now) {
             if let Some(l) = list_of(&mut e) {
@@ -631,20 +674,27 @@ pub async fn lmove_tx(
             (Move::WrongType, _) | (_, None) => Move::WrongType,
             (Move::Moved(_), Some(dst_exists)) => {
                 let popped = tx
-                    .hop(ss, move |ctx: &mut Ctx| match pop_key(ctx, &src, from_left, 1) {
-                        Found::List(mut v) => v.pop(),
+                    .hop(ss, move |ctx: &mut Ctx| match pop_key_quiet(ctx, &src, from_left, 1) {
+                        Found::List((mut v, emptied)) => v.pop().map(|v| (v, emptied)),
                         _ => None,
                     })
                     .await?;
                 match popped {
                     // Under the locks the source cannot have changed since the check.
                     None => Move::Missing,
-                    Some(v) => {
-                        tx.hop(ds, move |ctx: &mut Ctx| {
-                            push_one(ctx, &dst, dst_exists, &v, to_left);
-                            Move::Moved(v)
-                        })
-                        .await?
+                    Some((v, emptied)) => {
+                        let moved = tx
+                            .hop(ds, move |ctx: &mut Ctx| {
+                                push_one(ctx, &dst, dst_exists, &v, to_left);
+                                Move::Moved(v)
+                            })
+                            .await?;
+                        // The source's events come after the push, as in Redis.
+                        if crate::runtime::notify::any() {
+                            let k = args.get(src_pos).to_vec();
+                            tx.hop(ss, move |ctx: &mut Ctx| pop_events(ctx.db, &k, from_left, true, emptied)).await?;
+                        }
+                        moved
                     }
                 }
             }

@@ -20,6 +20,7 @@ pub fn register(t: &mut Table) {
     t.client("script|exists", script_exists);
     t.client("script|flush", script_flush);
     t.client("script|kill", script_kill);
+    t.client("script|help", script_help);
 }
 
 const EVAL: AsyncFn = |c, args, out| Box::pin(eval(c, args, out, false, false));
@@ -158,4 +159,32 @@ fn script_kill(_c: &mut Client, _args: Args, out: &mut Reply) {
         Ok(()) => out.ok(),
         Err(e) => out.error(e),
     }
+}
+
+/// SCRIPT HELP (Redis's text; DEBUG is listed there, Tessera answers it as unknown).
+const SCRIPT_HELP: &[&str] = &[
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+];
+
+fn script_help(_c: &mut Client, _args: Args, out: &mut Reply) {
+    out.array_len(SCRIPT_HELP.len() + 3);
+    out.status(b"SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    for l in SCRIPT_HELP {
+        out.status(l.as_bytes());
+    }
+    out.status(b"HELP");
+    out.status(b"    Prints this help.");
 }

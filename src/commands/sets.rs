@@ -15,6 +15,7 @@ use crate::keyspace::types::Set;
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
+use crate::runtime::notify::{note, NOTIFY_GENERIC, NOTIFY_SET};
 
 pub fn register(t: &mut Table) {
     t.keyed("sadd", sadd);
@@ -85,10 +86,23 @@ enum Opened<R> {
     Done(R),
 }
 
+thread_local! {
+    /// The key `write_set` just deleted because it emptied: its `del` event
+    /// is sent by [`emptied_event`] right after the command's own event.
+    static EMPTIED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Sends the `del` of a key the last `write_set` emptied, if it did.
+fn emptied_event(key: &[u8]) {
+    if let Some(db) = EMPTIED.with(|e| e.take()) {
+        note(db, NOTIFY_GENERIC, "del", key);
+    }
+}
+
 /// lookupKeyWrite and run `f` on the stored set (the write hook fires only
 /// if `f` takes the set mutably); an emptied set is deleted afterwards.
 fn write_set<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut EntryMut) -> R) -> Opened<R> {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let found = match db.lookup_write(key, now) {
         None => None,
@@ -105,6 +119,8 @@ fn write_set<R>(ctx: &mut Ctx, key: &[u8], f: impl FnOnce(&mut EntryMut) -> R) -
         Some((r, empty)) => {
             if empty {
                 db.remove(key);
+                // The caller's own event comes first; the del follows it.
+                EMPTIED.with(|e| e.set(Some(dbi)));
             }
             Opened::Done(r)
         }
@@ -129,13 +145,19 @@ fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         add_all(stored_mut(e))
     });
     match r {
-        Opened::Done(n) => out.int(n),
+        Opened::Done(n) => {
+            if n > 0 {
+                ctx.notify(NOTIFY_SET, "sadd", args.get(1));
+            }
+            out.int(n)
+        }
         Opened::WrongType => out.error(err::WRONGTYPE),
         Opened::Missing => {
             let mut s = Set::for_member(args.get(2));
             let n = add_all(&mut s);
             let now = ctx.now;
             ctx.db().set(args.get(1), Value::Set(Box::new(s)), 0, now);
+            ctx.notify(NOTIFY_SET, "sadd", args.get(1));
             out.int(n);
         }
     }
@@ -158,7 +180,13 @@ fn srem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         deleted
     });
     match r {
-        Opened::Done(n) => out.int(n),
+        Opened::Done(n) => {
+            if n > 0 {
+                ctx.notify(NOTIFY_SET, "srem", args.get(1));
+            }
+            emptied_event(args.get(1));
+            out.int(n)
+        }
         Opened::WrongType => out.error(err::WRONGTYPE),
         Opened::Missing => out.int(0),
     }
@@ -212,7 +240,11 @@ fn spop(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut seed = ctx.shard.rand();
     let r = write_set(ctx, args.get(1), |e| stored_mut(e).pop_random(|| crate::util::rand::next(&mut seed)));
     match r {
-        Opened::Done(Some(m)) => out.bulk(&m),
+        Opened::Done(Some(m)) => {
+            ctx.notify(NOTIFY_SET, "spop", args.get(1));
+            emptied_event(args.get(1));
+            out.bulk(&m)
+        }
         Opened::Done(None) | Opened::Missing => out.null(),
         Opened::WrongType => out.error(err::WRONGTYPE),
     }
@@ -277,7 +309,13 @@ fn spop_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         reply
     });
     match r {
-        Opened::Done(reply) => out.raw(&reply.buf),
+        Opened::Done(reply) => {
+            if count > 0 {
+                ctx.notify(NOTIFY_SET, "spop", key);
+            }
+            emptied_event(key);
+            out.raw(&reply.buf)
+        }
         Opened::Missing => out.set_len(0),
         Opened::WrongType => out.error(err::WRONGTYPE),
     }
@@ -415,6 +453,17 @@ enum Op {
     InterCard(usize),
     Union,
     Diff,
+}
+
+impl Op {
+    /// The event of the STORE variant (sinterstore, sunionstore, sdiffstore).
+    fn store_event(&self) -> &'static str {
+        match self {
+            Op::Inter | Op::InterCard(_) => "sinterstore",
+            Op::Union => "sunionstore",
+            Op::Diff => "sdiffstore",
+        }
+    }
 }
 
 /// The sets at `keys` on this shard, looked up as Redis does (lazy expiry,
@@ -655,7 +704,7 @@ async fn setop_cross(
                             }
                         }
                     }
-                    return finish_set(tx, args, out, dst, store).await;
+                    return finish_set(tx, args, out, dst, store, op.store_event()).await;
                 }
             }
         },
@@ -674,12 +723,12 @@ async fn setop_cross(
             }
             Ok(())
         }
-        _ => finish_set(tx, args, out, build(result.iter()), store).await,
+        _ => finish_set(tx, args, out, build(result.iter()), store, op.store_event()).await,
     }
 }
 
 /// Replies a computed set, or stores it at argument 1 where that key lives.
-async fn finish_set(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, result: Set, store: bool) -> Result<(), HopLost> {
+async fn finish_set(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, result: Set, store: bool, event: &'static str) -> Result<(), HopLost> {
     if !store {
         out.set_len(result.len());
         for m in result.iter() {
@@ -692,7 +741,7 @@ async fn finish_set(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, result: S
     let bytes = tx
         .hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| {
             let mut r = Reply::new(resp3);
-            store_local(ctx, &dst, result, &mut r);
+            store_local(ctx, &dst, result, event, &mut r);
             r.buf
         })
         .await?;
@@ -702,15 +751,18 @@ async fn finish_set(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, result: S
 
 /// Stores `result` at `dst` on this shard (setKey), or deletes `dst` when the
 /// result is empty; replies the result's size.
-fn store_local(ctx: &mut Ctx, dst: &[u8], result: Set, out: &mut Reply) {
-    let now = ctx.now;
+fn store_local(ctx: &mut Ctx, dst: &[u8], result: Set, event: &'static str, out: &mut Reply) {
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     out.int(result.len() as i64);
     db.lookup_write(dst, now);
     if result.is_empty() {
-        db.remove(dst);
+        if db.remove(dst).is_some() {
+            note(dbi, NOTIFY_GENERIC, "del", dst);
+        }
     } else {
         db.set(dst, Value::Set(Box::new(result)), 0, now);
+        note(dbi, NOTIFY_SET, event, dst);
     }
 }
 
@@ -828,7 +880,7 @@ async fn setop(tx: &mut Tx<'_>, args: &Args<'_>, out: &mut Reply, op: Op, keys: 
                     }
                 };
                 if let (Some(d), Some(set)) = (dst, result) {
-                    store_local(ctx, &d, set, &mut r);
+                    store_local(ctx, &d, set, op.store_event(), &mut r);
                 }
                 r.buf
             })
@@ -931,22 +983,32 @@ async fn smove_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
     let m = member.clone();
     let remove = tx.hop(ss, move |ctx: &mut Ctx| {
         write_set(ctx, &src, |e| stored_mut(e).remove(&m));
+        ctx.notify(NOTIFY_SET, "srem", &src);
+        emptied_event(&src);
     });
+    // The removal's events come before the addition's, as in Redis.
+    remove.await?;
     let max = max_intset();
     let add = tx.hop(ds, move |ctx: &mut Ctx| {
         let r = write_set(ctx, &dst, |e| {
             if !stored(e).contains(&member) {
                 stored_mut(e).add(&member, max);
+                true
+            } else {
+                false
             }
         });
+        if let Opened::Done(true) = r {
+            ctx.notify(NOTIFY_SET, "sadd", &dst);
+        }
         if let Opened::Missing = r {
             let mut s = Set::for_member(&member);
             s.add(&member, max);
             let now = ctx.now;
             ctx.db().set(&dst, Value::Set(Box::new(s)), 0, now);
+            ctx.notify(NOTIFY_SET, "sadd", &dst);
         }
     });
-    remove.await?;
     add.await?;
     out.int(1);
     Ok(())

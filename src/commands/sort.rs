@@ -439,13 +439,14 @@ async fn sort_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, readonly: b
             let dst = args.get(pos).to_vec();
             let n = items.len();
             tx.hop(tx.shard_of_arg(pos), move |ctx: &mut Ctx| {
-                let now = ctx.now;
+                let (now, dbi) = (ctx.now, ctx.db);
                 let db = ctx.db();
                 db.lookup_write(&dst, now);
                 if n > 0 {
                     db.set(&dst, Value::list_from(items), 0, now);
-                } else {
-                    db.remove(&dst);
+                    crate::runtime::notify::note(dbi, crate::runtime::notify::NOTIFY_LIST, "sortstore", &dst);
+                } else if db.remove(&dst).is_some() {
+                    crate::runtime::notify::note(dbi, crate::runtime::notify::NOTIFY_GENERIC, "del", &dst);
                 }
             })
             .await?;

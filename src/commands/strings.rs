@@ -10,6 +10,7 @@ use super::table::{Combine, Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
+use crate::runtime::notify::{note, NOTIFY_GENERIC, NOTIFY_STRING};
 use crate::util::num::{incr_by_float, string2ll};
 
 pub fn register(t: &mut Table) {
@@ -286,6 +287,10 @@ fn set_generic(ctx: &mut Ctx, cmd: &str, flags: u16, key: &[u8], val: &[u8], exp
     } else {
         db.set(key, v, 0, now);
     }
+    ctx.notify(NOTIFY_STRING, "set", key);
+    if expire != 0 {
+        ctx.notify(NOTIFY_GENERIC, "expire", key);
+    }
     if flags & GET == 0 {
         match replies {
             SetReplies::OkNull => out.ok(),
@@ -340,6 +345,7 @@ fn getset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     }
     let now = ctx.now;
     ctx.db().set(key, Value::from_bytes(args.get(2)), 0, now);
+    ctx.notify(NOTIFY_STRING, "set", key);
 }
 
 fn getdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -347,7 +353,9 @@ fn getdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     if !get_generic(ctx, key, out) {
         return;
     }
-    ctx.db().remove(key);
+    if ctx.db().remove(key).is_some() {
+        ctx.notify(NOTIFY_GENERIC, "del", key);
+    }
 }
 
 fn getex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -372,10 +380,12 @@ fn getex(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let db = ctx.db();
     if a.flags & (PXAT | EXAT) != 0 && ms as u64 <= now {
         db.remove(key);
+        ctx.notify(NOTIFY_GENERIC, "del", key);
     } else if a.expire != 0 {
         db.set_expire(key, ms as u64);
-    } else if a.flags & PERSIST != 0 {
-        db.persist(key);
+        ctx.notify(NOTIFY_GENERIC, "expire", key);
+    } else if a.flags & PERSIST != 0 && db.persist(key) {
+        ctx.notify(NOTIFY_GENERIC, "persist", key);
     }
 }
 
@@ -412,6 +422,11 @@ fn mset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         db.set(key, Value::from_bytes(args.get(i + 1)), 0, now);
         i += 2;
     }
+    if crate::runtime::notify::wanted(NOTIFY_STRING) {
+        for i in (1..args.len().saturating_sub(1)).step_by(2) {
+            ctx.notify(NOTIFY_STRING, "set", args.get(i));
+        }
+    }
     out.ok();
 }
 
@@ -445,9 +460,9 @@ async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result
         .map(|(s, kvs)| {
             (s, move |ctx: &mut Ctx| {
                 let now = ctx.now;
-                let d = ctx.db();
                 for (k, v) in &kvs {
-                    d.set(k, Value::from_bytes(v), 0, now);
+                    ctx.db().set(k, Value::from_bytes(v), 0, now);
+                    ctx.notify(NOTIFY_STRING, "set", k);
                 }
             })
         })
@@ -463,7 +478,7 @@ async fn msetnx_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result
 
 #[allow(unreachable_patterns)]
 fn incr_decr(ctx: &mut Ctx, key: &[u8], incr: i64, out: &mut Reply) {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if let Some(mut e) = db.lookup_write(key, now) {
         let old = match &e.val {
@@ -478,10 +493,12 @@ fn incr_decr(ctx: &mut Ctx, key: &[u8], incr: i64, out: &mut Reply) {
         // dbOverwrite / in-place update: the TTL stays.
         *e.val_mut() = Value::Int(v);
         out.int(v);
+        note(dbi, NOTIFY_STRING, "incrby", key);
         return;
     }
     db.set(key, Value::Int(incr), 0, now);
     out.int(incr);
+    note(dbi, NOTIFY_STRING, "incrby", key);
 }
 
 fn incr(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -509,7 +526,7 @@ fn decrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 
 fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if let Some(mut e) = db.lookup_write(key, now) {
         let mut buf = [0u8; 20];
@@ -520,6 +537,7 @@ fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             Ok(r) => {
                 out.bulk(&r);
                 *e.val_mut() = Value::plain(r);
+                note(dbi, NOTIFY_STRING, "incrbyfloat", key);
             }
             Err(er) => out.error(er.message()),
         }
@@ -529,6 +547,7 @@ fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         Ok(r) => {
             out.bulk(&r);
             db.set(key, Value::plain(r), 0, now);
+            note(dbi, NOTIFY_STRING, "incrbyfloat", key);
         }
         Err(e) => out.error(e.message()),
     }
@@ -541,7 +560,7 @@ fn incrbyfloat(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let tail = args.get(2);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if let Some(mut e) = db.lookup_write(key, now) {
         let mut buf = [0u8; 20];
@@ -556,10 +575,12 @@ fn append(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         };
         data.extend_from_slice(tail);
         out.int(data.len() as i64);
+        note(dbi, NOTIFY_STRING, "append", key);
         return;
     }
     db.set(key, Value::from_bytes(tail), 0, now);
     out.int(tail.len() as i64);
+    note(dbi, NOTIFY_STRING, "append", key);
 }
 
 fn strlen(ctx: &mut Ctx, args: Args, out: &mut Reply) {
@@ -622,7 +643,7 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     if offset < 0 {
         return out.error("ERR offset is out of range");
     }
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if let Some(mut e) = db.lookup_write(key, now) {
         let mut buf = [0u8; 20];
@@ -645,6 +666,7 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         data[off..need].copy_from_slice(value);
         out.int(data.len() as i64);
+        note(dbi, NOTIFY_STRING, "setrange", key);
         return;
     }
     if value.is_empty() {
@@ -659,6 +681,7 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     data[off..].copy_from_slice(value);
     out.int(data.len() as i64);
     db.set(key, Value::Str { data, raw: true }, 0, now);
+    note(dbi, NOTIFY_STRING, "setrange", key);
 }
 
 /// sdsgrowzero: extends `data` to `len` bytes with zeros (one memset).

@@ -13,6 +13,7 @@ use crate::keyspace::types::Set;
 use crate::keyspace::Value;
 use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
+use crate::runtime::notify::{note, NOTIFY_GENERIC, NOTIFY_ZSET};
 use crate::util::num::{string2d, string2ll};
 
 pub fn register(t: &mut Table) {
@@ -153,13 +154,16 @@ fn reply_elems<'a>(out: &mut Reply, n: usize, it: impl Iterator<Item = (f64, &'a
 
 /// Stores `z` at `key` (or deletes the key when it is empty), as the STORE
 /// commands' setKey / dbDelete.
-fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet) {
-    let now = ctx.now;
+fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet, event: &'static str) {
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if z.is_empty() {
-        db.remove(key);
+        if db.remove(key).is_some() {
+            note(dbi, NOTIFY_GENERIC, "del", key);
+        }
     } else {
         db.set(key, Value::ZSet(z), 0, now);
+        note(dbi, NOTIFY_ZSET, event, key);
     }
 }
 
@@ -501,7 +505,7 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
         }
     }
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let pairs = || (0..elements).map(|j| (scores.get(j), args.get(si + 1 + j * 2)));
     let (mut added, mut updated, mut processed) = (0i64, 0i64, 0i64);
@@ -572,6 +576,9 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
                 db.set(key, Value::ZSet(z), 0, now);
             }
         }
+    }
+    if added > 0 || updated > 0 {
+        note(dbi, NOTIFY_ZSET, if f.incr { "zincr" } else { "zadd" }, key);
     }
     if nan {
         return out.error("ERR resulting score is not a number (NaN)");
@@ -667,7 +674,7 @@ fn zincrby(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 
 fn zrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let mut deleted = 0;
     let emptied;
@@ -688,8 +695,12 @@ fn zrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         emptied = z.is_empty();
     }
+    if deleted > 0 {
+        note(dbi, NOTIFY_ZSET, "zrem", key);
+    }
     if emptied {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
     out.int(deleted);
 }
@@ -783,7 +794,7 @@ enum RemRange {
 /// zremrangeGenericCommand.
 fn zremrange(ctx: &mut Ctx, args: Args, r: RemRange, out: &mut Reply) {
     let key = args.get(1);
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let deleted;
     let emptied;
@@ -821,8 +832,17 @@ fn zremrange(ctx: &mut Ctx, args: Args, r: RemRange, out: &mut Reply) {
         deleted = z.remove_ranks(lo, hi);
         emptied = z.is_empty();
     }
+    if deleted > 0 {
+        let event = match r {
+            RemRange::Rank(..) => "zremrangebyrank",
+            RemRange::Score(_) => "zremrangebyscore",
+            RemRange::Lex(_) => "zremrangebylex",
+        };
+        note(dbi, NOTIFY_ZSET, event, key);
+    }
     if emptied {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
     out.int(deleted as i64);
 }
@@ -864,13 +884,16 @@ enum PopShape {
 
 /// Pops up to `count` elements from the non-empty zset at `key` and replies.
 fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: usize, shape: PopShape, out: &mut Reply) {
-    let now = ctx.now;
+    let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let emptied;
     {
         let Some(mut e) = db.lookup_write(key, now) else { return };
         let Value::ZSet(z) = e.val_mut() else { return };
         let n = count.min(z.len());
+        if n > 0 {
+            note(dbi, NOTIFY_ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
+        }
         match shape {
             PopShape::Plain { nested: false } => out.array_len(n * 2),
             PopShape::Plain { nested: true } => out.array_len(n),
@@ -898,6 +921,7 @@ fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: usize, shape: PopShape,
     }
     if emptied {
         db.remove(key);
+        note(dbi, NOTIFY_GENERIC, "del", key);
     }
 }
 
@@ -1181,7 +1205,12 @@ async fn setop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, op: SetOp,
     if store {
         let n = z.len();
         let dst = args.get(1).to_vec();
-        tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z)).await?;
+        let event = match op {
+            SetOp::Union => "zunionstore",
+            SetOp::Inter => "zinterstore",
+            SetOp::Diff => "zdiffstore",
+        };
+        tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z, event)).await?;
         out.int(n as i64);
     } else {
         reply_elems(out, elems.len(), elems.iter().map(|(s, m)| (*s, &m[..])), withscores);
@@ -1216,7 +1245,8 @@ async fn zrangestore_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> R
     let (z, _) = build_zset(picked.unwrap_or_default(), Limits::from_config());
     let n = z.len();
     let dst = args.get(1).to_vec();
-    tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z)).await?;
+    tx.hop(tx.shard_of_arg(1), move |ctx: &mut Ctx| store_result(ctx, &dst, z, "zrangestore"))
+        .await?;
     out.int(n as i64);
     Ok(())
 }

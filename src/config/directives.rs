@@ -52,6 +52,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
     "list-max-listpack-size",
+    // Scripts past it get BUSY replies elsewhere and can be killed (scripting/).
+    "busy-reply-threshold",
+    // Keyspace notifications (runtime/notify.rs), every class but 'n'.
+    "notify-keyspace-events",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -14,7 +14,7 @@
 //!   listeners, loglevel, maxclients ...); [`Config::set_from_client`]
 //!   returns the names of the directives whose value changed.
 
-mod directives;
+pub mod directives;
 mod load;
 mod parse;
 mod rewrite;

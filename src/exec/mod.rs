@@ -400,13 +400,21 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
                 hops.push((*s, move |ctx: &mut Ctx| {
                     let mut r = Reply::new(resp3);
                     let (db, now) = (ctx.db, ctx.now);
-                    execute(ctx.shard, cmd, Args::new(&part.data, &part.spans), db, now, &mut r);
-                    r.buf
+                    // The parts' keyspace events go out together, in the command's key order.
+                    let ((), notes) = runtime::notify::held(|| execute(ctx.shard, cmd, Args::new(&part.data, &part.spans), db, now, &mut r));
+                    (r.buf, notes)
                 }));
             }
             match tx.hop_each(hops).await {
                 Ok(parts) => {
                     drop(tx);
+                    let (parts, notes): (Vec<Vec<u8>>, Vec<Vec<runtime::notify::Note>>) = parts.into_iter().unzip();
+                    let mut notes: Vec<runtime::notify::Note> = notes.into_iter().flatten().collect();
+                    if !notes.is_empty() {
+                        let pos = |k: &[u8]| route.keys.iter().map(|&p| key_pos(p)).find(|&p| args.get(p) == k).unwrap_or(usize::MAX);
+                        notes.sort_by_key(|n| pos(&n.key));
+                        runtime::notify::publish(notes);
+                    }
                     combine_parts(combine, &positions, &parts, args.len(), out);
                 }
                 Err(HopLost) => internal_error(cmd, out),

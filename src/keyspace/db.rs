@@ -63,6 +63,9 @@ pub struct KeyEvent {
     pub kind: WriteKind,
 }
 
+/// Keyspace notifications want expired keys (set from `notify-keyspace-events`).
+pub static RECORD_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The single post-write hook of a database.
 #[derive(Default)]
 pub struct WriteHook {
@@ -75,6 +78,8 @@ pub struct WriteHook {
     blocked: std::collections::HashMap<Box<[u8]>, usize, ahash::RandomState>,
     /// Blocked-on keys written since the blocking layer last looked.
     ready: Vec<Box<[u8]>>,
+    /// Keys expired since the runtime last looked, kept while notifications want them.
+    expired_keys: Vec<Box<[u8]>>,
     /// WATCHed keys and their watchers (Redis's `db->watched_keys`).
     watched: std::collections::HashMap<Box<[u8]>, Vec<Watcher>, ahash::RandomState>,
 }
@@ -99,6 +104,9 @@ impl WriteHook {
         }
         if !self.watched.is_empty() {
             self.touch_watched(key, kind);
+        }
+        if kind == WriteKind::Expired && RECORD_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
+            self.expired_keys.push(key.into());
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -150,6 +158,11 @@ impl WriteHook {
     /// Number of watched keys (INFO `watching_clients` style figures).
     pub fn watched_keys(&self) -> usize {
         self.watched.len()
+    }
+
+    /// Keys expired since the last call (for the `expired` notifications).
+    pub fn take_expired(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.expired_keys)
     }
 
     /// A client blocks on `key` (one call per waiter).

@@ -6,6 +6,7 @@ pub mod blocking;
 pub mod clock;
 pub mod inbox;
 pub mod locks;
+pub mod notify;
 pub mod reply;
 pub mod tx;
 
@@ -206,10 +207,41 @@ impl Shard {
     /// keys that became ready (Redis's handleClientsBlockedOnKeys after call()).
     #[inline]
     pub fn after_write(&mut self) {
+        if notify::any() {
+            self.publish_notes();
+        }
         if self.waiters != 0 {
             if let Some(f) = SERVE_BLOCKED.get() {
                 f(self);
             }
+            // The pops that served blocked clients have events of their own.
+            if notify::any() {
+                self.publish_notes();
+            }
+        }
+    }
+
+    /// Publishes the collected keyspace events (the hook's expired keys first:
+    /// a command that met an expired key saw it expire before it ran).
+    #[cold]
+    fn publish_notes(&mut self) {
+        if notify::holding() {
+            return;
+        }
+        let mut notes = Vec::new();
+        for (dbi, db) in self.dbs.iter_mut().enumerate() {
+            for key in db.hook.take_expired() {
+                notes.push(notify::Note {
+                    class: notify::NOTIFY_EXPIRED,
+                    event: "expired",
+                    db: dbi,
+                    key,
+                });
+            }
+        }
+        notes.append(&mut notify::take());
+        if !notes.is_empty() {
+            notify::publish(notes);
         }
     }
 
@@ -241,6 +273,7 @@ impl Shard {
         }
         self.rng = next();
         self.stats.expire_cycles += 1;
+        self.after_write();
     }
 }
 
@@ -282,6 +315,12 @@ impl Ctx<'_> {
         &mut self.shard.dbs[self.db]
     }
 
+    /// notifyKeyspaceEvent: `event` (Redis's name) of `class` on `key`.
+    #[inline]
+    pub fn notify(&self, class: u32, event: &'static str, key: &[u8]) {
+        notify::note(self.db, class, event, key);
+    }
+
     /// Redis's lookupKeyRead: lazy expiry, the access clock, keyspace hit/miss counters.
     #[inline]
     pub fn lookup_read(&mut self, key: &[u8]) -> Option<&crate::keyspace::Entry> {
@@ -291,13 +330,15 @@ impl Ctx<'_> {
     /// lookupKeyReadWithFlags: with `notouch` (LOOKUP_NOTOUCH) the access clock is left alone.
     #[inline]
     pub fn lookup_read_with(&mut self, key: &[u8], notouch: bool) -> Option<&crate::keyspace::Entry> {
-        let (now, s) = (self.now, &mut *self.shard);
-        let db = &mut s.dbs[self.db];
+        let (now, dbi) = (self.now, self.db);
+        let Shard { dbs, stats, .. } = &mut *self.shard;
+        let db = &mut dbs[dbi];
         let e = if notouch { db.peek(key, now) } else { db.lookup_read(key, now) };
         if e.is_some() {
-            s.stats.keyspace_hits += 1;
+            stats.keyspace_hits += 1;
         } else {
-            s.stats.keyspace_misses += 1;
+            stats.keyspace_misses += 1;
+            notify::note(dbi, notify::NOTIFY_KEY_MISS, "keymiss", key);
         }
         e
     }

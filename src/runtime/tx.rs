@@ -40,6 +40,10 @@ enum Kind<'s> {
     Inline(&'s mut Shard),
     /// Locks taken on these shards (sorted); hops travel as jobs.
     Distributed { shards: Vec<usize> },
+    /// Run from a thread that cannot await (a Lua script that holds every
+    /// shard's lock): hops on `home` are direct calls, hops elsewhere block
+    /// this thread until that shard answers (`runtime::call_blocking`).
+    Blocking { home: &'s mut Shard, shards: Vec<usize> },
 }
 
 pub struct Tx<'s> {
@@ -68,11 +72,26 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// A transaction for a command run from a blocked thread (see [`Kind::Blocking`]).
+    pub fn blocking(home: &'s mut Shard, db: usize, now: u64, keys: Vec<(u32, u16)>) -> Tx<'s> {
+        let mut shards: Vec<usize> = keys.iter().map(|k| k.1 as usize).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        Tx {
+            id: 0,
+            borrowed: true,
+            db,
+            now,
+            kind: Kind::Blocking { home, shards },
+            keys,
+        }
+    }
+
     /// The shard owning key argument `i` (from the route; no rehashing).
     pub fn shard_of_arg(&self, i: usize) -> usize {
         match &self.kind {
             Kind::Inline(s) => s.id,
-            Kind::Distributed { .. } => self.keys.iter().find(|k| k.0 as usize == i).map(|k| k.1 as usize).unwrap_or_else(shard_id),
+            Kind::Distributed { .. } | Kind::Blocking { .. } => self.keys.iter().find(|k| k.0 as usize == i).map(|k| k.1 as usize).unwrap_or_else(shard_id),
         }
     }
 
@@ -80,7 +99,7 @@ impl<'s> Tx<'s> {
     pub fn shards(&self) -> Vec<usize> {
         match &self.kind {
             Kind::Inline(s) => vec![s.id],
-            Kind::Distributed { shards } => shards.clone(),
+            Kind::Distributed { shards } | Kind::Blocking { shards, .. } => shards.clone(),
         }
     }
 
@@ -99,6 +118,15 @@ impl<'s> Tx<'s> {
             Kind::Inline(s) => {
                 debug_assert_eq!(s.id, shard, "an inline transaction hopped to another shard");
                 Hop::Ready(Some(Ok(f(&mut Ctx { shard: s, db, now }))))
+            }
+            Kind::Blocking { home, .. } => {
+                if shard == home.id {
+                    let r = f(&mut Ctx { shard: home, db, now });
+                    home.after_write();
+                    return Hop::Ready(Some(Ok(r)));
+                }
+                let r = super::call_blocking(shard, std::time::Duration::from_secs(10), move |s| f(&mut Ctx { shard: s, db, now }));
+                Hop::Ready(Some(r.ok_or(HopLost)))
             }
             Kind::Distributed { .. } => {
                 if shard == shard_id() {

@@ -138,6 +138,7 @@ struct Vm {
     real_globals: Table,
     env: Table,
     handler: Function,
+    setfenv: Function,
     runs: u64,
 }
 
@@ -161,7 +162,7 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
 /// and whose missing names fail like Redis's protected globals.
 const PRELUDE: &str = r#"
 local G, ABORT, lib_names = ...
-local error, type, tostring, setmetatable, rawget, string = error, type, tostring, setmetatable, rawget, string
+local error, type, tostring, setmetatable, rawget, string, ipairs = error, type, tostring, setmetatable, rawget, string, ipairs
 local getinfo = debug.getinfo
 local function readonly() error("Attempt to modify a readonly table", 2) end
 local function missing(_, k) error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2) end
@@ -174,11 +175,41 @@ for _, name in ipairs(lib_names) do
 end
 local redis = rawget(G, "redis")
 G.redis = setmetatable({}, {__index = redis, __newindex = readonly})
+-- rawset and setmetatable must not get around the read-only tables either.
+local protected = setmetatable({}, {__mode = "k"})
+protected[G] = true
+protected[env] = true
+for _, name in ipairs(lib_names) do protected[rawget(G, name)] = true end
+protected[rawget(G, "redis")] = true
+local raw_set, set_mt = rawset, setmetatable
+G.rawset = function(t, k, v)
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
+  return raw_set(t, k, v)
+end
+G.setmetatable = function(t, mt)
+  if protected[t] then error("Attempt to modify a readonly table", 0) end
+  return set_mt(t, mt)
+end
+-- Redis's pcall: an error table with an err field is handed back as its text.
+local real_pcall = pcall
+local function unwrap(ok, ...)
+  if not ok then
+    local e = ...
+    if type(e) == "table" then
+      local m = rawget(e, "err")
+      if type(m) == "string" or type(m) == "number" then return false, m end
+    end
+  end
+  return ok, ...
+end
+G.pcall = function(...) return unwrap(real_pcall(...)) end
 local function handler(e)
   if e == ABORT then return e end
   if type(e) == "userdata" then
     -- An error raised from Rust (the busy hook): its message, without mlua's prefix.
-    e = {err = "ERR " .. string.gsub(tostring(e), "^runtime error: ", "")}
+    local msg = string.gsub(tostring(e), "^runtime error: ", "")
+    msg = string.gsub(msg, "\nstack traceback:.*$", "")
+    e = {err = "ERR " .. msg}
   elseif type(e) ~= "table" then
     e = {err = "ERR " .. tostring(e)}
   end
@@ -304,6 +335,7 @@ impl Vm {
                 let v = match args.front() {
                     Some(Value::Integer(i)) => *i,
                     Some(Value::Number(n)) => *n as i64,
+                    Some(Value::String(s)) => String::from_utf8_lossy(&s.as_bytes()).trim().parse::<f64>().map(|f| f as i64).unwrap_or(0),
                     _ => 0,
                 };
                 if v != 2 && v != 3 {
@@ -322,41 +354,40 @@ impl Vm {
         g.raw_set("redis", redis)?;
         // Redis's math.random: one rand48 sequence for the process.
         let math: Table = g.raw_get("math")?;
+        // luaL_checkint / luaL_argcheck errors, positioned as the C library's.
+        let b = lualibs::Builder::new(&lua)?;
         math.raw_set(
             "random",
-            lua.create_function(|_, args: MultiValue| {
+            b.function(&lua, |lua, args: Vec<Value>| {
+                use lualibs::{arg_error, check_number, d2i32, ret1};
                 let r = (rand48_next() % i32::MAX as u64) as f64 / i32::MAX as f64;
-                let ints: Vec<i64> = args
-                    .iter()
-                    .map(|a| match a {
-                        Value::Integer(i) => Ok(*i),
-                        Value::Number(n) => Ok(*n as i64),
-                        _ => Err(mlua::Error::RuntimeError("bad argument to 'random' (number expected)".into())),
-                    })
-                    .collect::<mlua::Result<_>>()?;
-                match ints.as_slice() {
-                    [] => Ok(r),
-                    [u] => {
-                        if *u < 1 {
-                            return Err(mlua::Error::RuntimeError("bad argument #1 to 'random' (interval is empty)".into()));
+                match args.len() {
+                    0 => ret1(Value::Number(r)),
+                    1 => {
+                        let u = d2i32(check_number(lua, &args, 0, "random")?);
+                        if u < 1 {
+                            return arg_error(1, "random", "interval is empty");
                         }
-                        Ok((r * *u as f64).floor() + 1.0)
+                        ret1(Value::Number((r * u as f64).floor() + 1.0))
                     }
-                    [l, u] => {
+                    2 => {
+                        let l = d2i32(check_number(lua, &args, 0, "random")?);
+                        let u = d2i32(check_number(lua, &args, 1, "random")?);
                         if l > u {
-                            return Err(mlua::Error::RuntimeError("bad argument #2 to 'random' (interval is empty)".into()));
+                            return arg_error(2, "random", "interval is empty");
                         }
-                        Ok((r * (u - l + 1) as f64).floor() + *l as f64)
+                        ret1(Value::Number((r * (u as f64 - l as f64 + 1.0)).floor() + l as f64))
                     }
-                    _ => Err(mlua::Error::RuntimeError("wrong number of arguments".into())),
+                    _ => Err(lualibs::LibError::Msg("wrong number of arguments".into())),
                 }
             })?,
         )?;
         math.raw_set(
             "randomseed",
-            lua.create_function(|_, seed: f64| {
-                rand48_seed(seed as i64 as i32);
-                Ok(())
+            b.function(&lua, |lua, args: Vec<Value>| {
+                let seed = lualibs::d2i32(lualibs::check_number(lua, &args, 0, "randomseed")?);
+                rand48_seed(seed);
+                Ok(lualibs::Ret::Multi(Vec::new()))
             })?,
         )?;
         let abort = lua.create_table()?;
@@ -372,6 +403,11 @@ impl Vm {
         let prelude = lua.load(PRELUDE).set_name("=tessera").into_function()?;
         let (env, handler): (Table, Function) = prelude.call((g.clone(), abort.clone(), libs))?;
         g.raw_set("debug", Value::Nil)?;
+        // Redis 7.0.15 gives scripts no way to change environments.
+        let setfenv: Function = g.raw_get("setfenv")?;
+        for name in ["setfenv", "getfenv", "newproxy"] {
+            g.raw_set(name, Value::Nil)?;
+        }
         lua.set_hook(mlua::HookTriggers::new().every_nth_instruction(100_000), busy_hook(runtime::shard_id()))?;
         Ok(Vm {
             lua,
@@ -380,6 +416,7 @@ impl Vm {
             real_globals: g,
             env,
             handler,
+            setfenv,
             runs: 0,
         })
     }
@@ -390,16 +427,12 @@ impl Vm {
             return Ok(f.clone());
         }
         let (skip, _) = shebang(body)?;
-        let f = self
-            .lua
-            .load(&body[skip..])
-            .set_name("@user_script")
-            .set_environment(self.env.clone())
-            .into_function()
-            .map_err(|e| match e {
-                mlua::Error::SyntaxError { message, .. } => format!("ERR Error compiling script (new function): {message}"),
-                other => format!("ERR Error compiling script (new function): {other}"),
-            })?;
+        let f = self.lua.load(&body[skip..]).set_name("@user_script").into_function().map_err(|e| match e {
+            mlua::Error::SyntaxError { message, .. } => format!("ERR Error compiling script (new function): {message}"),
+            other => format!("ERR Error compiling script (new function): {other}"),
+        })?;
+        // The script reads and writes its globals through the read-only proxy.
+        self.setfenv.call::<()>((f.clone(), self.env.clone())).map_err(|e| format!("ERR {e}"))?;
         self.funcs.insert(sha.to_string(), f.clone());
         Ok(f)
     }
@@ -805,6 +838,23 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
                     out.bulk_int((us / 1_000_000) as i64);
                     out.bulk_int((us % 1_000_000) as i64);
                 }
+                "keys" | "dbsize" | "flushdb" | "flushall" => {
+                    // They read or clear every shard: only with every shard locked.
+                    if run.mode == Mode::Local {
+                        if !run.wrote {
+                            run.aborted = true;
+                            return Ok(None);
+                        }
+                        return Err(format!(
+                            "Tessera: '{}' after a write needs the script to run with every shard locked; it will from now on",
+                            cmd.meta.name
+                        ));
+                    }
+                    every_shard(shard, cmd.meta.name, &args, run.db, run.now, &mut out)?;
+                    if write {
+                        run.wrote = true;
+                    }
+                }
                 _ => return Err(format!("Tessera does not run '{}' from scripts yet", cmd.meta.name)),
             }
             return Ok(Some(out.buf));
@@ -851,15 +901,66 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
                 None => return Err(format!("Tessera: shard {t} did not answer the script's call")),
             }
         }
-        _ => {
-            // Keys on several shards (global mode): split commands run per shard.
-            let (Handler::Keyed(_), Cross::Split(combine)) = (&cmd.handler, cmd.cross) else {
-                return Err(format!("Tessera does not run '{}' over keys of several shards from scripts yet", cmd.meta.name));
-            };
-            split_blocking(shard, cmd, combine, &args, &route, db, now, resp3, &mut out)?;
-        }
+        _ => match (&cmd.handler, cmd.cross) {
+            // Keys on several shards (global mode): split commands run per shard ...
+            (Handler::Keyed(_), Cross::Split(combine)) => split_blocking(shard, cmd, combine, &args, &route, db, now, resp3, &mut out)?,
+            // ... plans (RENAME, LMOVE, SORT BY...) over a transaction whose hops block.
+            (Handler::Plan(f), _) => {
+                let keys = route.keys.iter().map(|&k| key_pos(k) as u32).zip(route.shards.iter().copied()).collect();
+                let mut tx = crate::runtime::tx::Tx::blocking(shard, db, now, keys);
+                let mut fut = f(&mut tx, args, &mut out);
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(Ok(())) => {}
+                    _ => return Err(format!("Tessera: '{}' lost a shard's answer", cmd.meta.name)),
+                }
+            }
+            _ => return Err(format!("Tessera does not run '{}' over keys of several shards from scripts yet", cmd.meta.name)),
+        },
     }
     Ok(Some(out.buf))
+}
+
+/// KEYS, DBSIZE, FLUSHDB, FLUSHALL from a global script: every shard in turn.
+fn every_shard(home: &mut Shard, name: &str, args: &Args, db: usize, now: u64, out: &mut Reply) -> Result<(), String> {
+    let n = runtime::nshards();
+    let pattern = if args.len() > 1 { args.get(1).to_vec() } else { Vec::new() };
+    let name = name.to_string();
+    let mut parts: Vec<(usize, Vec<u8>)> = Vec::with_capacity(n);
+    for s in 0..n {
+        let (pattern, name) = (pattern.clone(), name.clone());
+        let job = move |sh: &mut Shard| -> (usize, Vec<u8>) {
+            match name.as_str() {
+                "keys" => crate::commands::keys::keys_shard(&sh.dbs[db], &pattern, now),
+                "dbsize" => (sh.dbs[db].len(), Vec::new()),
+                "flushdb" => {
+                    sh.dbs[db].clear();
+                    (0, Vec::new())
+                }
+                _ => {
+                    sh.dbs.iter_mut().for_each(|d| d.clear());
+                    (0, Vec::new())
+                }
+            }
+        };
+        let r = if s == home.id {
+            Some(job(home))
+        } else {
+            runtime::call_blocking(s, CALL_TIMEOUT, job)
+        };
+        parts.push(r.ok_or_else(|| format!("Tessera: shard {s} did not answer the script's call"))?);
+    }
+    match name.as_str() {
+        "keys" => {
+            out.array_len(parts.iter().map(|p| p.0).sum());
+            for (_, b) in &parts {
+                out.raw(b);
+            }
+        }
+        "dbsize" => out.int(parts.iter().map(|p| p.0).sum::<usize>() as i64),
+        _ => out.ok(),
+    }
+    Ok(())
 }
 
 /// How long a script waits for another shard (which holds no lock of its

@@ -558,6 +558,11 @@ pub fn run(cfg: Config) -> i32 {
         );
     }
     crate::commands::server::configure_encodings(&cfg);
+    runtime::notify::configure(cfg.notify_keyspace_events());
+    if cfg.notify_keyspace_events() & runtime::notify::NOTIFY_NEW != 0 {
+        log_warning!("notify-keyspace-events: the 'n' (new key) class is not supported by Tessera yet; those events are not sent");
+    }
+    let _ = runtime::notify::SINK.set(pubsub::publish_system);
     // Redis's main(): collation from the environment (SORT ALPHA uses strcoll).
     // SAFETY: called once, before the shards start.
     unsafe {

@@ -251,6 +251,46 @@ pub fn publish(c: &ClientShared, kind: Kind, channel: &[u8], payload: &[u8], out
     n
 }
 
+/// A message from the server itself (keyspace notifications): every
+/// receiver, the local ones too, gets it through its shard's inbox.
+pub fn publish_system(channel: &[u8], payload: &[u8]) {
+    let mut targets: Vec<(usize, u64, Option<Vec<u8>>)> = Vec::new();
+    {
+        let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(subs) = g[Kind::Channel.idx()].as_ref().and_then(|r| r.get(channel)) {
+            targets.extend(subs.iter().map(|&(s, id)| (s, id, None)));
+        }
+        if let Some(pats) = g[Kind::Pattern.idx()].as_ref() {
+            for (p, subs) in pats {
+                if crate::util::glob::glob_match(p, channel, false) {
+                    targets.extend(subs.iter().map(|&(s, id)| (s, id, Some(p.clone()))));
+                }
+            }
+        }
+    }
+    if targets.is_empty() {
+        return;
+    }
+    let m = Arc::new(Message {
+        kind: Kind::Channel,
+        channel: channel.to_vec(),
+        payload: payload.to_vec(),
+    });
+    for (shard, group) in crate::util::group_by_shard(targets.into_iter().map(|(s, id, p)| (s, (id, p)))) {
+        let m = m.clone();
+        runtime::send(
+            shard,
+            Box::new(move || {
+                for (id, p) in group {
+                    if let Some(cl) = client::get(id) {
+                        deliver(&cl, &m, p.as_deref());
+                    }
+                }
+            }),
+        );
+    }
+}
+
 /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern`.
 pub fn channels(kind: Kind, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
     let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());

@@ -57,6 +57,7 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
     crate::server::log::set_level(crate::server::log::level_code(c.loglevel()));
     use crate::config::MaxmemoryPolicy::*;
     crate::keyspace::access::configure(matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu), c.lfu_log_factor(), c.lfu_decay_time());
+    runtime::notify::configure(c.notify_keyspace_events());
 }
 
 fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
@@ -76,6 +77,11 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                     return Err(format!(
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet"
                     ));
+                }
+                // Key-creation events ('n') are not emitted yet.
+                if c.notify_keyspace_events() & runtime::notify::NOTIFY_NEW != 0 {
+                    *c = before.clone();
+                    return Err("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - the 'n' (new key) class is not supported by Tessera yet".to_string());
                 }
                 // Redis re-listens at once when port or bind change; undo everything if it cannot.
                 let which = if c.port() != before.port() {
