@@ -61,6 +61,20 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
     route.compute(cmd, &args, n);
     let (db, resp3) = (c.db, c.resp3);
     let mut global = script.global.load(std::sync::atomic::Ordering::Relaxed) || route.target.is_none();
+    // The common case: the keys are on this shard and no transaction holds
+    // anything here. The script runs synchronously, so nothing can interleave
+    // and no lock is needed (as for a single-shard command).
+    let me = runtime::shard_id();
+    if !global && route.target == Some(me) && runtime::with_shard(|s| s.locks.is_empty()) {
+        let now = runtime::clock::wall_ms();
+        match runtime::with_shard(|s| scripting::run(s, &sha, &script, &keys, &argv, Mode::Local, db, now, read_only, resp3)) {
+            Outcome::Reply(b) => return out.raw(&b),
+            Outcome::Rerun => {
+                script.global.store(true, std::sync::atomic::Ordering::Relaxed);
+                global = true;
+            }
+        }
+    }
     loop {
         let r = if global {
             let mode = if read_only { LockMode::Shared } else { LockMode::Exclusive };

@@ -218,6 +218,9 @@ fn changes_routing(cmd: &Command) -> bool {
 /// EXEC (the queue is non-empty or not; aborted queues never get here):
 /// locks, checks the watches, runs every command and writes the reply array.
 pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Reply) {
+    if exec_here(c, &q, watch, out) {
+        return;
+    }
     let n = runtime::nshards();
     let db = c.db;
     let mut routes: Vec<Route> = Vec::with_capacity(q.cmds.len());
@@ -365,6 +368,77 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
             }
         }
     }
+}
+
+/// The common transaction: every key (and watched key) on this shard and no
+/// other transaction in flight here. Then, as for a single-shard command, no
+/// lock is needed: nothing below awaits, so nothing can interleave. False
+/// (nothing done) when the general path must run it.
+fn exec_here(c: &mut Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -> bool {
+    let (me, n) = (shard_id(), runtime::nshards());
+    if watch.keys.iter().any(|k| k.2 != me) || !with_shard(|s| s.locks.is_empty()) {
+        return false;
+    }
+    let mut r = Route::default();
+    for qc in &q.cmds {
+        let args = q.args(qc);
+        match qc.cmd.handler {
+            _ if !qc.cmd.groups_ok(args.len()) => {}
+            Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) => {
+                r.compute(qc.cmd, &args, n);
+                if r.target != Some(me) || (n > 1 && qc.cmd.wide.and_then(|w| w(&args)).is_some()) {
+                    return false;
+                }
+            }
+            Handler::Client(_) if !changes_routing(qc.cmd) => {}
+            _ => return false,
+        }
+    }
+    let now = runtime::clock::wall_ms();
+    if !watch.is_empty() {
+        let flag = watch.flag.clone();
+        let expired = with_shard(|sh| {
+            let mut expired = false;
+            for (kdb, k, _) in &watch.keys {
+                let d = &mut sh.dbs[*kdb];
+                let gone = d.is_expired(k, now);
+                expired |= d.hook.unwatch(k, &flag, gone);
+            }
+            expired
+        });
+        let dirty = expired || watch.dirty();
+        *watch = WatchSet::default();
+        if dirty {
+            out.null_array();
+            return true;
+        }
+    }
+    out.array_len(q.cmds.len());
+    for qc in &q.cmds {
+        let args = q.args(qc);
+        let mark = out.buf.len();
+        match qc.cmd.handler {
+            _ if !qc.cmd.groups_ok(args.len()) => {
+                crate::commands::table::write_arity_error(qc.cmd, out);
+                count(qc.cmd, None, &out.buf[mark..]);
+            }
+            Handler::Client(f) => {
+                let t0 = runtime::clock::ticks();
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, out))).is_err() {
+                    out.buf.truncate(mark);
+                    super::internal_error(qc.cmd, out);
+                }
+                out.resp3 = c.resp3;
+                count(qc.cmd, Some(t0), &out.buf[mark..]);
+            }
+            _ => {
+                let db = c.db;
+                with_shard(|sh| execute(sh, qc.cmd, args, db, now, out));
+                count(qc.cmd, None, &out.buf[mark..]);
+            }
+        }
+    }
+    true
 }
 
 /// Counts a command run by EXEC as Redis's call() does: calls, failures, and
