@@ -25,7 +25,7 @@ fn ok(o: &ExitOutput) -> bool {
 }
 
 #[test]
-fn redis_py_pipeline_watch_loop_and_pubsub_listener_work() {
+fn redis_py_pipeline_watch_loop_register_script_and_pubsub_listener_work() {
     let check = run_to_exit(
         PYTHON,
         &["-c".into(), "import redis".into()],

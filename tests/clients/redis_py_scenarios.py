@@ -60,6 +60,35 @@ assert r.get("counter") == str(N * T), r.get("counter")
 assert r.get("{counter}shadow") == str(N * T)
 print("watch retry loop: ok")
 
+# register_script: a rate limiter as libraries write it (EVALSHA, falling
+# back to EVAL on NOSCRIPT), its keys on every shard, after SCRIPT FLUSH too.
+limiter = r.register_script(
+    "local n = redis.call('INCR', KEYS[1]) "
+    "if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+    "return {n, redis.call('PTTL', KEYS[1]) > 0 and 1 or 0}"
+)
+for key in ["rl:a", "rl:b", "rl:c", "rl:d"]:
+    for i in range(1, 4):
+        n, has_ttl = limiter(keys=[key], args=[60000])
+        assert (n, has_ttl) == (i, 1), (key, n, has_ttl)
+r.script_flush()
+assert limiter(keys=["rl:a"], args=[60000]) == [4, 1]
+# A script building its key names from ARGV, as queue libraries do.
+mover = r.register_script(
+    "local v = redis.call('RPOP', ARGV[1] .. ':wait') "
+    "if not v then return false end "
+    "redis.call('LPUSH', ARGV[1] .. ':active', v) "
+    "redis.call('HSET', ARGV[1] .. ':job:' .. v, 'state', 'active') "
+    "return v"
+)
+r.rpush("q:wait", "j1", "j2")
+assert mover(keys=[], args=["q"]) == "j2"
+assert mover(keys=[], args=["q"]) == "j1"
+assert mover(keys=[], args=["q"]) is None
+assert r.lrange("q:active", 0, -1) == ["j1", "j2"]
+assert r.hget("q:job:j1", "state") == "active"
+print("register_script: ok")
+
 # A pub/sub listener thread receives every message, in order.
 ps = r.pubsub()
 ps.subscribe("orders")
