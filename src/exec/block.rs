@@ -490,6 +490,15 @@ async fn attempt(
     Ok(Attempt::Blocked(deadline))
 }
 
+/// The (from_left, to_left) ends of BLMOVE / BRPOPLPUSH; None: a syntax error.
+fn move_sides(cmd: &Command, args: &Args) -> Option<(bool, bool)> {
+    if cmd.meta.name == "brpoplpush" {
+        return Some((false, true));
+    }
+    let side = crate::commands::lists::parse_where;
+    side(args.get(3)).zip(side(args.get(4)))
+}
+
 /// BLMOVE / BRPOPLPUSH whose source and destination are on different shards:
 /// the move runs as a transaction; with an empty source the client waits to
 /// be notified by the source's shard and then tries again.
@@ -499,13 +508,7 @@ async fn move_attempt(tx: &mut Tx<'_>, cmd: &'static Command, a: &Owned, resp3: 
     let Some(deadline) = crate::commands::table::parse_timeout(args.get(args.len() - 1), tx.now, &mut out) else {
         return Ok(Attempt::Done(out.buf));
     };
-    let dirs = if cmd.meta.name == "brpoplpush" {
-        Some((false, true))
-    } else {
-        let side = crate::commands::lists::parse_where;
-        side(args.get(3)).zip(side(args.get(4)))
-    };
-    let Some((from_left, to_left)) = dirs else {
+    let Some((from_left, to_left)) = move_sides(cmd, &args) else {
         out.error(crate::protocol::reply::err::SYNTAX);
         return Ok(Attempt::Done(out.buf));
     };
@@ -598,13 +601,7 @@ pub async fn once(cmd: &'static Command, args: Args<'_>, route: &Route, db: usiz
             if crate::commands::table::parse_timeout(args.get(args.len() - 1), tx.now, out).is_none() {
                 return Ok(());
             }
-            let dirs = if cmd.meta.name == "brpoplpush" {
-                Some((false, true))
-            } else {
-                let side = crate::commands::lists::parse_where;
-                side(args.get(3)).zip(side(args.get(4)))
-            };
-            let Some((from_left, to_left)) = dirs else {
+            let Some((from_left, to_left)) = move_sides(cmd, &args) else {
                 out.error(crate::protocol::reply::err::SYNTAX);
                 return Ok(());
             };

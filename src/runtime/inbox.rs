@@ -94,14 +94,7 @@ impl Inbox {
         if self.parked.load(Ordering::SeqCst) != AWAKE {
             let mode = self.parked.swap(AWAKE, Ordering::SeqCst);
             if mode != AWAKE {
-                let fd = self.evfd[mode as usize].load(Ordering::Acquire);
-                if fd >= 0 {
-                    let one: u64 = 1;
-                    // SAFETY: as in `wake`.
-                    unsafe { libc::write(fd, &one as *const u64 as *const libc::c_void, 8) };
-                } else {
-                    self.waker.wake();
-                }
+                self.wake_eventfd(mode);
             }
         }
     }
@@ -117,6 +110,11 @@ impl Inbox {
                 }
             }
         }
+        self.wake_eventfd(mode);
+    }
+
+    /// Writes the eventfd the shard sleeps on in `mode` (or wakes the inbox task).
+    fn wake_eventfd(&self, mode: u8) {
         let fd = self.evfd[mode as usize].load(Ordering::Acquire);
         if fd >= 0 {
             let one: u64 = 1;

@@ -116,7 +116,7 @@ pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {
         return Ok((sha, s));
     }
     let (_, no_writes) = shebang(body)?;
-    with_vm(|vm| vm.compile(&sha, body).map(|_| ()))?;
+    with_vm(|vm| vm.compile(&sha, body).map(|_| ()))??;
     let s = Arc::new(Script {
         body: body.to_vec(),
         no_writes,
@@ -146,14 +146,19 @@ thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
 }
 
-fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> R {
+/// Runs `f` with this shard's VM, (re)building it first if needed; the
+/// error reply when the VM cannot be built (out of memory).
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
     VM.with(|cell| {
         let mut slot = cell.borrow_mut();
         let g = GENERATION.load(Ordering::SeqCst);
         if slot.as_ref().is_none_or(|v| v.generation != g) {
-            *slot = Some(Vm::new(g).expect("building the Lua VM"));
+            *slot = Some(Vm::new(g).map_err(|e| format!("ERR cannot create the Lua VM: {e}"))?);
         }
-        f(slot.as_mut().expect("just built"))
+        match slot.as_mut() {
+            Some(vm) => Ok(f(vm)),
+            None => Err("ERR cannot create the Lua VM".into()),
+        }
     })
 }
 
@@ -674,6 +679,11 @@ pub fn run(
         if vm.runs.is_multiple_of(50) {
             let _ = vm.lua.gc_step();
         }
+        Outcome::Reply(out.buf)
+    })
+    .unwrap_or_else(|e| {
+        let mut out = Reply::new(caller_resp3);
+        out.error(&e);
         Outcome::Reply(out.buf)
     })
 }

@@ -193,6 +193,16 @@ fn deliver(cl: &ClientShared, m: &Message, pattern: Option<&[u8]>) {
 /// receivers it had. Messages for the publisher itself go into `out`, ahead
 /// of the reply the caller writes next.
 pub fn publish(c: &ClientShared, kind: Kind, channel: &[u8], payload: &[u8], out: &mut Reply) -> usize {
+    publish_from(Some((c, out)), kind, channel, payload)
+}
+
+/// A message from the server itself (keyspace notifications): every
+/// receiver, the local ones too, gets it through its shard's inbox.
+pub fn publish_system(channel: &[u8], payload: &[u8]) {
+    publish_from(None, Kind::Channel, channel, payload);
+}
+
+fn publish_from(mut from: Option<(&ClientShared, &mut Reply)>, kind: Kind, channel: &[u8], payload: &[u8]) -> usize {
     // (shard, id, pattern)
     let mut targets: Vec<(usize, u64, Option<Vec<u8>>)> = Vec::new();
     {
@@ -211,6 +221,9 @@ pub fn publish(c: &ClientShared, kind: Kind, channel: &[u8], payload: &[u8], out
         }
     }
     let n = targets.len();
+    if n == 0 {
+        return 0;
+    }
     let m = Arc::new(Message {
         kind,
         channel: channel.to_vec(),
@@ -218,7 +231,7 @@ pub fn publish(c: &ClientShared, kind: Kind, channel: &[u8], payload: &[u8], out
     });
     for (shard, group) in crate::util::group_by_shard(targets.into_iter().map(|(s, id, p)| (s, (id, p)))) {
         let mut group = group;
-        if shard == runtime::shard_id() {
+        if let Some((c, out)) = from.as_mut().filter(|_| shard == runtime::shard_id()) {
             // The publisher's own messages: straight into its reply stream.
             group.retain(|(id, p)| {
                 if *id != c.id {
@@ -249,46 +262,6 @@ pub fn publish(c: &ClientShared, kind: Kind, channel: &[u8], payload: &[u8], out
         );
     }
     n
-}
-
-/// A message from the server itself (keyspace notifications): every
-/// receiver, the local ones too, gets it through its shard's inbox.
-pub fn publish_system(channel: &[u8], payload: &[u8]) {
-    let mut targets: Vec<(usize, u64, Option<Vec<u8>>)> = Vec::new();
-    {
-        let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(subs) = g[Kind::Channel.idx()].as_ref().and_then(|r| r.get(channel)) {
-            targets.extend(subs.iter().map(|&(s, id)| (s, id, None)));
-        }
-        if let Some(pats) = g[Kind::Pattern.idx()].as_ref() {
-            for (p, subs) in pats {
-                if crate::util::glob::glob_match(p, channel, false) {
-                    targets.extend(subs.iter().map(|&(s, id)| (s, id, Some(p.clone()))));
-                }
-            }
-        }
-    }
-    if targets.is_empty() {
-        return;
-    }
-    let m = Arc::new(Message {
-        kind: Kind::Channel,
-        channel: channel.to_vec(),
-        payload: payload.to_vec(),
-    });
-    for (shard, group) in crate::util::group_by_shard(targets.into_iter().map(|(s, id, p)| (s, (id, p)))) {
-        let m = m.clone();
-        runtime::send(
-            shard,
-            Box::new(move || {
-                for (id, p) in group {
-                    if let Some(cl) = client::get(id) {
-                        deliver(&cl, &m, p.as_deref());
-                    }
-                }
-            }),
-        );
-    }
 }
 
 /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern`.
