@@ -7,14 +7,16 @@ alternate Redis, Tessera, Redis, Tessera... and the medians are reported.
 
 * exec1: MULTI, SET k v, INCR n, EXEC with both keys in one hash slot
   ({u<i>}a, {u<i>}b), pipelined 32 transactions per write on 16 connections;
+* exec1x2: exec1 on a 2-shard Tessera (about half the transactions have
+  their slot on the other shard than their connection);
 * exec2: the same with the two keys on different shards of a 2-shard Tessera
-  (ua<i>, ub<i>: a cross-shard transaction every time);
+  (chosen by their hash slots: a cross-shard transaction every time);
 * evalsha: redis-benchmark running EVALSHA of a 2-command script on one key;
 * publish: 100 subscribers (RESP2 connections reading everything), a
   redis-benchmark publisher; reports publishes/s and messages delivered.
 
 Usage: perf/tx_scripts_bench.py [--tessera target/release/tessera] [--runs 3]
-       [--cases exec1,exec2,evalsha,publish] [--seconds 4]
+       [--cases exec1,exec1x2,exec2,evalsha,publish] [--seconds 4]
 """
 import argparse, os, selectors, socket, statistics, subprocess, sys, threading, time
 
@@ -42,6 +44,30 @@ def start(kind, args, shards, port):
     return p
 
 
+def crc16(data):
+    """CRC16-XMODEM, Redis Cluster's key slot hash."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def shard_of(key, shards=2):
+    return (crc16(key.encode()) % 16384) * shards // 16384
+
+
+def cross_pair(n):
+    """Two keys that live on different shards of a 2-shard Tessera."""
+    a = f"ua{n}"
+    i = 0
+    while shard_of(f"ub{n}.{i}") == shard_of(a):
+        i += 1
+    return a, f"ub{n}.{i}"
+
+
 def exec_load(port, seconds, cross, conns=16, depth=32):
     """Pipelined transactions; returns the number of EXECs answered."""
     batches = []
@@ -49,7 +75,7 @@ def exec_load(port, seconds, cross, conns=16, depth=32):
         parts = []
         for i in range(depth):
             n = c * depth + i
-            ka, kb = (f"ua{n}", f"ub{n}") if cross else (f"{{u{n}}}a", f"{{u{n}}}b")
+            ka, kb = cross_pair(n) if cross else (f"{{u{n}}}a", f"{{u{n}}}b")
             parts += [resp("MULTI"), resp("SET", ka, "v"), resp("INCR", kb), resp("EXEC")]
         batches.append(b"".join(parts))
     # Each transaction's replies: +OK +QUEUED +QUEUED *2 +OK :n -> count EXECs by "*2\r\n".
@@ -85,11 +111,11 @@ def exec_load(port, seconds, cross, conns=16, depth=32):
 
 def bench(args, kind, case):
     port = free_port()
-    shards = 2 if case == "exec2" else 1
+    shards = 2 if case in ("exec2", "exec1x2") else 1
     p = start(kind, args, shards, port)
     try:
         out = {}
-        if case in ("exec1", "exec2"):
+        if case in ("exec1", "exec1x2", "exec2"):
             c0 = cpu_secs(p.pid)
             t0 = time.time()
             n = exec_load(port, args.seconds, cross=(case == "exec2"))
@@ -161,7 +187,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--requests", type=int, default=300000)
-    ap.add_argument("--cases", default="exec1,exec2,evalsha,publish")
+    ap.add_argument("--cases", default="exec1,exec1x2,exec2,evalsha,publish")
     args = ap.parse_args()
     args.tessera = os.path.abspath(args.tessera)
     for case in args.cases.split(","):

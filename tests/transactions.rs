@@ -161,6 +161,21 @@ fn script_watch(d: &mut Diff) {
     d.ss(&["MULTI", "PING", "EXEC"]);
     d.s("WATCH a b c d");
     d.ss(&["MULTI", "SET a 1", "SET b 1", "EXEC"]);
+    // One key per shard: whichever shard the connection is on, one of them is
+    // elsewhere (the transaction then travels there whole).
+    for k in ["a", "b", "c", "d"] {
+        d.c(&["WATCH", k]);
+        d.c_on(o, &["SET", k, "x"]);
+        d.ss(&["MULTI"]);
+        d.c(&["INCR", k]);
+        d.ss(&["EXEC"]);
+        d.c(&["WATCH", k]);
+        d.ss(&["MULTI"]);
+        d.c(&["SET", k, "5"]);
+        d.c(&["INCR", k]);
+        d.c(&["GET", k]);
+        d.ss(&["EXEC"]);
+    }
     // UNWATCH forgets.
     d.s("WATCH a b");
     d.s("UNWATCH");

@@ -221,6 +221,11 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
     if exec_here(c, &q, watch, out) {
         return;
     }
+    if let Some(s) = one_other_shard(&q, watch, c.db) {
+        if exec_there(s, c, &q, watch, out).await {
+            return;
+        }
+    }
     let n = runtime::nshards();
     let db = c.db;
     let mut routes: Vec<Route> = Vec::with_capacity(q.cmds.len());
@@ -437,6 +442,92 @@ fn exec_here(c: &mut Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -
                 count(qc.cmd, None, &out.buf[mark..]);
             }
         }
+    }
+    true
+}
+
+/// The one other shard owning every key of a queue made only of keyed
+/// commands (and every watched key), if there is one.
+fn one_other_shard(q: &Queue, watch: &WatchSet, _db: usize) -> Option<usize> {
+    let (me, n) = (shard_id(), runtime::nshards());
+    let mut target = None;
+    let mut r = Route::default();
+    for qc in &q.cmds {
+        let args = q.args(qc);
+        match qc.cmd.handler {
+            Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) if qc.cmd.groups_ok(args.len()) => {
+                r.compute(qc.cmd, &args, n);
+                if r.keys.is_empty() || (n > 1 && qc.cmd.wide.and_then(|w| w(&args)).is_some()) {
+                    return None;
+                }
+                match (r.target, target) {
+                    (Some(t), None) if t != me => target = Some(t),
+                    (Some(t), Some(u)) if t == u => {}
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        }
+    }
+    let t = target?;
+    watch.keys.iter().all(|k| k.2 == t).then_some(t)
+}
+
+/// [`exec_here`] for a queue whose keys all live on one other shard: the
+/// whole transaction travels there as one job (one round trip, no locks)
+/// and runs if no transaction is in flight on that shard. False (nothing
+/// done, the watches untouched) when the general path must run it.
+async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -> bool {
+    let now = runtime::clock::wall_ms();
+    let mut b = Box::new(Batch::new(c.db, c.resp3));
+    for qc in &q.cmds {
+        b.push(qc.cmd, &q.args(qc), &[], now);
+    }
+    let watched: Vec<(usize, Box<[u8]>)> = watch.keys.iter().map(|(d, k, _)| (*d, k.clone())).collect();
+    let flag = watch.flag.clone();
+    let job = move |sh: &mut crate::runtime::Shard| -> Option<(Box<Batch>, bool)> {
+        if !sh.locks.is_empty() {
+            return None;
+        }
+        let mut expired = false;
+        for (kdb, k) in &watched {
+            let d = &mut sh.dbs[*kdb];
+            let gone = d.is_expired(k, now);
+            expired |= d.hook.unwatch(k, &flag, gone);
+        }
+        if expired || flag.load(Ordering::Acquire) {
+            return Some((b, true));
+        }
+        let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
+        for bc in &b.cmds {
+            let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
+            execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
+            b.ends.push(r.buf.len());
+        }
+        b.out = r.buf;
+        Some((b, false))
+    };
+    let (b, dirty) = match run_on(shard, job).await {
+        Ok(Some(done)) => done,
+        Ok(None) => return false,
+        Err(_) => {
+            // The job was lost (a bug): whatever ran cannot be run again.
+            *watch = WatchSet::default();
+            out.error(crate::protocol::reply::err::SHARD_LOST);
+            return true;
+        }
+    };
+    *watch = WatchSet::default();
+    if dirty {
+        out.null_array();
+        return true;
+    }
+    out.array_len(b.cmds.len());
+    let mut pos = 0;
+    for (bc, &end) in b.cmds.iter().zip(&b.ends) {
+        out.raw(&b.out[pos..end]);
+        count(bc.cmd, None, &b.out[pos..end]);
+        pos = end;
     }
     true
 }
