@@ -225,6 +225,8 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
         if exec_there(s, c, &q, watch, out).await {
             return;
         }
+    } else if exec_pair(c, &q, watch, out).await {
+        return;
     }
     let n = runtime::nshards();
     let db = c.db;
@@ -528,6 +530,181 @@ async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, o
         out.raw(&b.out[pos..end]);
         count(bc.cmd, None, &b.out[pos..end]);
         pos = end;
+    }
+    true
+}
+
+/// A queue of single-shard commands over this shard and exactly one other:
+/// this shard's locks are taken at once (they are ours), and the other
+/// shard takes its locks, runs its part and releases them in the same job;
+/// then this shard's part runs and its locks go. Every lock is held before
+/// anything runs (two-phase locking), in one round trip instead of two. False (nothing done, the watches untouched) when a lock is busy
+/// on either side: the general path queues for it.
+async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -> bool {
+    let (me, n) = (shard_id(), runtime::nshards());
+    if n < 2 {
+        return false;
+    }
+    let db = c.db;
+    let mut other = None;
+    let mut remote: Vec<bool> = Vec::with_capacity(q.cmds.len());
+    let (mut mine, mut theirs) = (LockReq::default(), LockReq::default());
+    let mut r = Route::default();
+    for qc in &q.cmds {
+        let args = q.args(qc);
+        match qc.cmd.handler {
+            Handler::Keyed(_) | Handler::Plan(_) | Handler::Block(_) if qc.cmd.groups_ok(args.len()) => {
+                r.compute(qc.cmd, &args, n);
+                if qc.cmd.wide.and_then(|w| w(&args)).is_some() {
+                    return false;
+                }
+                let t = match r.target {
+                    Some(t) => t,
+                    None => return false,
+                };
+                let here = t == me;
+                if !here {
+                    match other {
+                        None => other = Some(t),
+                        Some(o) if o == t => {}
+                        Some(_) => return false,
+                    }
+                }
+                let keys = lock_keys(qc.cmd, &args, &r.keys, db);
+                if here { &mut mine } else { &mut theirs }.keys.extend(keys);
+                remote.push(!here);
+            }
+            _ => return false,
+        }
+    }
+    let Some(t) = other else { return false };
+    if !remote.iter().any(|r| !r) || watch.keys.iter().any(|k| k.2 != me && k.2 != t) {
+        return false;
+    }
+    for (wdb, k, s) in &watch.keys {
+        if *s == me { &mut mine } else { &mut theirs }.keys.push((fingerprint(*wdb, k), Mode::Shared));
+    }
+    let id = crate::runtime::tx::next_tx_id();
+    if !with_shard(|s| s.locks.try_acquire(id, mine)) {
+        return false;
+    }
+    let release_mine = move || {
+        with_shard(|s| {
+            s.locks.release(id);
+            s.after_write();
+        })
+    };
+    let now = runtime::clock::wall_ms();
+    let flag = watch.flag.clone();
+    let here: Vec<(usize, Box<[u8]>)> = watch.keys.iter().filter(|k| k.2 == me).map(|(d, k, _)| (*d, k.clone())).collect();
+    let there: Vec<(usize, Box<[u8]>)> = watch.keys.iter().filter(|k| k.2 == t).map(|(d, k, _)| (*d, k.clone())).collect();
+    // This side's watches, under its locks (left in place in case the other side is busy).
+    let expired_here = with_shard(|sh| here.iter().any(|(d, k)| sh.dbs[*d].hook.watch_expired(k, &flag, sh.dbs[*d].is_expired(k, now))));
+    if expired_here || watch.dirty() {
+        release_mine();
+        watch.unwatch_all();
+        out.null_array();
+        return true;
+    }
+    let mut b = Box::new(Batch::new(db, c.resp3));
+    for (qc, _) in q.cmds.iter().zip(&remote).filter(|(_, r)| **r) {
+        b.push(qc.cmd, &q.args(qc), &[], now);
+    }
+    let theirs_flag = flag.clone();
+    let job = move |sh: &mut crate::runtime::Shard| -> Option<(Box<Batch>, bool)> {
+        if !sh.locks.try_acquire(id, theirs) {
+            return None;
+        }
+        let mut expired = false;
+        for (kdb, k) in &there {
+            let d = &mut sh.dbs[*kdb];
+            let gone = d.is_expired(k, now);
+            expired |= d.hook.unwatch(k, &theirs_flag, gone);
+        }
+        if expired || theirs_flag.load(Ordering::Acquire) {
+            sh.locks.release(id);
+            sh.after_write();
+            return Some((b, true));
+        }
+        let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
+        for bc in &b.cmds {
+            let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
+            execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
+            b.ends.push(r.buf.len());
+        }
+        b.out = r.buf;
+        // Every lock of the transaction is held and this side is done: its
+        // locks may go (two-phase locking's shrinking phase). This shard's
+        // new values are visible now, and the other side's keys stay locked
+        // until its part has run, so no reader sees one without the other.
+        sh.locks.release(id);
+        sh.after_write();
+        Some((b, false))
+    };
+    let release_theirs = move || {
+        crate::runtime::send(
+            t,
+            Box::new(move || {
+                with_shard(|s| {
+                    s.locks.release(id);
+                    s.after_write();
+                })
+            }),
+        )
+    };
+    let (b, dirty) = match run_on(t, job).await {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            release_mine();
+            return false;
+        }
+        Err(_) => {
+            release_mine();
+            release_theirs();
+            *watch = WatchSet::default();
+            out.error(crate::protocol::reply::err::SHARD_LOST);
+            return true;
+        }
+    };
+    // The other side removed its watches; this side's go now.
+    with_shard(|sh| {
+        for (d, k) in &here {
+            sh.dbs[*d].hook.unwatch(k, &flag, false);
+        }
+    });
+    *watch = WatchSet::default();
+    if dirty {
+        release_mine();
+        out.null_array();
+        return true;
+    }
+    let mut local = Reply::new(c.resp3);
+    let mut ends = Vec::with_capacity(remote.len());
+    with_shard(|sh| {
+        for (qc, _) in q.cmds.iter().zip(&remote).filter(|(_, r)| !**r) {
+            execute(sh, qc.cmd, q.args(qc), db, now, &mut local);
+            ends.push(local.buf.len());
+        }
+    });
+    release_mine();
+    out.array_len(q.cmds.len());
+    let (mut ri, mut rpos, mut li, mut lpos) = (0, 0, 0, 0);
+    for (qc, is_remote) in q.cmds.iter().zip(&remote) {
+        let reply = if *is_remote {
+            let end = b.ends[ri];
+            ri += 1;
+            let s = &b.out[rpos..end];
+            rpos = end;
+            s
+        } else {
+            let end = ends[li];
+            li += 1;
+            let s = &local.buf[lpos..end];
+            lpos = end;
+            s
+        };
+        out.raw(reply);
+        count(qc.cmd, None, reply);
     }
     true
 }

@@ -155,6 +155,16 @@ impl WriteHook {
         hit
     }
 
+    /// Whether `flag`'s watch of `key` sees it expired since WATCH (`expired_now`),
+    /// leaving the watch in place.
+    pub fn watch_expired(&self, key: &[u8], flag: &std::sync::Arc<std::sync::atomic::AtomicBool>, expired_now: bool) -> bool {
+        expired_now
+            && self
+                .watched
+                .get(key)
+                .is_some_and(|ws| ws.iter().any(|w| std::sync::Arc::ptr_eq(&w.flag, flag) && !w.expired))
+    }
+
     /// Number of watched keys (INFO `watching_clients` style figures).
     pub fn watched_keys(&self) -> usize {
         self.watched.len()
