@@ -292,13 +292,7 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
                 let flag = flag.clone();
                 (s, move |ctx: &mut Ctx| {
                     let now = ctx.now;
-                    let mut expired = false;
-                    for (kdb, k) in keys {
-                        let d = &mut ctx.shard.dbs[kdb];
-                        let gone = d.is_expired(&k, now);
-                        expired |= d.hook.unwatch(&k, &flag, gone);
-                    }
-                    expired
+                    unwatch_checking(ctx.shard, &keys, &flag, now)
                 })
             })
             .collect();
@@ -491,22 +485,10 @@ async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, o
         if !sh.locks.is_empty() {
             return None;
         }
-        let mut expired = false;
-        for (kdb, k) in &watched {
-            let d = &mut sh.dbs[*kdb];
-            let gone = d.is_expired(k, now);
-            expired |= d.hook.unwatch(k, &flag, gone);
-        }
-        if expired || flag.load(Ordering::Acquire) {
+        if unwatch_checking(sh, &watched, &flag, now) || flag.load(Ordering::Acquire) {
             return Some((b, true));
         }
-        let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
-        for bc in &b.cmds {
-            let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
-            execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
-            b.ends.push(r.buf.len());
-        }
-        b.out = r.buf;
+        run_batch(sh, &mut b);
         Some((b, false))
     };
     let (b, dirty) = match run_on(shard, job).await {
@@ -615,24 +597,12 @@ async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply)
         if !sh.locks.try_acquire(id, theirs) {
             return None;
         }
-        let mut expired = false;
-        for (kdb, k) in &there {
-            let d = &mut sh.dbs[*kdb];
-            let gone = d.is_expired(k, now);
-            expired |= d.hook.unwatch(k, &theirs_flag, gone);
-        }
-        if expired || theirs_flag.load(Ordering::Acquire) {
+        if unwatch_checking(sh, &there, &theirs_flag, now) || theirs_flag.load(Ordering::Acquire) {
             sh.locks.release(id);
             sh.after_write();
             return Some((b, true));
         }
-        let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
-        for bc in &b.cmds {
-            let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
-            execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
-            b.ends.push(r.buf.len());
-        }
-        b.out = r.buf;
+        run_batch(sh, &mut b);
         // Every lock of the transaction is held and this side is done: its
         // locks may go (two-phase locking's shrinking phase). This shard's
         // new values are visible now, and the other side's keys stay locked
@@ -709,6 +679,29 @@ async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply)
     true
 }
 
+/// Runs a batch's commands on `sh` in order, filling its replies and their ends.
+fn run_batch(sh: &mut crate::runtime::Shard, b: &mut Batch) {
+    let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
+    for bc in &b.cmds {
+        let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
+        execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
+        b.ends.push(r.buf.len());
+    }
+    b.out = r.buf;
+}
+
+/// EXEC's watch check on one shard: removes `flag`'s watches of `keys` and
+/// says whether one of them expired since WATCH (isWatchedKeyExpired).
+fn unwatch_checking(sh: &mut crate::runtime::Shard, keys: &[(usize, Box<[u8]>)], flag: &Arc<AtomicBool>, now: u64) -> bool {
+    let mut expired = false;
+    for (kdb, k) in keys {
+        let d = &mut sh.dbs[*kdb];
+        let gone = d.is_expired(k, now);
+        expired |= d.hook.unwatch(k, flag, gone);
+    }
+    expired
+}
+
 /// Counts a command run by EXEC as Redis's call() does: calls, failures, and
 /// the time when `t0` is given (commands run by `execute` recorded theirs).
 fn count(cmd: &Command, t0: Option<u64>, reply: &[u8]) {
@@ -748,13 +741,7 @@ async fn run_group(tx: &mut Tx<'_>, c: &Client, q: &Queue, steps: &[Step], first
         .into_iter()
         .map(|(s, mut b)| {
             (s, move |ctx: &mut Ctx| {
-                let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
-                for bc in &b.cmds {
-                    let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
-                    execute(ctx.shard, bc.cmd, args, b.db, bc.now, &mut r);
-                    b.ends.push(r.buf.len());
-                }
-                b.out = r.buf;
+                run_batch(ctx.shard, &mut b);
                 b
             })
         })
