@@ -328,16 +328,8 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
             Step::Client => {
                 let qc = q.cmds[i];
                 if let Handler::Client(f) = qc.cmd.handler {
-                    let mark = out.buf.len();
-                    let t0 = runtime::clock::ticks();
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, q.args(&qc), out)));
-                    if r.is_err() {
-                        out.buf.truncate(mark);
-                        super::internal_error(qc.cmd, out);
-                    }
-                    count(qc.cmd, Some(t0), &out.buf[mark..]);
+                    run_client(c, qc.cmd, f, q.args(&qc), out);
                 }
-                out.resp3 = c.resp3;
                 i += 1;
             }
             Step::Async => {
@@ -423,15 +415,7 @@ fn exec_here(c: &mut Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -
                 crate::commands::table::write_arity_error(qc.cmd, out);
                 count(qc.cmd, None, &out.buf[mark..]);
             }
-            Handler::Client(f) => {
-                let t0 = runtime::clock::ticks();
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, out))).is_err() {
-                    out.buf.truncate(mark);
-                    super::internal_error(qc.cmd, out);
-                }
-                out.resp3 = c.resp3;
-                count(qc.cmd, Some(t0), &out.buf[mark..]);
-            }
+            Handler::Client(f) => run_client(c, qc.cmd, f, args, out),
             _ => {
                 let db = c.db;
                 with_shard(|sh| execute(sh, qc.cmd, args, db, now, out));
@@ -677,6 +661,19 @@ async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply)
         count(qc.cmd, None, reply);
     }
     true
+}
+
+/// A queued connection command, run on the connection (a panic answers an
+/// error); later replies follow the protocol it may have switched to.
+fn run_client(c: &mut Client, cmd: &'static Command, f: crate::commands::table::ClientFn, args: Args, out: &mut Reply) {
+    let mark = out.buf.len();
+    let t0 = runtime::clock::ticks();
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, args, out))).is_err() {
+        out.buf.truncate(mark);
+        super::internal_error(cmd, out);
+    }
+    out.resp3 = c.resp3;
+    count(cmd, Some(t0), &out.buf[mark..]);
 }
 
 /// Runs a batch's commands on `sh` in order, filling its replies and their ends.
