@@ -185,6 +185,7 @@ fn reset(c: &mut Client, _args: Args, out: &mut Reply) {
         crate::server::monitor::remove(&c.shared);
     }
     crate::server::pubsub::forget(&c.shared);
+    crate::server::tracking::disable(&c.shared);
     super::tx::discard_transaction(c);
     c.set_db(0);
     c.set_resp3(false);

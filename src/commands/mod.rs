@@ -22,6 +22,7 @@ pub mod sets;
 pub mod sort;
 pub mod strings;
 pub mod table;
+pub mod tracking;
 pub mod tx;
 pub mod zsets;
 
@@ -41,4 +42,5 @@ pub fn register_all(t: &mut table::Table) {
     pubsub::register(t);
     tx::register(t);
     scripting::register(t);
+    tracking::register(t);
 }

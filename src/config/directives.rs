@@ -54,6 +54,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "list-max-listpack-size",
     // Scripts past it get BUSY replies elsewhere and can be killed (scripting/).
     "busy-reply-threshold",
+    // Client-side caching's key table, split between the shards (runtime/track.rs).
+    "tracking-table-max-keys",
     // Keyspace notifications (runtime/notify.rs), every class but 'n'.
     "notify-keyspace-events",
 ];

@@ -406,6 +406,10 @@ impl Config {
             _ => unreachable!(),
         }
     }
+    /// `tracking-table-max-keys` (0: unlimited).
+    pub fn tracking_table_max_keys(&self) -> u64 {
+        self.num_at(idx!("tracking-table-max-keys")) as u64
+    }
     pub fn slowlog_log_slower_than(&self) -> i64 {
         self.num_at(idx!("slowlog-log-slower-than")) as i64
     }

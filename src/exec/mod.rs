@@ -152,7 +152,29 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
         internal_error(cmd, out);
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+    if runtime::track::active() {
+        remember_reads(s, cmd, &args);
+    }
     s.after_write();
+}
+
+/// Client-side caching: a read-only command run for a tracking client
+/// (`runtime::track::Caller`) makes its keys tracked for that client, here
+/// where they were read, before any later write can run.
+#[cold]
+fn remember_reads(s: &mut Shard, cmd: &Command, args: &Args) {
+    let Some(c) = runtime::track::caller() else { return };
+    if !c.remember || !cmd.has(flags::READONLY) {
+        return;
+    }
+    let mut refs = Vec::new();
+    let _ = keyspec::keys_with(cmd.specs, args, &mut refs);
+    for r in refs {
+        if r.flags & keyspec::flags::NOT_KEY == 0 {
+            s.track.remember(args.get(r.pos), c.client);
+        }
+    }
+    s.track.limit(runtime::nshards(), 100);
 }
 
 /// The reply of a blocking command that could not block (a forwarded batch,
@@ -209,6 +231,8 @@ pub struct BatchCmd {
     pub keys: (usize, usize),
     /// The time the connection assigned to the command (ms).
     pub now: u64,
+    /// The client it runs for, while anyone tracks keys (client-side caching).
+    pub caller: Option<runtime::track::Caller>,
 }
 
 impl Batch {
@@ -239,7 +263,7 @@ impl Batch {
     }
 
     /// Copies a command's arguments and key positions into the batch.
-    pub fn push(&mut self, cmd: &'static Command, args: &Args, keys: &[KeyArg], now: u64) {
+    pub fn push(&mut self, cmd: &'static Command, args: &Args, keys: &[KeyArg], now: u64, caller: Option<runtime::track::Caller>) {
         let first = self.spans.len();
         for a in args.iter() {
             let s = self.data.len();
@@ -253,6 +277,7 @@ impl Batch {
             args: (first, self.spans.len()),
             keys: (k, self.keys.len()),
             now,
+            caller,
         });
     }
 
@@ -284,7 +309,7 @@ impl BatchRun {
                     return false;
                 }
                 turn_held = false;
-                execute(s, c.cmd, args, b.db, c.now, &mut out);
+                runtime::track::as_caller(c.caller, || execute(s, c.cmd, args, b.db, c.now, &mut out));
                 b.ends.push(out.buf.len());
                 self.next += 1;
             }
@@ -427,9 +452,28 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
                 out.buf.truncate(mark);
                 internal_error(cmd, out);
             }
+            remember_cross(&mut tx, cmd, &args, route).await;
         }
         _ => out.error("CROSSSLOT Keys in request don't hash to the same slot"),
     }
+}
+
+/// Client-side caching for a read-only plan over several shards (SINTER,
+/// SUNION, ZUNION...): its keys become tracked on their shards while the
+/// transaction still holds them, so no write can slip in between.
+async fn remember_cross(tx: &mut Tx<'_>, cmd: &Command, args: &Args<'_>, route: &Route) {
+    let Some(c) = tx.caller.filter(|c| c.remember && cmd.has(flags::READONLY)) else {
+        return;
+    };
+    let hops: Vec<(usize, _)> = route
+        .by_shard()
+        .into_iter()
+        .map(|(s, ks)| {
+            let keys: Vec<Vec<u8>> = ks.iter().map(|&k| args.get(key_pos(k)).to_vec()).collect();
+            (s, move |ctx: &mut Ctx| keys.iter().for_each(|k| ctx.shard.track.remember(k, c.client)))
+        })
+        .collect();
+    let _ = tx.hop_each(hops).await;
 }
 
 /// A plan that reads keys its arguments do not name (SORT with BY / GET

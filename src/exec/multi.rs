@@ -461,7 +461,7 @@ async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, o
     let now = runtime::clock::wall_ms();
     let mut b = Box::new(Batch::new(c.db, c.resp3));
     for qc in &q.cmds {
-        b.push(qc.cmd, &q.args(qc), &[], now);
+        b.push(qc.cmd, &q.args(qc), &[], now, crate::runtime::track::caller());
     }
     let watched: Vec<(usize, Box<[u8]>)> = watch.keys.iter().map(|(d, k, _)| (*d, k.clone())).collect();
     let flag = watch.flag.clone();
@@ -574,7 +574,7 @@ async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply)
     }
     let mut b = Box::new(Batch::new(db, c.resp3));
     for (qc, _) in q.cmds.iter().zip(&remote).filter(|(_, r)| **r) {
-        b.push(qc.cmd, &q.args(qc), &[], now);
+        b.push(qc.cmd, &q.args(qc), &[], now, crate::runtime::track::caller());
     }
     let theirs_flag = flag.clone();
     let job = move |sh: &mut crate::runtime::Shard| -> Option<(Box<Batch>, bool)> {
@@ -681,7 +681,7 @@ fn run_batch(sh: &mut crate::runtime::Shard, b: &mut Batch) {
     let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
     for bc in &b.cmds {
         let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
-        execute(sh, bc.cmd, args, b.db, bc.now, &mut r);
+        crate::runtime::track::as_caller(bc.caller, || execute(sh, bc.cmd, args, b.db, bc.now, &mut r));
         b.ends.push(r.buf.len());
     }
     b.out = r.buf;
@@ -731,7 +731,7 @@ async fn run_group(tx: &mut Tx<'_>, c: &Client, q: &Queue, steps: &[Step], first
                 &mut batches.last_mut().expect("just pushed").1
             }
         };
-        b.push(qc.cmd, &q.args(&qc), &[], now);
+        b.push(qc.cmd, &q.args(&qc), &[], now, crate::runtime::track::caller());
     }
     let shards: Vec<usize> = batches.iter().map(|(s, _)| *s).collect();
     let hops = batches

@@ -66,6 +66,9 @@ pub struct KeyEvent {
 /// Keyspace notifications want expired keys (set from `notify-keyspace-events`).
 pub static RECORD_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Client-side caching wants every changed key (some client tracks keys).
+pub static RECORD_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The single post-write hook of a database.
 #[derive(Default)]
 pub struct WriteHook {
@@ -82,6 +85,9 @@ pub struct WriteHook {
     expired_keys: Vec<Box<[u8]>>,
     /// WATCHed keys and their watchers (Redis's `db->watched_keys`).
     watched: std::collections::HashMap<Box<[u8]>, Vec<Watcher>, ahash::RandomState>,
+    /// Keys changed since the runtime last looked, kept while clients track
+    /// keys (signalModifiedKey's trackingInvalidateKey).
+    changed: Vec<Box<[u8]>>,
 }
 
 /// One client's WATCH of a key: the flag to raise when the key changes (the
@@ -107,6 +113,9 @@ impl WriteHook {
         }
         if kind == WriteKind::Expired && RECORD_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
             self.expired_keys.push(key.into());
+        }
+        if RECORD_CHANGED.load(std::sync::atomic::Ordering::Relaxed) {
+            self.changed.push(key.into());
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -173,6 +182,17 @@ impl WriteHook {
     /// Keys expired since the last call (for the `expired` notifications).
     pub fn take_expired(&mut self) -> Vec<Box<[u8]>> {
         std::mem::take(&mut self.expired_keys)
+    }
+
+    /// The keys changed since the last call (while [`RECORD_CHANGED`]).
+    pub fn take_changed(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Whether keys changed since the last [`WriteHook::take_changed`].
+    #[inline]
+    pub fn has_changed(&self) -> bool {
+        !self.changed.is_empty()
     }
 
     /// A client blocks on `key` (one call per waiter).

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod locks;
 pub mod notify;
 pub mod reply;
+pub mod track;
 pub mod tx;
 
 use crate::keyspace::Db;
@@ -180,6 +181,8 @@ pub struct Shard {
     /// Clients blocked on this shard's keys (registrations), kept by the
     /// blocking layer: while 0, a write costs the blocking layer one compare.
     pub waiters: usize,
+    /// Client-side caching: who may cache which of this shard's keys.
+    pub track: track::Table,
     rng: u64,
 }
 
@@ -199,6 +202,7 @@ impl Shard {
             stats: ShardStats::default(),
             locks: LockTable::default(),
             waiters: 0,
+            track: track::Table::default(),
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15) ^ now_us(),
         }
     }
@@ -207,6 +211,9 @@ impl Shard {
     /// keys that became ready (Redis's handleClientsBlockedOnKeys after call()).
     #[inline]
     pub fn after_write(&mut self) {
+        if track::active() {
+            self.track_changes();
+        }
         if notify::any() {
             self.publish_notes();
         }
@@ -217,6 +224,22 @@ impl Shard {
             // The pops that served blocked clients have events of their own.
             if notify::any() {
                 self.publish_notes();
+            }
+        }
+    }
+
+    /// Tells the clients that may cache the keys just changed (and the
+    /// broadcast prefixes matching them) that they changed.
+    #[cold]
+    fn track_changes(&mut self) {
+        for dbi in 0..self.dbs.len() {
+            if !self.dbs[dbi].hook.has_changed() {
+                continue;
+            }
+            let keys = self.dbs[dbi].hook.take_changed();
+            if self.track.changed(keys) {
+                // Broadcast keys go out once this run of work yields, all together.
+                send(self.id, Box::new(|| with_shard(|s| s.track.flush_bcast())));
             }
         }
     }

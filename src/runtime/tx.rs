@@ -18,6 +18,7 @@
 //! The same command code runs in both modes (see `commands::table::PlanFn`).
 
 use super::locks::{LockReq, Mode, TxId};
+use super::track::as_caller;
 use super::{now_ms, send, shard_id, with_shard, Ctx, Shard};
 use std::future::Future;
 use std::pin::Pin;
@@ -57,6 +58,9 @@ pub struct Tx<'s> {
     kind: Kind<'s>,
     /// Owning shard of each key argument (position, shard), from the command's route.
     keys: Vec<(u32, u16)>,
+    /// The client the transaction runs for (client-side caching), set on
+    /// every shard it hops to.
+    pub caller: Option<super::track::Caller>,
 }
 
 impl<'s> Tx<'s> {
@@ -69,6 +73,7 @@ impl<'s> Tx<'s> {
             now,
             kind: Kind::Inline(shard),
             keys: Vec::new(),
+            caller: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl<'s> Tx<'s> {
             now,
             kind: Kind::Blocking { home, shards },
             keys,
+            caller: None,
         }
     }
 
@@ -113,28 +119,35 @@ impl<'s> Tx<'s> {
         R: Send + 'static,
         F: FnOnce(&mut Ctx) -> R + Send + 'static,
     {
-        let (db, now) = (self.db, self.now);
+        let (db, now, caller) = (self.db, self.now, self.caller);
         match &mut self.kind {
             Kind::Inline(s) => {
                 debug_assert_eq!(s.id, shard, "an inline transaction hopped to another shard");
-                Hop::Ready(Some(Ok(f(&mut Ctx { shard: s, db, now }))))
+                Hop::Ready(Some(Ok(as_caller(caller, || f(&mut Ctx { shard: s, db, now })))))
             }
             Kind::Blocking { home, .. } => {
                 if shard == home.id {
-                    let r = f(&mut Ctx { shard: home, db, now });
-                    home.after_write();
+                    let r = as_caller(caller, || {
+                        let r = f(&mut Ctx { shard: home, db, now });
+                        home.after_write();
+                        r
+                    });
                     return Hop::Ready(Some(Ok(r)));
                 }
-                let r = super::call_blocking(shard, std::time::Duration::from_secs(10), move |s| f(&mut Ctx { shard: s, db, now }));
+                let r = super::call_blocking(shard, std::time::Duration::from_secs(10), move |s| {
+                    as_caller(caller, || f(&mut Ctx { shard: s, db, now }))
+                });
                 Hop::Ready(Some(r.ok_or(HopLost)))
             }
             Kind::Distributed { .. } => {
                 if shard == shard_id() {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         with_shard(|s| {
-                            let r = f(&mut Ctx { shard: s, db, now });
-                            s.after_write();
-                            r
+                            as_caller(caller, || {
+                                let r = f(&mut Ctx { shard: s, db, now });
+                                s.after_write();
+                                r
+                            })
                         })
                     }));
                     return Hop::Ready(Some(r.map_err(|_| HopLost)));
@@ -144,9 +157,11 @@ impl<'s> Tx<'s> {
                     shard,
                     Box::new(move || {
                         let r = with_shard(|s| {
-                            let r = f(&mut Ctx { shard: s, db, now });
-                            s.after_write();
-                            r
+                            as_caller(caller, || {
+                                let r = f(&mut Ctx { shard: s, db, now });
+                                s.after_write();
+                                r
+                            })
                         });
                         tx.send(r);
                     }),
@@ -187,6 +202,7 @@ impl<'s> Tx<'s> {
                     shards: parts.iter().map(|p| p.0).collect(),
                 },
                 keys,
+                caller: super::track::caller(),
             };
         }
         let mut tx = Tx {
@@ -198,6 +214,7 @@ impl<'s> Tx<'s> {
                 shards: parts.iter().map(|p| p.0).collect(),
             },
             keys,
+            caller: super::track::caller(),
         };
         let owner = tx.id;
         // Phase 1: every shard at once, without queuing.

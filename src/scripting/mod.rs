@@ -579,6 +579,10 @@ struct Run {
     wrote: bool,
     /// The run met an undeclared key before writing: it is to be restarted globally.
     aborted: bool,
+    /// The tracking client the script runs for: its declared keys become
+    /// tracked once the script reads anything (as Redis's call() does for a
+    /// script's caller); None once done.
+    track: Option<crate::runtime::track::Caller>,
 }
 
 thread_local! {
@@ -637,6 +641,7 @@ pub fn run(
                 declared: keys.to_vec(),
                 wrote: false,
                 aborted: false,
+                track: crate::runtime::track::caller().filter(|c| c.remember),
             })
         });
         let slot = &slots()[s.id.min(slots().len() - 1)];
@@ -650,7 +655,9 @@ pub fn run(
                 return Outcome::Reply(out.buf);
             }
         };
-        let result = xpcall.call::<MultiValue>((f, vm.handler.clone()));
+        // The commands it runs remember nothing themselves (see `Run::track`).
+        let quiet = crate::runtime::track::caller().map(|c| crate::runtime::track::Caller { remember: false, ..c });
+        let result = crate::runtime::track::as_caller(quiet, || xpcall.call::<MultiValue>((f, vm.handler.clone())));
         slot.start_ms.store(0, Ordering::Release);
         if slot.timed_out.swap(false, Ordering::Relaxed) {
             TIMED_OUT.fetch_sub(1, Ordering::Relaxed);
@@ -894,6 +901,11 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
         let id = unsafe { (*run.shard).id };
         slots()[id.min(slots().len() - 1)].wrote.store(true, Ordering::Release);
     }
+    if cmd.has(flags::READONLY) {
+        if let Some(c) = run.track.take() {
+            remember_declared(shard, &run.declared, c);
+        }
+    }
     let (db, now, resp3) = (run.db, run.now, run.resp3);
     match (route.target, wide) {
         (Some(t), None) if t == shard.id => {
@@ -931,6 +943,22 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(out.buf))
 }
 
+/// Client-side caching: the script's declared keys become tracked for its
+/// caller, each on its owning shard (held by the script: locked in the
+/// global mode, this shard in the local one), before the read runs.
+fn remember_declared(home: &mut Shard, keys: &[Vec<u8>], c: crate::runtime::track::Caller) {
+    let n = runtime::nshards();
+    for k in keys {
+        let s = runtime::shard_of_key(k, n);
+        if s == home.id {
+            home.track.remember(k, c.client);
+        } else {
+            let k = k.clone();
+            runtime::send(s, Box::new(move || runtime::with_shard(|sh| sh.track.remember(&k, c.client))));
+        }
+    }
+}
+
 /// KEYS, DBSIZE, FLUSHDB, FLUSHALL from a global script: every shard in turn.
 fn every_shard(home: &mut Shard, name: &str, args: &Args, db: usize, now: u64, out: &mut Reply) -> Result<(), String> {
     let n = runtime::nshards();
@@ -945,10 +973,12 @@ fn every_shard(home: &mut Shard, name: &str, args: &Args, db: usize, now: u64, o
                 "dbsize" => (sh.dbs[db].len(), Vec::new()),
                 "flushdb" => {
                     sh.dbs[db].clear();
+                    crate::server::tracking::flushed(sh);
                     (0, Vec::new())
                 }
                 _ => {
                     sh.dbs.iter_mut().for_each(|d| d.clear());
+                    crate::server::tracking::flushed(sh);
                     (0, Vec::new())
                 }
             }

@@ -72,6 +72,10 @@ pub struct ClientShared {
     /// published for CLIENT LIST (`multi=`, `multi-mem=`, flag `x`).
     pub multi: Cell<i64>,
     pub multi_mem: Cell<usize>,
+    /// CLIENT TRACKING mode (`server/tracking.rs`).
+    pub tracking: RefCell<super::tracking::TrackState>,
+    /// Another client redirects its invalidations here: pushes may arrive.
+    pub push_target: Cell<bool>,
 }
 
 impl ClientShared {
@@ -100,6 +104,8 @@ impl ClientShared {
             watch: RefCell::new(Default::default()),
             multi: Cell::new(-1),
             multi_mem: Cell::new(0),
+            tracking: RefCell::new(Default::default()),
+            push_target: Cell::new(false),
         }
     }
 
@@ -163,6 +169,16 @@ impl ClientShared {
         if self.blocked.get() {
             flags.push('b');
         }
+        let (tracking, broken_redir, bcast, redir) = super::tracking::list_fields(self);
+        if tracking {
+            flags.push('t');
+        }
+        if broken_redir {
+            flags.push('R');
+        }
+        if bcast {
+            flags.push('B');
+        }
         if self.watch.borrow().dirty() {
             flags.push('d');
         }
@@ -181,7 +197,7 @@ impl ClientShared {
         let multi_mem = self.multi_state_mem();
         let tot_mem = std::mem::size_of::<ClientShared>() + std::mem::size_of::<Client>() + b.in_mem.get() + b.out_cap.get() + b.out_held.get() + multi_mem;
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem={} multi-mem={} rbs={} rbp={} obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -206,6 +222,7 @@ impl ClientShared {
             ob.omem,
             tot_mem,
             self.last_cmd.get(),
+            redir,
             self.resp.get()
         )
     }

@@ -133,7 +133,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
                 break;
             }
         }
-        let ok = if shared.monitor.get() || shared.subscribed() {
+        let ok = if shared.monitor.get() || shared.subscribed() || super::tracking::listens(&shared) {
             // MONITOR and subscribed clients also get lines pushed by other connections.
             let ev = futures_lite::future::or(async { Some(t.fill().await) }, async {
                 wait_push(&shared).await;
@@ -320,6 +320,8 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
             && c.reply_mode == client::ReplyMode::On
             && c.multi.is_none()
             && shared.watch.borrow().is_empty()
+            && !shared.subscribed()
+            && !super::tracking::pinned(&shared)
         {
             pipe.streak = 0;
             match t.detach().await {
@@ -338,6 +340,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
         super::monitor::remove(&shared);
     }
     super::pubsub::forget(&shared);
+    super::tracking::disable(&shared);
     shared.watch.borrow_mut().unwatch_all();
     client::unregister(shared.id);
     rt.connected_clients.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

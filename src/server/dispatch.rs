@@ -6,6 +6,7 @@ use super::client::{Client, ReplyMode};
 use crate::commands::table::{self, flags, Command, Handler};
 use crate::exec::{self, Batch, Route};
 use crate::protocol::{Args, Reply};
+use crate::runtime::track::{as_caller, AsCaller, Caller};
 use crate::runtime::{self, with_shard};
 
 enum Seg {
@@ -102,7 +103,18 @@ impl Pipeline {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push_remote(&mut self, shard: usize, cmd: &'static Command, args: &Args, keys: &[exec::KeyArg], db: usize, resp3: bool, keep: bool, now: u64) {
+    fn push_remote(
+        &mut self,
+        shard: usize,
+        cmd: &'static Command,
+        args: &Args,
+        keys: &[exec::KeyArg],
+        db: usize,
+        resp3: bool,
+        keep: bool,
+        now: u64,
+        caller: Option<Caller>,
+    ) {
         if self.batches[shard].is_none() {
             let b = match self.spare[shard].take() {
                 Some(mut b) => {
@@ -114,7 +126,7 @@ impl Pipeline {
             self.batches[shard] = Some(b);
         }
         if let Some(b) = self.batches[shard].as_mut() {
-            b.push(cmd, args, keys, now);
+            b.push(cmd, args, keys, now, caller);
         }
         self.segs.push(Seg::Remote(shard, keep));
         self.pending = true;
@@ -203,6 +215,7 @@ pub enum Now {
 /// slow path's state) and costs a copy per request to set up.
 pub fn dispatch_now(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Reply) -> Now {
     let Some((cmd, keep)) = prologue(c, pipe, args, out) else { return Now::Done };
+    let caller = super::tracking::caller(c);
     let paused = runtime::rt_ref().pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0;
     let done = match cmd.handler {
         Handler::Keyed(_) | Handler::Plan(_) => {
@@ -210,7 +223,7 @@ pub fn dispatch_now(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &
             let mut route = std::mem::take(&mut pipe.route);
             route.compute(cmd, args, runtime::nshards());
             pipe.note_target(route.target);
-            let done = !paused && keyed_now(c, pipe, cmd, args, &route, out, keep);
+            let done = !paused && keyed_now(c, pipe, cmd, args, &route, out, keep, caller);
             pipe.route = route;
             done
         }
@@ -225,11 +238,15 @@ pub fn dispatch_now(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &
         return Now::Later(cmd, keep);
     }
     feed_monitors(c, args);
+    if caller.is_some() {
+        super::tracking::after_command(c, cmd);
+    }
     Now::Done
 }
 
 /// Finishes a request [`dispatch_now`] returned as `Later` for.
 pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, out: &mut Reply, keep: bool) {
+    let caller = super::tracking::caller(c);
     if runtime::rt_ref().pause_until.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         pipe.flush(out).await;
         super::pause::wait_pause(cmd).await;
@@ -238,7 +255,7 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
         Handler::Keyed(_) | Handler::Plan(_) => {
             // Computed by dispatch_now.
             let route = std::mem::take(&mut pipe.route);
-            keyed(c, pipe, cmd, args, &route, out, keep).await;
+            keyed(c, pipe, cmd, args, &route, out, keep, caller).await;
             pipe.route = route;
         }
         Handler::Block(_) => {
@@ -249,7 +266,7 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
             route.compute(cmd, &args, runtime::nshards());
             let mark = out.buf.len();
             let t0 = runtime::clock::ticks();
-            exec::block::run(cmd, args, &route, c.db, c.resp3, &c.shared, out).await;
+            AsCaller::new(caller, exec::block::run(cmd, args, &route, c.db, c.resp3, &c.shared, out)).await;
             pipe.route = route;
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
@@ -269,7 +286,7 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
             pipe.flush(out).await;
             let mark = out.buf.len();
             let t0 = runtime::clock::ticks();
-            f(c, args, out).await;
+            AsCaller::new(caller, f(c, args, out)).await;
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
                 count_failed(sh, cmd, &out.buf[mark..]);
@@ -280,6 +297,9 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
         }
     }
     feed_monitors(c, &args);
+    if caller.is_some() {
+        super::tracking::after_command(c, cmd);
+    }
 }
 
 /// Like Redis's call(): monitors see a command after it ran, with the db it left selected.
@@ -433,7 +453,17 @@ fn run_client(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, f: tab
 
 /// The part of [`keyed`] that needs no await: true when the command ran on
 /// this shard or was queued for another; false (nothing done) otherwise.
-fn keyed_now(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: &Args<'_>, route: &Route, out: &mut Reply, keep: bool) -> bool {
+#[allow(clippy::too_many_arguments)]
+fn keyed_now(
+    c: &mut Client,
+    pipe: &mut Pipeline,
+    cmd: &'static Command,
+    args: &Args<'_>,
+    route: &Route,
+    out: &mut Reply,
+    keep: bool,
+    caller: Option<Caller>,
+) -> bool {
     let db = c.db;
     if runtime::nshards() > 1 && cmd.wide.and_then(|w| w(args)).is_some() {
         return false;
@@ -444,7 +474,7 @@ fn keyed_now(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: &
     }
     if s != runtime::shard_id() {
         let now = runtime::clock::wall_ms();
-        pipe.push_remote(s, cmd, args, &route.keys, db, c.resp3, keep, now);
+        pipe.push_remote(s, cmd, args, &route.keys, db, c.resp3, keep, now, caller);
         return true;
     }
     let mark = pipe.sink(out).buf.len();
@@ -454,7 +484,7 @@ fn keyed_now(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: &
         }
         // The command's time, taken once.
         let now = runtime::clock::wall_ms();
-        exec::execute(sh, cmd, *args, db, now, pipe.sink(out));
+        as_caller(caller, || exec::execute(sh, cmd, *args, db, now, pipe.sink(out)));
         count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
         true
     });
@@ -466,12 +496,13 @@ fn keyed_now(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: &
 
 /// A command with keys: inline on this shard, forwarded in a batch, or a
 /// cross-shard transaction.
-async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, route: &Route, out: &mut Reply, keep: bool) {
+#[allow(clippy::too_many_arguments)]
+async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args: Args<'_>, route: &Route, out: &mut Reply, keep: bool, caller: Option<Caller>) {
     let db = c.db;
     if let Some(mode) = cmd.wide.and_then(|w| w(&args)).filter(|_| runtime::nshards() > 1) {
         pipe.flush(out).await;
         let mark = out.buf.len();
-        exec::run_wide(cmd, args, route, db, mode, out).await;
+        AsCaller::new(caller, exec::run_wide(cmd, args, route, db, mode, out)).await;
         with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
         if !keep {
             out.buf.truncate(mark);
@@ -487,7 +518,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
             }
             if s != runtime::shard_id() {
                 let now = runtime::clock::wall_ms();
-                pipe.push_remote(s, cmd, &args, &route.keys, db, c.resp3, keep, now);
+                pipe.push_remote(s, cmd, &args, &route.keys, db, c.resp3, keep, now, caller);
                 return;
             }
             // A transaction holds one of the keys: queue for a turn (FIFO with
@@ -502,7 +533,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
             let now = runtime::clock::wall_ms();
             let mark = pipe.sink(out).buf.len();
             with_shard(|sh| {
-                exec::execute(sh, cmd, args, db, now, pipe.sink(out));
+                as_caller(caller, || exec::execute(sh, cmd, args, db, now, pipe.sink(out)));
                 count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
             });
             drop(turn);
@@ -511,7 +542,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
         None => {
             pipe.flush(out).await;
             let mark = out.buf.len();
-            exec::run_cross(cmd, args, route, db, out).await;
+            AsCaller::new(caller, exec::run_cross(cmd, args, route, db, out)).await;
             with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
             if !keep {
                 out.buf.truncate(mark);

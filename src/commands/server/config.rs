@@ -58,6 +58,7 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
     use crate::config::MaxmemoryPolicy::*;
     crate::keyspace::access::configure(matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu), c.lfu_log_factor(), c.lfu_decay_time());
     runtime::notify::configure(c.notify_keyspace_events());
+    runtime::track::MAX_KEYS.store(c.tracking_table_max_keys(), Ordering::Relaxed);
 }
 
 fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {

@@ -29,6 +29,8 @@ struct ShardInfo {
     inst: [u64; 3],
     /// Changes made by commands (the write hook's `dirty`, summed over dbs).
     dirty: u64,
+    /// Client-side caching: tracked keys, their client ids, broadcast prefixes.
+    track: (usize, usize, usize),
 }
 
 fn shard_info(s: &mut Shard) -> ShardInfo {
@@ -51,6 +53,7 @@ fn shard_info(s: &mut Shard) -> ShardInfo {
         overhead,
         inst: metrics::instantaneous(),
         dirty: s.dbs.iter().map(|d| d.hook.dirty).sum(),
+        track: s.track.figures(),
     }
 }
 
@@ -183,10 +186,11 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "clients" => {
                 let _ = write!(
                     s,
-                    "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n",
+                    "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:{}\r\nclients_in_timeout_table:0\r\n",
                     infos.iter().map(|i| i.clients).sum::<usize>(),
                     rt.maxclients.load(Ordering::Relaxed),
-                    metrics::BLOCKED_CLIENTS.load(Ordering::Relaxed)
+                    metrics::BLOCKED_CLIENTS.load(Ordering::Relaxed),
+                    runtime::track::CLIENTS.load(Ordering::Relaxed)
                 );
             }
             "memory" => render_memory(&mut s, infos, &maxmem, &policy),
@@ -202,7 +206,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                 let pubsub = crate::server::pubsub::sizes();
                 let _ = write!(
                     s,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\ntracking_total_prefixes:0\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
                     total.connections_received,
                     total.commands,
                     inst[metrics::OPS],
@@ -217,6 +221,10 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     pubsub[0],
                     pubsub[1],
                     pubsub[2],
+                    infos.iter().map(|i| i.track.0).sum::<usize>(),
+                    infos.iter().map(|i| i.track.1).sum::<usize>(),
+                    // Every shard holds the same prefixes.
+                    infos.iter().map(|i| i.track.2).max().unwrap_or(0),
                     infos.iter().map(|i| i.stats.errors.values().sum::<u64>()).sum::<u64>(),
                     uring::COUNTERS.shards.load(Ordering::Relaxed),
                     uring::COUNTERS.enters.load(Ordering::Relaxed),

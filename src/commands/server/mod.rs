@@ -62,7 +62,12 @@ async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     let db = c.db;
-    match on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| ctx.shard.dbs[db].clear()).await {
+    match on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| {
+        ctx.shard.dbs[db].clear();
+        crate::server::tracking::flushed(ctx.shard);
+    })
+    .await
+    {
         Ok(_) => out.ok(),
         Err(_) => out.error(err::SHARD_LOST),
     }
@@ -74,7 +79,12 @@ async fn flushall(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     if !flush_flags_ok(&args) {
         return out.error(err::SYNTAX);
     }
-    match on_every_shard(0, Mode::Exclusive, |ctx: &mut Ctx| ctx.shard.dbs.iter_mut().for_each(|d| d.clear())).await {
+    match on_every_shard(0, Mode::Exclusive, |ctx: &mut Ctx| {
+        ctx.shard.dbs.iter_mut().for_each(|d| d.clear());
+        crate::server::tracking::flushed(ctx.shard);
+    })
+    .await
+    {
         Ok(_) => out.ok(),
         Err(_) => out.error(err::SHARD_LOST),
     }
