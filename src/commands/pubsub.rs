@@ -7,12 +7,12 @@ use crate::server::client::Client;
 use crate::server::pubsub::{self, Kind};
 
 pub fn register(t: &mut Table) {
-    t.client("subscribe", |c, a, o| subscribe(c, a, o, Kind::Channel));
-    t.client("psubscribe", |c, a, o| subscribe(c, a, o, Kind::Pattern));
-    t.client("ssubscribe", |c, a, o| subscribe(c, a, o, Kind::Shard));
-    t.client("unsubscribe", |c, a, o| unsubscribe(c, a, o, Kind::Channel));
-    t.client("punsubscribe", |c, a, o| unsubscribe(c, a, o, Kind::Pattern));
-    t.client("sunsubscribe", |c, a, o| unsubscribe(c, a, o, Kind::Shard));
+    t.asynch("subscribe", |c, a, o| Box::pin(subscribe(c, a, o, Kind::Channel)));
+    t.asynch("psubscribe", |c, a, o| Box::pin(subscribe(c, a, o, Kind::Pattern)));
+    t.asynch("ssubscribe", |c, a, o| Box::pin(subscribe(c, a, o, Kind::Shard)));
+    t.asynch("unsubscribe", |c, a, o| Box::pin(unsubscribe(c, a, o, Kind::Channel)));
+    t.asynch("punsubscribe", |c, a, o| Box::pin(unsubscribe(c, a, o, Kind::Pattern)));
+    t.asynch("sunsubscribe", |c, a, o| Box::pin(unsubscribe(c, a, o, Kind::Shard)));
     t.client("publish", |c, a, o| publish(c, a, o, Kind::Channel));
     t.client("spublish", |c, a, o| publish(c, a, o, Kind::Shard));
     t.client("pubsub|channels", |_c, a, o| channels(a, o, Kind::Channel));
@@ -39,48 +39,37 @@ fn kind_words(kind: Kind) -> (&'static [u8], &'static [u8]) {
     }
 }
 
-/// The count a (un)subscribe confirmation carries: channels + patterns, or
-/// shard channels for the shard kind (Redis 7.0).
-fn count(c: &Client, kind: Kind) -> i64 {
-    let s = c.shared.subs.borrow();
-    (if kind == Kind::Shard { s.shard.len() } else { s.count() }) as i64
-}
-
-fn confirm(c: &Client, out: &mut Reply, word: &[u8], name: Option<&[u8]>, kind: Kind) {
+fn confirm(out: &mut Reply, word: &[u8], name: Option<&[u8]>, count: i64) {
     out.push_len(3);
     out.bulk(word);
     match name {
         Some(n) => out.bulk(n),
         None => out.null(),
     }
-    out.int(count(c, kind));
+    out.int(count);
 }
 
-fn subscribe(c: &mut Client, args: Args, out: &mut Reply, kind: Kind) {
+async fn subscribe(c: &mut Client, args: Args<'_>, out: &mut Reply, kind: Kind) {
     let word = kind_words(kind).0;
-    for i in 1..args.len() {
-        pubsub::subscribe(&c.shared, kind, args.get(i));
-        confirm(c, out, word, Some(args.get(i)), kind);
+    let names: Vec<&[u8]> = (1..args.len()).map(|i| args.get(i)).collect();
+    let counts = pubsub::subscribe(&c.shared, kind, &names).await;
+    for (n, cnt) in names.iter().zip(counts) {
+        confirm(out, word, Some(n), cnt);
     }
 }
 
-fn unsubscribe(c: &mut Client, args: Args, out: &mut Reply, kind: Kind) {
+async fn unsubscribe(c: &mut Client, args: Args<'_>, out: &mut Reply, kind: Kind) {
     let word = kind_words(kind).1;
-    if args.len() == 1 {
-        let all = pubsub::names(&c.shared, kind);
-        if all.is_empty() {
-            // Nothing to leave: one confirmation with a null name.
-            return confirm(c, out, word, None, kind);
-        }
-        for n in all {
-            pubsub::unsubscribe(&c.shared, kind, &n);
-            confirm(c, out, word, Some(&n), kind);
-        }
-        return;
+    let names = (args.len() > 1).then(|| (1..args.len()).map(|i| args.get(i).to_vec()).collect());
+    let done = pubsub::unsubscribe(&c.shared, kind, names).await;
+    if done.is_empty() {
+        // Nothing to leave: one confirmation with a null name.
+        let s = c.shared.subs.borrow();
+        let cnt = if kind == Kind::Shard { s.shard.len() } else { s.count() };
+        return confirm(out, word, None, cnt as i64);
     }
-    for i in 1..args.len() {
-        pubsub::unsubscribe(&c.shared, kind, args.get(i));
-        confirm(c, out, word, Some(args.get(i)), kind);
+    for (n, cnt) in done {
+        confirm(out, word, Some(&n), cnt);
     }
 }
 

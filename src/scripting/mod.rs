@@ -849,6 +849,14 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
                     }
                 }
                 "echo" => out.bulk(args.get(1)),
+                "publish" | "spublish" => {
+                    let kind = if cmd.meta.name == "publish" {
+                        crate::server::pubsub::Kind::Channel
+                    } else {
+                        crate::server::pubsub::Kind::Shard
+                    };
+                    out.int(crate::server::pubsub::publish_anonymous(kind, args.get(1), args.get(2)) as i64);
+                }
                 "time" => {
                     let us = runtime::now_us();
                     out.array_len(2);

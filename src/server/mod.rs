@@ -271,6 +271,9 @@ fn spawn_conn<T: net::Transport + 'static>(t: T, shared: Rc<client::ClientShared
             log_warning!("BUG: connection {} panicked and was closed", id);
             if let Some(c) = client::get(id) {
                 pubsub::forget(&c);
+                if c.tracking.try_borrow_mut().is_ok() {
+                    tracking::disable(&c);
+                }
                 if let Ok(mut w) = c.watch.try_borrow_mut() {
                     w.unwatch_all();
                 }

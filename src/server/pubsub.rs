@@ -1,24 +1,43 @@
 //! Pub/Sub: who is subscribed to what, and the delivery of messages.
 //!
-//! The registry (channel -> subscribers, pattern -> subscribers, shard
-//! channel -> subscribers) is process-wide behind a read-write lock:
-//! PUBLISH must count every receiver on every shard at the moment it runs,
-//! and subscriptions change far less often than messages flow. A subscriber
-//! is (shard, client id); its own subscriptions live in its `ClientShared`.
+//! **Per-shard registry.** Each shard keeps, thread-local and lock-free:
+//! - its own subscribers: (kind, channel or pattern) -> the clients on this
+//!   shard subscribed to it;
+//! - a *directory* of every shard's subscriber counts per channel and
+//!   pattern, the same on every shard.
 //!
-//! A message for a client on another shard — or on this one, other than the
-//! publisher itself — goes through that shard's FIFO inbox, as MONITOR lines
+//! PUBLISH reads only its shard's directory: the receivers are the sum of
+//! the counts of the channel and of every matching pattern, and each shard
+//! with receivers gets **one** message (carrying the matched patterns), which
+//! that shard hands to its own subscribers. Subscriptions change far less
+//! often than messages flow, so a (un)subscribe pays instead: it updates
+//! every shard's directory and answers once every shard has applied it.
+//!
+//! **Exactly the messages published after the subscribe.** A new local
+//! subscription records which shards have acknowledged its directory update
+//! (`Sub::ready`); each acknowledgement travels back through the same FIFO
+//! inbox as that shard's messages. A message from shard j is handed to a
+//! subscriber only once j's acknowledgement arrived: j counted the
+//! subscriber in a PUBLISH exactly when it had applied the update, i.e. when
+//! the message follows the acknowledgement. So PUBLISH's count is exactly the
+//! number of clients that get the message, and nothing published before a
+//! subscribe reaches it. An unsubscribe stops delivery at once (the local
+//! entry goes) and answers after every directory dropped it.
+//!
+//! A message for a client on another shard, or on this one other than the
+//! publisher itself, goes through that shard's FIFO inbox, as MONITOR lines
 //! do, so messages arrive in the order they were published. The target shard
-//! formats it for the client's protocol (RESP2 array or RESP3 push) and drops
-//! it if the client unsubscribed meanwhile (Redis never delivers a message
-//! after the unsubscribe reply). A publisher subscribed to its own channel
-//! gets the message before the PUBLISH reply, as in Redis.
+//! formats it for the client's protocol (RESP2 array or RESP3 push). A
+//! publisher subscribed to its own channel gets the message before the
+//! PUBLISH reply, as in Redis.
 
 use super::client::{self, ClientShared};
 use crate::protocol::Reply;
 use crate::runtime;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
 
 /// The three kinds of subscription.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -63,43 +82,188 @@ impl Subs {
     }
 }
 
-type Subscribers = HashMap<Vec<u8>, Vec<(usize, u64)>>;
-
-/// channels, patterns, shard channels.
-static REGISTRY: RwLock<[Option<Subscribers>; 3]> = RwLock::new([None, None, None]);
-
-fn with_reg<R>(kind: Kind, f: impl FnOnce(&mut Subscribers) -> R) -> R {
-    let mut g = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-    f(g[kind.idx()].get_or_insert_with(HashMap::new))
+/// A subscription on this shard: the client, and the shards whose directory
+/// has acknowledged it (bit per shard; shards past 63 count as always ready).
+struct Sub {
+    id: u64,
+    ready: u64,
 }
 
-/// Subscribes `c` to `name`; false if it already was.
-pub fn subscribe(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
-    {
-        let mut s = c.subs.borrow_mut();
-        let added = match kind {
-            Kind::Channel => s.channels.insert(name.to_vec()),
-            Kind::Shard => s.shard.insert(name.to_vec()),
-            Kind::Pattern => {
-                let new = !s.patterns.iter().any(|p| p == name);
-                if new {
-                    s.patterns.push(name.to_vec());
-                }
-                new
+fn bit(shard: usize) -> u64 {
+    if shard < 64 {
+        1 << shard
+    } else {
+        0
+    }
+}
+
+fn is_ready(ready: u64, shard: usize) -> bool {
+    shard >= 64 || ready & (1 << shard) != 0
+}
+
+/// One shard's registry: its subscribers and the directory of every shard's counts.
+#[derive(Default)]
+struct Registry {
+    local: [HashMap<Vec<u8>, Vec<Sub>>; 3],
+    /// (kind) name -> subscribers per shard.
+    dir: [HashMap<Vec<u8>, Vec<u32>>; 3],
+    /// Pending acknowledgements of this shard's (un)subscribes: token -> (left, waker).
+    acks: HashMap<u64, (usize, Option<std::task::Waker>)>,
+    next_token: u64,
+}
+
+thread_local! {
+    static REG: RefCell<Registry> = RefCell::new(Registry::default());
+}
+
+fn with_reg<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    REG.with(|r| f(&mut r.borrow_mut()))
+}
+
+impl Registry {
+    /// Adds `delta` to `from`'s count of each name in the directory.
+    fn apply(&mut self, kind: Kind, names: &[Vec<u8>], from: usize, delta: i32) {
+        let n = runtime::nshards();
+        let d = &mut self.dir[kind.idx()];
+        for name in names {
+            let counts = d.entry(name.clone()).or_insert_with(|| vec![0; n]);
+            if counts.len() <= from {
+                counts.resize(from + 1, 0);
             }
-        };
-        if !added {
-            return false;
+            counts[from] = (counts[from] as i64 + delta as i64).max(0) as u32;
+            if counts.iter().all(|&c| c == 0) {
+                d.remove(name);
+            }
         }
     }
-    let me = (runtime::shard_id(), c.id);
-    with_reg(kind, |r| r.entry(name.to_vec()).or_default().push(me));
-    c.set_pubsub_class();
-    true
 }
 
-/// Unsubscribes `c` from `name`; false if it was not subscribed.
-pub fn unsubscribe(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
+/// Tells every other shard's directory about this shard's change and, with
+/// `wait`, resolves once all of them applied it. A subscribe's local entries
+/// become ready for a shard's messages as its acknowledgement arrives.
+async fn spread(kind: Kind, names: Vec<Vec<u8>>, delta: i32, client: u64, wait: bool) {
+    let n = runtime::nshards();
+    if n == 1 || names.is_empty() {
+        return;
+    }
+    let me = runtime::shard_id();
+    let token = if wait {
+        with_reg(|r| {
+            r.next_token += 1;
+            let t = r.next_token;
+            r.acks.insert(t, (n - 1, None));
+            t
+        })
+    } else {
+        0
+    };
+    let names = Arc::new(names);
+    for s in (0..n).filter(|&s| s != me) {
+        let names = names.clone();
+        runtime::send(
+            s,
+            Box::new(move || {
+                with_reg(|r| r.apply(kind, &names, me, delta));
+                if token == 0 {
+                    return;
+                }
+                let from = runtime::shard_id();
+                // Back through the inbox, behind any message this shard sent before applying.
+                runtime::send(
+                    me,
+                    Box::new(move || {
+                        with_reg(|r| {
+                            if delta > 0 {
+                                for name in names.iter() {
+                                    if let Some(v) = r.local[kind.idx()].get_mut(name) {
+                                        for sub in v.iter_mut().filter(|s| s.id == client) {
+                                            sub.ready |= bit(from);
+                                        }
+                                    }
+                                }
+                            }
+                            if let Some(a) = r.acks.get_mut(&token) {
+                                a.0 -= 1;
+                                if a.0 == 0 {
+                                    if let Some(w) = a.1.take() {
+                                        w.wake();
+                                    }
+                                }
+                            }
+                        })
+                    }),
+                );
+            }),
+        );
+    }
+    if token == 0 {
+        return;
+    }
+    /// Forgets the token if the waiting command is dropped.
+    struct Forget(u64);
+    impl Drop for Forget {
+        fn drop(&mut self) {
+            let t = self.0;
+            let _ = REG.try_with(|r| r.try_borrow_mut().map(|mut r| r.acks.remove(&t)));
+        }
+    }
+    let _forget = Forget(token);
+    futures_lite::future::poll_fn(|cx| {
+        with_reg(|r| match r.acks.get_mut(&token) {
+            Some(a) if a.0 > 0 => {
+                a.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+            _ => std::task::Poll::Ready(()),
+        })
+    })
+    .await;
+}
+
+/// Subscribes `c` to each name (in order): the subscription count after
+/// each, for the confirmations, once every shard knows.
+pub async fn subscribe(c: &ClientShared, kind: Kind, names: &[&[u8]]) -> Vec<i64> {
+    let me = runtime::shard_id();
+    let mut counts = Vec::with_capacity(names.len());
+    let mut added: Vec<Vec<u8>> = Vec::new();
+    for name in names {
+        let new = {
+            let mut s = c.subs.borrow_mut();
+            match kind {
+                Kind::Channel => s.channels.insert(name.to_vec()),
+                Kind::Shard => s.shard.insert(name.to_vec()),
+                Kind::Pattern => {
+                    let new = !s.patterns.iter().any(|p| p == name);
+                    if new {
+                        s.patterns.push(name.to_vec());
+                    }
+                    new
+                }
+            }
+        };
+        if new {
+            with_reg(|r| {
+                r.local[kind.idx()].entry(name.to_vec()).or_default().push(Sub { id: c.id, ready: bit(me) });
+                r.apply(kind, &[name.to_vec()], me, 1);
+            });
+            added.push(name.to_vec());
+        }
+        counts.push(count_of(c, kind));
+    }
+    c.set_pubsub_class();
+    spread(kind, added, 1, c.id, true).await;
+    counts
+}
+
+/// The count a (un)subscribe confirmation carries: channels + patterns, or
+/// shard channels for the shard kind (Redis 7.0).
+fn count_of(c: &ClientShared, kind: Kind) -> i64 {
+    let s = c.subs.borrow();
+    (if kind == Kind::Shard { s.shard.len() } else { s.count() }) as i64
+}
+
+/// Drops the local subscription of `c` to `name`; false if it had none.
+fn drop_local(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
     {
         let mut s = c.subs.borrow_mut();
         let removed = match kind {
@@ -117,16 +281,36 @@ pub fn unsubscribe(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
             return false;
         }
     }
-    with_reg(kind, |r| {
-        if let Some(v) = r.get_mut(name) {
-            v.retain(|&(_, id)| id != c.id);
+    let me = runtime::shard_id();
+    with_reg(|r| {
+        if let Some(v) = r.local[kind.idx()].get_mut(name) {
+            v.retain(|s| s.id != c.id);
             if v.is_empty() {
-                r.remove(name);
+                r.local[kind.idx()].remove(name);
             }
         }
+        r.apply(kind, &[name.to_vec()], me, -1);
     });
-    c.set_pubsub_class();
     true
+}
+
+/// Unsubscribes `c` from each name (every subscription of the kind when
+/// `names` is None): (name, count after) per confirmation, once every shard
+/// dropped them.
+pub async fn unsubscribe(c: &ClientShared, kind: Kind, names: Option<Vec<Vec<u8>>>) -> Vec<(Vec<u8>, i64)> {
+    let names = names.unwrap_or_else(|| self::names(c, kind));
+    let mut out = Vec::with_capacity(names.len());
+    let mut removed = Vec::new();
+    for n in names {
+        if drop_local(c, kind, &n) {
+            removed.push(n.clone());
+        }
+        let cnt = count_of(c, kind);
+        out.push((n, cnt));
+    }
+    c.set_pubsub_class();
+    spread(kind, removed, -1, c.id, true).await;
+    out
 }
 
 /// The client's subscriptions of one kind, in the order an unsubscribe
@@ -140,13 +324,23 @@ pub fn names(c: &ClientShared, kind: Kind) -> Vec<Vec<u8>> {
     }
 }
 
-/// Drops every subscription of a client that leaves (or RESETs).
+/// Drops every subscription of a client that leaves (or RESETs); the other
+/// shards' directories follow without being waited for.
 pub fn forget(c: &ClientShared) {
     for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
+        let mut removed = Vec::new();
         for n in names(c, kind) {
-            unsubscribe(c, kind, &n);
+            if drop_local(c, kind, &n) {
+                removed.push(n);
+            }
+        }
+        if !removed.is_empty() {
+            // Nothing awaits inside when `wait` is false: one poll sends everything.
+            let mut fut = std::pin::pin!(spread(kind, removed, -1, c.id, false));
+            let _ = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
         }
     }
+    c.set_pubsub_class();
 }
 
 /// One message on its way to the subscribers on one shard.
@@ -173,18 +367,36 @@ fn format(out: &mut Reply, kind: Kind, pattern: Option<&[u8]>, channel: &[u8], p
     out.bulk(payload);
 }
 
-/// Appends a message to a client's pushed output, if it still holds the
-/// subscription it was sent for, and wakes its connection.
+/// Appends a message to a client's pushed output and wakes its connection.
 fn deliver(cl: &ClientShared, m: &Message, pattern: Option<&[u8]>) {
-    let sub_kind = if pattern.is_some() { Kind::Pattern } else { m.kind };
-    if !cl.subs.borrow().has(sub_kind, pattern.unwrap_or(&m.channel)) {
-        return;
-    }
     let mut r = Reply::with_buf(std::mem::take(&mut *cl.pushed.borrow_mut()), cl.resp.get() == 3);
     format(&mut r, m.kind, pattern, &m.channel, &m.payload);
     *cl.pushed.borrow_mut() = r.buf;
     if let Some(w) = cl.push_waker.borrow_mut().take() {
         w.wake();
+    }
+}
+
+/// On a receiving shard: the message to this shard's subscribers of its
+/// channel and of the patterns the publisher matched, those ready for
+/// messages from `from` (see the module comment), except `skip`.
+fn deliver_here(m: &Message, patterns: &[Vec<u8>], from: usize, skip: u64) {
+    let targets: Vec<(u64, Option<usize>)> = with_reg(|r| {
+        let mut t = Vec::new();
+        if let Some(v) = r.local[m.kind.idx()].get(&m.channel) {
+            t.extend(v.iter().filter(|s| s.id != skip && is_ready(s.ready, from)).map(|s| (s.id, None)));
+        }
+        for (i, p) in patterns.iter().enumerate() {
+            if let Some(v) = r.local[Kind::Pattern.idx()].get(p) {
+                t.extend(v.iter().filter(|s| s.id != skip && is_ready(s.ready, from)).map(|s| (s.id, Some(i))));
+            }
+        }
+        t
+    });
+    for (id, p) in targets {
+        if let Some(cl) = client::get(id) {
+            deliver(&cl, m, p.map(|i| patterns[i].as_slice()));
+        }
     }
 }
 
@@ -202,91 +414,92 @@ pub fn publish_system(channel: &[u8], payload: &[u8]) {
     publish_from(None, Kind::Channel, channel, payload);
 }
 
+/// PUBLISH run by a script: like a client's, without a publisher connection.
+pub fn publish_anonymous(kind: Kind, channel: &[u8], payload: &[u8]) -> usize {
+    publish_from(None, kind, channel, payload)
+}
+
 fn publish_from(mut from: Option<(&ClientShared, &mut Reply)>, kind: Kind, channel: &[u8], payload: &[u8]) -> usize {
-    // (shard, id, pattern)
-    let mut targets: Vec<(usize, u64, Option<Vec<u8>>)> = Vec::new();
-    {
-        let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(subs) = g[kind.idx()].as_ref().and_then(|r| r.get(channel)) {
-            targets.extend(subs.iter().map(|&(s, id)| (s, id, None)));
+    let n = runtime::nshards();
+    // Per shard: receivers, and the matched patterns with subscribers there.
+    let mut per: Vec<(usize, Vec<Vec<u8>>)> = vec![(0, Vec::new()); n];
+    let total = with_reg(|r| {
+        let mut total = 0;
+        if let Some(counts) = r.dir[kind.idx()].get(channel) {
+            for (s, &c) in counts.iter().enumerate().take(n) {
+                per[s].0 += c as usize;
+                total += c as usize;
+            }
         }
-        if kind == Kind::Channel {
-            if let Some(pats) = g[Kind::Pattern.idx()].as_ref() {
-                for (p, subs) in pats {
-                    if crate::util::glob::glob_match(p, channel, false) {
-                        targets.extend(subs.iter().map(|&(s, id)| (s, id, Some(p.clone()))));
+        if kind == Kind::Channel && !r.dir[Kind::Pattern.idx()].is_empty() {
+            for (p, counts) in &r.dir[Kind::Pattern.idx()] {
+                if crate::util::glob::glob_match(p, channel, false) {
+                    for (s, &c) in counts.iter().enumerate().take(n) {
+                        if c > 0 {
+                            per[s].0 += c as usize;
+                            per[s].1.push(p.clone());
+                            total += c as usize;
+                        }
                     }
                 }
             }
         }
-    }
-    let n = targets.len();
-    if n == 0 {
+        total
+    });
+    if total == 0 {
         return 0;
     }
+    let me = runtime::shard_id();
     let m = Arc::new(Message {
         kind,
         channel: channel.to_vec(),
         payload: payload.to_vec(),
     });
-    for (shard, group) in crate::util::group_by_shard(targets.into_iter().map(|(s, id, p)| (s, (id, p)))) {
-        let mut group = group;
-        if let Some((c, out)) = from.as_mut().filter(|_| shard == runtime::shard_id()) {
+    for (shard, (count, patterns)) in per.into_iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let mut skip = 0;
+        if let Some((c, out)) = from.as_mut().filter(|_| shard == me) {
             // The publisher's own messages: straight into its reply stream.
-            group.retain(|(id, p)| {
-                if *id != c.id {
-                    return true;
+            skip = c.id;
+            let s = c.subs.borrow();
+            if s.has(kind, channel) {
+                format(out, kind, None, channel, payload);
+            }
+            for p in &patterns {
+                if s.has(Kind::Pattern, p) {
+                    format(out, kind, Some(p), channel, payload);
                 }
-                if c.subs
-                    .borrow()
-                    .has(if p.is_some() { Kind::Pattern } else { kind }, p.as_deref().unwrap_or(channel))
-                {
-                    format(out, kind, p.as_deref(), channel, payload);
-                }
-                false
-            });
-            if group.is_empty() {
+            }
+            if count == s.has(kind, channel) as usize + patterns.iter().filter(|p| s.has(Kind::Pattern, p)).count() {
                 continue;
             }
         }
         let m = m.clone();
-        runtime::send(
-            shard,
-            Box::new(move || {
-                for (id, p) in group {
-                    if let Some(cl) = client::get(id) {
-                        deliver(&cl, &m, p.as_deref());
-                    }
-                }
-            }),
-        );
+        runtime::send(shard, Box::new(move || deliver_here(&m, &patterns, me, skip)));
     }
-    n
+    total
 }
 
 /// PUBSUB CHANNELS / SHARDCHANNELS: active channels matching `pattern`.
 pub fn channels(kind: Kind, pattern: Option<&[u8]>) -> Vec<Vec<u8>> {
-    let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-    g[kind.idx()]
-        .as_ref()
-        .map(|r| {
-            r.keys()
-                .filter(|ch| pattern.is_none_or(|p| crate::util::glob::glob_match(p, ch, false)))
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default()
+    with_reg(|r| {
+        r.dir[kind.idx()]
+            .keys()
+            .filter(|ch| pattern.is_none_or(|p| crate::util::glob::glob_match(p, ch, false)))
+            .cloned()
+            .collect()
+    })
 }
 
 /// Subscribers of one channel (PUBSUB NUMSUB / SHARDNUMSUB).
 pub fn numsub(kind: Kind, channel: &[u8]) -> usize {
-    let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-    g[kind.idx()].as_ref().and_then(|r| r.get(channel)).map_or(0, |v| v.len())
+    with_reg(|r| r.dir[kind.idx()].get(channel).map_or(0, |v| v.iter().map(|&c| c as usize).sum()))
 }
 
 /// Distinct channels, patterns and shard channels with a subscriber (INFO,
 /// PUBSUB NUMPAT).
 pub fn sizes() -> [usize; 3] {
-    let g = REGISTRY.read().unwrap_or_else(|e| e.into_inner());
-    [0, 1, 2].map(|i| g[i].as_ref().map_or(0, |r| r.len()))
+    with_reg(|r| [0, 1, 2].map(|i| r.dir[i].len()))
 }
