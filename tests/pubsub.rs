@@ -214,3 +214,109 @@ fn clients_that_leave_leave_no_subscription_behind() {
     let info = String::from_utf8(admin.cmd(&["INFO", "clients"])).unwrap();
     assert_eq!(info_field(&info, "connected_clients").as_deref(), Some("1"));
 }
+
+/// Subscribers keep joining and leaving (SUBSCRIBE / UNSUBSCRIBE and
+/// PSUBSCRIBE / PUNSUBSCRIBE, connections on all 4 shards) while two
+/// publishers publish: the receivers PUBLISH reports, summed, are exactly
+/// the messages delivered, and no subscriber sees a message after its
+/// unsubscribe confirmation (the next frame after it is its next
+/// subscribe's confirmation).
+#[test]
+fn publish_counts_equal_deliveries_while_subscribers_churn_at_4_shards() {
+    let server = TesseraServer::start(4, &[]);
+    let port = server.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churners: Vec<_> = (0..8)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                c.set_timeout(Duration::from_secs(30));
+                let (sub, unsub, name) = if i % 2 == 0 {
+                    ("SUBSCRIBE", "UNSUBSCRIBE", "ch")
+                } else {
+                    ("PSUBSCRIBE", "PUNSUBSCRIBE", "c*")
+                };
+                let mut got = 0usize;
+                let mut round = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.send_strs(&[sub, name]);
+                    let conf = c.read_value();
+                    assert!(
+                        matches!(&conf, Value::Array(a) if a.first() == Some(&Value::Bulk(sub.to_ascii_lowercase().into_bytes()))),
+                        "churner {i}: expected the {sub} confirmation, got {conf:?}"
+                    );
+                    // Stay subscribed for a varying number of messages.
+                    let stay = 1 + (round * 7 + i) % 5;
+                    for _ in 0..stay {
+                        let m = c.read_value();
+                        assert!(matches!(&m, Value::Array(a) if a.len() >= 3), "churner {i}: {m:?}");
+                        got += 1;
+                    }
+                    c.send_strs(&[unsub, name]);
+                    loop {
+                        let v = c.read_value();
+                        let Value::Array(a) = &v else { panic!("churner {i}: {v:?}") };
+                        if a.first() == Some(&Value::Bulk(unsub.to_ascii_lowercase().into_bytes())) {
+                            break;
+                        }
+                        got += 1;
+                    }
+                    round += 1;
+                }
+                c.send_strs(&["PING"]);
+                assert_eq!(c.read_reply_raw(), b"+PONG\r\n", "churner {i}: a message after its unsubscribe");
+                got
+            })
+        })
+        .collect();
+    let publishers: Vec<_> = (0..2)
+        .map(|p| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(port);
+                c.set_timeout(Duration::from_secs(30));
+                let mut counted = 0usize;
+                let mut i = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    c.send_strs(&["PUBLISH", "ch", &format!("{p}:{i}")]);
+                    let r = c.read_reply_raw();
+                    counted += std::str::from_utf8(&r[1..r.len() - 2]).unwrap().parse::<usize>().unwrap();
+                    i += 1;
+                }
+                counted
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    // The publishers stop first; the churners then get every message already
+    // counted before their next unsubscribe confirmation ... but one waiting
+    // for a message that will never come would hang: keep one last publisher
+    // feeding until every churner has finished.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let counted: usize = publishers.into_iter().map(|t| t.join().unwrap()).sum();
+    let mut feeder = Client::connect(port);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let waits: Vec<_> = churners
+        .into_iter()
+        .map(|t| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let g = t.join().unwrap();
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                g
+            })
+        })
+        .collect();
+    let mut fed = 0usize;
+    while done.load(std::sync::atomic::Ordering::Relaxed) < 8 {
+        let r = feeder.cmd(&["PUBLISH", "ch", "feed"]);
+        fed += std::str::from_utf8(&r[1..r.len() - 2]).unwrap().parse::<usize>().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let got: usize = waits.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(counted > 100, "too few messages published to mean anything: {counted}");
+    assert_eq!(got, counted + fed, "receivers counted by PUBLISH vs messages delivered");
+    assert_eq!(feeder.cmd(&["PUBSUB", "NUMSUB", "ch"]), b"*2\r\n$2\r\nch\r\n:0\r\n");
+    assert_eq!(feeder.cmd(&["PUBSUB", "NUMPAT"]), b":0\r\n");
+}

@@ -62,6 +62,10 @@ async fn unsubscribe(c: &mut Client, args: Args<'_>, out: &mut Reply, kind: Kind
     let word = kind_words(kind).1;
     let names = (args.len() > 1).then(|| (1..args.len()).map(|i| args.get(i).to_vec()).collect());
     let done = pubsub::unsubscribe(&c.shared, kind, names).await;
+    // Messages that arrived while every shard dropped the subscriptions were
+    // published before the unsubscribe: they go out ahead of its confirmations.
+    let early = std::mem::take(&mut *c.shared.pushed.borrow_mut());
+    out.raw(&early);
     if done.is_empty() {
         // Nothing to leave: one confirmation with a null name.
         let s = c.shared.subs.borrow();

@@ -34,8 +34,8 @@
 use super::client::{self, ClientShared};
 use crate::protocol::Reply;
 use crate::runtime;
-use std::collections::{HashMap, HashSet};
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -82,11 +82,15 @@ impl Subs {
     }
 }
 
-/// A subscription on this shard: the client, and the shards whose directory
-/// has acknowledged it (bit per shard; shards past 63 count as always ready).
+/// A subscription on this shard: the client, and which shards' directories
+/// have acknowledged its arrival (`ready`) and, once it is being dropped,
+/// its departure (`gone`); one bit per shard (shards past 63 always count as
+/// acknowledged). `gen` tells a client's successive subscriptions apart.
 struct Sub {
     id: u64,
+    gen: u64,
     ready: u64,
+    gone: u64,
 }
 
 fn bit(shard: usize) -> u64 {
@@ -97,8 +101,20 @@ fn bit(shard: usize) -> u64 {
     }
 }
 
-fn is_ready(ready: u64, shard: usize) -> bool {
-    shard >= 64 || ready & (1 << shard) != 0
+fn all_shards() -> u64 {
+    let n = runtime::nshards();
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+impl Sub {
+    /// Whether a message sent by shard `from` is this subscription's.
+    fn takes_from(&self, from: usize) -> bool {
+        from >= 64 || (self.ready & bit(from) != 0 && self.gone & bit(from) == 0)
+    }
 }
 
 /// One shard's registry: its subscribers and the directory of every shard's counts.
@@ -109,7 +125,7 @@ struct Registry {
     dir: [HashMap<Vec<u8>, Vec<u32>>; 3],
     /// Pending acknowledgements of this shard's (un)subscribes: token -> (left, waker).
     acks: HashMap<u64, (usize, Option<std::task::Waker>)>,
-    next_token: u64,
+    next: u64,
 }
 
 thread_local! {
@@ -121,11 +137,16 @@ fn with_reg<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 }
 
 impl Registry {
+    fn next_id(&mut self) -> u64 {
+        self.next += 1;
+        self.next
+    }
+
     /// Adds `delta` to `from`'s count of each name in the directory.
-    fn apply(&mut self, kind: Kind, names: &[Vec<u8>], from: usize, delta: i32) {
+    fn apply(&mut self, kind: Kind, names: &[(Vec<u8>, u64)], from: usize, delta: i32) {
         let n = runtime::nshards();
         let d = &mut self.dir[kind.idx()];
-        for name in names {
+        for (name, _) in names {
             let counts = d.entry(name.clone()).or_insert_with(|| vec![0; n]);
             if counts.len() <= from {
                 counts.resize(from + 1, 0);
@@ -136,52 +157,64 @@ impl Registry {
             }
         }
     }
+
+    /// Shard `from` applied the change of these local subscriptions.
+    fn acknowledged(&mut self, kind: Kind, names: &[(Vec<u8>, u64)], from: usize, delta: i32) {
+        let all = all_shards();
+        let local = &mut self.local[kind.idx()];
+        for (name, gen) in names {
+            let Some(v) = local.get_mut(name) else { continue };
+            if let Some(sub) = v.iter_mut().find(|s| s.gen == *gen) {
+                if delta > 0 {
+                    sub.ready |= bit(from);
+                } else {
+                    sub.gone |= bit(from);
+                }
+            }
+            if delta < 0 {
+                // Every shard dropped it: nothing can be on its way any more.
+                v.retain(|s| s.gen != *gen || s.gone & all != all);
+                if v.is_empty() {
+                    local.remove(name);
+                }
+            }
+        }
+    }
 }
 
-/// Tells every other shard's directory about this shard's change and, with
-/// `wait`, resolves once all of them applied it. A subscribe's local entries
-/// become ready for a shard's messages as its acknowledgement arrives.
-async fn spread(kind: Kind, names: Vec<Vec<u8>>, delta: i32, client: u64, wait: bool) {
-    let n = runtime::nshards();
-    if n == 1 || names.is_empty() {
+/// Tells every shard's directory (this one's too, through its own inbox)
+/// about this shard's change and, with `wait`, resolves once all applied it.
+/// Each acknowledgement comes back through this shard's inbox, behind every
+/// message that shard sent before applying the change: it marks where the
+/// subscription starts (or stops) taking that shard's messages.
+async fn spread(kind: Kind, names: Vec<(Vec<u8>, u64)>, delta: i32, wait: bool) {
+    if names.is_empty() {
         return;
     }
+    let n = runtime::nshards();
     let me = runtime::shard_id();
     let token = if wait {
         with_reg(|r| {
-            r.next_token += 1;
-            let t = r.next_token;
-            r.acks.insert(t, (n - 1, None));
+            let t = r.next_id();
+            r.acks.insert(t, (n, None));
             t
         })
     } else {
         0
     };
     let names = Arc::new(names);
-    for s in (0..n).filter(|&s| s != me) {
+    for s in 0..n {
         let names = names.clone();
         runtime::send(
             s,
             Box::new(move || {
                 with_reg(|r| r.apply(kind, &names, me, delta));
-                if token == 0 {
-                    return;
-                }
                 let from = runtime::shard_id();
-                // Back through the inbox, behind any message this shard sent before applying.
                 runtime::send(
                     me,
                     Box::new(move || {
                         with_reg(|r| {
-                            if delta > 0 {
-                                for name in names.iter() {
-                                    if let Some(v) = r.local[kind.idx()].get_mut(name) {
-                                        for sub in v.iter_mut().filter(|s| s.id == client) {
-                                            sub.ready |= bit(from);
-                                        }
-                                    }
-                                }
-                            }
+                            r.acknowledged(kind, &names, from, delta);
                             if let Some(a) = r.acks.get_mut(&token) {
                                 a.0 -= 1;
                                 if a.0 == 0 {
@@ -223,9 +256,8 @@ async fn spread(kind: Kind, names: Vec<Vec<u8>>, delta: i32, client: u64, wait: 
 /// Subscribes `c` to each name (in order): the subscription count after
 /// each, for the confirmations, once every shard knows.
 pub async fn subscribe(c: &ClientShared, kind: Kind, names: &[&[u8]]) -> Vec<i64> {
-    let me = runtime::shard_id();
     let mut counts = Vec::with_capacity(names.len());
-    let mut added: Vec<Vec<u8>> = Vec::new();
+    let mut added: Vec<(Vec<u8>, u64)> = Vec::new();
     for name in names {
         let new = {
             let mut s = c.subs.borrow_mut();
@@ -242,16 +274,22 @@ pub async fn subscribe(c: &ClientShared, kind: Kind, names: &[&[u8]]) -> Vec<i64
             }
         };
         if new {
-            with_reg(|r| {
-                r.local[kind.idx()].entry(name.to_vec()).or_default().push(Sub { id: c.id, ready: bit(me) });
-                r.apply(kind, &[name.to_vec()], me, 1);
+            let gen = with_reg(|r| {
+                let gen = r.next_id();
+                r.local[kind.idx()].entry(name.to_vec()).or_default().push(Sub {
+                    id: c.id,
+                    gen,
+                    ready: 0,
+                    gone: 0,
+                });
+                gen
             });
-            added.push(name.to_vec());
+            added.push((name.to_vec(), gen));
         }
         counts.push(count_of(c, kind));
     }
     c.set_pubsub_class();
-    spread(kind, added, 1, c.id, true).await;
+    spread(kind, added, 1, true).await;
     counts
 }
 
@@ -262,8 +300,10 @@ fn count_of(c: &ClientShared, kind: Kind) -> i64 {
     (if kind == Kind::Shard { s.shard.len() } else { s.count() }) as i64
 }
 
-/// Drops the local subscription of `c` to `name`; false if it had none.
-fn drop_local(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
+/// Ends the client's subscription to `name` (its confirmation counts and
+/// subscribed mode follow at once); the registry entry's generation, for
+/// [`spread`], or None if it had none.
+fn leave(c: &ClientShared, kind: Kind, name: &[u8]) -> Option<u64> {
     {
         let mut s = c.subs.borrow_mut();
         let removed = match kind {
@@ -278,20 +318,14 @@ fn drop_local(c: &ClientShared, kind: Kind, name: &[u8]) -> bool {
             },
         };
         if !removed {
-            return false;
+            return None;
         }
     }
-    let me = runtime::shard_id();
     with_reg(|r| {
-        if let Some(v) = r.local[kind.idx()].get_mut(name) {
-            v.retain(|s| s.id != c.id);
-            if v.is_empty() {
-                r.local[kind.idx()].remove(name);
-            }
-        }
-        r.apply(kind, &[name.to_vec()], me, -1);
-    });
-    true
+        r.local[kind.idx()]
+            .get(name)
+            .and_then(|v| v.iter().filter(|s| s.id == c.id && s.gone == 0).map(|s| s.gen).max())
+    })
 }
 
 /// Unsubscribes `c` from each name (every subscription of the kind when
@@ -302,14 +336,14 @@ pub async fn unsubscribe(c: &ClientShared, kind: Kind, names: Option<Vec<Vec<u8>
     let mut out = Vec::with_capacity(names.len());
     let mut removed = Vec::new();
     for n in names {
-        if drop_local(c, kind, &n) {
-            removed.push(n.clone());
+        if let Some(gen) = leave(c, kind, &n) {
+            removed.push((n.clone(), gen));
         }
         let cnt = count_of(c, kind);
         out.push((n, cnt));
     }
     c.set_pubsub_class();
-    spread(kind, removed, -1, c.id, true).await;
+    spread(kind, removed, -1, true).await;
     out
 }
 
@@ -330,13 +364,13 @@ pub fn forget(c: &ClientShared) {
     for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
         let mut removed = Vec::new();
         for n in names(c, kind) {
-            if drop_local(c, kind, &n) {
-                removed.push(n);
+            if let Some(gen) = leave(c, kind, &n) {
+                removed.push((n, gen));
             }
         }
         if !removed.is_empty() {
             // Nothing awaits inside when `wait` is false: one poll sends everything.
-            let mut fut = std::pin::pin!(spread(kind, removed, -1, c.id, false));
+            let mut fut = std::pin::pin!(spread(kind, removed, -1, false));
             let _ = fut.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
         }
     }
@@ -384,11 +418,11 @@ fn deliver_here(m: &Message, patterns: &[Vec<u8>], from: usize, skip: u64) {
     let targets: Vec<(u64, Option<usize>)> = with_reg(|r| {
         let mut t = Vec::new();
         if let Some(v) = r.local[m.kind.idx()].get(&m.channel) {
-            t.extend(v.iter().filter(|s| s.id != skip && is_ready(s.ready, from)).map(|s| (s.id, None)));
+            t.extend(v.iter().filter(|s| s.id != skip && s.takes_from(from)).map(|s| (s.id, None)));
         }
         for (i, p) in patterns.iter().enumerate() {
             if let Some(v) = r.local[Kind::Pattern.idx()].get(p) {
-                t.extend(v.iter().filter(|s| s.id != skip && is_ready(s.ready, from)).map(|s| (s.id, Some(i))));
+                t.extend(v.iter().filter(|s| s.id != skip && s.takes_from(from)).map(|s| (s.id, Some(i))));
             }
         }
         t
