@@ -527,19 +527,16 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     }
     // Under the locks the source was found above; if active expiry removed it
     // since, the renamed key would have expired by now anyway.
-    let entry = tx
-        .hop(ss, move |ctx: &mut Ctx| {
-            let e = ctx.db().take(&src);
-            ctx.notify(NOTIFY_GENERIC, "rename_from", &src);
-            e
-        })
-        .await?;
+    let k = src.clone();
+    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().take(&k)).await?;
     if let Some((e, at)) = entry {
         tx.hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;
             let db = ctx.db();
             db.lookup_write(&dst, now);
             db.set_entry(&dst, e, at);
+            // Redis's order: the destination is added (`new`), then both events.
+            ctx.notify(NOTIFY_GENERIC, "rename_from", &src);
             ctx.notify(NOTIFY_GENERIC, "rename_to", &dst);
         })
         .await?;

@@ -610,18 +610,29 @@ fn lmove_local(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: 
 /// lmoveHandlePush: pushes onto the (type-checked) destination, creating it.
 fn push_one(ctx: &mut Ctx, dst: &[u8], exists: bool, v: &[u8], to_left: bool) {
     let now = ctx.now;
-    note(ctx.db, NOTIFY_LIST, if to_left { "lpush" } else { "rpush" }, dst);
+    let event = if to_left { "lpush" } else { "rpush" };
     if exists {
-        if let Some(mut e) = ctx.db().lookup_write(dst, now) {
-            if let Some(l) = list_of(&mut e) {
-                l.push(v, to_left);
-                return;
-            }
+        let dbi = ctx.db;
+        let pushed = match ctx.db().lookup_write(dst, now) {
+            Some(mut e) => match list_of(&mut e) {
+                Some(l) => {
+                    l.push(v, to_left);
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        if pushed {
+            note(dbi, NOTIFY_LIST, event, dst);
+            return;
         }
     }
     let mut l = List::new();
     l.push(v, to_left);
+    // Created first (its `new` event), then the push's.
     create(ctx, dst, l);
+    note(ctx.db, NOTIFY_LIST, event, dst);
 }
 
 /// The type check of a move's source (without popping).

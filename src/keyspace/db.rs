@@ -66,6 +66,9 @@ pub struct KeyEvent {
 /// Keyspace notifications want expired keys (set from `notify-keyspace-events`).
 pub static RECORD_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Keyspace notifications want the `new` event (class `n`): keys added.
+pub static RECORD_NEW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Client-side caching wants every changed key (some client tracks keys).
 pub static RECORD_CHANGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -88,6 +91,23 @@ pub struct WriteHook {
     /// Keys changed since the runtime last looked, kept while clients track
     /// keys (signalModifiedKey's trackingInvalidateKey).
     changed: Vec<Box<[u8]>>,
+}
+
+thread_local! {
+    /// Keys added on this thread's shard, with their db, since the runtime
+    /// last looked (dbAdd's `new` event), kept while notifications want them.
+    static CREATED: std::cell::RefCell<Vec<(usize, Box<[u8]>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The keys added since the last call, with their db (while [`RECORD_NEW`]).
+pub fn take_created() -> Vec<(usize, Box<[u8]>)> {
+    CREATED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+}
+
+/// Whether keys were added since the last [`take_created`].
+#[inline]
+pub fn has_created() -> bool {
+    CREATED.with(|c| !c.borrow().is_empty())
 }
 
 /// One client's WATCH of a key: the flag to raise when the key changes (the
@@ -274,6 +294,8 @@ pub struct Db {
     pub hook: WriteHook,
     /// State of the LFU counter's random increments.
     rng: u64,
+    /// Its SELECT index (for the events it records).
+    pub index: usize,
 }
 
 impl Db {
@@ -416,6 +438,10 @@ impl Db {
                 self.keys.insert_new(key.into(), entry);
                 if expire_at != 0 {
                     self.volatile.insert_new(key.into(), expire_at);
+                }
+                if RECORD_NEW.load(std::sync::atomic::Ordering::Relaxed) {
+                    let i = self.index;
+                    CREATED.with(|c| c.borrow_mut().push((i, key.into())));
                 }
             }
         }

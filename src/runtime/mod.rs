@@ -196,6 +196,7 @@ impl Shard {
         DATABASES.store(databases, Ordering::Relaxed);
         let mut dbs = Vec::with_capacity(databases);
         dbs.resize_with(databases, Db::default);
+        dbs.iter_mut().enumerate().for_each(|(i, d)| d.index = i);
         Shard {
             id,
             dbs,
@@ -262,6 +263,8 @@ impl Shard {
                 });
             }
         }
+        // `new` events no later event of the command flushed.
+        notify::flush_created();
         notes.append(&mut notify::take());
         if !notes.is_empty() {
             notify::publish(notes);

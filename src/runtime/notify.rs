@@ -25,6 +25,7 @@ pub fn configure(flags: u32) {
         flags & NOTIFY_EXPIRED != 0 && flags & (NOTIFY_KEYSPACE | NOTIFY_KEYEVENT) != 0,
         Ordering::Relaxed,
     );
+    crate::keyspace::db::RECORD_NEW.store(flags & NOTIFY_NEW != 0 && flags & (NOTIFY_KEYSPACE | NOTIFY_KEYEVENT) != 0, Ordering::Relaxed);
 }
 
 /// Whether an event of `class` is published at all.
@@ -48,6 +49,9 @@ thread_local! {
 /// notifyKeyspaceEvent: `event` (Redis's name) of `class` on `key` in `db`.
 #[inline]
 pub fn note(db: usize, class: u32, event: &'static str, key: &[u8]) {
+    if wanted(NOTIFY_NEW) {
+        flush_created();
+    }
     if wanted(class) {
         NOTES.with(|n| {
             n.borrow_mut().push(Note {
@@ -56,6 +60,23 @@ pub fn note(db: usize, class: u32, event: &'static str, key: &[u8]) {
                 db,
                 key: key.into(),
             })
+        });
+    }
+}
+
+/// Queues the `new` events of the keys added since last asked: they come
+/// before any later event, as Redis's dbAdd notifies when it adds the key.
+#[inline]
+pub fn flush_created() {
+    if crate::keyspace::db::has_created() {
+        let keys = crate::keyspace::db::take_created();
+        NOTES.with(|n| {
+            n.borrow_mut().extend(keys.into_iter().map(|(db, key)| Note {
+                class: NOTIFY_NEW,
+                event: "new",
+                db,
+                key,
+            }))
         });
     }
 }
@@ -81,6 +102,9 @@ pub fn holding() -> bool {
 
 /// The events collected so far on this shard.
 pub fn take() -> Vec<Note> {
+    if wanted(NOTIFY_NEW) {
+        flush_created();
+    }
     NOTES.with(|n| std::mem::take(&mut *n.borrow_mut()))
 }
 

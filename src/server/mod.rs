@@ -564,9 +564,6 @@ pub fn run(cfg: Config) -> i32 {
     crate::commands::server::configure_encodings(&cfg);
     runtime::notify::configure(cfg.notify_keyspace_events());
     runtime::track::MAX_KEYS.store(cfg.tracking_table_max_keys(), std::sync::atomic::Ordering::Relaxed);
-    if cfg.notify_keyspace_events() & runtime::notify::NOTIFY_NEW != 0 {
-        log_warning!("notify-keyspace-events: the 'n' (new key) class is not supported by Tessera yet; those events are not sent");
-    }
     let _ = runtime::notify::SINK.set(pubsub::publish_system);
     tracking::install();
     // Redis's main(): collation from the environment (SORT ALPHA uses strcoll).

@@ -79,11 +79,6 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                         "ERR CONFIG SET failed (possibly related to argument '{name}') - not supported by Tessera yet"
                     ));
                 }
-                // Key-creation events ('n') are not emitted yet.
-                if c.notify_keyspace_events() & runtime::notify::NOTIFY_NEW != 0 {
-                    *c = before.clone();
-                    return Err("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - the 'n' (new key) class is not supported by Tessera yet".to_string());
-                }
                 // Redis re-listens at once when port or bind change; undo everything if it cannot.
                 let which = if c.port() != before.port() {
                     Some("port")
