@@ -182,8 +182,7 @@ impl Registry {
     }
 }
 
-/// Tells every shard's directory (this one's too, through its own inbox)
-/// about this shard's change and, with `wait`, resolves once all applied it.
+/// Tells every shard's directory about this shard's change and, with `wait`, resolves once all applied it.
 /// Each acknowledgement comes back through this shard's inbox, behind every
 /// message that shard sent before applying the change: it marks where the
 /// subscription starts (or stops) taking that shard's messages.
@@ -202,30 +201,35 @@ async fn spread(kind: Kind, names: Vec<(Vec<u8>, u64)>, delta: i32, wait: bool) 
     } else {
         0
     };
+    // The acknowledgement of shard `from`, run here (through this shard's inbox).
+    let ack = move |names: Arc<Vec<(Vec<u8>, u64)>>, from: usize| -> crate::runtime::inbox::Job {
+        Box::new(move || {
+            with_reg(|r| {
+                r.acknowledged(kind, &names, from, delta);
+                if let Some(a) = r.acks.get_mut(&token) {
+                    a.0 -= 1;
+                    if a.0 == 0 {
+                        if let Some(w) = a.1.take() {
+                            w.wake();
+                        }
+                    }
+                }
+            })
+        })
+    };
+    // This shard's directory changes at once (its own later PUBLISHes and
+    // PUBSUB see it); its acknowledgement is queued now, behind the messages
+    // it had queued for itself before the change and ahead of later ones.
+    with_reg(|r| r.apply(kind, &names, me, delta));
     let names = Arc::new(names);
-    for s in 0..n {
+    runtime::send(me, ack(names.clone(), me));
+    for s in (0..n).filter(|&s| s != me) {
         let names = names.clone();
         runtime::send(
             s,
             Box::new(move || {
                 with_reg(|r| r.apply(kind, &names, me, delta));
-                let from = runtime::shard_id();
-                runtime::send(
-                    me,
-                    Box::new(move || {
-                        with_reg(|r| {
-                            r.acknowledged(kind, &names, from, delta);
-                            if let Some(a) = r.acks.get_mut(&token) {
-                                a.0 -= 1;
-                                if a.0 == 0 {
-                                    if let Some(w) = a.1.take() {
-                                        w.wake();
-                                    }
-                                }
-                            }
-                        })
-                    }),
-                );
+                runtime::send(me, ack(names, runtime::shard_id()));
             }),
         );
     }
