@@ -174,17 +174,17 @@ fn function_stats(_c: &mut Client, _args: Args, out: &mut Reply) {
     out.bulk(b"running_script");
     match running {
         None => out.null(),
-        Some((name, cmd, ms)) => {
+        Some(f) => {
             out.map_len(3);
             out.bulk(b"name");
-            out.bulk(name.as_bytes());
+            out.bulk(f.name.as_bytes());
             out.bulk(b"command");
-            out.array_len(cmd.len());
-            for a in &cmd {
+            out.array_len(f.command.len());
+            for a in &f.command {
                 out.bulk(a);
             }
             out.bulk(b"duration_ms");
-            out.int(ms as i64);
+            out.int(f.duration_ms as i64);
         }
     }
     let (libs, funcs) = functions::counts();

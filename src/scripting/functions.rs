@@ -275,10 +275,10 @@ fn lua_str(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-/// The Rust half of `redis.register_function`: nil, or the error table the
-/// Lua half raises.
-pub(super) fn register_raw(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
-    let fail = |msg: &str| -> mlua::Result<Value> { Ok(Value::Table(super::convert::error_table(lua, msg.as_bytes())?)) };
+/// The Rust half of `redis.register_function` (under the C trampoline of
+/// `redis.call`): (nil, 0), or (the error table, 1) that the trampoline raises.
+pub(super) fn register_raw(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, i32)> {
+    let fail = |msg: &str| -> mlua::Result<(Value, i32)> { Ok((Value::Table(super::convert::error_table(lua, msg.as_bytes())?), 1)) };
     if LOADING.with(|l| l.borrow().is_none()) {
         return fail("redis.register_function can only be called on FUNCTION LOAD command");
     }
@@ -357,7 +357,7 @@ pub(super) fn register_raw(lua: &Lua, args: MultiValue) -> mlua::Result<Value> {
             return fail("Function already exists in the library");
         }
         ctx.regs.push(Registered { name, desc, flags, callback });
-        Ok(Value::Nil)
+        Ok((Value::Nil, 0))
     })
 }
 

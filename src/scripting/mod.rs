@@ -258,10 +258,7 @@ protected[load_redis] = true
 protected[load_redis_raw] = true
 protected[load_api] = true
 protected[load_api_proxy] = true
-load_redis_raw.register_function = function(...)
-  local err = register_raw(...)
-  if err then error(err) end
-end
+load_redis_raw.register_function = register_raw
 local function run_library(f)
   fenv_mt.__index = load_api_proxy
   local ok, e = real_pcall(f)
@@ -451,7 +448,13 @@ impl Vm {
         }
         let libs = lua.create_sequence_from(["string", "math", "table", "cjson", "cmsgpack", "bit", "struct", "coroutine"])?;
         let prelude = lua.load(PRELUDE).set_name("=tessera").into_function()?;
-        let register = lua.create_function(functions::register_raw)?;
+        // A C function like redis.call (see call_trampoline): its errors keep
+        // the caller's frame, even in a `return redis.register_function(...)`.
+        let register = {
+            let raw = lua.create_function(functions::register_raw)?;
+            // SAFETY: as for redis.call below.
+            unsafe { lua.exec_raw::<Function>((raw, true), |state| mlua::ffi::lua_pushcclosure(state, call_trampoline, 2)) }?
+        };
         let (env, handler, fenv, run_library_fn, load_redis, fcall): (Table, Function, Table, Function, Table, Function) =
             prelude.call((g.clone(), abort.clone(), libs, register))?;
         // The load-time `redis` table shares log, the LOG_ levels and the version.
@@ -613,11 +616,19 @@ pub fn kill(eval: bool) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A function past `busy-reply-threshold`, as FUNCTION STATS shows it.
+pub struct RunningFunction {
+    pub name: String,
+    /// The command that called it (FCALL name numkeys keys... args...).
+    pub command: Vec<Vec<u8>>,
+    pub duration_ms: u64,
+}
+
 /// FUNCTION STATS's running_script: the slow function (name, command,
 /// duration_ms), None when none is; Err when a slow EVAL runs (Redis refuses
 /// then). Only scripts past `busy-reply-threshold` count: only then can a
 /// Redis client see one running.
-pub fn running_function() -> Result<Option<(String, Vec<Vec<u8>>, u64)>, &'static str> {
+pub fn running_function() -> Result<Option<RunningFunction>, &'static str> {
     let mut found = None;
     for s in slots() {
         let start = s.start_ms.load(Ordering::Acquire);
@@ -629,7 +640,11 @@ pub fn running_function() -> Result<Option<(String, Vec<Vec<u8>>, u64)>, &'stati
         }
         if found.is_none() {
             if let Some((name, cmd)) = s.info.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                found = Some((name, cmd, runtime::now_ms().saturating_sub(start)));
+                found = Some(RunningFunction {
+                    name,
+                    command: cmd,
+                    duration_ms: runtime::now_ms().saturating_sub(start),
+                });
             }
         }
     }
@@ -711,8 +726,11 @@ struct Run {
     /// The ARGV of the run (for FUNCTION STATS), alive while the run is.
     argv: *const [Vec<u8>],
     /// A function's library, index and command head (FUNCTION STATS).
-    func: Option<(Arc<functions::Library>, usize, Arc<[Vec<u8>]>)>,
+    func: Option<FuncCall>,
 }
+
+/// A running function: its library, its index there, the command's head.
+type FuncCall = (Arc<functions::Library>, usize, Arc<[Vec<u8>]>);
 
 thread_local! {
     static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
