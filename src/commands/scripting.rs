@@ -52,6 +52,9 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
             Err(e) => return out.error(&e),
         }
     };
+    if ro && script.flagged && !script.no_writes {
+        return out.error("ERR Can not execute a script with write flag using *_ro command.");
+    }
     let read_only = ro || script.no_writes;
     execute(c, &args, out, c_cmd(by_sha, ro), Target::Script { sha, script }, numkeys as usize, read_only).await
 }

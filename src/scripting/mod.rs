@@ -41,6 +41,8 @@ pub struct Script {
     pub body: Vec<u8>,
     /// Flags from a `#!lua flags=...` line (`no-writes`...).
     pub no_writes: bool,
+    /// It has a `#!lua` line: its flags apply (EVAL_RO refuses it without no-writes).
+    pub flagged: bool,
     /// It touched keys it did not declare, or keys on several shards: it runs
     /// with every shard locked.
     pub global: AtomicBool,
@@ -80,33 +82,43 @@ pub fn flush() {
 }
 
 /// Parses a `#!lua` first line (evalExtractShebangFlags): the body offset
-/// where Lua starts (the line feed kept, so line numbers stay right) and the
-/// no-writes flag.
-fn shebang(body: &[u8]) -> Result<(usize, bool), String> {
+/// where Lua starts (the line feed kept, so line numbers stay right), the
+/// no-writes flag, and whether there was a shebang at all (without one,
+/// the script runs in Redis's compatibility mode, flags ignored).
+fn shebang(body: &[u8]) -> Result<(usize, bool, bool), String> {
     if !body.starts_with(b"#!") {
-        return Ok((0, false));
+        return Ok((0, false, false));
     }
-    let end = memchr::memchr(b'\n', body).unwrap_or(body.len());
-    let line = String::from_utf8_lossy(&body[2..end]).into_owned();
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let engine = parts.next().unwrap_or("");
-    if engine != "lua" {
-        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    // strchr: the first line feed, unless a NUL comes first.
+    let end = match body.iter().position(|&c| c == b'\n' || c == 0) {
+        Some(i) if body[i] == b'\n' => i,
+        _ => return Err("ERR Invalid script shebang".into()),
+    };
+    let parts = match crate::util::sds::split_args(&body[..end]) {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err("ERR Invalid engine in script shebang".into()),
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if parts[0] != b"#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {}", text(&parts[0])));
     }
     let mut no_writes = false;
-    for p in parts {
-        let Some(list) = p.strip_prefix("flags=") else {
-            return Err(format!("ERR Unknown lua shebang option: {p}"));
+    for p in &parts[1..] {
+        let Some(list) = p.strip_prefix(b"flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {}", text(p)));
         };
-        for f in list.split(',').filter(|f| !f.is_empty()) {
-            match f {
-                "no-writes" => no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+        if list.is_empty() {
+            continue;
+        }
+        for f in list.split(|&c| c == b',') {
+            match functions::FLAG_NAMES.iter().position(|n| n.as_bytes() == f) {
+                Some(0) => no_writes = true,
+                Some(_) => {}
+                None => return Err(format!("ERR Unexpected flag in script shebang: {}", text(f))),
             }
         }
     }
-    Ok((end, no_writes))
+    Ok((end, no_writes, true))
 }
 
 /// Adds a body to the cache after compiling it on this shard's VM (so a
@@ -116,11 +128,12 @@ pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {
     if let Some(s) = lookup(&sha) {
         return Ok((sha, s));
     }
-    let (_, no_writes) = shebang(body)?;
+    let (_, no_writes, flagged) = shebang(body)?;
     with_vm(|vm| vm.compile(&sha, body).map(|_| ()))??;
     let s = Arc::new(Script {
         body: body.to_vec(),
         no_writes,
+        flagged,
         global: AtomicBool::new(false),
     });
     let mut c = CACHE.write().map_err(|_| "ERR script cache poisoned".to_string())?;
@@ -498,7 +511,7 @@ impl Vm {
         if let Some(f) = self.funcs.get(sha) {
             return Ok(f.clone());
         }
-        let (skip, _) = shebang(body)?;
+        let (skip, _, _) = shebang(body)?;
         let f = self.lua.load(&body[skip..]).set_name("@user_script").into_function().map_err(|e| match e {
             mlua::Error::SyntaxError { message, .. } => format!("ERR Error compiling script (new function): {message}"),
             other => format!("ERR Error compiling script (new function): {other}"),
