@@ -1,5 +1,6 @@
-//! Lua scripting (EVAL, EVALSHA, SCRIPT): Lua 5.1 through mlua, with the
-//! environment Redis 7.0 gives scripts, run atomically across shards.
+//! Lua scripting (EVAL, EVALSHA, SCRIPT; functions in `functions.rs`): Lua
+//! 5.1 through mlua, with the environment Redis 7.0 gives scripts, run
+//! atomically across shards.
 //!
 //! * **Cache.** Script bodies live in one process-wide map by SHA1 (SCRIPT
 //!   LOAD / EXISTS / FLUSH see every shard's scripts); each shard has its own
