@@ -317,6 +317,7 @@ redis.register_function('pcall_wrongtype', function(keys)
   return {type(r), r.err}
 end)
 redis.register_function('globals', function() return KEYS end)
+redis.register_function('argv_global', function() return ARGV end)
 redis.register_function('setglobal', function() newglobal = 1 end)
 redis.register_function('sha', function(keys, args) return redis.sha1hex(args[1]) end)
 redis.register_function('libs', function(keys, args)
@@ -364,8 +365,12 @@ end)
         "SET str abc",
         "FCALL wrongtype 1 str",
         "FCALL pcall_wrongtype 1 str",
-        "EVAL 'return 1' 1 a",
-        "FCALL globals 0",
+        // an EVAL's KEYS / ARGV are not globals for a function on the same shard
+        "EVAL 'return 1' 1 a x",
+        "FCALL globals 1 a",
+        "EVAL 'return 1' 1 b x",
+        "FCALL globals 1 b",
+        "FCALL argv_global 1 a",
         "FCALL setglobal 0",
         "FCALL sha 0 abc",
         "FCALL libs 0 hello",
