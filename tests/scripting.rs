@@ -1035,3 +1035,44 @@ fn scripts_incrementing_undeclared_keys_lose_no_update_at_4_shards() {
         assert_eq!(c.cmd(&["GET", k]), b"$3\r\n800\r\n", "{k}");
     }
 }
+
+// ------------------------------------------------------------ the #!lua line
+
+fn script_shebang(d: &mut Diff) {
+    for body in [
+        "#!js\nreturn 1",
+        "#!lua",
+        "#!",
+        "#!\nreturn 1",
+        "#! lua\nreturn 1",
+        "#!lua \"x\nreturn 1",
+        "#!lua flags=no-writes,,allow-oom\nreturn 1",
+        "#!lua flags=No-writes\nreturn 1",
+        "#!lua name=x\nreturn 1",
+        "#!lua flags=bad\nreturn 1",
+        "#!lua flags=\nreturn 1",
+        "#!lua   flags=no-writes   flags=allow-stale\r\nreturn 1",
+        "#!lua flags=no-writes,allow-oom,allow-stale,no-cluster,allow-cross-slot-keys\nreturn 1",
+        "#!lua\nreturn KEYS[1]",
+    ] {
+        d.c(&["EVAL", body, "1", "a"]);
+        d.c(&["EVAL_RO", body, "1", "a"]);
+    }
+    // EVAL_RO / EVALSHA_RO refuse a #!lua script without no-writes; without
+    // a #!lua line (compatibility mode) they run it read-only.
+    let flagged = "#!lua flags=allow-oom\nreturn redis.call('GET', KEYS[1])";
+    let ro = "#!lua flags=no-writes\nreturn redis.call('SET', KEYS[1], 'x')";
+    for body in [flagged, ro, "return redis.call('GET', KEYS[1])", "return redis.call('SET', KEYS[1], 'x')"] {
+        d.c(&["SCRIPT", "LOAD", body]);
+        d.c(&["EVAL_RO", body, "1", "b"]);
+        d.c(&["EVALSHA_RO", &sha(body), "1", "b"]);
+        d.c(&["EVALSHA", &sha(body), "1", "b"]);
+    }
+    d.s("SCRIPT FLUSH");
+    d.s("FLUSHALL");
+}
+
+#[test]
+fn eval_shebang_lines_and_flags_like_redis() {
+    run_scripted("script_shebang", script_shebang);
+}

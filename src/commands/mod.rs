@@ -6,10 +6,12 @@
 //! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
 //! - `pubsub.rs`: (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB
 //! - `sort.rs`: SORT, SORT_RO
+//! - `scripting.rs`, `functions.rs`: EVAL / SCRIPT, FCALL / FUNCTION
 //! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
 
 pub mod connection;
 pub mod doc;
+pub mod functions;
 pub mod hashes;
 pub mod keys;
 pub mod keyspec;
@@ -43,4 +45,5 @@ pub fn register_all(t: &mut table::Table) {
     tx::register(t);
     scripting::register(t);
     tracking::register(t);
+    functions::register(t);
 }

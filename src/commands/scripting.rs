@@ -2,14 +2,15 @@
 //! (Redis's eval.c). The Lua environment and the per-shard VMs are in
 //! `scripting/`; here: argument checks, where the script runs, its locks.
 
-use super::table::{AsyncFn, Table};
+use super::table::{AsyncFn, Command, Table};
 use crate::exec::{lock_keys, Route};
 use crate::protocol::{Args, Reply};
 use crate::runtime::locks::{LockReq, Mode as LockMode};
 use crate::runtime::tx::{HopLost, Tx};
 use crate::runtime::{self, Ctx};
-use crate::scripting::{self, Mode, Outcome};
+use crate::scripting::{self, Mode, Outcome, Target};
 use crate::server::client::Client;
+use std::sync::atomic::Ordering;
 
 pub fn register(t: &mut Table) {
     t.asynch("eval", EVAL);
@@ -51,26 +52,43 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
             Err(e) => return out.error(&e),
         }
     };
-    let nk = numkeys as usize;
+    if ro && script.flagged && !script.no_writes {
+        return out.error("ERR Can not execute a script with write flag using *_ro command.");
+    }
+    let read_only = ro || script.no_writes;
+    execute(c, &args, out, c_cmd(by_sha, ro), Target::Script { sha, script }, numkeys as usize, read_only).await
+}
+
+/// Runs an EVAL script or a function (FCALL) whose numkeys was checked:
+/// where it runs, which locks it takes, and the restart in the global mode.
+///
+/// * Declared keys all on this shard, and no transaction holding anything
+///   here: the script runs right away, synchronously, without locks
+///   (nothing can interleave, as for a single-shard command).
+/// * Declared keys all on one shard: a transaction locking them (shared
+///   when `read_only`), the run as one hop there.
+/// * Keys on several shards, or a script known to touch undeclared keys:
+///   every shard locked, the run on this shard in the global mode.
+///
+/// A run in the per-shard mode that meets an undeclared key before writing
+/// is abandoned and restarted globally, and the script is remembered as global.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn execute(c: &mut Client, args: &Args<'_>, out: &mut Reply, cmd: &'static Command, target: Target, nk: usize, read_only: bool) {
     let keys: Vec<Vec<u8>> = (3..3 + nk).map(|i| args.get(i).to_vec()).collect();
     let argv: Vec<Vec<u8>> = (3 + nk..args.len()).map(|i| args.get(i).to_vec()).collect();
-    let read_only = ro || script.no_writes;
     let n = runtime::nshards();
     let mut route = Route::default();
-    let cmd = c_cmd(by_sha, ro);
-    route.compute(cmd, &args, n);
+    route.compute(cmd, args, n);
     let (db, resp3) = (c.db, c.resp3);
-    let mut global = script.global.load(std::sync::atomic::Ordering::Relaxed) || route.target.is_none();
-    // The common case: the keys are on this shard and no transaction holds
-    // anything here. The script runs synchronously, so nothing can interleave
-    // and no lock is needed (as for a single-shard command).
+    let global_flag = target.global();
+    let mut global = global_flag.load(Ordering::Relaxed) || route.target.is_none();
     let me = runtime::shard_id();
     if !global && route.target == Some(me) && runtime::with_shard(|s| s.locks.is_empty()) {
         let now = runtime::clock::wall_ms();
-        match runtime::with_shard(|s| scripting::run(s, &sha, &script, &keys, &argv, Mode::Local, db, now, read_only, resp3)) {
+        match runtime::with_shard(|s| scripting::run(s, &target, &keys, &argv, Mode::Local, db, now, read_only, resp3)) {
             Outcome::Reply(b) => return out.raw(&b),
             Outcome::Rerun => {
-                script.global.store(true, std::sync::atomic::Ordering::Relaxed);
+                global_flag.store(true, Ordering::Relaxed);
                 global = true;
             }
         }
@@ -81,7 +99,7 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
             let parts = (0..n).map(|s| (s, LockReq::shard_wide(mode))).collect();
             let mut tx = Tx::begin(db, parts, Vec::new()).await;
             let me = runtime::shard_id();
-            run_hop(&mut tx, me, &sha, &script, keys.clone(), argv.clone(), Mode::Global, read_only, resp3).await
+            run_hop(&mut tx, me, &target, keys.clone(), argv.clone(), Mode::Global, read_only, resp3).await
         } else {
             let home = route.target.unwrap_or_else(runtime::shard_id);
             let mut ks = route.keys.clone();
@@ -94,18 +112,18 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
                 vec![(
                     home,
                     LockReq {
-                        keys: lock_keys(cmd, &args, &ks, db),
+                        keys: lock_keys(cmd, args, &ks, db),
                         shard: None,
                     },
                 )]
             };
             let mut tx = Tx::begin(db, parts, Vec::new()).await;
-            run_hop(&mut tx, home, &sha, &script, keys.clone(), argv.clone(), Mode::Local, read_only, resp3).await
+            run_hop(&mut tx, home, &target, keys.clone(), argv.clone(), Mode::Local, read_only, resp3).await
         };
         match r {
             Ok(Outcome::Reply(b)) => return out.raw(&b),
             Ok(Outcome::Rerun) => {
-                script.global.store(true, std::sync::atomic::Ordering::Relaxed);
+                global_flag.store(true, Ordering::Relaxed);
                 global = true;
             }
             Err(HopLost) => return out.error("ERR internal error while running the script"),
@@ -113,7 +131,7 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
     }
 }
 
-fn c_cmd(by_sha: bool, ro: bool) -> &'static super::table::Command {
+fn c_cmd(by_sha: bool, ro: bool) -> &'static Command {
     let name = match (by_sha, ro) {
         (false, false) => "eval",
         (true, false) => "evalsha",
@@ -127,18 +145,17 @@ fn c_cmd(by_sha: bool, ro: bool) -> &'static super::table::Command {
 async fn run_hop(
     tx: &mut Tx<'_>,
     shard: usize,
-    sha: &str,
-    script: &std::sync::Arc<scripting::Script>,
+    target: &Target,
     keys: Vec<Vec<u8>>,
     argv: Vec<Vec<u8>>,
     mode: Mode,
     read_only: bool,
     resp3: bool,
 ) -> Result<Outcome, HopLost> {
-    let (sha, script) = (sha.to_string(), script.clone());
+    let target = target.clone();
     tx.hop(shard, move |ctx: &mut Ctx| {
         let (db, now) = (ctx.db, ctx.now);
-        scripting::run(ctx.shard, &sha, &script, &keys, &argv, mode, db, now, read_only, resp3)
+        scripting::run(ctx.shard, &target, &keys, &argv, mode, db, now, read_only, resp3)
     })
     .await
 }
@@ -169,7 +186,7 @@ fn script_flush(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn script_kill(_c: &mut Client, _args: Args, out: &mut Reply) {
-    match scripting::kill() {
+    match scripting::kill(true) {
         Ok(()) => out.ok(),
         Err(e) => out.error(e),
     }

@@ -1,5 +1,6 @@
-//! Lua scripting (EVAL, EVALSHA, SCRIPT): Lua 5.1 through mlua, with the
-//! environment Redis 7.0 gives scripts, run atomically across shards.
+//! Lua scripting (EVAL, EVALSHA, SCRIPT; functions in `functions.rs`): Lua
+//! 5.1 through mlua, with the environment Redis 7.0 gives scripts, run
+//! atomically across shards.
 //!
 //! * **Cache.** Script bodies live in one process-wide map by SHA1 (SCRIPT
 //!   LOAD / EXISTS / FLUSH see every shard's scripts); each shard has its own
@@ -23,6 +24,7 @@
 //!   error for that call.
 
 pub mod convert;
+pub mod functions;
 pub mod lualibs;
 
 use crate::commands::table::{self, flags, Combine, Cross, Handler};
@@ -40,6 +42,8 @@ pub struct Script {
     pub body: Vec<u8>,
     /// Flags from a `#!lua flags=...` line (`no-writes`...).
     pub no_writes: bool,
+    /// It has a `#!lua` line: its flags apply (EVAL_RO refuses it without no-writes).
+    pub flagged: bool,
     /// It touched keys it did not declare, or keys on several shards: it runs
     /// with every shard locked.
     pub global: AtomicBool,
@@ -79,33 +83,43 @@ pub fn flush() {
 }
 
 /// Parses a `#!lua` first line (evalExtractShebangFlags): the body offset
-/// where Lua starts (the line feed kept, so line numbers stay right) and the
-/// no-writes flag.
-fn shebang(body: &[u8]) -> Result<(usize, bool), String> {
+/// where Lua starts (the line feed kept, so line numbers stay right), the
+/// no-writes flag, and whether there was a shebang at all (without one,
+/// the script runs in Redis's compatibility mode, flags ignored).
+fn shebang(body: &[u8]) -> Result<(usize, bool, bool), String> {
     if !body.starts_with(b"#!") {
-        return Ok((0, false));
+        return Ok((0, false, false));
     }
-    let end = memchr::memchr(b'\n', body).unwrap_or(body.len());
-    let line = String::from_utf8_lossy(&body[2..end]).into_owned();
-    let mut parts = line.split(' ').filter(|p| !p.is_empty());
-    let engine = parts.next().unwrap_or("");
-    if engine != "lua" {
-        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    // strchr: the first line feed, unless a NUL comes first.
+    let end = match body.iter().position(|&c| c == b'\n' || c == 0) {
+        Some(i) if body[i] == b'\n' => i,
+        _ => return Err("ERR Invalid script shebang".into()),
+    };
+    let parts = match crate::util::sds::split_args(&body[..end]) {
+        Some(p) if !p.is_empty() => p,
+        _ => return Err("ERR Invalid engine in script shebang".into()),
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if parts[0] != b"#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {}", text(&parts[0])));
     }
     let mut no_writes = false;
-    for p in parts {
-        let Some(list) = p.strip_prefix("flags=") else {
-            return Err(format!("ERR Unknown lua shebang option: {p}"));
+    for p in &parts[1..] {
+        let Some(list) = p.strip_prefix(b"flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {}", text(p)));
         };
-        for f in list.split(',').filter(|f| !f.is_empty()) {
-            match f {
-                "no-writes" => no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+        if list.is_empty() {
+            continue;
+        }
+        for f in list.split(|&c| c == b',') {
+            match functions::FLAG_NAMES.iter().position(|n| n.as_bytes() == f) {
+                Some(0) => no_writes = true,
+                Some(_) => {}
+                None => return Err(format!("ERR Unexpected flag in script shebang: {}", text(f))),
             }
         }
     }
-    Ok((end, no_writes))
+    Ok((end, no_writes, true))
 }
 
 /// Adds a body to the cache after compiling it on this shard's VM (so a
@@ -115,11 +129,12 @@ pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {
     if let Some(s) = lookup(&sha) {
         return Ok((sha, s));
     }
-    let (_, no_writes) = shebang(body)?;
+    let (_, no_writes, flagged) = shebang(body)?;
     with_vm(|vm| vm.compile(&sha, body).map(|_| ()))??;
     let s = Arc::new(Script {
         body: body.to_vec(),
         no_writes,
+        flagged,
         global: AtomicBool::new(false),
     });
     let mut c = CACHE.write().map_err(|_| "ERR script cache poisoned".to_string())?;
@@ -137,6 +152,17 @@ struct Vm {
     /// The globals table every script sees (read-only to scripts).
     real_globals: Table,
     env: Table,
+    /// The environment of every library's code (functions).
+    fenv: Table,
+    /// Runs a library's body in the load environment: (ok, error).
+    run_library_fn: Function,
+    /// Calls a function's callback with KEYS and ARGV under the error handler.
+    fcall: Function,
+    /// Callbacks of the libraries loaded on this VM, by library id, in
+    /// registration order.
+    libs: HashMap<u64, Vec<Function>>,
+    /// The registry generation `libs` was last checked against.
+    lib_generation: u64,
     handler: Function,
     setfenv: Function,
     runs: u64,
@@ -166,7 +192,7 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
 /// are read through a proxy whose writes fail like Redis's read-only tables,
 /// and whose missing names fail like Redis's protected globals.
 const PRELUDE: &str = r#"
-local G, ABORT, lib_names = ...
+local G, ABORT, lib_names, register_raw = ...
 local error, type, tostring, setmetatable, rawget, string, ipairs = error, type, tostring, setmetatable, rawget, string, ipairs
 local getinfo = debug.getinfo
 local function readonly() error("Attempt to modify a readonly table", 2) end
@@ -222,7 +248,7 @@ local function handler(e)
   while true do
     local i = getinfo(lvl, "Sl")
     if not i then break end
-    if i.source == "@user_script" then
+    if i.source == "@user_script" or i.source == "@user_function" then
       e.source = i.source
       e.line = i.currentline
       break
@@ -231,7 +257,34 @@ local function handler(e)
   end
   return e
 end
-return env, handler
+-- Functions: one environment for every library's code. While a library's
+-- body runs (FUNCTION LOAD) names resolve in the load API: a `redis` table
+-- with register_function, log, the LOG_ constants and the version only;
+-- afterwards (FCALL) in the globals scripts see.
+local load_redis_raw = setmetatable({}, {__index = missing})
+local load_redis = setmetatable({}, {__index = load_redis_raw, __newindex = readonly})
+local load_api = setmetatable({redis = load_redis}, {__index = missing})
+local load_api_proxy = setmetatable({}, {__index = load_api, __newindex = readonly})
+local fenv_mt = {__index = G, __newindex = readonly}
+local fenv = setmetatable({}, fenv_mt)
+protected[fenv] = true
+protected[load_redis] = true
+protected[load_redis_raw] = true
+protected[load_api] = true
+protected[load_api_proxy] = true
+load_redis_raw.register_function = register_raw
+local function run_library(f)
+  fenv_mt.__index = load_api_proxy
+  local ok, e = real_pcall(f)
+  fenv_mt.__index = G
+  return ok, e
+end
+-- FCALL: the callback gets KEYS and ARGV as its arguments.
+local xpcall = xpcall
+local function fcall(f, keys, args)
+  return xpcall(function() return f(keys, args) end, handler)
+end
+return env, handler, fenv, run_library, load_redis_raw, fcall
 "#;
 
 impl Vm {
@@ -323,6 +376,9 @@ impl Vm {
                     })
                     .collect();
                 let text = msg.join(" ");
+                if functions::replaying() {
+                    return Ok(());
+                }
                 match level {
                     3 => crate::log_warning!("{text}"),
                     2 => crate::log_notice!("{text}"),
@@ -406,7 +462,27 @@ impl Vm {
         }
         let libs = lua.create_sequence_from(["string", "math", "table", "cjson", "cmsgpack", "bit", "struct", "coroutine"])?;
         let prelude = lua.load(PRELUDE).set_name("=tessera").into_function()?;
-        let (env, handler): (Table, Function) = prelude.call((g.clone(), abort.clone(), libs))?;
+        // A C function like redis.call (see call_trampoline): its errors keep
+        // the caller's frame, even in a `return redis.register_function(...)`.
+        let register = {
+            let raw = lua.create_function(functions::register_raw)?;
+            // SAFETY: as for redis.call below.
+            unsafe { lua.exec_raw::<Function>((raw, true), |state| mlua::ffi::lua_pushcclosure(state, call_trampoline, 2)) }?
+        };
+        let (env, handler, fenv, run_library_fn, load_redis, fcall): (Table, Function, Table, Function, Table, Function) =
+            prelude.call((g.clone(), abort.clone(), libs, register))?;
+        // The load-time `redis` table shares log, the LOG_ levels and the version.
+        for name in [
+            "log",
+            "LOG_DEBUG",
+            "LOG_VERBOSE",
+            "LOG_NOTICE",
+            "LOG_WARNING",
+            "REDIS_VERSION",
+            "REDIS_VERSION_NUM",
+        ] {
+            load_redis.raw_set(name, redis.raw_get::<Value>(name)?)?;
+        }
         g.raw_set("debug", Value::Nil)?;
         // Redis 7.0.15 gives scripts no way to change environments.
         let setfenv: Function = g.raw_get("setfenv")?;
@@ -420,6 +496,11 @@ impl Vm {
             funcs: HashMap::new(),
             real_globals: g,
             env,
+            fenv,
+            run_library_fn,
+            fcall,
+            libs: HashMap::new(),
+            lib_generation: u64::MAX,
             handler,
             setfenv,
             runs: 0,
@@ -431,7 +512,7 @@ impl Vm {
         if let Some(f) = self.funcs.get(sha) {
             return Ok(f.clone());
         }
-        let (skip, _) = shebang(body)?;
+        let (skip, _, _) = shebang(body)?;
         let f = self.lua.load(&body[skip..]).set_name("@user_script").into_function().map_err(|e| match e {
             mlua::Error::SyntaxError { message, .. } => format!("ERR Error compiling script (new function): {message}"),
             other => format!("ERR Error compiling script (new function): {other}"),
@@ -490,7 +571,16 @@ struct Slot {
     wrote: AtomicBool,
     /// SCRIPT KILL asked it to stop.
     kill: AtomicBool,
+    /// The running script is a function (FCALL): FUNCTION KILL, not SCRIPT KILL.
+    function: AtomicBool,
+    /// A function past `busy-reply-threshold`: what FUNCTION STATS shows
+    /// (filled by the hook when it marks the run slow).
+    info: std::sync::Mutex<Option<(String, Vec<Vec<u8>>)>>,
 }
+
+/// Redis's slowevalerr and slowscripterr.
+const BUSY_EVAL: &str = "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+const BUSY_FUNCTION: &str = "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 static SLOTS: std::sync::OnceLock<Vec<Slot>> = std::sync::OnceLock::new();
 /// Scripts past `busy-reply-threshold` right now, on any shard.
@@ -506,27 +596,82 @@ pub fn busy() -> bool {
     TIMED_OUT.load(Ordering::Relaxed) != 0
 }
 
-/// SCRIPT KILL: stops the running scripts that wrote nothing.
-pub fn kill() -> Result<(), &'static str> {
+/// The BUSY error for clients of the other shards while a script is slow
+/// (it names SCRIPT KILL for an EVAL, FUNCTION KILL for a function).
+pub fn busy_error() -> &'static str {
+    let eval = slots()
+        .iter()
+        .any(|s| s.timed_out.load(Ordering::Relaxed) && s.start_ms.load(Ordering::Acquire) != 0 && !s.function.load(Ordering::Relaxed));
+    if eval || !slots().iter().any(|s| s.timed_out.load(Ordering::Relaxed)) {
+        BUSY_EVAL
+    } else {
+        BUSY_FUNCTION
+    }
+}
+
+/// SCRIPT KILL (`eval`) / FUNCTION KILL: stops the running scripts of that
+/// kind that wrote nothing.
+pub fn kill(eval: bool) -> Result<(), &'static str> {
     let running: Vec<&Slot> = slots().iter().filter(|s| s.start_ms.load(Ordering::Acquire) != 0).collect();
     if running.is_empty() {
         return Err("NOTBUSY No scripts in execution right now.");
     }
-    if running.iter().all(|s| s.wrote.load(Ordering::Acquire)) {
+    let killable: Vec<&Slot> = running.into_iter().filter(|s| !s.wrote.load(Ordering::Acquire)).collect();
+    if killable.is_empty() {
         return Err("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.");
     }
-    for s in running {
-        if !s.wrote.load(Ordering::Acquire) {
-            s.kill.store(true, Ordering::Release);
-        }
+    let matching: Vec<&Slot> = killable.into_iter().filter(|s| s.function.load(Ordering::Acquire) != eval).collect();
+    if matching.is_empty() {
+        return Err(if eval { BUSY_FUNCTION } else { BUSY_EVAL });
+    }
+    for s in matching {
+        s.kill.store(true, Ordering::Release);
     }
     Ok(())
+}
+
+/// A function past `busy-reply-threshold`, as FUNCTION STATS shows it.
+pub struct RunningFunction {
+    pub name: String,
+    /// The command that called it (FCALL name numkeys keys... args...).
+    pub command: Vec<Vec<u8>>,
+    pub duration_ms: u64,
+}
+
+/// FUNCTION STATS's running_script: the slow function (name, command,
+/// duration_ms), None when none is; Err when a slow EVAL runs (Redis refuses
+/// then). Only scripts past `busy-reply-threshold` count: only then can a
+/// Redis client see one running.
+pub fn running_function() -> Result<Option<RunningFunction>, &'static str> {
+    let mut found = None;
+    for s in slots() {
+        let start = s.start_ms.load(Ordering::Acquire);
+        if start == 0 || !s.timed_out.load(Ordering::Relaxed) {
+            continue;
+        }
+        if !s.function.load(Ordering::Relaxed) {
+            return Err(BUSY_EVAL);
+        }
+        if found.is_none() {
+            if let Some((name, cmd)) = s.info.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+                found = Some(RunningFunction {
+                    name,
+                    command: cmd,
+                    duration_ms: runtime::now_ms().saturating_sub(start),
+                });
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The instruction-count hook of every VM: marks a slow script (BUSY for
 /// the others, one warning in the log) and stops a killed one.
 fn busy_hook(shard: usize) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result<mlua::VmState> + Send + 'static {
     move |_, _| {
+        if functions::load_timed_out() {
+            return Err(mlua::Error::RuntimeError("FUNCTION LOAD timeout".into()));
+        }
         let slot = &slots()[shard.min(slots().len() - 1)];
         if slot.kill.load(Ordering::Acquire) {
             return Err(mlua::Error::RuntimeError("Script killed by user with SCRIPT KILL...".into()));
@@ -544,6 +689,19 @@ fn busy_hook(shard: usize) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result
                 .unwrap_or(5000);
             let ran = runtime::now_ms().saturating_sub(start);
             if limit > 0 && ran > limit {
+                if slot.function.load(Ordering::Relaxed) {
+                    let info = RUN.with(|r| {
+                        let r = r.try_borrow().ok()?;
+                        let run = r.as_ref()?;
+                        let (lib, index, head) = run.func.as_ref()?;
+                        let mut cmd = head.to_vec();
+                        cmd.extend(run.declared.iter().cloned());
+                        // SAFETY: `argv` points at `run`'s argument, alive while the run is.
+                        cmd.extend(unsafe { &*run.argv }.iter().cloned());
+                        Some((lib.functions.get(*index)?.name.clone(), cmd))
+                    });
+                    *slot.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+                }
                 slot.timed_out.store(true, Ordering::Relaxed);
                 TIMED_OUT.fetch_add(1, Ordering::Relaxed);
                 crate::log_warning!(
@@ -583,7 +741,14 @@ struct Run {
     /// tracked once the script reads anything (as Redis's call() does for a
     /// script's caller); None once done.
     track: Option<crate::runtime::track::Caller>,
+    /// The ARGV of the run (for FUNCTION STATS), alive while the run is.
+    argv: *const [Vec<u8>],
+    /// A function's library, index and command head (FUNCTION STATS).
+    func: Option<FuncCall>,
 }
+
+/// A running function: its library, its index there, the command's head.
+type FuncCall = (Arc<functions::Library>, usize, Arc<[Vec<u8>]>);
 
 thread_local! {
     static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
@@ -596,12 +761,44 @@ pub enum Outcome {
     Rerun,
 }
 
-/// Runs a script on this shard (`s` is this thread's shard, held by the caller).
+/// What a run executes.
+#[derive(Clone)]
+pub enum Target {
+    /// EVAL / EVALSHA: a cached script.
+    Script { sha: String, script: Arc<Script> },
+    /// FCALL / FCALL_RO: function `index` of `lib`; `head` is the command as
+    /// called up to numkeys (FUNCTION STATS shows it).
+    Function {
+        lib: Arc<functions::Library>,
+        index: usize,
+        head: Arc<[Vec<u8>]>,
+    },
+}
+
+impl Target {
+    /// Where "runs with every shard locked" is remembered.
+    pub fn global(&self) -> &AtomicBool {
+        match self {
+            Target::Script { script, .. } => &script.global,
+            Target::Function { lib, index, .. } => &lib.functions[*index].global,
+        }
+    }
+
+    /// What error replies name: the SHA1, or the function's name.
+    fn name(&self) -> &str {
+        match self {
+            Target::Script { sha, .. } => sha,
+            Target::Function { lib, index, .. } => &lib.functions[*index].name,
+        }
+    }
+}
+
+/// Runs a script or function on this shard (`s` is this thread's shard,
+/// held by the caller).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     s: &mut Shard,
-    sha: &str,
-    script: &Script,
+    target: &Target,
     keys: &[Vec<u8>],
     argv: &[Vec<u8>],
     mode: Mode,
@@ -612,24 +809,46 @@ pub fn run(
 ) -> Outcome {
     with_vm(|vm| {
         let mut out = Reply::new(caller_resp3);
-        let f = match vm.compile(sha, &script.body) {
+        let compiled = match target {
+            Target::Script { sha, script } => vm.compile(sha, &script.body),
+            Target::Function { lib, index, .. } => vm.callback(lib, *index),
+        };
+        let f = match compiled {
             Ok(f) => f,
             Err(e) => {
                 out.error(&e);
                 return Outcome::Reply(out.buf);
             }
         };
-        let set = |name: &str, items: &[Vec<u8>]| -> mlua::Result<()> {
-            let t = vm.lua.create_table()?;
+        let array = |items: &[Vec<u8>]| -> mlua::Result<Table> {
+            let t = vm.lua.create_table_with_capacity(items.len(), 0)?;
             for (i, k) in items.iter().enumerate() {
                 t.raw_set(i + 1, vm.lua.create_string(k)?)?;
             }
-            vm.real_globals.raw_set(name, t)
+            Ok(t)
         };
-        if set("KEYS", keys).and_then(|_| set("ARGV", argv)).is_err() {
-            out.error("ERR internal error setting KEYS/ARGV");
-            return Outcome::Reply(out.buf);
-        }
+        // EVAL: KEYS and ARGV are globals; a function gets them as arguments.
+        let tables = array(keys).and_then(|k| Ok((k, array(argv)?)));
+        let tables = match (target, tables) {
+            (Target::Script { .. }, Ok((k, a))) => vm
+                .real_globals
+                .raw_set("KEYS", k)
+                .and_then(|_| vm.real_globals.raw_set("ARGV", a))
+                .map(|_| None),
+            (Target::Function { .. }, Ok(t)) => Ok(Some(t)),
+            (_, Err(e)) => Err(e),
+        };
+        let tables = match tables {
+            Ok(t) => t,
+            Err(_) => {
+                out.error("ERR internal error setting KEYS/ARGV");
+                return Outcome::Reply(out.buf);
+            }
+        };
+        let func = match target {
+            Target::Function { lib, index, head } => Some((lib.clone(), *index, head.clone())),
+            Target::Script { .. } => None,
+        };
         RUN.with(|r| {
             *r.borrow_mut() = Some(Run {
                 shard: s as *mut Shard,
@@ -642,32 +861,41 @@ pub fn run(
                 wrote: false,
                 aborted: false,
                 track: crate::runtime::track::caller().filter(|c| c.remember),
+                argv: argv as *const [Vec<u8>],
+                func,
             })
         });
         let slot = &slots()[s.id.min(slots().len() - 1)];
         slot.kill.store(false, Ordering::Release);
         slot.wrote.store(false, Ordering::Release);
+        slot.function.store(tables.is_some(), Ordering::Release);
         slot.start_ms.store(runtime::now_ms().max(1), Ordering::Release);
-        let xpcall: Function = match vm.real_globals.raw_get("xpcall") {
-            Ok(x) => x,
-            Err(_) => {
-                out.error("ERR internal error: xpcall missing");
-                return Outcome::Reply(out.buf);
-            }
-        };
         // The commands it runs remember nothing themselves (see `Run::track`).
         let quiet = crate::runtime::track::caller().map(|c| crate::runtime::track::Caller { remember: false, ..c });
-        let result = crate::runtime::track::as_caller(quiet, || xpcall.call::<MultiValue>((f, vm.handler.clone())));
+        let result = crate::runtime::track::as_caller(quiet, || match tables {
+            None => match vm.real_globals.raw_get::<Function>("xpcall") {
+                Ok(xpcall) => xpcall.call::<MultiValue>((f, vm.handler.clone())),
+                Err(e) => Err(e),
+            },
+            Some((k, a)) => vm.fcall.call::<MultiValue>((f, k, a)),
+        });
         slot.start_ms.store(0, Ordering::Release);
         if slot.timed_out.swap(false, Ordering::Relaxed) {
             TIMED_OUT.fetch_sub(1, Ordering::Relaxed);
+            *slot.info.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         slot.kill.store(false, Ordering::Release);
         let run = RUN.with(|r| r.borrow_mut().take());
+        if matches!(target, Target::Script { .. }) {
+            // Functions must not see an EVAL's KEYS / ARGV (Redis runs them in another VM).
+            let _ = vm.real_globals.raw_set("KEYS", Value::Nil);
+            let _ = vm.real_globals.raw_set("ARGV", Value::Nil);
+        }
         let (aborted, script_resp3) = run.map(|r| (r.aborted, r.resp3)).unwrap_or((false, false));
         if aborted {
             return Outcome::Rerun;
         }
+        let name = target.name();
         match result {
             Ok(mv) => {
                 let mut it = mv.into_iter();
@@ -676,10 +904,13 @@ pub fn run(
                 if ok {
                     convert::lua_to_reply(&v, script_resp3, &mut out);
                 } else {
-                    write_script_error(&v, sha, &mut out);
+                    write_script_error(&v, target, &mut out);
                 }
             }
-            Err(e) => out.error(&format!("ERR Error running script (call to f_{sha}): {e}")),
+            Err(e) => match target {
+                Target::Script { .. } => out.error(&format!("ERR Error running script (call to f_{name}): {e}")),
+                Target::Function { .. } => out.error(&format!("ERR Error running script (call to {name}): {e}")),
+            },
         }
         // An incremental collection step every 50 runs, as Redis does.
         vm.runs += 1;
@@ -695,15 +926,19 @@ pub fn run(
     })
 }
 
-/// A script's uncaught error: `-<err> script: <sha>, on <source>:<line>.`
-fn write_script_error(v: &Value, sha: &str, out: &mut Reply) {
+/// A script's uncaught error: `-<err> script: <sha or function>, on <source>:<line>.`
+fn write_script_error(v: &Value, target: &Target, out: &mut Reply) {
+    let sha = target.name();
     let Value::Table(t) = v else {
         let msg = match v {
             Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
             Value::Error(e) => e.to_string(),
             _ => "execution failure".into(),
         };
-        out.error(&format!("ERR Error running script f_{sha}, {msg}"));
+        match target {
+            Target::Script { .. } => out.error(&format!("ERR Error running script f_{sha}, {msg}")),
+            Target::Function { .. } => out.error(&format!("ERR Error running script {sha}, {msg}")),
+        }
         return;
     };
     let err: Vec<u8> = match t.raw_get::<Value>("err") {

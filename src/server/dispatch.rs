@@ -385,8 +385,7 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
     // shard's clients simply wait for it).
     if crate::scripting::busy() && !cmd.has(flags::ALLOW_BUSY) {
         let mark = pipe.sink(out).buf.len();
-        pipe.sink(out)
-            .error("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
+        pipe.sink(out).error(crate::scripting::busy_error());
         reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
         count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);
