@@ -129,16 +129,22 @@ impl Table {
         }
     }
 
-    /// Keys written on this shard (in the order written), by the current caller.
+    /// Keys written on this shard (in the order written), by the current
+    /// caller, each with whether it expired.
     /// Returns whether broadcast keys are waiting for [`Table::flush_bcast`].
-    pub fn changed(&mut self, keys: Vec<Box<[u8]>>) -> bool {
+    pub fn changed(&mut self, keys: Vec<(Box<[u8]>, bool)>) -> bool {
         let writer = caller().map_or(0, |c| c.client.id);
         let mut out: Vec<(u16, Msg)> = Vec::new();
-        for key in keys {
+        for (key, expired) in keys {
             if !self.prefixes.is_empty() {
+                // An expiry has no writer for the prefixes (Redis broadcasts it
+                // with a NULL client, so NOLOOP does not hide it); a reader's
+                // NOLOOP below still compares with the caller, as Redis's
+                // `target == current_client`.
+                let by = if expired { 0 } else { writer };
                 for (p, st) in self.prefixes.iter_mut() {
                     if key.starts_with(p) {
-                        st.keys.insert(key.clone(), writer);
+                        st.keys.insert(key.clone(), by);
                     }
                 }
             }
