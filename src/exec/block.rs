@@ -56,6 +56,9 @@ struct Waiter {
     spans: Vec<(usize, usize)>,
     /// The key argument positions owned by this shard.
     keys: Vec<usize>,
+    /// The blocked client (client-side caching): a shard that serves it does
+    /// so on its behalf, as Redis's `current_client` is the receiver.
+    caller: Option<crate::runtime::track::Caller>,
 }
 
 impl Waiter {
@@ -188,12 +191,16 @@ fn serve_key(s: &mut Shard, db: usize, key: Box<[u8]>) {
         let now = runtime::now_ms();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let args = Args::new(&w.data, &w.spans);
-            (w.f)(&mut Ctx { shard: s, db, now }, args, Some(pos), &mut out)
+            crate::runtime::track::as_caller(w.caller, || (w.f)(&mut Ctx { shard: s, db, now }, args, Some(pos), &mut out))
         }));
         match r {
             Ok(BlockResult::Done) => {
                 w.handle.finish(Wake::Served(out.buf));
                 unregister(s, w.handle.id);
+                // Its writes invalidate now (after its reply), as its own.
+                if crate::runtime::track::active() {
+                    crate::runtime::track::as_caller(w.caller, || s.track_changes());
+                }
             }
             _ => {
                 // Nothing (left) for this key: the rest of its queue waits too.
@@ -316,6 +323,7 @@ fn attempt_here(s: &mut Shard, f: BlockFn, a: &Owned, keys: Vec<usize>, db: usiz
                     handle: handle.clone(),
                     f,
                     notify: false,
+                    caller: crate::runtime::track::caller(),
                     db,
                     resp3,
                     data: a.data.clone(),
@@ -476,6 +484,7 @@ async fn attempt(
                         handle: h,
                         f,
                         notify: false,
+                        caller: crate::runtime::track::caller(),
                         db,
                         resp3,
                         data: a.data,
@@ -529,6 +538,7 @@ async fn move_attempt(tx: &mut Tx<'_>, cmd: &'static Command, a: &Owned, resp3: 
                 handle: h,
                 f,
                 notify: true,
+                caller: crate::runtime::track::caller(),
                 db,
                 resp3,
                 data: a.data,

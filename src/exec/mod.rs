@@ -152,10 +152,13 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
         internal_error(cmd, out);
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+    s.after_write();
+    // After the invalidations of what the command changed (a read's lazy
+    // expiries): the keys it read stay tracked, as in Redis, where the expiry
+    // comes during the lookup and trackingRememberKeys after the command.
     if runtime::track::active() {
         remember_reads(s, cmd, &args);
     }
-    s.after_write();
 }
 
 /// Client-side caching: a read-only command run for a tracking client

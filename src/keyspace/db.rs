@@ -89,8 +89,9 @@ pub struct WriteHook {
     /// WATCHed keys and their watchers (Redis's `db->watched_keys`).
     watched: std::collections::HashMap<Box<[u8]>, Vec<Watcher>, ahash::RandomState>,
     /// Keys changed since the runtime last looked, kept while clients track
-    /// keys (signalModifiedKey's trackingInvalidateKey).
-    changed: Vec<Box<[u8]>>,
+    /// keys (signalModifiedKey's trackingInvalidateKey), each with whether it
+    /// expired (an expiry has no client, as Redis's).
+    changed: Vec<(Box<[u8]>, bool)>,
 }
 
 thread_local! {
@@ -135,7 +136,7 @@ impl WriteHook {
             self.expired_keys.push(key.into());
         }
         if RECORD_CHANGED.load(std::sync::atomic::Ordering::Relaxed) {
-            self.changed.push(key.into());
+            self.changed.push((key.into(), kind == WriteKind::Expired));
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -205,7 +206,7 @@ impl WriteHook {
     }
 
     /// The keys changed since the last call (while [`RECORD_CHANGED`]).
-    pub fn take_changed(&mut self) -> Vec<Box<[u8]>> {
+    pub fn take_changed(&mut self) -> Vec<(Box<[u8]>, bool)> {
         std::mem::take(&mut self.changed)
     }
 

@@ -226,13 +226,17 @@ impl Shard {
             if notify::any() {
                 self.publish_notes();
             }
+            // And invalidations (those of a served client went out as it was served).
+            if track::active() {
+                self.track_changes();
+            }
         }
     }
 
     /// Tells the clients that may cache the keys just changed (and the
     /// broadcast prefixes matching them) that they changed.
     #[cold]
-    fn track_changes(&mut self) {
+    pub fn track_changes(&mut self) {
         for dbi in 0..self.dbs.len() {
             if !self.dbs[dbi].hook.has_changed() {
                 continue;

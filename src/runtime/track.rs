@@ -27,15 +27,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// Clients with tracking on, process-wide (INFO `tracking_clients`; while 0
-/// nothing here costs anything).
+/// and no key is tracked, nothing here costs anything).
 pub static CLIENTS: AtomicUsize = AtomicUsize::new(0);
+/// Keys in the shards' tables, process-wide. While some remain, writes are
+/// still checked against them even when no client tracks any more: Redis
+/// drops a key's entry when the key changes, whoever still tracks.
+pub static KEYS: AtomicUsize = AtomicUsize::new(0);
 /// `tracking-table-max-keys` (0: no limit).
 pub static MAX_KEYS: AtomicU64 = AtomicU64::new(1_000_000);
 
-/// Whether anyone tracks: the check every other path pays.
+/// Whether anyone tracks, or any key is still tracked: the check every
+/// other path pays.
 #[inline]
 pub fn active() -> bool {
-    CLIENTS.load(Ordering::Relaxed) != 0
+    CLIENTS.load(Ordering::Relaxed) != 0 || KEYS.load(Ordering::Relaxed) != 0
 }
 
 pub fn client_on() {
@@ -45,7 +50,19 @@ pub fn client_on() {
 }
 
 pub fn client_off() {
-    if CLIENTS.fetch_sub(1, Ordering::Relaxed) == 1 {
+    if CLIENTS.fetch_sub(1, Ordering::Relaxed) == 1 && KEYS.load(Ordering::Relaxed) == 0 {
+        crate::keyspace::db::RECORD_CHANGED.store(false, Ordering::Relaxed);
+    }
+}
+
+fn keys_added() {
+    if KEYS.fetch_add(1, Ordering::Relaxed) == 0 {
+        crate::keyspace::db::RECORD_CHANGED.store(true, Ordering::Relaxed);
+    }
+}
+
+fn keys_removed(n: usize) {
+    if n != 0 && KEYS.fetch_sub(n, Ordering::Relaxed) == n && CLIENTS.load(Ordering::Relaxed) == 0 {
         crate::keyspace::db::RECORD_CHANGED.store(false, Ordering::Relaxed);
     }
 }
@@ -122,27 +139,40 @@ pub struct Table {
 impl Table {
     /// trackingRememberKeys: `who` may now cache `key`.
     pub fn remember(&mut self, key: &[u8], who: ClientRef) {
-        let v = self.keys.entry(key.into()).or_default();
+        let v = match self.keys.entry(key.into()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                keys_added();
+                e.insert(Vec::new())
+            }
+        };
         if !v.contains(&who) {
             v.push(who);
             self.items += 1;
         }
     }
 
-    /// Keys written on this shard (in the order written), by the current caller.
+    /// Keys written on this shard (in the order written), by the current
+    /// caller, each with whether it expired.
     /// Returns whether broadcast keys are waiting for [`Table::flush_bcast`].
-    pub fn changed(&mut self, keys: Vec<Box<[u8]>>) -> bool {
+    pub fn changed(&mut self, keys: Vec<(Box<[u8]>, bool)>) -> bool {
         let writer = caller().map_or(0, |c| c.client.id);
         let mut out: Vec<(u16, Msg)> = Vec::new();
-        for key in keys {
+        for (key, expired) in keys {
             if !self.prefixes.is_empty() {
+                // An expiry has no writer for the prefixes (Redis broadcasts it
+                // with a NULL client, so NOLOOP does not hide it); a reader's
+                // NOLOOP below still compares with the caller, as Redis's
+                // `target == current_client`.
+                let by = if expired { 0 } else { writer };
                 for (p, st) in self.prefixes.iter_mut() {
                     if key.starts_with(p) {
-                        st.keys.insert(key.clone(), writer);
+                        st.keys.insert(key.clone(), by);
                     }
                 }
             }
             if let Some(readers) = self.keys.remove(&key) {
+                keys_removed(1);
                 self.items -= readers.len();
                 for r in readers {
                     out.push((
@@ -202,6 +232,7 @@ impl Table {
 
     /// trackingInvalidateKeysOnFlush's reclaim: nothing is tracked any more.
     pub fn forget_keys(&mut self) {
+        keys_removed(self.keys.len());
         self.keys = Default::default();
         self.items = 0;
     }
@@ -224,6 +255,7 @@ impl Table {
         let mut out = Vec::new();
         for key in victims {
             if let Some(readers) = self.keys.remove(&key) {
+                keys_removed(1);
                 self.items -= readers.len();
                 for r in readers {
                     out.push((

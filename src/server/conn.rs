@@ -141,7 +141,18 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
             })
             .await;
             match ev {
-                Some(ok) => ok,
+                Some(ok) => {
+                    // Pushed before this request was read (both may be ready at
+                    // once): it goes before the request's reply, as in Redis,
+                    // whose output buffer already holds it.
+                    if ok && !shared.pushed.borrow().is_empty() {
+                        let mut data = std::mem::take(&mut *shared.pushed.borrow_mut());
+                        if !t.send(&mut data, bufs).await {
+                            break;
+                        }
+                    }
+                    ok
+                }
                 None => {
                     let mut data = std::mem::take(&mut *shared.pushed.borrow_mut());
                     if !data.is_empty() {

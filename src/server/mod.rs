@@ -339,7 +339,8 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
 /// Shards that finished their start-up (for `used_memory_startup`).
 static SHARDS_READY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// Periodic per-shard work (Redis's serverCron at hz 10): active expiry and idle timeouts.
+/// Periodic per-shard work (Redis's serverCron at hz 10): active expiry, the
+/// tracking table's limit and idle timeouts.
 async fn cron() {
     let mut ticks: u64 = 0;
     loop {
@@ -360,6 +361,11 @@ async fn cron() {
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
+        }
+        // Client-side caching: a lowered tracking-table-max-keys applies
+        // without waiting for the next read (Redis's serverCron does it too).
+        if runtime::track::active() {
+            runtime::with_shard(|s| s.track.limit(runtime::nshards(), 100));
         }
         if ticks.is_multiple_of(10) {
             obuf_cron();
