@@ -738,8 +738,8 @@ struct Run {
     /// The run met an undeclared key before writing: it is to be restarted globally.
     aborted: bool,
     /// The tracking client the script runs for: its declared keys become
-    /// tracked once the script reads anything (as Redis's call() does for a
-    /// script's caller); None once done.
+    /// tracked after each read command it runs (as Redis's call() does for a
+    /// script's caller).
     track: Option<crate::runtime::track::Caller>,
     /// The ARGV of the run (for FUNCTION STATS), alive while the run is.
     argv: *const [Vec<u8>],
@@ -1144,11 +1144,6 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
         let id = unsafe { (*run.shard).id };
         slots()[id.min(slots().len() - 1)].wrote.store(true, Ordering::Release);
     }
-    if cmd.has(flags::READONLY) {
-        if let Some(c) = run.track.take() {
-            remember_declared(shard, &run.declared, c);
-        }
-    }
     let (db, now, resp3) = (run.db, run.now, run.resp3);
     match (route.target, wide) {
         (Some(t), None) if t == shard.id => {
@@ -1183,12 +1178,19 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
             _ => return Err(format!("Tessera does not run '{}' over keys of several shards from scripts yet", cmd.meta.name)),
         },
     }
+    // After each read (and its lazy expiries' invalidations), as Redis's
+    // call() remembers the caller's declared keys after every read command.
+    if cmd.has(flags::READONLY) {
+        if let Some(c) = run.track {
+            remember_declared(shard, &run.declared, c);
+        }
+    }
     Ok(Some(out.buf))
 }
 
 /// Client-side caching: the script's declared keys become tracked for its
 /// caller, each on its owning shard (held by the script: locked in the
-/// global mode, this shard in the local one), before the read runs.
+/// global mode, this shard in the local one).
 fn remember_declared(home: &mut Shard, keys: &[Vec<u8>], c: crate::runtime::track::Caller) {
     let n = runtime::nshards();
     for k in keys {
