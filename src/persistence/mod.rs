@@ -10,3 +10,25 @@
 //! imports `commands` or `server`.
 
 pub mod rdb;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+static COMPRESSION: AtomicBool = AtomicBool::new(true);
+static CHECKSUM: AtomicBool = AtomicBool::new(true);
+
+/// Publishes `rdbcompression` and `rdbchecksum` (start-up, CONFIG SET), so
+/// DUMP does not take the configuration lock.
+pub fn configure(c: &crate::config::Config) {
+    COMPRESSION.store(c.bool_value("rdbcompression"), Relaxed);
+    CHECKSUM.store(c.bool_value("rdbchecksum"), Relaxed);
+}
+
+/// `rdbcompression`: LZF for strings that shrink (DUMP, SAVE).
+pub fn compression() -> bool {
+    COMPRESSION.load(Relaxed)
+}
+
+/// `rdbchecksum`: write the CRC64 trailer on SAVE and verify it on load.
+pub fn checksum() -> bool {
+    CHECKSUM.load(Relaxed)
+}

@@ -562,6 +562,7 @@ pub fn run(cfg: Config) -> i32 {
         );
     }
     crate::commands::server::configure_encodings(&cfg);
+    crate::persistence::configure(&cfg);
     runtime::notify::configure(cfg.notify_keyspace_events());
     runtime::track::MAX_KEYS.store(cfg.tracking_table_max_keys(), std::sync::atomic::Ordering::Relaxed);
     if cfg.notify_keyspace_events() & runtime::notify::NOTIFY_NEW != 0 {
