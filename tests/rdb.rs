@@ -6,6 +6,9 @@
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
 
 /// The dataset: every type in every encoding Redis 7.0 has for it, small
 /// and large, compressible strings, integers of every width.
@@ -239,5 +242,114 @@ fn restore_options_and_errors_match_redis() {
         assert_eq!(c.cmd(&["OBJECT", "FREQ", "freq"]), b":77\r\n");
         assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]), b"+OK\r\n");
         assert_eq!(c.cmd(&["GET", "freq"]), b"$13\r\npayload value\r\n");
+    }
+}
+/// Every key of every non-empty database, described, with its TTL.
+fn snapshot(c: &mut Client, dbs: usize) -> BTreeMap<(usize, String), (String, i64)> {
+    let mut out = BTreeMap::new();
+    for db in 0..dbs {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]), b"+OK\r\n");
+        let keys = c.cmd_value(&["KEYS", "*"]);
+        for k in keys.as_array().unwrap() {
+            let k = String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap();
+            let ttl = c.cmd_value(&["PTTL", &k]).as_int().unwrap();
+            out.insert((db, k.clone()), (describe(c, &k), ttl));
+        }
+    }
+    assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    out
+}
+
+fn assert_same_data(got: &BTreeMap<(usize, String), (String, i64)>, want: &BTreeMap<(usize, String), (String, i64)>, what: &str) {
+    let gk: Vec<_> = got.keys().collect();
+    let wk: Vec<_> = want.keys().collect();
+    assert_eq!(gk, wk, "{what}: the same keys");
+    for (k, (d, ttl)) in want {
+        let (gd, gttl) = &got[k];
+        assert_eq!(gd, d, "{what}: {k:?}");
+        if *ttl < 0 {
+            assert_eq!(gttl, ttl, "{what}: {k:?} has no TTL");
+        } else {
+            assert!((gttl - ttl).abs() < 15_000 && *gttl > 0, "{what}: {k:?} TTL {gttl} vs {ttl}");
+        }
+    }
+}
+
+/// The dataset spread over databases 0, 3 and 9, with TTLs on some keys.
+fn populate_dbs(c: &mut Client) {
+    let cmds = dataset();
+    for db in ["0", "3", "9"] {
+        assert_eq!(c.cmd(&["SELECT", db]), b"+OK\r\n");
+        run_all(c, &cmds);
+        for (i, key) in keys_of(&cmds).iter().enumerate() {
+            if i % 3 == 0 {
+                assert_eq!(c.cmd(&["EXPIRE", key, &(1000 + i).to_string()]), b":1\r\n");
+            }
+        }
+    }
+    assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
+}
+
+fn copy_file(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} -> {}: {e}", from.display(), to.display()));
+}
+
+#[test]
+fn tessera_loads_a_dump_written_by_redis() {
+    let redis = RedisServer::start(&[]);
+    let mut r = redis.client();
+    populate_dbs(&mut r);
+    // Keys that expire between the save and the load are dropped by the loader.
+    assert_eq!(r.cmd(&["SET", "soon", "gone", "PX", "300"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["SELECT", "3"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["SET", "soon3", "gone", "PX", "300"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    // DEBUG RELOAD: Redis saves dump.rdb and loads it back, so what it shows
+    // is what its own loader builds (e.g. "embstr" for an appended string).
+    assert_eq!(r.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
+    std::thread::sleep(Duration::from_millis(400));
+    let want = snapshot(&mut r, 16);
+    assert!(!want.contains_key(&(0, "soon".to_string())));
+    let dir = temp_dir("rdb-load");
+    copy_file(&redis.dir.join("dump.rdb"), &dir.join("dump.rdb"));
+    let dir_s = dir.display().to_string();
+    let tessera = TesseraServer::start(2, &["--dir", &dir_s]);
+    let mut t = tessera.client();
+    assert_same_data(&snapshot(&mut t, 16), &want, "Tessera after loading Redis's dump.rdb");
+    let log = tessera.log();
+    assert!(log.contains("DB loaded from disk"), "{}", tessera.log_tail(30));
+    assert!(log.contains("keys expired: 2"), "{}", tessera.log_tail(30));
+    let info = t.cmd_value(&["INFO", "persistence"]).as_str().unwrap();
+    assert_eq!(info_field(&info, "rdb_changes_since_last_save").as_deref(), Some("0"), "{info}");
+    assert_eq!(info_field(&info, "rdb_last_load_keys_expired").as_deref(), Some("2"), "{info}");
+    assert_eq!(t.cmd(&["DBSIZE"]), r.cmd(&["DBSIZE"]));
+}
+
+#[test]
+fn a_damaged_dump_stops_start_up_with_its_offset() {
+    let redis = RedisServer::start(&[]);
+    let mut r = redis.client();
+    run_all(&mut r, &dataset());
+    assert_eq!(r.cmd(&["SAVE"]), b"+OK\r\n");
+    let good = std::fs::read(redis.dir.join("dump.rdb")).unwrap();
+    let mut flipped = good.clone();
+    let mid = good.len() / 2;
+    flipped[mid] ^= 0x55;
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated", good[..good.len() - 20].to_vec(), "Internal error in RDB reading offset"),
+        ("flipped", flipped, "Internal error in RDB reading offset"),
+        ("not an RDB", b"hello world".to_vec(), "Wrong signature"),
+    ];
+    for (what, bytes, want) in cases {
+        let dir = temp_dir("rdb-bad");
+        std::fs::write(dir.join("dump.rdb"), &bytes).unwrap();
+        let port = free_port().to_string();
+        let args: Vec<String> = ["--port", &port, "--threads", "2", "--dir", &dir.display().to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = run_to_exit(tessera_bin(), &args, &dir, Duration::from_secs(20));
+        assert_eq!(out.status.and_then(|s| s.code()), Some(1), "{what}: {}{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains(want), "{what}: {}", out.stdout);
     }
 }

@@ -9,9 +9,16 @@
 //! RESTORE, SHUTDOWN) and start-up (`server`) call into here; nothing here
 //! imports `commands` or `server`.
 
+pub mod load;
 pub mod rdb;
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// SAVE commands run (Redis's stat_rdb_saves: counted when a save starts).
+pub static SAVES: AtomicU64 = AtomicU64::new(0);
+/// Redis's lastbgsave_status: set to ok by every successful save; only a
+/// failed background save (not implemented yet) would make it err.
+pub static LAST_SAVE_OK: AtomicBool = AtomicBool::new(true);
 
 static COMPRESSION: AtomicBool = AtomicBool::new(true);
 static CHECKSUM: AtomicBool = AtomicBool::new(true);
