@@ -5,12 +5,14 @@
 //!
 //! Layering: `rdb/` knows bytes and values only (it imports `keyspace` and
 //! `util`); `save.rs` and `load.rs` add the runtime (shards, the transaction
-//! layer's whole-shard locks) and the configuration. Commands (SAVE, DUMP,
+//! layer's whole-shard locks through `exec::on_every_shard`) and the
+//! configuration. Commands (SAVE, DUMP,
 //! RESTORE, SHUTDOWN) and start-up (`server`) call into here; nothing here
 //! imports `commands` or `server`.
 
 pub mod load;
 pub mod rdb;
+pub mod save;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 

@@ -660,13 +660,23 @@ pub fn run(cfg: Config) -> i32 {
                         .map(|v| String::from_utf8_lossy(&v).into_owned())
                         .unwrap_or_default();
                     let has = |w: &str| flags.split_whitespace().any(|f| f == w);
-                    if crate::commands::server::final_save_allows_exit(has("save"), has("nosave"), has("force")) {
-                        initiate_shutdown();
-                        break;
-                    }
-                    log_warning!(
-                        "{} received but errors trying to shut down the server, check the logs for more information",
-                        name
+                    let (save, nosave, force) = (has("save"), has("nosave"), has("force"));
+                    // The final save runs on shard 0 (it takes every shard's lock).
+                    runtime::send(
+                        0,
+                        Box::new(move || {
+                            glommio::spawn_local(async move {
+                                if crate::commands::server::final_save_allows_exit(save, nosave, force).await {
+                                    initiate_shutdown();
+                                } else {
+                                    log_warning!(
+                                        "{} received but errors trying to shut down the server, check the logs for more information",
+                                        name
+                                    );
+                                }
+                            })
+                            .detach();
+                        }),
                     );
                 }
             });
