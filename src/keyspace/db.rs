@@ -425,17 +425,17 @@ impl Db {
     }
 
     /// dbAddRDBLoad: adds a key read from an RDB file with its expiry (0 =
-    /// none); false (and nothing changed) if the key already exists.
-    pub fn add_loaded(&mut self, key: &[u8], entry: Entry, expire_at: u64) -> bool {
-        if self.keys.contains(key) {
-            return false;
+    /// none); the key back (and nothing changed) if it already exists.
+    pub fn add_loaded(&mut self, key: Box<[u8]>, entry: Entry, expire_at: u64) -> Result<(), Box<[u8]>> {
+        if self.keys.contains(&key) {
+            return Err(key);
         }
-        self.keys.insert_new(key.into(), entry);
         if expire_at != 0 {
-            self.volatile.insert_new(key.into(), expire_at);
+            self.volatile.insert_new(key.clone(), expire_at);
         }
-        self.hook.fire(key, WriteKind::Load);
-        true
+        self.hook.fire(&key, WriteKind::Load);
+        self.keys.insert_new(key, entry);
+        Ok(())
     }
 
     /// Sets (or, with 0, clears) the TTL of a key that exists.

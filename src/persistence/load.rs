@@ -324,10 +324,10 @@ fn insert(shard: &mut Shard, file: &[u8], it: Item, now: u64, lim: &Limits, out:
     let mut entry = Entry::new(val, now);
     set_hint(&mut entry, it.idle, it.freq, now);
     let expire = it.expire_ms.map_or(0, |at| at.max(1) as u64);
-    if !shard.dbs[it.db].add_loaded(&it.key, entry, expire) {
+    if let Err(key) = shard.dbs[it.db].add_loaded(it.key, entry, expire) {
         return Err(format!(
             "RDB has duplicated key '{}' in DB {}: Duplicated key found in RDB file",
-            String::from_utf8_lossy(&it.key),
+            String::from_utf8_lossy(&key),
             it.db
         ));
     }

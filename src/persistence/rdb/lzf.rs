@@ -25,15 +25,67 @@ fn idx(h: u32) -> usize {
     ((h >> (3 * 8 - HLOG)).wrapping_sub(h.wrapping_mul(5)) as usize) & (HSIZE - 1)
 }
 
+/// The hash table, per thread and reused: a slot holds `generation << 32 |
+/// position + 1` and counts only for the call of its generation, so every
+/// call sees an empty table without clearing 512 KiB (SAVE compresses
+/// millions of short strings).
+struct Table {
+    slots: Vec<u64>,
+    generation: u64,
+}
+
+impl Table {
+    #[inline]
+    fn get(&self, i: usize) -> usize {
+        let v = self.slots[i];
+        if v >> 32 == self.generation {
+            (v & 0xffff_ffff) as usize
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn set(&mut self, i: usize, pos_plus_one: usize) {
+        self.slots[i] = self.generation << 32 | pos_plus_one as u64;
+    }
+}
+
+thread_local! {
+    static TABLE: std::cell::RefCell<Table> = const { std::cell::RefCell::new(Table { slots: Vec::new(), generation: 0 }) };
+}
+
 /// Compresses `input` into at most `max_out` bytes; None when it does not
 /// fit (or either length is zero), like `lzf_compress` returning 0.
 pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
-    let in_len = input.len();
-    if in_len == 0 || max_out == 0 {
+    if input.is_empty() || max_out == 0 || input.len() >= u32::MAX as usize {
         return None;
     }
-    // Slot = position + 1 of the last place a 3-byte hash was seen (0: none).
-    let mut htab = vec![0u32; HSIZE];
+    TABLE.with(|t| match t.try_borrow_mut() {
+        Ok(mut t) => {
+            if t.slots.is_empty() {
+                t.slots = vec![0; HSIZE];
+            }
+            t.generation += 1;
+            if t.generation >= u32::MAX as u64 {
+                t.slots.iter_mut().for_each(|s| *s = 0);
+                t.generation = 1;
+            }
+            compress_with(input, max_out, &mut t)
+        }
+        Err(_) => compress_with(
+            input,
+            max_out,
+            &mut Table {
+                slots: vec![0; HSIZE],
+                generation: 1,
+            },
+        ),
+    })
+}
+
+fn compress_with(input: &[u8], max_out: usize, htab: &mut Table) -> Option<Vec<u8>> {
+    let in_len = input.len();
     // A little slack: the C code advances `op` past the end before it checks.
     let mut out = vec![0u8; max_out + 4];
     let out_end = max_out;
@@ -45,8 +97,8 @@ pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
         while ip < in_len - 2 {
             hval = (hval << 8) | input[ip + 2] as u32;
             let slot = idx(hval);
-            let prev = htab[slot] as usize;
-            htab[slot] = ip as u32 + 1;
+            let prev = htab.get(slot);
+            htab.set(slot, ip + 1);
             let matched = prev != 0 && {
                 let r = prev - 1;
                 let off = ip - r - 1;
@@ -100,10 +152,10 @@ pub fn compress(input: &[u8], max_out: usize) -> Option<Vec<u8>> {
                 ip -= 2;
                 hval = ((input[ip] as u32) << 8) | input[ip + 1] as u32;
                 hval = (hval << 8) | input[ip + 2] as u32;
-                htab[idx(hval)] = ip as u32 + 1;
+                htab.set(idx(hval), ip + 1);
                 ip += 1;
                 hval = (hval << 8) | input[ip + 2] as u32;
-                htab[idx(hval)] = ip as u32 + 1;
+                htab.set(idx(hval), ip + 1);
                 ip += 1;
             } else {
                 if op >= out_end {
