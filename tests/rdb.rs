@@ -480,3 +480,53 @@ fn save_is_a_consistent_cut_across_shards() {
         seen.len()
     );
 }
+
+/// IDLE (LRU policies) and FREQ (LFU policies) before each key: written by
+/// SAVE, applied by redis-server and by Tessera when they load the file.
+#[test]
+fn access_hints_survive_save_and_load() {
+    for (policy, opt, value, read) in [("allkeys-lru", "IDLETIME", "5000", "IDLETIME"), ("allkeys-lfu", "FREQ", "99", "FREQ")] {
+        let tessera = TesseraServer::start(2, &["--maxmemory-policy", policy]);
+        let mut t = tessera.client();
+        assert_eq!(t.cmd(&["SET", "src", "v"]), b"+OK\r\n");
+        let p = dump(&mut t, "src");
+        assert_eq!(restore(&mut t, "k", "0", &p, &[opt, value]), b"+OK\r\n");
+        assert_eq!(t.cmd(&["SAVE"]), b"+OK\r\n");
+        let check = |c: &mut Client, who: &str| {
+            let got = c.cmd_value(&["OBJECT", read, "k"]).as_int().unwrap_or(-1);
+            let want: i64 = value.parse().unwrap();
+            assert!((want - 2..=want + 2).contains(&got), "{who} {policy}: OBJECT {read} {got}, want {want}");
+        };
+        let dir = temp_dir("rdb-hints");
+        copy_file(&tessera.dir.join("dump.rdb"), &dir.join("dump.rdb"));
+        let dir_s = dir.display().to_string();
+        let redis = RedisServer::start(&["--dir", &dir_s, "--maxmemory-policy", policy]);
+        check(&mut redis.client(), "redis-server");
+        let again = TesseraServer::start(2, &["--dir", &dir_s, "--maxmemory-policy", policy]);
+        check(&mut again.client(), "tessera");
+    }
+}
+
+/// CONFIG SET rdbcompression takes effect for DUMP; SAVE writes `dbfilename`.
+#[test]
+fn compression_and_file_name_follow_config_set() {
+    let redis = RedisServer::start(&[]);
+    let tessera = TesseraServer::start(2, &[]);
+    let text = "compress me, compress me, compress me, compress me".repeat(3);
+    for c in [&mut redis.client(), &mut tessera.client()] {
+        assert_eq!(c.cmd(&["SET", "t", &text]), b"+OK\r\n");
+        assert_eq!(c.cmd(&["CONFIG", "SET", "rdbcompression", "no"]), b"+OK\r\n");
+    }
+    let plain = dump(&mut redis.client(), "t");
+    assert_eq!(dump(&mut tessera.client(), "t"), plain);
+    assert!(plain.windows(text.len()).any(|w| w == text.as_bytes()), "stored verbatim");
+    // dbfilename (protected from CONFIG SET, as in Redis) from the command line.
+    let named = TesseraServer::start(2, &["--dbfilename", "other.rdb"]);
+    let mut t = named.client();
+    assert_eq!(t.cmd(&["SET", "t", &text]), b"+OK\r\n");
+    assert_eq!(t.cmd(&["SAVE"]), b"+OK\r\n");
+    assert!(named.dir.join("other.rdb").is_file());
+    assert!(!named.dir.join("dump.rdb").exists());
+    let read = read_dump(&named.dir.join("other.rdb"));
+    assert_eq!(read.get(&b"t"[..]).map(|v| v.as_slice()), Some(text.as_bytes()));
+}

@@ -195,7 +195,9 @@ fn compress_with(input: &[u8], max_out: usize, htab: &mut Table) -> Option<Vec<u
 
 /// Decompresses `input`, which must expand to exactly `out_len` bytes.
 pub fn decompress(input: &[u8], out_len: usize) -> Result<Vec<u8>, &'static str> {
-    let mut out: Vec<u8> = Vec::with_capacity(out_len);
+    let mut out: Vec<u8> = Vec::new();
+    // ztrymalloc: a length no allocation can hold is an error, not an abort.
+    out.try_reserve_exact(out_len).map_err(|_| "cannot allocate the LZF output")?;
     let mut ip = 0;
     while ip < input.len() {
         let ctrl = input[ip] as usize;
