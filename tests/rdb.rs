@@ -304,6 +304,9 @@ fn tessera_loads_a_dump_written_by_redis() {
     assert_eq!(r.cmd(&["SELECT", "3"]), b"+OK\r\n");
     assert_eq!(r.cmd(&["SET", "soon3", "gone", "PX", "300"]), b"+OK\r\n");
     assert_eq!(r.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    // A function library (a FUNCTION2 record): skipped with a warning.
+    let lib = "#!lua name=mylib\nredis.register_function('f', function() return 1 end)";
+    assert_eq!(r.cmd(&["FUNCTION", "LOAD", lib]), b"$5\r\nmylib\r\n");
     // DEBUG RELOAD: Redis saves dump.rdb and loads it back, so what it shows
     // is what its own loader builds (e.g. "embstr" for an appended string).
     assert_eq!(r.cmd(&["DEBUG", "RELOAD"]), b"+OK\r\n");
@@ -319,6 +322,11 @@ fn tessera_loads_a_dump_written_by_redis() {
     let log = tessera.log();
     assert!(log.contains("DB loaded from disk"), "{}", tessera.log_tail(30));
     assert!(log.contains("keys expired: 2"), "{}", tessera.log_tail(30));
+    assert!(
+        log.contains("Skipping a function library in the RDB file (#!lua name=mylib)"),
+        "{}",
+        tessera.log_tail(30)
+    );
     let info = t.cmd_value(&["INFO", "persistence"]).as_str().unwrap();
     assert_eq!(info_field(&info, "rdb_changes_since_last_save").as_deref(), Some("0"), "{info}");
     assert_eq!(info_field(&info, "rdb_last_load_keys_expired").as_deref(), Some("2"), "{info}");
@@ -335,7 +343,11 @@ fn a_damaged_dump_stops_start_up_with_its_offset() {
     let mut flipped = good.clone();
     let mid = good.len() / 2;
     flipped[mid] ^= 0x55;
+    assert_eq!(r.cmd(&["XADD", "stream", "*", "f", "v"]).first(), Some(&b'$'));
+    assert_eq!(r.cmd(&["SAVE"]), b"+OK\r\n");
+    let with_stream = std::fs::read(redis.dir.join("dump.rdb")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("a stream", with_stream, "streams are not supported by Tessera yet"),
         ("truncated", good[..good.len() - 20].to_vec(), "Internal error in RDB reading offset"),
         ("flipped", flipped, "Internal error in RDB reading offset"),
         ("not an RDB", b"hello world".to_vec(), "Wrong signature"),
