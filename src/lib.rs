@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod exec;
 pub mod keyspace;
+pub mod persistence;
 pub mod protocol;
 pub mod runtime;
 pub mod scripting;

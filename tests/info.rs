@@ -1,6 +1,7 @@
 //! Honest figures: INFO memory follows the data really stored, the
-//! instantaneous rates follow the load, and SHUTDOWN / CONFIG SET refuse
-//! what Tessera cannot do instead of answering a success that did nothing.
+//! instantaneous rates follow the load, SHUTDOWN saves when asked to (and
+//! stays up when the save fails), and CONFIG SET refuses what Tessera cannot
+//! do instead of answering a success that did nothing.
 
 mod common;
 
@@ -119,29 +120,60 @@ fn instantaneous_ops_follow_the_load() {
 }
 
 #[test]
-fn shutdown_save_is_an_error_without_persistence() {
+fn shutdown_save_writes_the_dump_and_a_failed_save_keeps_running() {
     let mut s = TesseraServer::start(2, &[]);
     let mut c = s.client();
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    // A directory where the dump goes: the rename fails, as it would for Redis.
+    let dump = s.dir.join("dump.rdb");
+    std::fs::create_dir(&dump).unwrap();
+    assert_eq!(c.cmd(&["SAVE"]), b"-ERR\r\n");
     assert_eq!(c.cmd(&["SHUTDOWN", "SAVE"]), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n", "the server must still run");
-    assert!(s.log().contains("persistence (RDB) is not implemented"), "{}", s.log_tail(20));
-    // FORCE exits even though the save fails, as Redis.
-    c.send_strs(&["SHUTDOWN", "SAVE", "FORCE"]);
+    assert!(s.log().contains("Error moving temp DB file"), "{}", s.log_tail(20));
+    assert!(s.log().contains("Error trying to save the DB, can't exit."), "{}", s.log_tail(20));
+    std::fs::remove_dir(&dump).unwrap();
+    c.send_strs(&["SHUTDOWN", "SAVE"]);
     let (_, closed) = c.read_until_close(Duration::from_secs(5));
     assert!(closed);
-    let st = s.wait_exit(Duration::from_secs(5)).expect("exit after SHUTDOWN SAVE FORCE");
+    let st = s.wait_exit(Duration::from_secs(5)).expect("exit after SHUTDOWN SAVE");
     assert_eq!(st.code(), Some(0));
+    assert!(s.log().contains("DB saved on disk"), "{}", s.log_tail(20));
+    assert!(std::fs::metadata(&dump).map(|m| m.is_file()).unwrap_or(false));
 }
 
 #[test]
-fn explicit_save_points_block_plain_shutdown_and_sigterm() {
+fn shutdown_save_force_exits_even_when_the_save_fails() {
+    let mut s = TesseraServer::start(2, &[]);
+    let mut c = s.client();
+    std::fs::create_dir(s.dir.join("dump.rdb")).unwrap();
+    c.send_strs(&["SHUTDOWN", "SAVE", "FORCE"]);
+    assert!(c.read_until_close(Duration::from_secs(5)).1);
+    assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0));
+    assert!(s.log().contains("Error trying to save the DB. Exit anyway."), "{}", s.log_tail(20));
+}
+
+#[test]
+fn explicit_save_points_make_shutdown_and_sigterm_save() {
     let mut s = TesseraServer::start(2, &["--save", "60 1"]);
     let mut c = s.client();
+    assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+    let dump = s.dir.join("dump.rdb");
+    std::fs::create_dir(&dump).unwrap();
     assert_eq!(c.cmd(&["SHUTDOWN"]), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n");
     s.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n", "SIGTERM with a failing save keeps running, as Redis");
     assert!(s.log().contains("SIGTERM received but errors trying to shut down"), "{}", s.log_tail(20));
+    // Once the save can succeed, SIGTERM saves and exits.
+    std::fs::remove_dir(&dump).unwrap();
+    s.signal(libc::SIGTERM);
+    assert_eq!(s.wait_exit(Duration::from_secs(10)).and_then(|st| st.code()), Some(0), "{}", s.log_tail(20));
+    assert!(std::fs::metadata(&dump).map(|m| m.is_file()).unwrap_or(false), "{}", s.log_tail(20));
+    // SHUTDOWN NOSAVE skips it.
+    let mut s = TesseraServer::start(2, &["--save", "60 1"]);
+    let mut c = s.client();
+    std::fs::create_dir(s.dir.join("dump.rdb")).unwrap();
     c.send_strs(&["SHUTDOWN", "NOSAVE"]);
     assert!(c.read_until_close(Duration::from_secs(5)).1);
     assert_eq!(s.wait_exit(Duration::from_secs(5)).and_then(|st| st.code()), Some(0));

@@ -2,6 +2,7 @@
 //!
 //! - `strings.rs`: GET, SET, INCR, APPEND, MSET, LCS, ...
 //! - `keys.rs`: DEL, EXISTS, EXPIRE, TTL, RENAME, COPY, SCAN, OBJECT, ...
+//! - `dump.rs`: DUMP, RESTORE (RDB payloads)
 //! - `lists.rs`, `hashes.rs`, `sets.rs`, `zsets.rs`: the aggregate types (blocking pops included)
 //! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
 //! - `pubsub.rs`: (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB
@@ -11,6 +12,7 @@
 
 pub mod connection;
 pub mod doc;
+pub mod dump;
 pub mod functions;
 pub mod hashes;
 pub mod keys;
@@ -34,6 +36,7 @@ pub use table::{table, Command, Ctx};
 pub fn register_all(t: &mut table::Table) {
     strings::register(t);
     keys::register(t);
+    dump::register(t);
     connection::register(t);
     server::register(t);
     lists::register(t);

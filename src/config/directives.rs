@@ -58,6 +58,10 @@ pub const IMPLEMENTED: &[&str] = &[
     "tracking-table-max-keys",
     // Keyspace notifications (runtime/notify.rs), every class but 'n'.
     "notify-keyspace-events",
+    // RDB (persistence/): the file SAVE writes and start-up loads, LZF, CRC64.
+    "dbfilename",
+    "rdbcompression",
+    "rdbchecksum",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -78,6 +78,25 @@ pub fn touch(e: &mut Entry, now_ms: u64, rng: &mut u64) {
     }
 }
 
+/// objectSetLRUOrLFU: the access clock of an object that RESTORE (IDLETIME /
+/// FREQ) or an RDB file (IDLE / FREQ opcodes) describes. Under an LFU policy
+/// the counter is set when given; otherwise the LRU clock is moved back by
+/// the idle seconds (wrapping as Redis's 24-bit clock does).
+pub fn set_hint(e: &mut Entry, idle_secs: Option<u64>, freq: Option<u8>, now_ms: u64) {
+    if lfu_policy() {
+        if let Some(f) = freq {
+            e.lfu = (minutes(now_ms) << 8) | f as u32;
+        }
+    } else if let Some(idle) = idle_secs {
+        let max = super::db::LRU_CLOCK_MAX as i64;
+        let mut abs = lru_clock(now_ms) as i64 - idle.min(i64::MAX as u64 / 2) as i64;
+        if abs < 0 {
+            abs += max;
+        }
+        e.lru = (abs as u64 & max as u64) as u32;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +114,15 @@ mod tests {
         assert_eq!(lfu_counter(word, 0), c);
         assert_eq!(lfu_counter(word, 3 * 60_000), c - 3, "one point per minute with decay time 1");
         assert_eq!(lfu_counter(word, 600 * 60_000), 0);
+    }
+
+    #[test]
+    fn hints_set_the_idle_time() {
+        let now = 10_000_000;
+        let mut e = Entry::new(crate::keyspace::Value::Int(1), now);
+        set_hint(&mut e, Some(100), None, now);
+        assert_eq!(super::super::db::idle_secs(e.lru, now), 100);
+        set_hint(&mut e, Some(20_000), None, now);
+        assert_eq!(super::super::db::idle_secs(e.lru, now), 20_000, "wraps below zero");
     }
 }

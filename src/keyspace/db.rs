@@ -55,6 +55,8 @@ pub enum WriteKind {
     Delete,
     /// Deleted because its TTL passed (lazily or by the active cycle).
     Expired,
+    /// Added by loading an RDB file (not a command's change: `dirty` stays).
+    Load,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,7 +125,7 @@ pub struct Watcher {
 impl WriteHook {
     #[inline]
     fn fire(&mut self, key: &[u8], kind: WriteKind) {
-        if kind != WriteKind::Expired {
+        if !matches!(kind, WriteKind::Expired | WriteKind::Load) {
             self.dirty += 1;
         }
         if let Some(l) = self.log.as_mut() {
@@ -447,6 +449,20 @@ impl Db {
             }
         }
         self.hook.fire(key, WriteKind::Set);
+    }
+
+    /// dbAddRDBLoad: adds a key read from an RDB file with its expiry (0 =
+    /// none); the key back (and nothing changed) if it already exists.
+    pub fn add_loaded(&mut self, key: Box<[u8]>, entry: Entry, expire_at: u64) -> Result<(), Box<[u8]>> {
+        if self.keys.contains(&key) {
+            return Err(key);
+        }
+        if expire_at != 0 {
+            self.volatile.insert_new(key.clone(), expire_at);
+        }
+        self.hook.fire(&key, WriteKind::Load);
+        self.keys.insert_new(key, entry);
+        Ok(())
     }
 
     /// Sets (or, with 0, clears) the TTL of a key that exists.

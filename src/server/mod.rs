@@ -336,6 +336,9 @@ async fn accept_loop(listener: glommio::net::TcpListener, gen: u64) {
     }
 }
 
+/// Shards whose state is installed (start-up memory is measured after them).
+static SHARDS_INSTALLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Shards that finished their start-up (for `used_memory_startup`).
 static SHARDS_READY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -405,9 +408,16 @@ fn obuf_cron() {
 /// The io_uring socket loop could not be set up: said once per process.
 static URING_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize) {
+async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize, load: Option<crate::persistence::load::ShardLoad>) {
     runtime::install_shard(Shard::new(id, databases));
     crate::exec::block::install();
+    SHARDS_INSTALLED.fetch_add(1, Ordering::Relaxed);
+    // dump.rdb: this shard's keys come in before it serves anyone.
+    if let Some(l) = load {
+        if !runtime::with_shard(|s| l.run(s)) {
+            return;
+        }
+    }
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
     let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
@@ -568,6 +578,7 @@ pub fn run(cfg: Config) -> i32 {
         );
     }
     crate::commands::server::configure_encodings(&cfg);
+    crate::persistence::configure(&cfg);
     runtime::notify::configure(cfg.notify_keyspace_events());
     runtime::track::MAX_KEYS.store(cfg.tracking_table_max_keys(), std::sync::atomic::Ordering::Relaxed);
     let _ = runtime::notify::SINK.set(pubsub::publish_system);
@@ -652,19 +663,40 @@ pub fn run(cfg: Config) -> i32 {
                         .map(|v| String::from_utf8_lossy(&v).into_owned())
                         .unwrap_or_default();
                     let has = |w: &str| flags.split_whitespace().any(|f| f == w);
-                    if crate::commands::server::final_save_allows_exit(has("save"), has("nosave"), has("force")) {
-                        initiate_shutdown();
-                        break;
-                    }
-                    log_warning!(
-                        "{} received but errors trying to shut down the server, check the logs for more information",
-                        name
+                    let (save, nosave, force) = (has("save"), has("nosave"), has("force"));
+                    // The final save runs on shard 0 (it takes every shard's lock).
+                    runtime::send(
+                        0,
+                        Box::new(move || {
+                            glommio::spawn_local(async move {
+                                if crate::commands::server::final_save_allows_exit(save, nosave, force).await {
+                                    initiate_shutdown();
+                                } else {
+                                    log_warning!(
+                                        "{} received but errors trying to shut down the server, check the logs for more information",
+                                        name
+                                    );
+                                }
+                            })
+                            .detach();
+                        }),
                     );
                 }
             });
         }
         Err(e) => log_warning!("cannot install signal handlers: {}", e),
     }
+    // dump.rdb, if there is one: the shards start with their half of the load.
+    let db_path = std::path::PathBuf::from(runtime::rt_ref().config.read().map(|c| c.dbfilename()).unwrap_or_default());
+    let (loading, mut shard_loads): (Option<crate::persistence::load::Loading>, Vec<Option<crate::persistence::load::ShardLoad>>) =
+        match crate::persistence::load::open(&db_path, nshards) {
+            Ok(Some((l, s))) => (Some(l), s.into_iter().map(Some).collect()),
+            Ok(None) => (None, (0..nshards).map(|_| None).collect()),
+            Err(e) => {
+                log_warning!("Fatal error loading the DB: {}. Exiting.", e);
+                return 1;
+            }
+        };
     // Hand each shard its own dup of every listening socket (same port, SO_REUSEPORT).
     let mut handles = Vec::with_capacity(nshards);
     for id in 0..nshards {
@@ -693,7 +725,8 @@ pub fn run(cfg: Config) -> i32 {
             // The preempt timer stays at glommio's default: a short one arms and cancels
             // an io_uring timeout on every loop iteration (measured: ~5% of CPU at P=1).
             .io_memory(1 << 20);
-        match builder.spawn(move || shard_main(id, mine, databases)) {
+        let load = shard_loads[id].take();
+        match builder.spawn(move || shard_main(id, mine, databases, load)) {
             Ok(h) => handles.push(h),
             Err(e) => {
                 eprintln!("cannot start shard {id}: {e}");
@@ -702,13 +735,27 @@ pub fn run(cfg: Config) -> i32 {
         }
     }
     drop(listeners);
-    // Redis measures initial_memory_usage once the server is initialised: here, once
-    // every shard installed its state (bounded wait: a shard that fails to start is reported below).
+    // Redis measures initial_memory_usage once the server is initialised, before it
+    // loads data: here, once every shard installed its state (bounded wait: a shard
+    // that fails to start is reported below).
+    let t0 = std::time::Instant::now();
+    while SHARDS_INSTALLED.load(Ordering::Relaxed) < nshards && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    crate::util::alloc::record_startup();
+    if let Some(l) = loading {
+        let verify = crate::persistence::checksum();
+        if !l.run(databases, verify) {
+            for h in handles {
+                let _ = h.join();
+            }
+            return 1;
+        }
+    }
     let t0 = std::time::Instant::now();
     while SHARDS_READY.load(Ordering::Relaxed) < nshards && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(1));
     }
-    crate::util::alloc::record_startup();
     log_notice!("Ready to accept connections tcp");
     // Watchdog, a counted safety net: a shard that sleeps with work waiting for it
     // (a lost wake-up) is woken within two 50 ms ticks and counted in INFO

@@ -48,6 +48,7 @@ pub fn configure_encodings(c: &crate::config::Config) {
 /// Pushes config values that the runtime caches in atomics.
 pub fn apply_runtime_config(c: &crate::config::Config) {
     configure_encodings(c);
+    crate::persistence::configure(c);
     let rt = runtime::rt_ref();
     if let Ok(mut p) = rt.requirepass.write() {
         *p = c.requirepass();

@@ -1,6 +1,6 @@
 //! Server commands, one file per concern: `command.rs` (COMMAND), `info.rs`
 //! (INFO), `config.rs` (CONFIG), `debug.rs` (DEBUG), `monitor.rs` (MONITOR);
-//! DBSIZE, FLUSHDB, FLUSHALL, TIME, LASTSAVE and SHUTDOWN live here.
+//! DBSIZE, FLUSHDB, FLUSHALL, TIME, SAVE, LASTSAVE and SHUTDOWN live here.
 
 mod command;
 mod config;
@@ -25,8 +25,9 @@ pub fn register(t: &mut Table) {
     t.asynch("flushdb", FLUSHDB);
     t.asynch("flushall", FLUSHALL);
     t.client("time", time);
+    t.asynch("save", SAVE);
     t.client("lastsave", lastsave);
-    t.client("shutdown", shutdown);
+    t.asynch("shutdown", SHUTDOWN);
     command::register(t);
     info::register(t);
     config::register(t);
@@ -103,7 +104,20 @@ fn lastsave(_c: &mut Client, _args: Args, out: &mut Reply) {
     out.int(runtime::rt_ref().lastsave.load(Ordering::Relaxed) as i64);
 }
 
-fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
+const SAVE: AsyncFn = |c, args, out| Box::pin(save(c, args, out));
+
+/// SAVE: a synchronous RDB snapshot (persistence/save.rs); Redis answers a
+/// bare "-ERR" when it fails (the log says why).
+async fn save(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
+    match crate::persistence::save::save().await {
+        Ok(()) => out.ok(),
+        Err(_) => out.error("ERR"),
+    }
+}
+
+const SHUTDOWN: AsyncFn = |c, args, out| Box::pin(shutdown(c, args, out));
+
+async fn shutdown(c: &mut Client, args: Args<'_>, out: &mut Reply) {
     let (mut abort, mut other, mut save, mut nosave, mut force) = (false, false, false, false, false);
     for i in 1..args.len() {
         if args.is(i, "nosave") {
@@ -130,7 +144,7 @@ fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
         return out.error("ERR No shutdown in progress.");
     }
     crate::log_warning!("User requested shutdown...");
-    if !final_save_allows_exit(save, nosave, force) {
+    if !final_save_allows_exit(save, nosave, force).await {
         return out.error("ERR Errors trying to SHUTDOWN. Check logs.");
     }
     crate::server::initiate_shutdown();
@@ -140,16 +154,17 @@ fn shutdown(c: &mut Client, args: Args, out: &mut Reply) {
 
 /// Redis's finishShutdown: a final RDB save is due with SAVE, or when save
 /// points are configured and NOSAVE is not given; if it fails, only FORCE
-/// exits anyway. Tessera has no persistence, so a due save always fails and
-/// says why in the log. Save points count only when a `save` directive was
-/// given (see `Config::shutdown_save_points`). Shared with SIGTERM/SIGINT.
-pub fn final_save_allows_exit(save: bool, nosave: bool, force: bool) -> bool {
+/// exits anyway. Save points count only when a `save` directive was given
+/// (see `Config::shutdown_save_points`). Shared with SIGTERM/SIGINT.
+pub async fn final_save_allows_exit(save: bool, nosave: bool, force: bool) -> bool {
     let points = runtime::rt_ref().config.read().map(|c| !c.shutdown_save_points().is_empty()).unwrap_or(false);
     if !((points && !nosave) || save) {
         return true;
     }
     crate::log_notice!("Saving the final RDB snapshot before exiting.");
-    crate::log_warning!("Failed saving the DB: persistence (RDB) is not implemented by Tessera yet");
+    if crate::persistence::save::save().await.is_ok() {
+        return true;
+    }
     if force {
         crate::log_warning!("Error trying to save the DB. Exit anyway.");
         true

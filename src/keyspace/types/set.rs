@@ -233,6 +233,35 @@ impl Set {
         }
     }
 
+    /// An empty hashtable set (createSetObject).
+    pub fn new_table() -> Set {
+        Set {
+            repr: Repr::Table(Dict::new()),
+        }
+    }
+
+    /// An intset of `width` bytes per member (2, 4 or 8) holding `members`,
+    /// which the caller has checked are strictly ascending and fit the width
+    /// (an intset loaded from RDB keeps the width it was saved with).
+    pub fn from_intset(width: u8, members: &[i64]) -> Set {
+        let ints = match width {
+            2 => Ints::W16(members.iter().map(|&v| v as i16).collect()),
+            4 => Ints::W32(members.iter().map(|&v| v as i32).collect()),
+            _ => Ints::W64(members.to_vec()),
+        };
+        Set { repr: Repr::Ints(ints) }
+    }
+
+    /// The bytes per member of an intset (2, 4 or 8); None for a hashtable.
+    pub fn intset_width(&self) -> Option<u8> {
+        match &self.repr {
+            Repr::Ints(Ints::W16(_)) => Some(2),
+            Repr::Ints(Ints::W32(_)) => Some(4),
+            Repr::Ints(Ints::W64(_)) => Some(8),
+            Repr::Table(_) => None,
+        }
+    }
+
     /// The name OBJECT ENCODING reports.
     pub fn encoding(&self) -> &'static str {
         match self.repr {
