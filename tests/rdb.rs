@@ -304,7 +304,7 @@ fn tessera_loads_a_dump_written_by_redis() {
     assert_eq!(r.cmd(&["SELECT", "3"]), b"+OK\r\n");
     assert_eq!(r.cmd(&["SET", "soon3", "gone", "PX", "300"]), b"+OK\r\n");
     assert_eq!(r.cmd(&["SELECT", "0"]), b"+OK\r\n");
-    // A function library (a FUNCTION2 record): skipped with a warning.
+    // A function library (a FUNCTION2 record): loaded with the data.
     let lib = "#!lua name=mylib\nredis.register_function('f', function() return 1 end)";
     assert_eq!(r.cmd(&["FUNCTION", "LOAD", lib]), b"$5\r\nmylib\r\n");
     // DEBUG RELOAD: Redis saves dump.rdb and loads it back, so what it shows
@@ -322,11 +322,12 @@ fn tessera_loads_a_dump_written_by_redis() {
     let log = tessera.log();
     assert!(log.contains("DB loaded from disk"), "{}", tessera.log_tail(30));
     assert!(log.contains("keys expired: 2"), "{}", tessera.log_tail(30));
-    assert!(
-        log.contains("Skipping a function library in the RDB file (#!lua name=mylib)"),
-        "{}",
-        tessera.log_tail(30)
-    );
+    // The library came with the data, and runs on every shard.
+    assert_eq!(t.cmd(&["FCALL", "f", "0"]), b":1\r\n");
+    assert_eq!(t.cmd(&["FUNCTION", "LIST", "WITHCODE"]), r.cmd(&["FUNCTION", "LIST", "WITHCODE"]));
+    for _ in 0..4 {
+        assert_eq!(tessera.client().cmd(&["FCALL", "f", "0"]), b":1\r\n");
+    }
     let info = t.cmd_value(&["INFO", "persistence"]).as_str().unwrap();
     assert_eq!(info_field(&info, "rdb_changes_since_last_save").as_deref(), Some("0"), "{info}");
     assert_eq!(info_field(&info, "rdb_last_load_keys_expired").as_deref(), Some("2"), "{info}");
@@ -541,4 +542,47 @@ fn compression_and_file_name_follow_config_set() {
     assert!(!named.dir.join("dump.rdb").exists());
     let read = read_dump(&named.dir.join("other.rdb"));
     assert_eq!(read.get(&b"t"[..]).map(|v| v.as_slice()), Some(text.as_bytes()));
+}
+
+/// FUNCTION libraries travel in dump.rdb both ways (FUNCTION2 records, as
+/// Redis's rdbSaveFunctions writes them): Tessera saves them, redis-server
+/// and a restarted Tessera load them and their functions run.
+#[test]
+fn function_libraries_are_saved_and_loaded_like_redis() {
+    let tessera = TesseraServer::start(2, &[]);
+    let mut t = tessera.client();
+    let lib = "#!lua name=keep\nredis.register_function{function_name='inc', callback=function(keys) return redis.call('INCR', keys[1]) end}\nredis.register_function{function_name='ro', callback=function() return 'ro' end, flags={'no-writes'}}";
+    assert_eq!(t.cmd(&["FUNCTION", "LOAD", lib]), b"$4\r\nkeep\r\n");
+    assert_eq!(t.cmd(&["FCALL", "inc", "1", "n"]), b":1\r\n");
+    assert_eq!(t.cmd(&["SAVE"]), b"+OK\r\n");
+    let file = tessera.dir.join("dump.rdb");
+    let check = run_to_exit("redis-check-rdb", &[file.display().to_string()], &tessera.dir, Duration::from_secs(30));
+    assert_eq!(
+        check.status.and_then(|s| s.code()),
+        Some(0),
+        "redis-check-rdb:\n{}\n{}",
+        check.stdout,
+        check.stderr
+    );
+    let rdir = temp_dir("rdb-functions");
+    copy_file(&file, &rdir.join("dump.rdb"));
+    let rdir_s = rdir.display().to_string();
+    let redis = RedisServer::start(&["--dir", &rdir_s]);
+    let mut r = redis.client();
+    assert_eq!(r.cmd(&["FCALL", "inc", "1", "n"]), b":2\r\n");
+    assert_eq!(r.cmd(&["FCALL_RO", "ro", "0"]), b"$2\r\nro\r\n");
+    // The library's code, byte for byte (the order of its functions in
+    // FUNCTION LIST is Redis's dict order, not comparable).
+    let code = format!("${}\r\n{lib}\r\n", lib.len()).into_bytes();
+    let listed = r.cmd(&["FUNCTION", "LIST", "WITHCODE"]);
+    assert!(listed.windows(code.len()).any(|w| w == code.as_slice()), "{}", String::from_utf8_lossy(&listed));
+    let tdir = temp_dir("rdb-functions-t");
+    copy_file(&file, &tdir.join("dump.rdb"));
+    let tdir_s = tdir.display().to_string();
+    let again = TesseraServer::start(2, &["--dir", &tdir_s]);
+    for _ in 0..4 {
+        let mut c = again.client();
+        assert_eq!(c.cmd(&["FCALL_RO", "ro", "0"]), b"$2\r\nro\r\n");
+    }
+    assert_eq!(again.client().cmd(&["FCALL", "inc", "1", "n"]), b":2\r\n");
 }

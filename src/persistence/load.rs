@@ -213,11 +213,10 @@ fn parse(file: &[u8], databases: usize, verify_crc: bool, nshards: usize, txs: &
             }
             Record::ResizeDb(..) => {}
             Record::Function(code) => {
-                let first = code.split(|&b| b == b'\n').next().unwrap_or_default();
-                crate::log_warning!(
-                    "Skipping a function library in the RDB file ({}): FUNCTION is not supported by Tessera yet",
-                    String::from_utf8_lossy(first)
-                );
+                // rdbFunctionLoad: a library that does not load stops the load.
+                if let Err(e) = crate::scripting::functions::load(&code, false) {
+                    return Err(format!("Failed loading library, {}", e.strip_prefix("ERR ").unwrap_or(&e)));
+                }
             }
             Record::Key(k) => {
                 let s = shard_of_key(&k.key, nshards);

@@ -78,7 +78,13 @@ pub async fn save() -> Result<(), String> {
             crate::log_warning!("Write error saving DB on disk: a shard did not answer");
             "a shard did not answer".to_string()
         })?;
-    write_file(&path, &parts, super::checksum())?;
+    // The function libraries (rdbSaveFunctions), as they are at this point.
+    let mut libs = Encoder::new(compress);
+    for lib in crate::scripting::functions::libraries(None) {
+        libs.put_u8(opcode::FUNCTION2);
+        libs.put_string(&lib.code);
+    }
+    write_file(&path, &libs.buf, &parts, super::checksum())?;
     // Only what was in the file stops counting as a change.
     let dirty: Arc<Vec<Vec<u64>>> = Arc::new(parts.iter().map(|p| p.iter().map(|d| d.dirty).collect()).collect());
     let _ = runtime::broadcast(move |s| {
@@ -126,7 +132,7 @@ fn serialize(ctx: &mut Ctx, compress: bool, hints: Hints) -> Vec<DbPart> {
 
 /// Writes the file as rdbSave does: a temp file, flushed and fsynced,
 /// renamed over `path`, the directory fsynced.
-fn write_file(path: &str, parts: &[Vec<DbPart>], checksum: bool) -> Result<(), String> {
+fn write_file(path: &str, functions: &[u8], parts: &[Vec<DbPart>], checksum: bool) -> Result<(), String> {
     let cwd = || std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
     let tmp = format!("temp-{}.rdb", std::process::id());
     let file = std::fs::File::create(&tmp).map_err(|e| {
@@ -149,6 +155,7 @@ fn write_file(path: &str, parts: &[Vec<DbPart>], checksum: bool) -> Result<(), S
     let now_s = runtime::now_ms() / 1000;
     let body = (|| -> std::io::Result<()> {
         put(&mut w, &file_header(now_s, crate::util::alloc::used_memory() as u64))?;
+        put(&mut w, functions)?;
         let ndbs = parts.iter().map(|p| p.len()).max().unwrap_or(0);
         for db in 0..ndbs {
             let keys: u64 = parts.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
