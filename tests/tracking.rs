@@ -1736,3 +1736,54 @@ fn concurrent_tracking_readers_never_keep_a_stale_cached_value_at_4_shards() {
     assert!(writes > 200 && total_reads > 200, "too little work: {writes} writes, {total_reads} reads");
     assert!(total_inval > 100, "too few invalidations: {total_inval}");
 }
+
+/// Pipelined own writes: a RESP3 client's invalidation of its own write
+/// comes right after that write's reply, before the replies of the commands
+/// pipelined behind it (Redis's pending invalidations of the current
+/// client), for keys on either shard, byte for byte.
+#[test]
+fn pipelined_own_writes_are_invalidated_right_after_their_replies_like_redis() {
+    check_key_layout();
+    let redis = RedisServer::start(&[]);
+    let tessera = TesseraServer::start(SHARDS, &[]);
+    let run = |port: u16| -> Vec<Vec<u8>> {
+        let mut c = Client::connect(port);
+        c.set_timeout(Duration::from_secs(10));
+        c.cmd(&["HELLO", "3"]);
+        assert_eq!(c.cmd(&["CLIENT", "TRACKING", "on"]), b"+OK\r\n");
+        let mut got = Vec::new();
+        for k in ["a", "b", "c", "d"] {
+            let mut req = Vec::new();
+            for cmd in [
+                vec!["SET", k, "1"],
+                vec!["GET", k],
+                vec!["SET", k, "2"],
+                vec!["INCR", k],
+                vec!["GET", k],
+                vec!["DEL", k],
+                vec!["PING"],
+            ] {
+                req.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
+                for a in cmd {
+                    req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+                }
+            }
+            c.send_raw(&req);
+            let mut stream = Vec::new();
+            loop {
+                let f = c.read_reply_raw();
+                let end = f == b"+PONG\r\n";
+                stream.push(f);
+                if end {
+                    break;
+                }
+            }
+            got.push(stream.concat());
+        }
+        got
+    };
+    let (want, got) = (run(redis.port), run(tessera.port));
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(escape(g), escape(w), "pipeline {i}");
+    }
+}

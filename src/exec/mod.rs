@@ -153,6 +153,10 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
     s.after_write();
+    if runtime::track::active() {
+        // The caller's own invalidations, right after its reply (top level only).
+        runtime::track::take_own(&mut out.buf);
+    }
     // After the invalidations of what the command changed (a read's lazy
     // expiries): the keys it read stay tracked, as in Redis, where the expiry
     // comes during the lookup and trackingRememberKeys after the command.

@@ -79,6 +79,37 @@ pub struct ClientRef {
 pub struct Caller {
     pub client: ClientRef,
     pub remember: bool,
+    /// The command runs at top level for a RESP3 default-mode client that
+    /// gets its own invalidations (no redirect, no NOLOOP): those go right
+    /// after the command's reply, in its reply bytes, as Redis sends a
+    /// current client's pending invalidations after its reply.
+    pub push_own: bool,
+}
+
+impl Caller {
+    /// The same caller inside a command that assembles a reply of its own
+    /// (EXEC, a script, a split command): its own invalidations wait for the
+    /// whole reply (the ordinary delivery, after the read's replies).
+    pub fn nested(c: Option<Caller>) -> Option<Caller> {
+        c.map(|c| Caller { push_own: false, ..c })
+    }
+}
+
+thread_local! {
+    /// Invalidation pushes for the current (top-level) command's own client.
+    static OWN: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Appends the current command's own invalidation pushes after its reply.
+#[inline]
+pub fn take_own(out: &mut Vec<u8>) {
+    OWN.with(|o| {
+        let mut o = o.borrow_mut();
+        if !o.is_empty() {
+            out.extend_from_slice(&o);
+            o.clear();
+        }
+    })
 }
 
 thread_local! {
@@ -157,6 +188,7 @@ impl Table {
     /// Returns whether broadcast keys are waiting for [`Table::flush_bcast`].
     pub fn changed(&mut self, keys: Vec<(Box<[u8]>, bool)>) -> bool {
         let writer = caller().map_or(0, |c| c.client.id);
+        let own = caller().filter(|c| c.push_own);
         let mut out: Vec<(u16, Msg)> = Vec::new();
         for (key, expired) in keys {
             if !self.prefixes.is_empty() {
@@ -175,6 +207,18 @@ impl Table {
                 keys_removed(1);
                 self.items -= readers.len();
                 for r in readers {
+                    if let Some(c) = own.filter(|c| c.client == r) {
+                        let _ = c;
+                        OWN.with(|o| {
+                            let mut o = o.borrow_mut();
+                            o.extend_from_slice(b">2\r\n$10\r\ninvalidate\r\n*1\r\n$");
+                            o.extend_from_slice(key.len().to_string().as_bytes());
+                            o.extend_from_slice(b"\r\n");
+                            o.extend_from_slice(&key);
+                            o.extend_from_slice(b"\r\n");
+                        });
+                        continue;
+                    }
                     out.push((
                         r.shard,
                         Msg::Key {

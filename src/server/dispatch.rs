@@ -266,7 +266,7 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
             route.compute(cmd, &args, runtime::nshards());
             let mark = out.buf.len();
             let t0 = runtime::clock::ticks();
-            AsCaller::new(caller, exec::block::run(cmd, args, &route, c.db, c.resp3, &c.shared, out)).await;
+            AsCaller::new(Caller::nested(caller), exec::block::run(cmd, args, &route, c.db, c.resp3, &c.shared, out)).await;
             pipe.route = route;
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
@@ -286,7 +286,7 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
             pipe.flush(out).await;
             let mark = out.buf.len();
             let t0 = runtime::clock::ticks();
-            AsCaller::new(caller, f(c, args, out)).await;
+            AsCaller::new(Caller::nested(caller), f(c, args, out)).await;
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
                 count_failed(sh, cmd, &out.buf[mark..]);
@@ -501,7 +501,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
     if let Some(mode) = cmd.wide.and_then(|w| w(&args)).filter(|_| runtime::nshards() > 1) {
         pipe.flush(out).await;
         let mark = out.buf.len();
-        AsCaller::new(caller, exec::run_wide(cmd, args, route, db, mode, out)).await;
+        AsCaller::new(Caller::nested(caller), exec::run_wide(cmd, args, route, db, mode, out)).await;
         with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
         if !keep {
             out.buf.truncate(mark);
@@ -541,7 +541,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
         None => {
             pipe.flush(out).await;
             let mark = out.buf.len();
-            AsCaller::new(caller, exec::run_cross(cmd, args, route, db, out)).await;
+            AsCaller::new(Caller::nested(caller), exec::run_cross(cmd, args, route, db, out)).await;
             with_shard(|sh| count_failed(sh, cmd, &out.buf[mark..]));
             if !keep {
                 out.buf.truncate(mark);

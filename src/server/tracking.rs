@@ -46,6 +46,8 @@ pub fn caller(c: &Client) -> Option<Caller> {
             shard: runtime::shard_id() as u16,
         },
         remember,
+        // (Not while replies are off: the push would go with the dropped reply.)
+        push_own: t.on && !t.bcast && !t.noloop && t.redirect == 0 && c.resp3 && c.reply_mode == super::client::ReplyMode::On,
     })
 }
 
