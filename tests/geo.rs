@@ -1,0 +1,363 @@
+//! The geo family against a real redis-server 7.0.15, byte for byte, in
+//! RESP2 and RESP3, Tessera at 2 shards with sources and destinations on
+//! both shards ("a"/"b", "c"/"d" and "k0"/"k2" are on different shards).
+
+mod common;
+
+use common::diff::*;
+
+/// A deterministic pseudo-random stream (no dependency on a crate).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 11) as f64) / ((1u64 << 53) as f64)
+    }
+}
+
+const CITIES: &[(&str, f64, f64)] = &[
+    ("palermo", 13.361389, 38.115556),
+    ("paris", 2.352222, 48.856613),
+    ("nyc", -74.006, 40.7128),
+    ("tokyo", 139.6917, 35.6895),
+    ("sydney", 151.2093, -33.8688),
+];
+
+/// 200 points around the cities (up to ~100 km off), as GEOADD arguments.
+fn dataset(d: &mut Diff, key: &str) {
+    let mut r = Lcg(42);
+    let mut args: Vec<String> = vec!["GEOADD".into(), key.into()];
+    for i in 0..200 {
+        let (name, lon, lat) = CITIES[i % CITIES.len()];
+        let dlon = (r.next() - 0.5) * 2.0;
+        let dlat = (r.next() - 0.5) * 2.0;
+        args.push(format!("{:.6}", lon + dlon));
+        args.push(format!("{:.6}", lat + dlat));
+        args.push(format!("{name}-{i}"));
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    d.c(&a);
+}
+
+fn script_basic(d: &mut Diff) {
+    d.ss(&[
+        "GEOADD a 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+        "GEOADD a NX 13.361389 38.115556 Palermo 12 37 Agrigento",
+        "GEOADD a XX 13.5 38.2 Palermo 11 36 New",
+        "GEOADD a XX CH 13.6 38.3 Palermo 11 36 New",
+        "GEOADD a CH NX 13.6 38.3 Palermo 11.5 36.5 New2",
+        "GEOADD a CH 13.6 38.3 Palermo",
+        "GEOADD a NX XX 1 1 x",
+        "GEOADD a 1 1",
+        "GEOADD a 1 1 x 2",
+        "GEOADD a CH 1 1",
+        "GEOADD a 181 10 bad",
+        "GEOADD a -180.000001 10 bad",
+        "GEOADD a 10 85.06 bad",
+        "GEOADD a 10 -85.05112879 bad",
+        "GEOADD a 1 1 ok 200 200 bad",
+        "GEOADD a abc 10 bad",
+        "GEOADD a 10 nan bad",
+        "GEOADD a inf 10 bad",
+        "GEOADD a 180 85.05112878 ne -180 -85.05112878 sw 0 0 zero -0 0 negzero",
+        "GEOADD a 179.9999 0.5 am1 -179.9999 0.5 am2 179.5 -10 am3 -179.5 -10 am4",
+        "GEOADD a 0 84.9 np1 90 84.8 np2 180 84.7 np3 -90 -84.9 sp1",
+        "ZRANGE a 0 -1 WITHSCORES",
+        "OBJECT ENCODING a",
+        "ZSCORE a Palermo",
+        "ZSCORE a ne",
+        "ZSCORE a sw",
+        "GEOPOS a Palermo Catania nosuch ne sw zero negzero am1 am2 np3 sp1",
+        "GEOPOS a",
+        "GEOPOS nokey a b",
+        "GEOHASH a Palermo Catania nosuch ne sw zero am1 np1",
+        "GEOHASH a",
+        "GEOHASH nokey x",
+        "GEODIST a Palermo Catania",
+        "GEODIST a Palermo Catania m",
+        "GEODIST a Palermo Catania KM",
+        "GEODIST a Palermo Catania ft",
+        "GEODIST a Palermo Catania mi",
+        "GEODIST a Palermo Catania yd",
+        "GEODIST a Palermo Catania km extra",
+        "GEODIST a Palermo nosuch",
+        "GEODIST a Palermo Palermo",
+        "GEODIST a ne sw km",
+        "GEODIST a am1 am2",
+        "GEODIST a np1 np3 mi",
+        "GEODIST nokey a b",
+        "GEODIST nokey a b yd",
+        // a plain zset member with a non-geo score
+        "ZADD a 12345678901234567890 huge -5 neg 0.5 half",
+        "GEOPOS a huge neg half",
+        "GEOHASH a neg half",
+        "GEODIST a neg half",
+        "GEOSEARCH a FROMLONLAT -180 -85 BYRADIUS 100 km WITHHASH WITHDIST WITHCOORD",
+        "GEOSEARCH a FROMLONLAT 180 85 BYRADIUS 100 km WITHHASH WITHDIST WITHCOORD",
+        "GEOSEARCH a FROMMEMBER half BYBOX 10 10 km WITHHASH",
+        // wrong types
+        "SET str v",
+        "GEOADD str 1 1 x",
+        "GEOADD str 1000 1 x",
+        "GEOPOS str x",
+        "GEOHASH str x",
+        "GEODIST str a b",
+        "GEODIST str a b yd",
+        "GEOSEARCH str FROMLONLAT 0 0 BYRADIUS 1 km",
+        "GEOSEARCH str FROMMEMBER x BYRADIUS 1 km",
+        "GEORADIUS str 0 0 1 km",
+        "GEORADIUS_RO str 0 0 1 km",
+        "GEORADIUSBYMEMBER str x 1 km",
+        "GEORADIUSBYMEMBER_RO str x 1 km",
+        "GEOSEARCHSTORE b str FROMLONLAT 0 0 BYRADIUS 1 km",
+        "GEORADIUS str 0 0 1 km STORE b",
+        "GEOSEARCHSTORE str a FROMLONLAT 13 38 BYRADIUS 500 km",
+        "TYPE str",
+        "GEOADD c 1 1 x",
+        "RPUSH lst x",
+        "GEOADD lst 1 1 x",
+    ]);
+}
+
+fn script_errors(d: &mut Diff) {
+    d.ss(&[
+        "GEOADD a 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+        "GEOSEARCH a",
+        "GEOSEARCH a FROMLONLAT 15 37",
+        "GEOSEARCH a BYRADIUS 200 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 200 km FROMMEMBER Palermo",
+        "GEOSEARCH a FROMMEMBER Palermo FROMLONLAT 15 37 BYRADIUS 200 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 200 km BYBOX 1 1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1 1 km BYRADIUS 200 km",
+        "geosearch a FROMLONLAT 15 37",
+        "GeoSearch a BYBOX 1 1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS x km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS -1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 1 yd",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX x 1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1 x km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX -1 1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1 -1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1 1 yd",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1 1",
+        "GEOSEARCH a FROMLONLAT 200 37 BYRADIUS 1 km",
+        "GEOSEARCH a FROMLONLAT x 37 BYRADIUS 1 km",
+        "GEOSEARCH a FROMLONLAT 15 BYRADIUS 1 km",
+        "GEOSEARCH a FROMMEMBER nosuch BYRADIUS 1 km",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km COUNT 0",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km COUNT -1",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km COUNT x",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km COUNT",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km ANY",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km STORE b",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km STOREDIST",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 1 km foo",
+        "GEOSEARCH nokey FROMMEMBER Palermo BYRADIUS 1 km",
+        "GEOSEARCH nokey FROMMEMBER Palermo",
+        "GEOSEARCH nokey FROMLONLAT 1 1 BYRADIUS 1 km WITHDIST",
+        "GEOSEARCHSTORE b a FROMMEMBER Palermo BYRADIUS 200 km WITHDIST",
+        "GEOSEARCHSTORE b a FROMMEMBER Palermo BYRADIUS 200 km WITHCOORD",
+        "GEOSEARCHSTORE b a FROMMEMBER Palermo BYRADIUS 200 km STORE c",
+        "GEOSEARCHSTORE b a FROMMEMBER Palermo",
+        "GEOSEARCHSTORE b nokey FROMMEMBER Palermo BYBOX 1 1 km",
+        "GEORADIUS a 15 37 200 km STORE b WITHDIST",
+        "GEORADIUS a 15 37 200 km WITHHASH STOREDIST b",
+        "GEORADIUS a 15 37 200 km STORE",
+        "GEORADIUS a 15 37 200 km FROMMEMBER Palermo",
+        "GEORADIUS a 15 37 200 km BYBOX 1 1 km",
+        "GEORADIUS a 15 37 x km",
+        "GEORADIUS a 15 37 -5 km",
+        "GEORADIUS a 15 37 5 parsec",
+        "GEORADIUS a 15 100 5 km",
+        "GEORADIUS a 15 37 200 km ANY",
+        "GEORADIUS a 15 37 200 km COUNT 0",
+        "GEORADIUS_RO a 15 37 200 km STORE b",
+        "GEORADIUS_RO a 15 37 200 km STOREDIST b",
+        "GEORADIUSBYMEMBER a nosuch 200 km",
+        "GEORADIUSBYMEMBER a Palermo x km",
+        "GEORADIUSBYMEMBER a Palermo 200 km WITHDIST STORE b",
+        "GEORADIUSBYMEMBER_RO a Palermo 200 km STORE b",
+        "GEORADIUSBYMEMBER nokey nosuch 200 km",
+        "GEORADIUSBYMEMBER nokey nosuch x km",
+        "GEORADIUSBYMEMBER nokey nosuch 200 km STORE b WITHDIST",
+        "GEORADIUSBYMEMBER nokey nosuch 200 km foo",
+        "GEORADIUS nokey 15 37 200 km",
+        "GEORADIUS nokey 15 37 200 km STORE b",
+        "GEORADIUS a 15 37",
+        "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 0 km",
+        "GEOSEARCH a FROMMEMBER Palermo BYBOX 0 0 m WITHCOORD WITHDIST WITHHASH",
+    ]);
+}
+
+/// Every option combination of the searches on the 200-point dataset.
+fn script_search(d: &mut Diff) {
+    dataset(d, "a");
+    d.ss(&[
+        "ZCARD a",
+        "OBJECT ENCODING a",
+        "ZRANGE a 0 9 WITHSCORES",
+        "GEOPOS a palermo-0 paris-1 nyc-2 tokyo-3 sydney-4",
+        "GEOHASH a palermo-0 paris-1 nyc-2 tokyo-3 sydney-4",
+        "GEODIST a palermo-0 paris-1 km",
+        "GEODIST a nyc-2 tokyo-3 mi",
+        "GEODIST a sydney-4 sydney-9 ft",
+    ]);
+    let centres: &[&[&str]] = &[
+        &["FROMLONLAT", "13.361389", "38.115556"],
+        &["FROMMEMBER", "paris-1"],
+        &["FROMLONLAT", "-74", "40.7"],
+        &["FROMMEMBER", "sydney-4"],
+        &["FROMLONLAT", "139.7", "35.7"],
+    ];
+    let shapes: &[&[&str]] = &[
+        &["BYRADIUS", "50", "km"],
+        &["BYRADIUS", "120000", "m"],
+        &["BYRADIUS", "40", "mi"],
+        &["BYRADIUS", "300000", "ft"],
+        &["BYBOX", "100", "60", "km"],
+        &["BYBOX", "200", "200", "km"],
+        &["BYBOX", "50", "120", "mi"],
+        &["BYRADIUS", "2000", "km"],
+    ];
+    let opts: &[&[&str]] = &[
+        &[],
+        &["ASC"],
+        &["DESC"],
+        &["WITHDIST"],
+        &["WITHCOORD", "ASC"],
+        &["WITHHASH", "DESC"],
+        &["WITHDIST", "WITHCOORD", "WITHHASH", "ASC"],
+        &["COUNT", "3"],
+        &["COUNT", "5", "DESC", "WITHDIST"],
+        &["COUNT", "4", "ANY"],
+        &["COUNT", "4", "ANY", "ASC", "WITHDIST"],
+        &["COUNT", "1000", "WITHCOORD"],
+        &["WITHHASH", "COUNT", "2", "ANY", "DESC"],
+    ];
+    for c in centres {
+        for s in shapes {
+            for o in opts {
+                let mut cmd = vec!["GEOSEARCH", "a"];
+                cmd.extend_from_slice(c);
+                cmd.extend_from_slice(s);
+                cmd.extend_from_slice(o);
+                d.c(&cmd);
+            }
+        }
+    }
+    // GEORADIUS / GEORADIUSBYMEMBER and the _RO forms
+    for o in opts {
+        for base in [
+            &["GEORADIUS", "a", "13.4", "38.1", "100", "km"][..],
+            &["GEORADIUS_RO", "a", "2.35", "48.85", "60", "mi"][..],
+            &["GEORADIUSBYMEMBER", "a", "nyc-7", "80", "km"][..],
+            &["GEORADIUSBYMEMBER_RO", "a", "tokyo-8", "150000", "m"][..],
+        ] {
+            let mut cmd = base.to_vec();
+            cmd.extend_from_slice(o);
+            d.c(&cmd);
+        }
+    }
+    // STORE / STOREDIST, destination on the other shard ("b") and on either
+    // shard ("c", "d"), followed by the stored zsets
+    d.ss(&[
+        "GEOSEARCHSTORE b a FROMLONLAT 13.36 38.11 BYRADIUS 100 km",
+        "ZRANGE b 0 -1 WITHSCORES",
+        "OBJECT ENCODING b",
+        "GEOSEARCHSTORE c a FROMMEMBER paris-1 BYBOX 150 150 km STOREDIST",
+        "ZRANGE c 0 -1 WITHSCORES",
+        "GEOSEARCHSTORE d a FROMMEMBER paris-1 BYBOX 150 150 km STOREDIST COUNT 3 DESC",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "GEOSEARCHSTORE d a FROMMEMBER paris-1 BYBOX 150 150 km COUNT 2 ANY",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "GEOSEARCHSTORE a a FROMMEMBER nyc-2 BYRADIUS 10000 km STOREDIST COUNT 200",
+        "ZCARD a",
+        "ZRANGE a 0 4 WITHSCORES",
+    ]);
+    dataset(d, "a");
+    d.ss(&[
+        "GEORADIUS a -74 40.7 80 km STORE b",
+        "ZRANGE b 0 -1 WITHSCORES",
+        "GEORADIUS a -74 40.7 80 km STOREDIST k2 COUNT 4",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        "GEORADIUS a -74 40.7 80 mi STORE k2 STOREDIST k0",
+        "EXISTS k2",
+        "ZRANGE k0 0 -1 WITHSCORES",
+        "GEORADIUSBYMEMBER a sydney-4 90 km STOREDIST c ASC",
+        "ZRANGE c 0 -1 WITHSCORES",
+        "GEORADIUSBYMEMBER a sydney-4 90 km STORE d DESC COUNT 2",
+        "ZRANGE d 0 -1 WITHSCORES",
+        "OBJECT ENCODING d",
+        // nothing found, or no source: the destination is deleted
+        "GEOSEARCHSTORE b a FROMLONLAT 0 0 BYRADIUS 1 km",
+        "EXISTS b",
+        "GEORADIUS nokey 0 0 1 km STORE c",
+        "EXISTS c",
+        "GEOSEARCHSTORE d nokey FROMLONLAT 0 0 BYRADIUS 1 km",
+        "EXISTS d",
+        "GEOSEARCHSTORE d nokey FROMLONLAT 0 0 BYRADIUS 1 km",
+    ]);
+}
+
+/// Poles, the antimeridian, the huge radii where neighbour boxes repeat.
+fn script_edges(d: &mut Diff) {
+    let mut r = Lcg(7);
+    let mut args: Vec<String> = vec!["GEOADD".into(), "k0".into()];
+    for i in 0..120 {
+        let (lon, lat) = match i % 4 {
+            0 => (180.0 - r.next() * 2.0, (r.next() - 0.5) * 20.0),
+            1 => (-180.0 + r.next() * 2.0, (r.next() - 0.5) * 20.0),
+            2 => ((r.next() - 0.5) * 360.0, 85.05 - r.next() * 6.0),
+            _ => ((r.next() - 0.5) * 360.0, -85.05 + r.next() * 6.0),
+        };
+        args.push(format!("{lon:.5}"));
+        args.push(format!("{lat:.5}"));
+        args.push(format!("e{i}"));
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    d.c(&a);
+    d.ss(&[
+        "OBJECT ENCODING k0",
+        "GEOSEARCH k0 FROMLONLAT 180 0 BYRADIUS 300 km ASC WITHDIST",
+        "GEOSEARCH k0 FROMLONLAT -180 0 BYRADIUS 300 km DESC WITHCOORD",
+        "GEOSEARCH k0 FROMLONLAT 179.9 5 BYBOX 600 1000 km ASC WITHHASH",
+        "GEOSEARCH k0 FROMLONLAT -179.9 -5 BYBOX 600 1000 km",
+        "GEOSEARCH k0 FROMLONLAT 0 85 BYRADIUS 500 km ASC WITHDIST",
+        "GEOSEARCH k0 FROMLONLAT 100 85.05112878 BYRADIUS 1000 km WITHCOORD",
+        "GEOSEARCH k0 FROMLONLAT 0 -85 BYBOX 2000 800 km ASC WITHDIST",
+        "GEOSEARCH k0 FROMLONLAT 0 -85.05112878 BYRADIUS 3000 km",
+        "GEOSEARCH k0 FROMLONLAT 0 0 BYRADIUS 5000 km",
+        "GEOSEARCH k0 FROMLONLAT 0 0 BYRADIUS 10000 km ASC",
+        "GEOSEARCH k0 FROMLONLAT 0 0 BYRADIUS 20000 km COUNT 10 ANY",
+        "GEOSEARCH k0 FROMLONLAT 0 0 BYRADIUS 20000 km DESC COUNT 7 WITHDIST",
+        "GEOSEARCH k0 FROMLONLAT 0 0 BYBOX 40000 20000 km WITHDIST",
+        "GEOSEARCH k0 FROMMEMBER e0 BYRADIUS 0 m WITHDIST",
+        "GEOSEARCH k0 FROMMEMBER e0 BYRADIUS 1 m WITHDIST WITHCOORD",
+        "GEOSEARCH k0 FROMMEMBER e2 BYBOX 1000 1000 km ASC WITHDIST",
+        "GEOSEARCH k0 FROMMEMBER e3 BYRADIUS 700 mi DESC WITHDIST",
+        "GEORADIUS k0 180 0 1000 km ASC COUNT 5 WITHDIST",
+        "GEORADIUSBYMEMBER k0 e1 500 km WITHCOORD ASC",
+        "GEOSEARCHSTORE k2 k0 FROMLONLAT 180 0 BYRADIUS 400 km STOREDIST",
+        "ZRANGE k2 0 -1 WITHSCORES",
+    ]);
+}
+
+#[test]
+fn geo_basic() {
+    run_scripted("geo_basic", script_basic);
+}
+
+#[test]
+fn geo_errors() {
+    run_scripted("geo_errors", script_errors);
+}
+
+#[test]
+fn geo_search() {
+    run_scripted("geo_search", script_search);
+}
+
+#[test]
+fn geo_edges() {
+    run_scripted("geo_edges", script_edges);
+}
