@@ -296,6 +296,25 @@ fn script_search(d: &mut Diff) {
         "GEOSEARCHSTORE d nokey FROMLONLAT 0 0 BYRADIUS 1 km",
         "EXISTS d",
         "GEOSEARCHSTORE d nokey FROMLONLAT 0 0 BYRADIUS 1 km",
+        // STORE and STOREDIST: the last one wins
+        "GEORADIUS a -74 40.7 80 km STOREDIST k0 STORE k2 COUNT 3",
+        "EXISTS k0",
+        "ZRANGE k2 0 -1 WITHSCORES",
+        // equal distances: members at the same place
+        "GEOADD dup 10 10 m1 10 10 m2 10 10 m3 10.1 10 far 10 10 m0 9.9 10 far2",
+        "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km ASC WITHDIST",
+        "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km DESC",
+        "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km ASC COUNT 2",
+        "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km DESC COUNT 3",
+        // inside MULTI and a script
+        "MULTI",
+        "GEOADD k3 1 1 x 1.01 1.01 y",
+        "GEOSEARCHSTORE k1 k3 FROMLONLAT 1 1 BYRADIUS 10 km",
+        "GEOSEARCH k3 FROMLONLAT 1 1 BYRADIUS 10 km WITHDIST",
+        "ZRANGE k1 0 -1 WITHSCORES",
+        "EXEC",
+        "EVAL 'return redis.call(\"GEOSEARCHSTORE\", KEYS[1], KEYS[2], \"FROMMEMBER\", \"x\", \"BYRADIUS\", 5, \"km\", \"STOREDIST\")' 2 k0 k3",
+        "ZRANGE k0 0 -1 WITHSCORES",
     ]);
 }
 
@@ -360,4 +379,22 @@ fn geo_search() {
 #[test]
 fn geo_edges() {
     run_scripted("geo_edges", script_edges);
+}
+
+/// STORE given twice: the key specs name the first destination, the command
+/// stores into the last. Tessera refuses rather than write a key on a shard
+/// it did not lock (Redis, single-threaded, stores into the last one).
+#[test]
+fn geo_store_twice_never_writes_unrouted_key() {
+    let srv = common::TesseraServer::start(SHARDS, &[]);
+    let mut c = srv.client();
+    c.cmd(&["GEOADD", "a", "13.361389", "38.115556", "Palermo", "15.087269", "37.502669", "Catania"]);
+    let r = c.cmd_value(&["GEORADIUS", "a", "15", "37", "200", "km", "STORE", "b", "STORE", "c"]);
+    assert!(r.is_error(), "{r:?}");
+    assert_eq!(c.cmd_value(&["EXISTS", "b", "c"]).as_int(), Some(0));
+    // given once, each works, across shards
+    assert_eq!(c.cmd_value(&["GEORADIUS", "a", "15", "37", "200", "km", "STORE", "b"]).as_int(), Some(2));
+    assert_eq!(c.cmd_value(&["GEORADIUS", "a", "15", "37", "200", "km", "STOREDIST", "c"]).as_int(), Some(2));
+    assert_eq!(c.cmd_value(&["ZCARD", "b"]).as_int(), Some(2));
+    assert_eq!(c.cmd_value(&["ZCARD", "c"]).as_int(), Some(2));
 }

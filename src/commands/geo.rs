@@ -552,6 +552,12 @@ async fn search_plan(tx: &mut Tx<'_>, args: Args<'_>, src_pos: usize, flags: u8,
         out.raw(&buf);
         return Ok(());
     };
+    if !tx.routes_arg(req.key_pos, args.get(req.key_pos)) {
+        // Only with STORE/STOREDIST given more than once: the key specs name
+        // the first destination, the command stores into the last one.
+        out.error("ERR the destination key is not the one named by the command's key specs: give STORE/STOREDIST once");
+        return Ok(());
+    }
     let n = req.elems.len();
     let (z, _) = zsets::build_zset(req.elems, Limits::from_config());
     let dst = args.get(req.key_pos).to_vec();

@@ -132,7 +132,7 @@ pub fn decode_wgs84(h: Hash) -> Option<Area> {
     decode(WGS_LON, WGS_LAT, h)
 }
 
-const TWO63: f64 = 9.223372036854775808e18;
+const TWO63: f64 = (1u64 << 63) as f64;
 
 /// `(long long)d` as x86-64 compilers emit it (cvttsd2si: out of range is i64::MIN).
 pub fn c_double_to_i64(v: f64) -> i64 {
@@ -406,14 +406,8 @@ pub fn fmt_distance(out: &mut Vec<u8>, d: f64) {
         out.extend_from_slice(b"0.0000");
         return;
     }
-    let v = (d * 10000.0).round_ties_even();
-    let s = if v >= 9.223372036854776e18 || v.is_nan() {
-        i64::MIN
-    } else if v < -9.223372036854776e18 {
-        i64::MIN
-    } else {
-        v as i64
-    };
+    // llrint: out of range is LLONG_MIN on x86-64.
+    let s = c_double_to_i64((d * 10000.0).round_ties_even());
     let neg = s < 0;
     let mag = s.unsigned_abs();
     if neg {
