@@ -186,6 +186,22 @@ fn script_errors(d: &mut Diff) {
         "GEORADIUS a 15 37",
         "GEOSEARCH a FROMMEMBER Palermo BYRADIUS 0 km",
         "GEOSEARCH a FROMMEMBER Palermo BYBOX 0 0 m WITHCOORD WITHDIST WITHHASH",
+        // pathological but valid numbers
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS inf km WITHDIST",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 1e308 km WITHDIST",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX inf inf m WITHDIST",
+        "GEOSEARCH a FROMLONLAT 15 37 BYBOX 1e308 1 km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 1e-300 m",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 0x100 km ASC",
+        "GEOSEARCH a FROMLONLAT -0 -0 BYRADIUS 20000 km DESC COUNT 9223372036854775807",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS 200 km COUNT 9223372036854775808",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS nan km",
+        "GEOSEARCH a FROMLONLAT 15 37 BYRADIUS '' km",
+        "GEOSEARCH a FROMLONLAT ' 15' 37 BYRADIUS 200 km",
+        "GEOADD a 180.0000000000001 0 x",
+        "GEOADD a 1e-320 -1e-320 tiny",
+        "GEOPOS a tiny",
+        "GEODIST a tiny Palermo mi",
     ]);
 }
 
@@ -397,4 +413,94 @@ fn geo_store_twice_never_writes_unrouted_key() {
     assert_eq!(c.cmd_value(&["GEORADIUS", "a", "15", "37", "200", "km", "STOREDIST", "c"]).as_int(), Some(2));
     assert_eq!(c.cmd_value(&["ZCARD", "b"]).as_int(), Some(2));
     assert_eq!(c.cmd_value(&["ZCARD", "c"]).as_int(), Some(2));
+}
+
+/// A seeded random run: points all over the globe (dense clusters and
+/// sparse ones), random centres, shapes, units and options, byte for byte.
+fn script_random(d: &mut Diff) {
+    let mut r = Lcg(20240607);
+    let mut args: Vec<String> = vec!["GEOADD".into(), "c".into()];
+    for i in 0..300 {
+        let (lon, lat) = if i % 3 == 0 {
+            ((r.next() - 0.5) * 360.0, (r.next() - 0.5) * 170.0)
+        } else {
+            (12.0 + (r.next() - 0.5) * 4.0, 45.0 + (r.next() - 0.5) * 4.0)
+        };
+        args.push(format!("{lon:.7}"));
+        args.push(format!("{lat:.7}"));
+        args.push(format!("p{i}"));
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    d.c(&a);
+    let units = ["m", "km", "ft", "mi", "KM"];
+    for i in 0..300 {
+        let mut cmd: Vec<String> = Vec::new();
+        let unit = units[(r.next() * units.len() as f64) as usize];
+        let scale = match unit {
+            "m" => 1000.0,
+            "ft" => 3280.0,
+            "mi" => 0.62,
+            _ => 1.0,
+        };
+        let size = |r: &mut Lcg| format!("{:.3}", scale * 10f64.powf(r.next() * 4.0));
+        let (lon, lat) = if r.next() < 0.6 {
+            (12.0 + (r.next() - 0.5) * 5.0, 45.0 + (r.next() - 0.5) * 5.0)
+        } else {
+            ((r.next() - 0.5) * 360.0, (r.next() - 0.5) * 170.0)
+        };
+        let kind = i % 4;
+        if kind == 3 {
+            cmd.extend([
+                "GEORADIUS".to_string(),
+                "c".into(),
+                format!("{lon:.6}"),
+                format!("{lat:.6}"),
+                size(&mut r),
+                unit.into(),
+            ]);
+        } else {
+            cmd.extend(["GEOSEARCH".to_string(), "c".into()]);
+            if r.next() < 0.3 {
+                cmd.extend(["FROMMEMBER".to_string(), format!("p{}", (r.next() * 300.0) as usize)]);
+            } else {
+                cmd.extend(["FROMLONLAT".to_string(), format!("{lon:.6}"), format!("{lat:.6}")]);
+            }
+            if kind == 0 {
+                cmd.extend(["BYBOX".to_string(), size(&mut r), size(&mut r), unit.into()]);
+            } else {
+                cmd.extend(["BYRADIUS".to_string(), size(&mut r), unit.into()]);
+            }
+        }
+        for (p, o) in [(0.5, "WITHDIST"), (0.4, "WITHCOORD"), (0.3, "WITHHASH")] {
+            if r.next() < p {
+                cmd.push(o.into());
+            }
+        }
+        let x = r.next();
+        if x < 0.3 {
+            cmd.push("ASC".into());
+        } else if x < 0.5 {
+            cmd.push("DESC".into());
+        }
+        if r.next() < 0.4 {
+            cmd.extend(["COUNT".to_string(), format!("{}", 1 + (r.next() * 20.0) as usize)]);
+            if r.next() < 0.4 {
+                cmd.push("ANY".into());
+            }
+        }
+        let a: Vec<&str> = cmd.iter().map(|s| s.as_str()).collect();
+        d.c(&a);
+        if i % 25 == 0 {
+            let m1 = format!("p{}", (r.next() * 300.0) as usize);
+            let m2 = format!("p{}", (r.next() * 300.0) as usize);
+            d.c(&["GEODIST", "c", &m1, &m2, unit]);
+            d.c(&["GEOPOS", "c", &m1, &m2]);
+            d.c(&["GEOHASH", "c", &m1, &m2]);
+        }
+    }
+}
+
+#[test]
+fn geo_random() {
+    run_scripted("geo_random", script_random);
 }
