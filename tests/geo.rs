@@ -322,6 +322,7 @@ fn script_search(d: &mut Diff) {
         "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km DESC",
         "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km ASC COUNT 2",
         "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km DESC COUNT 3",
+        "GEOSEARCH dup FROMLONLAT 10 10 BYRADIUS 50 km ASC",
         // inside MULTI and a script
         "MULTI",
         "GEOADD k3 1 1 x 1.01 1.01 y",
@@ -418,6 +419,37 @@ fn geo_store_twice_never_writes_unrouted_key() {
 /// A seeded random run: points all over the globe (dense clusters and
 /// sparse ones), random centres, shapes, units and options, byte for byte.
 fn script_random(d: &mut Diff) {
+    // many equal distances: the full sort (glibc's merge sort) is stable,
+    // COUNT takes Redis's partial quicksort
+    let mut args: Vec<String> = vec!["GEOADD".into(), "ties".into()];
+    for i in 0..60 {
+        args.extend(["10".into(), "10".into(), format!("m{i:02}")]);
+        args.extend([format!("{}", if i % 2 == 0 { 9.9 } else { 10.1 }), "10".into(), format!("n{i:02}")]);
+        args.extend([format!("{}", 10.0 + (i % 7) as f64 * 0.01), "10".into(), format!("o{i:02}")]);
+    }
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    d.c(&a);
+    for o in [
+        &["ASC"][..],
+        &["DESC"],
+        &["COUNT", "10"],
+        &["COUNT", "70", "DESC"],
+        &["COUNT", "1", "DESC"],
+        &["COUNT", "100", "ASC", "WITHDIST"],
+        &["COUNT", "179"],
+    ] {
+        let mut cmd = vec!["GEOSEARCH", "ties", "FROMLONLAT", "10", "10", "BYRADIUS", "50", "km"];
+        cmd.extend_from_slice(o);
+        d.c(&cmd);
+    }
+    for n in (1..180).step_by(6) {
+        let n = n.to_string();
+        for dir in ["ASC", "DESC"] {
+            d.c(&["GEOSEARCH", "ties", "FROMLONLAT", "10.02", "10", "BYBOX", "100", "10", "km", dir, "COUNT", &n]);
+        }
+        d.c(&["GEORADIUS", "ties", "10.03", "10", "30", "km", "COUNT", &n, "STORE", "k1"]);
+        d.c(&["ZRANGE", "k1", "0", "-1", "WITHSCORES"]);
+    }
     let mut r = Lcg(20240607);
     let mut args: Vec<String> = vec!["GEOADD".into(), "c".into()];
     for i in 0..300 {

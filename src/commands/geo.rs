@@ -283,6 +283,123 @@ fn members_of_all_neighbours(z: &ZSet, s: &Search, limit: usize) -> Vec<Point> {
     ga
 }
 
+/// Redis's pqsort (a BSD quicksort that skips the partitions outside the
+/// ranks [lrange, rrange]): the same comparisons and swaps, so equal
+/// distances come out in Redis's order.
+fn partial_qsort<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, lrange: usize, rrange: usize) {
+    let (mut a, mut n) = (0usize, v.len());
+    let touches = |s: usize, m: usize| !((lrange < s && rrange < s) || (lrange >= s + m && rrange >= s + m));
+    let med3 = |v: &[T], a: usize, b: usize, c: usize| -> usize {
+        if cmp(&v[a], &v[b]) < 0 {
+            if cmp(&v[b], &v[c]) < 0 {
+                b
+            } else if cmp(&v[a], &v[c]) < 0 {
+                c
+            } else {
+                a
+            }
+        } else if cmp(&v[b], &v[c]) > 0 {
+            b
+        } else if cmp(&v[a], &v[c]) < 0 {
+            a
+        } else {
+            c
+        }
+    };
+    loop {
+        if n < 7 {
+            for pm in a + 1..a + n {
+                let mut pl = pm;
+                while pl > a && cmp(&v[pl - 1], &v[pl]) > 0 {
+                    v.swap(pl, pl - 1);
+                    pl -= 1;
+                }
+            }
+            return;
+        }
+        let mut pm = a + n / 2;
+        if n > 7 {
+            let mut pl = a;
+            let mut pn = a + n - 1;
+            if n > 40 {
+                let d = n / 8;
+                pl = med3(v, pl, pl + d, pl + 2 * d);
+                pm = med3(v, pm - d, pm, pm + d);
+                pn = med3(v, pn - 2 * d, pn - d, pn);
+            }
+            pm = med3(v, pl, pm, pn);
+        }
+        v.swap(a, pm);
+        let (mut pa, mut pb) = (a + 1, a + 1);
+        // pc may step to just below pb (never below a): signed indices.
+        let (mut pc, mut pd) = ((a + n - 1) as isize, (a + n - 1) as isize);
+        loop {
+            while pb as isize <= pc {
+                let c = cmp(&v[pb], &v[a]);
+                if c > 0 {
+                    break;
+                }
+                if c == 0 {
+                    v.swap(pa, pb);
+                    pa += 1;
+                }
+                pb += 1;
+            }
+            while pb as isize <= pc {
+                let c = cmp(&v[pc as usize], &v[a]);
+                if c < 0 {
+                    break;
+                }
+                if c == 0 {
+                    v.swap(pc as usize, pd as usize);
+                    pd -= 1;
+                }
+                pc -= 1;
+            }
+            if pb as isize > pc {
+                break;
+            }
+            v.swap(pb, pc as usize);
+            pb += 1;
+            pc -= 1;
+        }
+        let pn = a + n;
+        let r = (pa - a).min(pb - pa);
+        for i in 0..r {
+            v.swap(a + i, pb - r + i);
+        }
+        let r = ((pd - pc) as usize).min(pn - pd as usize - 1);
+        for i in 0..r {
+            v.swap(pb + i, pn - r + i);
+        }
+        let r = pb - pa;
+        if r > 1 && touches(a, r) {
+            partial_qsort_range(v, cmp, lrange, rrange, a, r);
+        }
+        let r = (pd - pc) as usize;
+        if r > 1 {
+            a = pn - r;
+            n = r;
+            if touches(a, n) {
+                continue;
+            }
+        }
+        return;
+    }
+}
+
+/// [`partial_qsort`] of `v[a..a + n]` (ranks still relative to `v`).
+fn partial_qsort_range<T>(v: &mut [T], cmp: &impl Fn(&T, &T) -> i32, lrange: usize, rrange: usize, a: usize, n: usize) {
+    // The sub-slice's ranks: shift the wanted range (saturating at its start).
+    let sub = &mut v[a..a + n];
+    let l = lrange.saturating_sub(a);
+    let r = rrange.saturating_sub(a);
+    if rrange < a {
+        return;
+    }
+    partial_qsort(sub, cmp, l, r);
+}
+
 /// georadiusGeneric over the arguments `a` on the source's shard: replies
 /// (results or an error) into `out`, or returns what to store.
 fn search_generic(ctx: &mut Ctx, a: &[&[u8]], src_pos: usize, flags: u8, out: &mut Reply) -> Option<StoreReq> {
@@ -477,10 +594,28 @@ fn search_generic(ctx: &mut Ctx, a: &[&[u8]], src_pos: usize, flags: u8, out: &m
         return None;
     }
     let returned = if count == 0 || (ga.len() as i64) < count { ga.len() } else { count as usize };
-    match sort {
-        Sort::None => {}
-        Sort::Asc => ga.sort_by(|x, y| x.dist.partial_cmp(&y.dist).unwrap_or(std::cmp::Ordering::Equal)),
-        Sort::Desc => ga.sort_by(|x, y| y.dist.partial_cmp(&x.dist).unwrap_or(std::cmp::Ordering::Equal)),
+    if sort != Sort::None {
+        let desc = sort == Sort::Desc;
+        let cmp = |x: &Point, y: &Point| -> i32 {
+            let c = if x.dist > y.dist {
+                1
+            } else if x.dist == y.dist {
+                0
+            } else {
+                -1
+            };
+            if desc {
+                -c
+            } else {
+                c
+            }
+        };
+        if returned == ga.len() {
+            // glibc's qsort is a merge sort here: stable.
+            ga.sort_by(|x, y| cmp(x, y).cmp(&0));
+        } else {
+            partial_qsort(&mut ga, &cmp, 0, returned - 1);
+        }
     }
     ga.truncate(returned);
     if let Some(key_pos) = store {
