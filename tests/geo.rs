@@ -295,7 +295,18 @@ fn script_search(d: &mut Diff) {
         "ZRANGE d 0 -1 WITHSCORES",
         "GEOSEARCHSTORE a a FROMMEMBER nyc-2 BYRADIUS 10000 km STOREDIST COUNT 200",
         "ZCARD a",
+        "OBJECT ENCODING a",
         "ZRANGE a 0 4 WITHSCORES",
+        "CONFIG SET zset-max-listpack-entries 3",
+        "GEOSEARCHSTORE k0 a FROMMEMBER nyc-2 BYRADIUS 10000 km COUNT 3",
+        "OBJECT ENCODING k0",
+        "GEOSEARCHSTORE k0 a FROMMEMBER nyc-2 BYRADIUS 10000 km COUNT 4",
+        "OBJECT ENCODING k0",
+        "GEOADD k2 1 1 a 2 2 b 3 3 c",
+        "OBJECT ENCODING k2",
+        "GEOADD k2 4 4 d",
+        "OBJECT ENCODING k2",
+        "CONFIG SET zset-max-listpack-entries 128",
     ]);
     dataset(d, "a");
     d.ss(&[
