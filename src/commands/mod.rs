@@ -14,6 +14,7 @@ pub mod connection;
 pub mod doc;
 pub mod dump;
 pub mod functions;
+pub mod geo;
 pub mod hashes;
 pub mod keys;
 pub mod keyspec;
@@ -43,6 +44,7 @@ pub fn register_all(t: &mut table::Table) {
     hashes::register(t);
     sets::register(t);
     zsets::register(t);
+    geo::register(t);
     sort::register(t);
     pubsub::register(t);
     tx::register(t);

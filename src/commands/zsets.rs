@@ -154,7 +154,7 @@ fn reply_elems<'a>(out: &mut Reply, n: usize, it: impl Iterator<Item = (f64, &'a
 
 /// Stores `z` at `key` (or deletes the key when it is empty), as the STORE
 /// commands' setKey / dbDelete.
-fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet, event: &'static str) {
+pub(crate) fn store_result(ctx: &mut Ctx, key: &[u8], z: ZSet, event: &'static str) {
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     if z.is_empty() {
@@ -656,7 +656,7 @@ mod smallvec_scores {
     }
 }
 
-fn zadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+pub(crate) fn zadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     zadd_generic(ctx, args, AddFlags::default(), out)
 }
 
@@ -1007,7 +1007,7 @@ async fn fetch_inputs(tx: &mut Tx<'_>, args: &Args<'_>, first: usize, n: usize) 
 }
 
 /// A result set in Redis's order, with its ZSet built for storing.
-fn build_zset(mut elems: Vec<(f64, Vec<u8>)>, lim: Limits) -> (ZSet, Vec<(f64, Vec<u8>)>) {
+pub(crate) fn build_zset(mut elems: Vec<(f64, Vec<u8>)>, lim: Limits) -> (ZSet, Vec<(f64, Vec<u8>)>) {
     elems.sort_by(|a, b| crate::keyspace::types::zset::cmp_elem(a.0, &a.1, b.0, &b.1));
     let maxlen = elems.iter().map(|e| e.1.len()).max().unwrap_or(0);
     let mut z = ZSet::for_size(elems.len(), maxlen, lim);

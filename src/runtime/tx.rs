@@ -101,6 +101,16 @@ impl<'s> Tx<'s> {
         }
     }
 
+    /// Whether argument `i`, a key, was routed (its shard is locked or, in
+    /// inline mode, is this shard): a command that finds a key its key
+    /// specs did not name must not write it elsewhere.
+    pub fn routes_arg(&self, i: usize, key: &[u8]) -> bool {
+        match &self.kind {
+            Kind::Inline(s) => super::shard_of_key(key, super::nshards()) == s.id,
+            Kind::Distributed { .. } | Kind::Blocking { .. } => self.keys.iter().any(|k| k.0 as usize == i),
+        }
+    }
+
     /// Every shard holding a key argument, ascending.
     pub fn shards(&self) -> Vec<usize> {
         match &self.kind {

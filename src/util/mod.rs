@@ -1,6 +1,7 @@
 //! Leaf utilities with exact Redis 7.0 semantics.
 
 pub mod alloc;
+pub mod geohash;
 pub mod glob;
 pub mod num;
 pub mod rand;
