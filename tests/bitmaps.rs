@@ -590,7 +590,7 @@ fn bitop_across_shards_is_atomic() {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let off = ((i * 37) % 512).to_string();
-                    let bit = if (i / 512) % 2 == 0 { "1" } else { "0" };
+                    let bit = if (i / 512).is_multiple_of(2) { "1" } else { "0" };
                     let r = c.cmd(&["MULTI"]);
                     assert_eq!(r, b"+OK\r\n");
                     assert_eq!(c.cmd(&["SETBIT", ka, &off, bit]), b"+QUEUED\r\n");

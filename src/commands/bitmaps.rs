@@ -444,6 +444,10 @@ fn bitop_local(ctx: &mut Ctx, op: BitOp, dst: &[u8], keys: &[Vec<u8>], out: &mut
     bitop_store(ctx, dst, res, out);
 }
 
+/// A source fetched for a cross-shard BITOP: its bytes, None when missing,
+/// Err when it is not a string.
+type Fetched = Result<Option<Vec<u8>>, ()>;
+
 const BITOP: PlanFn = |tx, args, out| Box::pin(bitop_plan(tx, args, out));
 
 async fn bitop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<(), HopLost> {
@@ -486,7 +490,7 @@ async fn bitop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
     let parts: Vec<_> = groups
         .into_iter()
         .map(|(s, ks)| {
-            (s, move |ctx: &mut Ctx| -> Vec<(usize, Result<Option<Vec<u8>>, ()>)> {
+            (s, move |ctx: &mut Ctx| -> Vec<(usize, Fetched)> {
                 ks.into_iter()
                     .map(|(j, k)| {
                         let v = match ctx.lookup_read(&k) {
