@@ -643,3 +643,24 @@ fn bitop_across_shards_is_atomic() {
     let mut c = server.client();
     assert_eq!(c.cmd(&["GET", ka]), c.cmd(&["GET", kb]));
 }
+
+/// With proto-max-bulk-len raised to its maximum an offset may name a
+/// bitmap no machine can hold: Tessera replies an error and keeps serving
+/// (Redis would abort on the allocation, so this is not differential).
+#[test]
+fn huge_offsets_with_raised_limit_do_not_kill_the_server() {
+    let server = TesseraServer::start(2, &[]);
+    let mut c = server.client();
+    assert_eq!(c.cmd(&["CONFIG", "SET", "proto-max-bulk-len", "9223372036854775807"]), b"+OK\r\n");
+    let alloc_err = b"-ERR Insufficient memory, failed allocating the bitmap\r\n".to_vec();
+    assert_eq!(c.cmd(&["SETBIT", "k", "9223372036854775807", "1"]), alloc_err);
+    assert_eq!(c.cmd(&["EXISTS", "k"]), b":0\r\n");
+    assert_eq!(c.cmd(&["BITFIELD", "k", "SET", "u8", "#1152921504606846975", "1"]), alloc_err);
+    assert_eq!(c.cmd(&["SETBIT", "k", "7", "1"]), b":0\r\n");
+    assert_eq!(c.cmd(&["SETBIT", "k", "9223372036854775807", "1"]), alloc_err);
+    assert_eq!(c.cmd(&["BITFIELD", "k", "INCRBY", "i64", "9223372036854775000", "1"]), alloc_err);
+    assert_eq!(c.cmd(&["GET", "k"]), b"$1\r\n\x01\r\n");
+    assert_eq!(c.cmd(&["GETBIT", "k", "9223372036854775807"]), b":0\r\n");
+    assert_eq!(c.cmd(&["BITFIELD_RO", "k", "GET", "i64", "9223372036854775000"]), b"*1\r\n:0\r\n");
+    assert_eq!(c.cmd(&["PING"]), b"+PONG\r\n");
+}

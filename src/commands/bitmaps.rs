@@ -8,7 +8,7 @@
 //! BITPOS and BITOP work on u64 words. BITOP's keys may live on several
 //! shards: it is a plan, run under the transaction layer's locks.
 
-use super::strings::{cstr, grow_zero, proto_max_bulk_len, str_of};
+use super::strings::{cstr, proto_max_bulk_len, str_of};
 use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::{Db, Value};
 use crate::protocol::reply::err;
@@ -46,6 +46,31 @@ fn bit_offset(arg: &[u8], bits: Option<u32>) -> Option<u64> {
         return None;
     }
     Some(v as u64)
+}
+
+/// Reply when a bitmap cannot be allocated (Redis would abort on OOM; a
+/// huge proto-max-bulk-len makes that reachable from a client).
+const ALLOC_ERR: &str = "ERR Insufficient memory, failed allocating the bitmap";
+
+/// A zeroed string of `len` bytes, or None when it cannot be allocated.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, 0);
+    Some(v)
+}
+
+/// sdsgrowzero: extends `data` to `len` bytes with zeros; false when the
+/// memory cannot be allocated (nothing changed then).
+fn grow_zero(data: &mut Vec<u8>, len: usize) -> bool {
+    if len <= data.len() {
+        return true;
+    }
+    if data.try_reserve_exact(len - data.len()).is_err() {
+        return false;
+    }
+    data.resize(len, 0);
+    true
 }
 
 /// Fires the write hook for `key` (signalModifiedKey) after an in-place change.
@@ -144,7 +169,7 @@ fn setbit(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let found = db.lookup_write(key, now).map(|e| e.val.is_string());
     match found {
         None => {
-            let mut data = vec![0u8; byte + 1];
+            let Some(mut data) = zeroed(byte + 1) else { return out.error(ALLOC_ERR) };
             data[byte] |= (on as u8) << shift;
             db.set(key, Value::Str { data, raw: true }, 0, now);
             note(dbi, NOTIFY_STRING, "setbit", key);
@@ -158,8 +183,8 @@ fn setbit(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         return out.error(err::WRONGTYPE);
     };
     let dirty = data.len() < byte + 1;
-    if dirty {
-        grow_zero(data, byte + 1);
+    if !grow_zero(data, byte + 1) {
+        return out.error(ALLOC_ERR);
     }
     let old = (data[byte] >> shift) & 1 == 1;
     if dirty || old != on {
@@ -817,7 +842,7 @@ fn bitfield_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, ro: bool) {
     let found = db.lookup_write(key, now).map(|e| e.val.is_string());
     match found {
         None => {
-            let mut data = vec![0u8; need];
+            let Some(mut data) = zeroed(need) else { return out.error(ALLOC_ERR) };
             let changes = run_fields(&mut data, &ops, true, out);
             db.set(key, Value::Str { data, raw: true }, 0, now);
             if changes > 0 {
@@ -832,8 +857,8 @@ fn bitfield_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, ro: bool) {
         return out.error(err::WRONGTYPE);
     };
     let dirty = data.len() < need;
-    if dirty {
-        grow_zero(data, need);
+    if !grow_zero(data, need) {
+        return out.error(ALLOC_ERR);
     }
     let changes = run_fields(data, &ops, dirty, out);
     if changes > 0 {
