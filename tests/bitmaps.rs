@@ -528,6 +528,26 @@ fn script_watch(d: &mut Diff) {
         d.s("EXEC");
     }
     d.close(other);
+    // Client tracking: only a change of the bitmap invalidates it.
+    let tr = d.open();
+    d.c_on(tr, &["HELLO", "3"]);
+    d.c_on(tr, &["CLIENT", "TRACKING", "on"]);
+    for (cmd, invalidates) in [
+        ("SETBIT w 0 0", false),
+        ("BITFIELD w SET u1 1 0", false),
+        ("SETBIT w 0 1", true),
+        ("BITFIELD w OVERFLOW FAIL INCRBY u8 0 255", false),
+        ("BITFIELD w INCRBY u8 0 1", true),
+        ("BITOP NOT w w", true),
+    ] {
+        d.c_on(tr, &["GET", "w"]);
+        d.s(cmd);
+        if invalidates {
+            d.compare_replies(tr, &format!("invalidation after {cmd}"), &[], &[], None);
+        }
+        d.c_on(tr, &["PING"]);
+    }
+    d.close(tr);
     d.s("DEL w");
 }
 
