@@ -451,9 +451,14 @@ fn bitop_store(ctx: &mut Ctx, dst: &[u8], res: Vec<u8>, out: &mut Reply) {
     out.int(n as i64);
 }
 
-/// BITOP with every key on one shard: the sources are read in place.
-fn bitop_local(ctx: &mut Ctx, op: BitOp, dst: &[u8], keys: &[Vec<u8>], out: &mut Reply) {
-    for k in keys {
+/// BITOP on the destination's shard. `fetched[j]` is source j's copy
+/// fetched from another shard (None inside: missing there); sources without
+/// one live here and are read in place.
+fn bitop_at_dst(ctx: &mut Ctx, op: BitOp, dst: &[u8], keys: &[Vec<u8>], fetched: &[Option<Option<Vec<u8>>>], out: &mut Reply) {
+    for (k, f) in keys.iter().zip(fetched) {
+        if f.is_some() {
+            continue;
+        }
         if let Some(e) = ctx.lookup_read(k) {
             if !e.val.is_string() {
                 return out.error(err::WRONGTYPE);
@@ -461,11 +466,22 @@ fn bitop_local(ctx: &mut Ctx, op: BitOp, dst: &[u8], keys: &[Vec<u8>], out: &mut
         }
     }
     let db = ctx.db();
-    let vals: Vec<Option<std::borrow::Cow<'_, [u8]>>> = keys.iter().map(|k| db.entry(k).and_then(|e| e.val.str_bytes())).collect();
-    let srcs: Vec<Option<&[u8]>> = vals.iter().map(|v| v.as_deref()).collect();
+    let here: Vec<Option<std::borrow::Cow<'_, [u8]>>> = keys
+        .iter()
+        .zip(fetched)
+        .map(|(k, f)| if f.is_some() { None } else { db.entry(k).and_then(|e| e.val.str_bytes()) })
+        .collect();
+    let srcs: Vec<Option<&[u8]>> = here
+        .iter()
+        .zip(fetched)
+        .map(|(h, f)| match f {
+            Some(v) => v.as_deref(),
+            None => h.as_deref(),
+        })
+        .collect();
     let res = bitop_compute(op, &srcs);
     drop(srcs);
-    drop(vals);
+    drop(here);
     bitop_store(ctx, dst, res, out);
 }
 
@@ -497,58 +513,48 @@ async fn bitop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
     let keys: Vec<Vec<u8>> = (3..args.len()).map(|i| args.get(i).to_vec()).collect();
     let shards = tx.shards();
     let resp3 = out.resp3();
-    if shards.len() == 1 {
-        let bytes = tx
-            .hop(shards[0], move |ctx: &mut Ctx| {
-                let mut r = Reply::new(resp3);
-                bitop_local(ctx, op, &dst, &keys, &mut r);
-                r.buf
+    let dst_shard = tx.shard_of_arg(2);
+    let mut fetched: Vec<Option<Option<Vec<u8>>>> = vec![None; keys.len()];
+    if shards.len() > 1 {
+        // Sources on other shards than the destination's: copies are fetched
+        // from all of them at once (under the transaction's locks); the
+        // result is computed and stored on the destination's shard, where
+        // the sources living there are read in place.
+        let remote = keys.iter().enumerate().filter_map(|(j, k)| {
+            let s = tx.shard_of_arg(j + 3);
+            (s != dst_shard).then(|| (s, (j, k.clone())))
+        });
+        let groups = crate::util::group_by_shard(remote);
+        let parts: Vec<_> = groups
+            .into_iter()
+            .map(|(s, ks)| {
+                (s, move |ctx: &mut Ctx| -> Vec<(usize, Fetched)> {
+                    ks.into_iter()
+                        .map(|(j, k)| {
+                            let v = match ctx.lookup_read(&k) {
+                                None => Ok(None),
+                                Some(e) => e.val.str_bytes().map(|b| Some(b.into_owned())).ok_or(()),
+                            };
+                            (j, v)
+                        })
+                        .collect()
+                })
             })
-            .await?;
-        out.raw(&bytes);
-        return Ok(());
-    }
-    // Sources on several shards: copies are fetched from every shard at once
-    // (all under the transaction's locks), combined here, and the result is
-    // stored where the destination lives.
-    let groups = crate::util::group_by_shard(keys.into_iter().enumerate().map(|(j, k)| (tx.shard_of_arg(j + 3), (j, k))));
-    let parts: Vec<_> = groups
-        .into_iter()
-        .map(|(s, ks)| {
-            (s, move |ctx: &mut Ctx| -> Vec<(usize, Fetched)> {
-                ks.into_iter()
-                    .map(|(j, k)| {
-                        let v = match ctx.lookup_read(&k) {
-                            None => Ok(None),
-                            Some(e) => e.val.str_bytes().map(|b| Some(b.into_owned())).ok_or(()),
-                        };
-                        (j, v)
-                    })
-                    .collect()
-            })
-        })
-        .collect();
-    let fetched = tx.hop_each(parts).await?;
-    let mut vals: Vec<Option<Vec<u8>>> = vec![None; args.len() - 3];
-    let mut wrong = false;
-    for (j, v) in fetched.into_iter().flatten() {
-        match v {
-            Ok(v) => vals[j] = v,
-            Err(()) => wrong = true,
+            .collect();
+        for (j, v) in tx.hop_each(parts).await?.into_iter().flatten() {
+            match v {
+                Ok(v) => fetched[j] = Some(v),
+                Err(()) => {
+                    out.error(err::WRONGTYPE);
+                    return Ok(());
+                }
+            }
         }
     }
-    if wrong {
-        out.error(err::WRONGTYPE);
-        return Ok(());
-    }
-    let srcs: Vec<Option<&[u8]>> = vals.iter().map(|v| v.as_deref()).collect();
-    let res = bitop_compute(op, &srcs);
-    drop(srcs);
-    drop(vals);
     let bytes = tx
-        .hop(tx.shard_of_arg(2), move |ctx: &mut Ctx| {
+        .hop(dst_shard, move |ctx: &mut Ctx| {
             let mut r = Reply::new(resp3);
-            bitop_store(ctx, &dst, res, &mut r);
+            bitop_at_dst(ctx, op, &dst, &keys, &fetched, &mut r);
             r.buf
         })
         .await?;
