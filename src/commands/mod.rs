@@ -1,6 +1,7 @@
 //! Commands: the declarative table plus one file per command family.
 //!
 //! - `strings.rs`: GET, SET, INCR, APPEND, MSET, LCS, ...
+//! - `bitmaps.rs`: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD(_RO)
 //! - `keys.rs`: DEL, EXISTS, EXPIRE, TTL, RENAME, COPY, SCAN, OBJECT, ...
 //! - `dump.rs`: DUMP, RESTORE (RDB payloads)
 //! - `lists.rs`, `hashes.rs`, `sets.rs`, `zsets.rs`: the aggregate types (blocking pops included)
@@ -10,6 +11,7 @@
 //! - `scripting.rs`, `functions.rs`: EVAL / SCRIPT, FCALL / FUNCTION
 //! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
 
+pub mod bitmaps;
 pub mod connection;
 pub mod doc;
 pub mod dump;
@@ -36,6 +38,7 @@ pub use table::{table, Command, Ctx};
 /// Registers every implemented command.
 pub fn register_all(t: &mut table::Table) {
     strings::register(t);
+    bitmaps::register(t);
     keys::register(t);
     dump::register(t);
     connection::register(t);

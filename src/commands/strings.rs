@@ -48,7 +48,7 @@ use crate::util::num::i64_to_buf as int_str;
 /// `buf`); None when the value is not a string.
 #[inline]
 #[allow(unreachable_patterns)]
-fn str_of<'a>(v: &'a Value, buf: &'a mut [u8; 20]) -> Option<&'a [u8]> {
+pub(super) fn str_of<'a>(v: &'a Value, buf: &'a mut [u8; 20]) -> Option<&'a [u8]> {
     match v {
         Value::Int(i) => Some(int_str(*i, buf)),
         Value::Str { data, .. } => Some(data),
@@ -92,7 +92,7 @@ fn get_generic(ctx: &mut Ctx, key: &[u8], out: &mut Reply) -> bool {
 
 /// The argument as C sees it (`char *` stops at the first NUL), for option names.
 #[inline]
-fn cstr(b: &[u8]) -> &[u8] {
+pub(super) fn cstr(b: &[u8]) -> &[u8] {
     match memchr::memchr(0, b) {
         Some(z) => &b[..z],
         None => b,
@@ -100,7 +100,7 @@ fn cstr(b: &[u8]) -> &[u8] {
 }
 
 /// The configured proto-max-bulk-len.
-fn proto_max_bulk_len() -> i64 {
+pub(super) fn proto_max_bulk_len() -> i64 {
     crate::runtime::rt_ref()
         .config
         .read()
@@ -685,7 +685,7 @@ fn setrange(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 /// sdsgrowzero: extends `data` to `len` bytes with zeros (one memset).
-fn grow_zero(data: &mut Vec<u8>, len: usize) {
+pub(super) fn grow_zero(data: &mut Vec<u8>, len: usize) {
     let old = data.len();
     data.reserve_exact(len - old);
     // SAFETY: capacity is at least `len`; the bytes old..len are initialised
