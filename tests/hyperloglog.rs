@@ -351,3 +351,48 @@ fn hll_write_hook_matches_redis() {
         w.same_s(&["EXEC"]);
     }
 }
+
+/// PFSELFTEST passes on both; PFADD and PFMERGE notify `pfadd` (keyevent)
+/// only when they change something; PFCOUNT and PFMERGE work inside
+/// MULTI/EXEC across shards.
+#[test]
+fn hll_selftest_notifications_multi() {
+    let (ts, rs) = start();
+    let mut p = Pair {
+        t: ts.client(),
+        r: rs.client(),
+    };
+    p.same_s(&["PFSELFTEST"]);
+    p.same_s(&["CONFIG", "SET", "notify-keyspace-events", "E$"]);
+    let mut sub = Pair {
+        t: ts.client(),
+        r: rs.client(),
+    };
+    sub.same_s(&["SUBSCRIBE", "__keyevent@0__:pfadd"]);
+    let (k0, k1) = keys2("notify");
+    p.same_s(&["PFADD", &k0, "a"]);
+    p.same_s(&["PFADD", &k0, "a"]); // no change: no event
+    p.same_s(&["PFCOUNT", &k0]); // no event
+    p.same_s(&["PFMERGE", &k1, &k0]);
+    p.same_s(&["PFADD", &k1, "b"]);
+    p.same_s(&["PFADD", &k1]); // no change: no event
+    let mut got = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        got.0.push(sub.t.read_value().encode());
+        got.1.push(sub.r.read_value().encode());
+    }
+    got.0.sort();
+    got.1.sort();
+    assert_eq!(got.0, got.1, "pfadd keyevents");
+    // Nothing else is pending: the next reply is the PING's.
+    sub.same_s(&["PING"]);
+
+    p.same_s(&["MULTI"]);
+    p.same_s(&["PFADD", &k0, "m1", "m2"]);
+    p.same_s(&["PFMERGE", &k0, &k1]);
+    p.same_s(&["PFCOUNT", &k0, &k1]);
+    p.same_s(&["PFCOUNT", &k0]);
+    p.same_s(&["EXEC"]);
+    p.same_value(&k0);
+    p.same_value(&k1);
+}
