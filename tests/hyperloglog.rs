@@ -184,8 +184,11 @@ fn hll_differential_resp2_resp3() {
         p.same_value(&d1);
         p.same_s(&["PFMERGE", &d1, &a0, &b0]);
         p.same_value(&d1);
+        p.same_s(&["COMMAND", "GETKEYS", "PFMERGE", &d0]);
+        p.same_s(&["COMMAND", "GETKEYS", "PFMERGE", &d0, &a1]);
         p.same_s(&["PFMERGE", &d0]);
         p.same_value(&d0);
+        p.same_s(&["OBJECT", "ENCODING", &d0]);
         p.same_s(&["PFMERGE", &d0, &a1]);
         p.same_value(&d0);
 
@@ -299,7 +302,9 @@ fn hll_differential_resp2_resp3() {
             v[15] |= 0x80;
             p.t.cmd_bytes(&[b"SET", dst.as_bytes(), &v]);
             p.r.cmd_bytes(&[b"SET", dst.as_bytes(), &v]);
+            p.same_s(&["OBJECT", "ENCODING", dst]);
             p.same_s(&["PFCOUNT", dst]);
+            p.same_s(&["OBJECT", "ENCODING", dst]);
             p.same_value(dst);
             p.same_s(&["PFADD", dst, "one more", "and another"]);
             p.same_value(dst);

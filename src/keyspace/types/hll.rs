@@ -159,6 +159,19 @@ pub fn dense_put(regs: &mut [u8], i: usize, v: u8) {
     }
 }
 
+/// Calls `f(i, register i)` for every dense register, four per three bytes.
+#[inline]
+fn for_each_dense(regs: &[u8], mut f: impl FnMut(usize, u8)) {
+    for (g, c) in regs.chunks_exact(3).enumerate() {
+        let w = c[0] as u32 | (c[1] as u32) << 8 | (c[2] as u32) << 16;
+        let i = g * 4;
+        f(i, (w & 63) as u8);
+        f(i + 1, ((w >> 6) & 63) as u8);
+        f(i + 2, ((w >> 12) & 63) as u8);
+        f(i + 3, ((w >> 18) & 63) as u8);
+    }
+}
+
 /// Raises register `i` to `v`; true when it changed.
 #[inline]
 fn dense_raise(regs: &mut [u8], i: usize, v: u8) -> bool {
@@ -428,13 +441,11 @@ pub fn add(h: &mut Vec<u8>, ele: &[u8], max_bytes: usize) -> Result<bool, Corrup
 /// hllMerge: raises `max[i]` to each register of `h` (a checked HLL).
 pub fn merge_into(max: &mut [u8; REGISTERS], h: &[u8]) -> Result<(), Corrupt> {
     if encoding(h) == DENSE {
-        let regs = &h[HDR..];
-        for (i, m) in max.iter_mut().enumerate() {
-            let v = dense_get(regs, i);
-            if v > *m {
-                *m = v;
+        for_each_dense(&h[HDR..], |i, v| {
+            if v > max[i] {
+                max[i] = v;
             }
-        }
+        });
         return Ok(());
     }
     let ok = sparse_runs(h, |first, len, v| {
@@ -515,10 +526,7 @@ fn estimate(histo: &[u64; 64]) -> u64 {
 pub fn count(h: &[u8]) -> Result<u64, Corrupt> {
     let mut histo = [0u64; 64];
     if encoding(h) == DENSE {
-        let regs = &h[HDR..];
-        for i in 0..REGISTERS {
-            histo[dense_get(regs, i) as usize] += 1;
-        }
+        for_each_dense(&h[HDR..], |_, v| histo[v as usize] += 1);
     } else {
         // The histogram counts every opcode (no overflow stop), then the
         // total decides.
@@ -652,6 +660,22 @@ mod tests {
         assert_eq!(count(&s), count(&d));
         let n = count(&d).unwrap();
         assert!((1900..2100).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn dense_iteration_matches_register_access() {
+        let mut regs = vec![0u8; DENSE_SIZE - HDR];
+        let mut x: u32 = 12345;
+        for i in 0..REGISTERS {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            dense_put(&mut regs, i, ((x >> 16) & 63) as u8);
+        }
+        let mut n = 0;
+        for_each_dense(&regs, |i, v| {
+            assert_eq!(v, dense_get(&regs, i), "register {i}");
+            n += 1;
+        });
+        assert_eq!(n, REGISTERS);
     }
 
     #[test]
