@@ -401,3 +401,45 @@ fn hll_selftest_notifications_multi() {
     p.same_value(&k0);
     p.same_value(&k1);
 }
+
+/// `hll-sparse-max-bytes` given at start-up applies as in Redis.
+#[test]
+fn hll_sparse_max_bytes_at_startup() {
+    let ts = TesseraServer::start(2, &["--hll-sparse-max-bytes", "120"]);
+    let rs = RedisServer::start(&["--hll-sparse-max-bytes", "120"]);
+    let mut p = Pair {
+        t: ts.client(),
+        r: rs.client(),
+    };
+    p.same_s(&["CONFIG", "GET", "hll-sparse-max-bytes"]);
+    let (k0, k1) = keys2("startup");
+    for k in [&k0, &k1] {
+        let mut promoted_at = None;
+        for i in 0..100 {
+            p.same_s(&["PFADD", k, &format!("el{i}")]);
+            p.same_value(k);
+            if promoted_at.is_none() && encoding(&mut p, k).contains("dense") {
+                promoted_at = Some(i);
+            }
+        }
+        let at = promoted_at.expect("promoted within 100 adds");
+        assert!(at > 10, "promoted too early ({at}) for a 120-byte limit");
+    }
+    // server.dirty as Redis counts it: one per raised register, PFCOUNT's
+    // cache write, PFMERGE, PFDEBUG's conversion.
+    let (m0, m1) = keys2("dirty");
+    p.same_s(&["PFADD", &m0, "a", "b", "c", "a"]);
+    p.same_s(&["PFADD", &m0, "a", "d"]);
+    p.same_s(&["PFCOUNT", &m0]);
+    p.same_s(&["PFCOUNT", &m0]);
+    p.same_s(&["PFMERGE", &m1, &m0, &k0]);
+    p.same_s(&["PFADD", &m1, "q"]);
+    p.same_s(&["PFDEBUG", "TODENSE", &m1]);
+    p.same_s(&["PFDEBUG", "TODENSE", &m0]);
+    p.same_s(&["PFDEBUG", "GETREG", &m0]);
+    let field = |c: &mut Client| {
+        let info = String::from_utf8_lossy(&bulk(&c.cmd(&["INFO", "persistence"]))).into_owned();
+        info_field(&info, "rdb_changes_since_last_save")
+    };
+    assert_eq!(field(&mut p.t), field(&mut p.r), "rdb_changes_since_last_save");
+}

@@ -57,41 +57,59 @@ fn unshared(v: &mut Value) -> &mut Vec<u8> {
 // PFADD
 // ---------------------------------------------------------------------------
 
+/// PFADD on an existing key: the number of raised registers, or the error
+/// to reply; None when the key is missing.
+fn add_existing(db: &mut crate::keyspace::db::Db, key: &[u8], now: u64, args: &Args, max_bytes: usize) -> Option<Result<u64, &'static str>> {
+    let mut e = db.lookup_write(key, now)?;
+    if let Err(x) = hll_bytes(&e.val) {
+        return Some(Err(not_hll_msg(x)));
+    }
+    let h = unshared(e.val_unsignalled());
+    let mut updated = 0u64;
+    for j in 2..args.len() {
+        match hll::add(h, args.get(j), max_bytes) {
+            Ok(changed) => updated += changed as u64,
+            // Registers raised so far stay, unsignalled, as in Redis.
+            Err(_) => return Some(Err(INVALID_ERR)),
+        }
+    }
+    if updated > 0 {
+        hll::invalidate_cache(h);
+        e.mark_modified();
+    }
+    Some(Ok(updated))
+}
+
 fn pfadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let (now, dbi) = (ctx.now, ctx.db);
     let max_bytes = hll_sparse_max_bytes();
     let db = ctx.db();
-    if let Some(mut e) = db.lookup_write(key, now) {
-        if let Err(x) = hll_bytes(&e.val) {
-            return out.error(not_hll_msg(x));
-        }
-        let h = unshared(e.val_unsignalled());
-        let mut updated = false;
-        for j in 2..args.len() {
-            match hll::add(h, args.get(j), max_bytes) {
-                Ok(changed) => updated |= changed,
-                // Registers raised so far stay, unsignalled, as in Redis.
-                Err(_) => return out.error(INVALID_ERR),
+    match add_existing(db, key, now, &args, max_bytes) {
+        Some(Err(msg)) => return out.error(msg),
+        Some(Ok(updated)) => {
+            if updated > 0 {
+                // server.dirty += updated: the hook counted one.
+                db.hook.dirty += updated - 1;
+                note(dbi, NOTIFY_STRING, "pfadd", key);
             }
+            return out.int((updated > 0) as i64);
         }
-        if updated {
-            hll::invalidate_cache(h);
-            e.mark_modified();
-            drop(e);
-            note(dbi, NOTIFY_STRING, "pfadd", key);
-        }
-        return out.int(updated as i64);
+        None => {}
     }
     let mut h = hll::new_sparse();
+    let mut updated = 0u64;
     for j in 2..args.len() {
-        if hll::add(&mut h, args.get(j), max_bytes).is_err() {
+        match hll::add(&mut h, args.get(j), max_bytes) {
+            Ok(changed) => updated += changed as u64,
             // A fresh HLL is never corrupt; reply as Redis would anyway.
-            return out.error(INVALID_ERR);
+            Err(_) => return out.error(INVALID_ERR),
         }
     }
     hll::invalidate_cache(&mut h);
     db.set(key, Value::Str { data: h, raw: true }, 0, now);
+    // server.dirty += 1 (the new key, counted by the hook) + the raised registers.
+    db.hook.dirty += updated;
     note(dbi, NOTIFY_STRING, "pfadd", key);
     out.int(1);
 }
