@@ -359,7 +359,7 @@ fn hll_write_hook_matches_redis() {
 
 /// PFSELFTEST passes on both; PFADD and PFMERGE notify `pfadd` (keyevent)
 /// only when they change something; PFCOUNT and PFMERGE work inside
-/// MULTI/EXEC across shards.
+/// MULTI/EXEC and Lua scripts across shards.
 #[test]
 fn hll_selftest_notifications_multi() {
     let (ts, rs) = start();
@@ -400,6 +400,16 @@ fn hll_selftest_notifications_multi() {
     p.same_s(&["EXEC"]);
     p.same_value(&k0);
     p.same_value(&k1);
+
+    // From Lua, keys on both shards.
+    let script = "redis.call('PFADD', KEYS[1], 'l1', 'l2'); redis.call('PFMERGE', KEYS[2], KEYS[1]); \
+                  return {redis.call('PFCOUNT', KEYS[1]), redis.call('PFCOUNT', KEYS[1], KEYS[2]), redis.call('PFDEBUG', 'ENCODING', KEYS[2])}";
+    p.same_s(&["EVAL", script, "2", &k0, &k1]);
+    p.same_value(&k0);
+    p.same_value(&k1);
+    p.same_s(&["EVAL", "return redis.pcall('PFCOUNT', KEYS[1], KEYS[2])", "2", &k0, "notify:list"]);
+    p.same_s(&["RPUSH", "notify:list", "x"]);
+    p.same_s(&["EVAL", "return redis.pcall('PFCOUNT', KEYS[2], KEYS[1])", "2", &k0, "notify:list"]);
 }
 
 /// `hll-sparse-max-bytes` given at start-up applies as in Redis.

@@ -7,6 +7,10 @@
 //! keys' registers (in argument order, reporting its first error), and the
 //! result — the union's count, or the destination's new registers — is
 //! computed or written under the transaction's locks.
+//!
+//! PFCOUNT is a read-only command (its keys take shared locks) that may
+//! write the cached cardinality of a single key, as Redis does: only the
+//! cache bytes change, on the shard's thread, and the write hook fires.
 
 use super::table::{Ctx, HopLost, PlanFn, Table, Tx};
 use crate::keyspace::types::hll::{self, NotHll, INVALID_ERR, NOT_HLL_ERR, REGISTERS};
