@@ -452,4 +452,12 @@ fn hll_sparse_max_bytes_at_startup() {
         info_field(&info, "rdb_changes_since_last_save")
     };
     assert_eq!(field(&mut p.t), field(&mut p.r), "rdb_changes_since_last_save");
+    // Keyspace hits and misses: PFCOUNT and PFMERGE's sources read, PFADD and PFDEBUG write.
+    p.same_s(&["PFCOUNT", "dirty:missing", &m0, &m1]);
+    p.same_s(&["PFMERGE", "dirty:new", "dirty:missing"]);
+    let stats = |c: &mut Client| {
+        let info = String::from_utf8_lossy(&bulk(&c.cmd(&["INFO", "stats"]))).into_owned();
+        (info_field(&info, "keyspace_hits"), info_field(&info, "keyspace_misses"))
+    };
+    assert_eq!(stats(&mut p.t), stats(&mut p.r), "keyspace_hits, keyspace_misses");
 }
