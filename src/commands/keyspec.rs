@@ -272,11 +272,25 @@ pub fn keys(meta: &'static CommandMeta, args: &Args, out: &mut Vec<KeyRef>) -> R
 /// every pushed `pos` is `< args.len()`.
 #[inline]
 pub fn keys_with(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>) -> Result<(), KeysError> {
+    keys_impl(s, args, out, false)
+}
+
+/// [`keys_with`] for routing: a spec that names no valid key range in these
+/// arguments is skipped instead of voiding the others (Redis's
+/// GET_KEYSPEC_RETURN_PARTIAL), so `PFMERGE dest` with no source still runs
+/// on dest's shard. COMMAND GETKEYS keeps Redis's strict answer.
+#[inline]
+pub fn keys_for_route(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>) -> Result<(), KeysError> {
+    keys_impl(s, args, out, true)
+}
+
+#[inline]
+fn keys_impl(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>, partial: bool) -> Result<(), KeysError> {
     if !s.has_keys {
         return Err(KeysError::NoKeys);
     }
     let base = out.len();
-    if !(s.use_specs && from_specs(&s.specs, args, out)) {
+    if !(s.use_specs && from_specs(&s.specs, args, out, partial)) {
         out.truncate(base);
         if let Some(p) = s.proc_.filter(|_| args.len() >= s.min_args) {
             run_proc(p, args, out);
@@ -288,10 +302,10 @@ pub fn keys_with(s: &ParsedSpecs, args: &Args, out: &mut Vec<KeyRef>) -> Result<
     Ok(())
 }
 
-/// getKeysUsingKeySpecs without search flags; false = an invalid or
+/// getKeysUsingKeySpecs; false = an invalid (unless `partial`: skipped) or
 /// incomplete spec (the caller falls back to the proc).
 #[inline]
-fn from_specs(specs: &[Spec], args: &Args, out: &mut Vec<KeyRef>) -> bool {
+fn from_specs(specs: &[Spec], args: &Args, out: &mut Vec<KeyRef>, partial: bool) -> bool {
     let argc = args.len() as i64;
     for spec in specs {
         if spec.flags & flags::NOT_KEY != 0 {
@@ -336,10 +350,14 @@ fn from_specs(specs: &[Spec], args: &Args, out: &mut Vec<KeyRef>) -> bool {
             Find::Keynum { idx, first: fk, step } => {
                 let at = first + idx as i64;
                 if idx as i64 >= argc || at >= argc || at < 0 {
+                    if partial {
+                        continue;
+                    }
                     return false;
                 }
                 let n = match crate::util::num::string2ll(args.get(at as usize)) {
                     Some(n) if n >= 0 => n as i32 as i64, // Redis casts to int
+                    _ if partial => continue,
                     _ => return false,
                 };
                 first += fk as i64;
@@ -348,6 +366,9 @@ fn from_specs(specs: &[Spec], args: &Args, out: &mut Vec<KeyRef>) -> bool {
             Find::Unknown => return false,
         };
         if last >= argc || last < first || first >= argc || first < 0 || step <= 0 {
+            if partial {
+                continue;
+            }
             return false;
         }
         let mut i = first;

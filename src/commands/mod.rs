@@ -7,6 +7,7 @@
 //! - `lists.rs`, `hashes.rs`, `sets.rs`, `zsets.rs`: the aggregate types (blocking pops included)
 //! - `connection.rs`: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT
 //! - `pubsub.rs`: (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PUBLISH, SPUBLISH, PUBSUB
+//! - `hyperloglog.rs`: PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST (Redis's HLL bytes)
 //! - `sort.rs`: SORT, SORT_RO
 //! - `scripting.rs`, `functions.rs`: EVAL / SCRIPT, FCALL / FUNCTION
 //! - `server.rs`: COMMAND, INFO, CONFIG, DBSIZE, FLUSH*, TIME, SHUTDOWN, MONITOR, DEBUG
@@ -18,6 +19,7 @@ pub mod dump;
 pub mod functions;
 pub mod geo;
 pub mod hashes;
+pub mod hyperloglog;
 pub mod keys;
 pub mod keyspec;
 pub mod lists;
@@ -45,6 +47,7 @@ pub fn register_all(t: &mut table::Table) {
     server::register(t);
     lists::register(t);
     hashes::register(t);
+    hyperloglog::register(t);
     sets::register(t);
     zsets::register(t);
     geo::register(t);

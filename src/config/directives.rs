@@ -52,6 +52,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "zset-max-listpack-entries",
     "zset-max-listpack-value",
     "list-max-listpack-size",
+    // Sparse HyperLogLogs are promoted to dense past it (keyspace/types/hll.rs).
+    "hll-sparse-max-bytes",
     // Scripts past it get BUSY replies elsewhere and can be killed (scripting/).
     "busy-reply-threshold",
     // Client-side caching's key table, split between the shards (runtime/track.rs).

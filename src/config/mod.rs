@@ -299,6 +299,9 @@ impl Config {
     pub fn set_max_intset_entries(&self) -> usize {
         Self::clamp_usize(self.num_at(idx!("set-max-intset-entries")))
     }
+    pub fn hll_sparse_max_bytes(&self) -> usize {
+        Self::clamp_usize(self.num_at(idx!("hll-sparse-max-bytes")))
+    }
     pub fn list_max_listpack_size(&self) -> i64 {
         self.num_at(idx!("list-max-listpack-size")) as i64
     }

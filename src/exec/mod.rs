@@ -62,7 +62,7 @@ impl Route {
         self.shards.clear();
         self.refs.clear();
         // Arguments that name no key are the handler's to reject (as Redis).
-        let _ = keyspec::keys_with(cmd.specs, args, &mut self.refs);
+        let _ = keyspec::keys_for_route(cmd.specs, args, &mut self.refs);
         let mut target = None;
         let mut spans = false;
         let write = !cmd.has(flags::READONLY);
@@ -175,7 +175,7 @@ fn remember_reads(s: &mut Shard, cmd: &Command, args: &Args) {
         return;
     }
     let mut refs = Vec::new();
-    let _ = keyspec::keys_with(cmd.specs, args, &mut refs);
+    let _ = keyspec::keys_for_route(cmd.specs, args, &mut refs);
     for r in refs {
         if r.flags & keyspec::flags::NOT_KEY == 0 {
             s.track.remember(args.get(r.pos), c.client);

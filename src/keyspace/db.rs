@@ -268,6 +268,21 @@ impl EntryMut<'_> {
         self.modified = true;
         &mut self.entry.val
     }
+
+    /// The value, for a change that counts as a modification only in some
+    /// outcomes (PFADD that raises no register, PFDEBUG's encoding change,
+    /// PFCOUNT's cache): the caller calls [`EntryMut::mark_modified`] exactly
+    /// when Redis would signal the key as modified.
+    #[inline]
+    pub fn val_unsignalled(&mut self) -> &mut Value {
+        &mut self.entry.val
+    }
+
+    /// Fires the hook (`Modify`) when the handle is dropped.
+    #[inline]
+    pub fn mark_modified(&mut self) {
+        self.modified = true;
+    }
 }
 
 impl std::ops::Deref for EntryMut<'_> {
@@ -376,6 +391,22 @@ impl Db {
         }
         let e = self.keys.get_mut(key)?;
         access::touch(e, now_ms, &mut self.rng);
+        Some(EntryMut {
+            entry: e,
+            key,
+            hook: &mut self.hook,
+            modified: false,
+        })
+    }
+
+    /// `lookup_write` for a key the command has just looked up (and touched)
+    /// with `lookup_read`: no second access-clock touch (PFCOUNT writing
+    /// its cached cardinality).
+    pub fn lookup_write_untouched<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
+        if !self.volatile.is_empty() {
+            self.expire_if_needed(key, now_ms);
+        }
+        let e = self.keys.get_mut(key)?;
         Some(EntryMut {
             entry: e,
             key,

@@ -43,6 +43,7 @@ pub fn configure_encodings(c: &crate::config::Config) {
         zset_value,
         list_fill: c.list_max_listpack_size(),
     });
+    crate::keyspace::types::limits::set_hll_sparse_max_bytes(c.hll_sparse_max_bytes());
 }
 
 /// Pushes config values that the runtime caches in atomics.

@@ -14,6 +14,18 @@ static SET_INTSET: AtomicUsize = AtomicUsize::new(512);
 static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(128);
 static ZSET_VALUE: AtomicUsize = AtomicUsize::new(64);
 static LIST_FILL: AtomicI64 = AtomicI64::new(-2);
+static HLL_SPARSE_MAX: AtomicUsize = AtomicUsize::new(3000);
+
+/// `hll-sparse-max-bytes`: a sparse HyperLogLog that would grow past it is
+/// promoted to dense.
+#[inline]
+pub fn hll_sparse_max_bytes() -> usize {
+    HLL_SPARSE_MAX.load(Relaxed)
+}
+
+pub fn set_hll_sparse_max_bytes(n: usize) {
+    HLL_SPARSE_MAX.store(n, Relaxed);
+}
 
 /// The values of the directives, as the configuration holds them.
 #[derive(Clone, Copy, Debug)]

@@ -3,6 +3,7 @@
 //! `commands/` read and change them through the keyspace's write path.
 
 pub mod hash;
+pub mod hll;
 pub mod limits;
 pub mod list;
 pub mod set;
