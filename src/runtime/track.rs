@@ -320,10 +320,6 @@ impl Table {
     pub fn figures(&self) -> (usize, usize, usize) {
         (self.keys.len(), self.items, self.prefixes.len())
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.prefixes.is_empty()
-    }
 }
 
 /// Sends each client shard its messages (one job per shard), in order.

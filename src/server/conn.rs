@@ -332,7 +332,7 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
             && c.multi.is_none()
             && shared.watch.borrow().is_empty()
             && !shared.subscribed()
-            && !super::tracking::pinned(&shared)
+            && !super::tracking::listens(&shared)
         {
             pipe.streak = 0;
             match t.detach().await {

@@ -64,7 +64,8 @@ pub fn after_command(c: &Client, cmd: &Command) {
     }
 }
 
-/// Whether pushes may arrive for `c` while it is idle.
+/// Whether pushes may arrive for `c` while it is idle; such a client also
+/// stays on its shard (the tables and redirections name it by shard).
 #[inline]
 pub fn listens(c: &ClientShared) -> bool {
     c.push_target.get() || c.tracking.borrow().on
@@ -314,11 +315,6 @@ pub fn flushed(s: &mut runtime::Shard) {
         let me = runtime::shard_id();
         runtime::send(me, Box::new(move || deliver(to)));
     }
-}
-
-/// Whether `c` must stay on its shard (the tables name it by shard).
-pub fn pinned(c: &ClientShared) -> bool {
-    listens(c)
 }
 
 /// The CLIENT LIST flags (`t`, `R`, `B`) and `redir=` of a client.
