@@ -250,30 +250,80 @@ fn function_load_replace_list_delete_flush_like_redis() {
     run_scripted("functions_load", load_cases);
 }
 
-/// FUNCTION DUMP and RESTORE (Redis's RDB encoding of libraries, LZF and
-/// CRC64) are not implemented: they answer exactly what Redis answers for an
-/// unknown subcommand (checked against redis-server with a name it lacks).
+/// FUNCTION DUMP and RESTORE against redis-server: the payload of one
+/// library is byte for byte Redis's (its code LZF-compressed as Redis
+/// compresses it, version, CRC64); payloads move both ways; every policy
+/// (APPEND, REPLACE, FLUSH) and every error answers as Redis does, and a
+/// failed restore changes nothing.
 #[test]
-fn function_dump_and_restore_answer_as_unknown_subcommands() {
+fn function_dump_and_restore_like_redis() {
     let t = TesseraServer::start(2, &[]);
     let r = RedisServer::start(&[]);
     let (mut tc, mut rc) = (t.client(), r.client());
-    for (sub, extra) in [
-        ("DUMP", vec![]),
-        ("dump", vec!["x"]),
-        ("RESTORE", vec!["payload"]),
-        ("Restore", vec!["p", "FLUSH"]),
-    ] {
-        let mut args = vec!["FUNCTION", sub];
-        args.extend(extra.iter());
-        let tr = tc.cmd(&args);
-        // Redis's reply for a subcommand it does not have, named like this one.
-        let unknown = format!("{sub}x");
-        let mut rargs = vec!["FUNCTION", unknown.as_str()];
-        rargs.extend(extra.iter());
-        let rr = String::from_utf8(rc.cmd(&rargs)).unwrap().replace(&unknown, sub);
-        assert_eq!(String::from_utf8_lossy(&tr), rr, "FUNCTION {sub}");
-        assert_eq!(rr, format!("-ERR unknown subcommand '{sub}'. Try FUNCTION HELP.\r\n"));
+    let long = format!(
+        "#!lua name=big\nredis.register_function('big', function() return '{}' end)",
+        "abcdefgh".repeat(40)
+    );
+    let one = "#!lua name=one\nredis.register_function('f1', function() return 1 end)";
+    let other = "#!lua name=other\nredis.register_function('f1', function() return 2 end)";
+    let both = |tc: &mut Client, rc: &mut Client, args: &[&[u8]], what: &str| -> Vec<u8> {
+        let (a, b) = (tc.cmd_bytes(args), rc.cmd_bytes(args));
+        assert_eq!(String::from_utf8_lossy(&a), String::from_utf8_lossy(&b), "{what}");
+        a
+    };
+    for code in [long.as_str(), one] {
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"FLUSH"], "flush");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"LOAD", code.as_bytes()], "load");
+        // Byte for byte the same payload.
+        let dump = both(&mut tc, &mut rc, &[b"FUNCTION", b"DUMP"], "dump");
+        let payload = Value::parse(&dump);
+        let Value::Bulk(payload) = payload else { panic!("{payload:?}") };
+        // Each server restores the other's payload (the same bytes) after a flush.
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"FLUSH"], "flush");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload], "restore");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"LIST", b"WITHCODE"], "list");
+        // APPEND (the default, and explicit) refuses an existing library; REPLACE and FLUSH do not.
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload], "append again");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload, b"APPEND"], "append again");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload, b"replace"], "replace");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload, b"FLUSH"], "flush policy");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"LIST", b"WITHCODE"], "list");
+        // Errors.
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload, b"MERGE"], "policy");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &payload, b"FLUSH", b"x"], "arity");
+        let mut bad = payload.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &bad], "checksum");
+        both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", b"short"], "short");
+    }
+    // A function name another library holds: refused, nothing changes.
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"FLUSH"], "flush");
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"LOAD", other.as_bytes()], "load other");
+    let Value::Bulk(theirs) = Value::parse(&both(&mut tc, &mut rc, &[b"FUNCTION", b"DUMP"], "dump other")) else {
+        panic!()
+    };
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"FLUSH"], "flush");
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"LOAD", one.as_bytes()], "load one");
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &theirs], "function collision");
+    both(
+        &mut tc,
+        &mut rc,
+        &[b"FUNCTION", b"RESTORE", &theirs, b"REPLACE"],
+        "function collision under replace",
+    );
+    both(&mut tc, &mut rc, &[b"FCALL", b"f1", b"0"], "the old library still runs");
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &theirs, b"FLUSH"], "flush policy");
+    both(&mut tc, &mut rc, &[b"FCALL", b"f1", b"0"], "the restored library runs");
+    // A key's DUMP payload is not a function.
+    both(&mut tc, &mut rc, &[b"SET", b"k", b"v"], "set");
+    let Value::Bulk(key_payload) = Value::parse(&both(&mut tc, &mut rc, &[b"DUMP", b"k"], "dump k")) else {
+        panic!()
+    };
+    both(&mut tc, &mut rc, &[b"FUNCTION", b"RESTORE", &key_payload], "not a function");
+    // Every shard runs what was restored.
+    for _ in 0..4 {
+        assert_eq!(t.client().cmd(&["FCALL", "f1", "0"]), b":2\r\n");
     }
 }
 

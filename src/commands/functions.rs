@@ -1,9 +1,9 @@
 //! FCALL, FCALL_RO and FUNCTION LOAD / DELETE / FLUSH / LIST / STATS / KILL /
 //! HELP (Redis 7.0's functions.c). The registry and the per-VM loading are
 //! in `scripting/functions.rs`; where a function runs and which locks it
-//! takes is EVAL's code (`scripting::execute`). FUNCTION DUMP / RESTORE are
-//! not implemented (their payload is Redis's RDB encoding, LZF-compressed
-//! and CRC64-checked): they answer as unknown subcommands.
+//! takes is EVAL's code (`scripting::execute`). FUNCTION DUMP / RESTORE use
+//! Redis's payload: FUNCTION2 records as in an RDB file, the RDB version and
+//! a CRC64 (`persistence/rdb`).
 
 use super::table::{AsyncFn, Table};
 use crate::protocol::{Args, Reply};
@@ -22,6 +22,8 @@ pub fn register(t: &mut Table) {
     t.client("function|stats", function_stats);
     t.client("function|kill", function_kill);
     t.client("function|help", function_help);
+    t.client("function|dump", function_dump);
+    t.client("function|restore", function_restore);
 }
 
 const FCALL: AsyncFn = |c, args, out| Box::pin(fcall(c, args, out, false));
@@ -205,8 +207,67 @@ fn function_kill(_c: &mut Client, _args: Args, out: &mut Reply) {
     }
 }
 
-/// FUNCTION HELP (Redis's text; DUMP and RESTORE are listed there, Tessera
-/// answers them as unknown subcommands).
+/// FUNCTION DUMP (functionDumpCommand): every library's code as FUNCTION2
+/// records, then the 2-byte RDB version and the CRC64, little endian.
+fn function_dump(_c: &mut Client, _args: Args, out: &mut Reply) {
+    use crate::persistence::rdb::{encode::Encoder, opcode, CRC64, RDB_VERSION};
+    let mut e = Encoder::new(crate::persistence::compression());
+    for lib in functions::libraries(None) {
+        e.put_u8(opcode::FUNCTION2);
+        e.put_string(&lib.code);
+    }
+    let mut p = e.buf;
+    p.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = CRC64.checksum(&p);
+    p.extend_from_slice(&crc.to_le_bytes());
+    out.bulk(&p);
+}
+
+/// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE] (functionRestoreCommand).
+fn function_restore(_c: &mut Client, args: Args, out: &mut Reply) {
+    use crate::persistence::rdb::{decode, opcode};
+    use functions::RestorePolicy;
+    if args.len() > 4 {
+        return subcommand_syntax_error(&args, out);
+    }
+    let policy = if args.len() == 4 {
+        if args.is(3, "append") {
+            RestorePolicy::Append
+        } else if args.is(3, "replace") {
+            RestorePolicy::Replace
+        } else if args.is(3, "flush") {
+            RestorePolicy::Flush
+        } else {
+            return out.error("ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.");
+        }
+    } else {
+        RestorePolicy::Append
+    };
+    let p = args.get(2);
+    if !decode::verify_payload(p, false) {
+        return out.error("ERR DUMP payload version or checksum are wrong");
+    }
+    let mut r = decode::Reader::new(&p[..p.len() - 10]);
+    let mut codes = Vec::new();
+    while r.pos() < p.len() - 10 {
+        match r.u8() {
+            Ok(opcode::FUNCTION) => return out.error("ERR Pre-GA function format not supported"),
+            Ok(opcode::FUNCTION2) => {}
+            Ok(_) => return out.error("ERR given type is not a function"),
+            Err(_) => return out.error("ERR can not read data type"),
+        }
+        match r.string() {
+            Ok(code) => codes.push(code.into_owned()),
+            Err(_) => return out.error("ERR Failed loading library payload"),
+        }
+    }
+    match functions::restore(&codes, policy) {
+        Ok(()) => out.ok(),
+        Err(e) => out.error(&e),
+    }
+}
+
+/// FUNCTION HELP (Redis's text).
 const FUNCTION_HELP: &[&str] = &[
     "LOAD [REPLACE] <FUNCTION CODE>",
     "    Create a new library with the given library name and code.",

@@ -175,9 +175,10 @@ fn parse_meta(code: &[u8]) -> Result<(Vec<u8>, Vec<u8>, usize), String> {
     }
 }
 
-/// FUNCTION LOAD [REPLACE]: runs the library's body on this shard's VM and
-/// links it. Returns the library's name.
-pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
+/// Checks a library's shebang and runs its body on `vm` without linking it
+/// (functionsCreateWithLibraryCtx into a fresh context): the library and
+/// its callbacks, in registration order.
+fn compile(vm: &mut Vm, code: &[u8]) -> Result<(Arc<Library>, Vec<Function>), String> {
     let (engine, name, body_at) = parse_meta(code)?;
     if !valid_name(&name) {
         return Err(NAME_ERR.into());
@@ -186,29 +187,53 @@ pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
         return Err(format!("ERR Engine '{}' not found", String::from_utf8_lossy(&engine)));
     }
     let name = String::from_utf8(name).map_err(|_| NAME_ERR.to_string())?;
-    let exists = |r: &Registry| r.libs.contains_key(&name);
-    if !replace && read(exists) {
-        return Err(format!("ERR Library '{name}' already exists"));
+    let regs = vm.run_library(&code[body_at..], false)?;
+    let lib = Arc::new(Library {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        name,
+        code: code.to_vec(),
+        body_at,
+        functions: regs
+            .iter()
+            .map(|r| FuncMeta {
+                name: r.name.clone(),
+                desc: r.desc.clone(),
+                flags: r.flags,
+                global: AtomicBool::new(false),
+            })
+            .collect(),
+    });
+    Ok((lib, regs.into_iter().map(|r| r.callback).collect()))
+}
+
+/// Links a compiled library (replacing one of the same name).
+fn link(r: &mut Registry, lib: &Arc<Library>) {
+    if let Some(old) = r.libs.remove(&lib.name) {
+        unlink(r, &old);
+    }
+    for (i, f) in lib.functions.iter().enumerate() {
+        r.funcs.insert(f.name.to_ascii_lowercase(), (lib.clone(), i));
+    }
+    r.libs.insert(lib.name.clone(), lib.clone());
+}
+
+/// FUNCTION LOAD [REPLACE]: runs the library's body on this shard's VM and
+/// links it. Returns the library's name.
+pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
+    if !replace {
+        // Refused before the body runs, as Redis checks (after the shebang's own errors).
+        if let Ok((engine, name, _)) = parse_meta(code) {
+            let name = String::from_utf8_lossy(&name);
+            if valid_name(name.as_bytes()) && engine.eq_ignore_ascii_case(b"lua") && read(|r| r.libs.contains_key(name.as_ref())) {
+                return Err(format!("ERR Library '{name}' already exists"));
+            }
+        }
     }
     super::with_vm(|vm| -> Result<String, String> {
-        let regs = vm.run_library(&code[body_at..], false)?;
-        let lib = Arc::new(Library {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            name: name.clone(),
-            code: code.to_vec(),
-            body_at,
-            functions: regs
-                .iter()
-                .map(|r| FuncMeta {
-                    name: r.name.clone(),
-                    desc: r.desc.clone(),
-                    flags: r.flags,
-                    global: AtomicBool::new(false),
-                })
-                .collect(),
-        });
+        let (lib, callbacks) = compile(vm, code)?;
+        let name = lib.name.clone();
         write(|r| -> Result<(), String> {
-            if !replace && exists(r) {
+            if !replace && r.libs.contains_key(&name) {
                 return Err(format!("ERR Library '{name}' already exists"));
             }
             for f in &lib.functions {
@@ -218,17 +243,71 @@ pub fn load(code: &[u8], replace: bool) -> Result<String, String> {
                     }
                 }
             }
-            if let Some(old) = r.libs.remove(&name) {
-                unlink(r, &old);
-            }
-            for (i, f) in lib.functions.iter().enumerate() {
-                r.funcs.insert(f.name.to_ascii_lowercase(), (lib.clone(), i));
-            }
-            r.libs.insert(name.clone(), lib.clone());
+            link(r, &lib);
             Ok(())
         })?;
-        vm.libs.insert(lib.id, regs.into_iter().map(|r| r.callback).collect());
-        Ok(name.clone())
+        vm.libs.insert(lib.id, callbacks);
+        Ok(name)
+    })?
+}
+
+/// How FUNCTION RESTORE treats the libraries already linked.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RestorePolicy {
+    /// A library that exists already fails the restore (the default).
+    Append,
+    /// Libraries of the same name are replaced.
+    Replace,
+    /// Every library goes first.
+    Flush,
+}
+
+/// FUNCTION RESTORE (and its libraryJoin): every library is compiled first,
+/// then all are linked at once or none is.
+pub fn restore(codes: &[Vec<u8>], policy: RestorePolicy) -> Result<(), String> {
+    super::with_vm(|vm| -> Result<(), String> {
+        let mut new: Vec<(Arc<Library>, Vec<Function>)> = Vec::with_capacity(codes.len());
+        for code in codes {
+            let (lib, callbacks) = compile(vm, code)?;
+            if new.iter().any(|(l, _)| l.name == lib.name) {
+                return Err(format!("ERR Library '{}' already exists", lib.name));
+            }
+            for f in &lib.functions {
+                let lower = f.name.to_ascii_lowercase();
+                if new.iter().any(|(l, _)| l.functions.iter().any(|g| g.name.to_ascii_lowercase() == lower)) {
+                    return Err(format!("ERR Function {} already exists", f.name));
+                }
+            }
+            new.push((lib, callbacks));
+        }
+        write(|r| -> Result<(), String> {
+            if policy == RestorePolicy::Flush {
+                *r = Registry::default();
+            }
+            let replaced = |name: &str| new.iter().any(|(l, _)| l.name == name);
+            for (lib, _) in &new {
+                if policy == RestorePolicy::Append && r.libs.contains_key(&lib.name) {
+                    return Err(format!("ERR Library {} already exists", lib.name));
+                }
+            }
+            for (lib, _) in &new {
+                for f in &lib.functions {
+                    if let Some((other, _)) = r.funcs.get(&f.name.to_ascii_lowercase()) {
+                        if !replaced(&other.name) {
+                            return Err(format!("ERR Function {} already exists", f.name));
+                        }
+                    }
+                }
+            }
+            for (lib, _) in &new {
+                link(r, lib);
+            }
+            Ok(())
+        })?;
+        for (lib, callbacks) in new {
+            vm.libs.insert(lib.id, callbacks);
+        }
+        Ok(())
     })?
 }
 
