@@ -143,6 +143,28 @@ fn unit(arg: &[u8]) -> Option<bool> {
 
 /// The edge masks of a BIT range (bits of the first / last byte outside it),
 /// and the range converted to bytes.
+/// BITCOUNT / BITPOS's range over a string of `bytes` bytes: negative
+/// indexes from the end, clamped to the string; in BIT units, the byte range
+/// and the masks of the bits outside it in the first and last bytes.
+fn clamp_range(mut start: i64, mut end: i64, bytes: i64, isbit: bool) -> (i64, i64, u8, u8) {
+    let totlen = if isbit { bytes << 3 } else { bytes };
+    if start < 0 {
+        start += totlen;
+    }
+    if end < 0 {
+        end += totlen;
+    }
+    start = start.max(0);
+    end = end.max(0);
+    if end >= totlen {
+        end = totlen - 1;
+    }
+    if isbit && start <= end {
+        return bit_range(start, end);
+    }
+    (start, end, 0, 0)
+}
+
 fn bit_range(start: i64, end: i64) -> (i64, i64, u8, u8) {
     let first = (!((1u32 << (8 - (start & 7))) - 1) & 0xff) as u8;
     let last = ((1u32 << (7 - (end & 7))) - 1) as u8;
@@ -223,7 +245,7 @@ fn bitcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let (mut start, mut end);
     let (mut first_mask, mut last_mask) = (0u8, 0u8);
     if argc == 4 || argc == 5 {
-        let mut totlen = p.len() as i64;
+        let totlen = p.len() as i64;
         let Some(s) = string2ll(args.get(2)) else { return out.error(err::NOT_INT) };
         let Some(e) = string2ll(args.get(3)) else { return out.error(err::NOT_INT) };
         (start, end) = (s, e);
@@ -237,23 +259,7 @@ fn bitcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
                 None => return out.error(err::SYNTAX),
             }
         }
-        if isbit {
-            totlen <<= 3;
-        }
-        if start < 0 {
-            start += totlen;
-        }
-        if end < 0 {
-            end += totlen;
-        }
-        start = start.max(0);
-        end = end.max(0);
-        if end >= totlen {
-            end = totlen - 1;
-        }
-        if isbit && start <= end {
-            (start, end, first_mask, last_mask) = bit_range(start, end);
-        }
+        (start, end, first_mask, last_mask) = clamp_range(start, end, totlen, isbit);
     } else if argc == 2 {
         start = 0;
         end = p.len() as i64 - 1;
@@ -288,7 +294,7 @@ fn bitpos(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut end_given = false;
     let (mut first_mask, mut last_mask) = (0u8, 0u8);
     if (4..=6).contains(&argc) {
-        let mut totlen = p.len() as i64;
+        let totlen = p.len() as i64;
         let Some(s) = string2ll(args.get(3)) else { return out.error(err::NOT_INT) };
         start = s;
         let mut isbit = false;
@@ -307,23 +313,7 @@ fn bitpos(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         } else {
             end = totlen - 1;
         }
-        if isbit {
-            totlen <<= 3;
-        }
-        if start < 0 {
-            start += totlen;
-        }
-        if end < 0 {
-            end += totlen;
-        }
-        start = start.max(0);
-        end = end.max(0);
-        if end >= totlen {
-            end = totlen - 1;
-        }
-        if isbit && start <= end {
-            (start, end, first_mask, last_mask) = bit_range(start, end);
-        }
+        (start, end, first_mask, last_mask) = clamp_range(start, end, totlen, isbit);
     } else if argc == 3 {
         start = 0;
         end = p.len() as i64 - 1;

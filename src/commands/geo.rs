@@ -43,6 +43,14 @@ fn as_zset(v: &Value) -> Option<&ZSet> {
     }
 }
 
+/// The sorted set at `key`, None when missing; Err for another type.
+fn lookup_zset<'a>(ctx: &'a mut Ctx, key: &[u8]) -> Result<Option<&'a ZSet>, ()> {
+    match ctx.lookup_read(key) {
+        None => Ok(None),
+        Some(e) => as_zset(&e.val).map(Some).ok_or(()),
+    }
+}
+
 /// extractLongLatOrReply.
 fn lon_lat(lon: &[u8], lat: &[u8]) -> Result<(f64, f64), String> {
     let Some(x) = string2d(lon) else { return Err(err::NOT_FLOAT.into()) };
@@ -140,13 +148,8 @@ fn geoadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 // ---------------------------------------------------------------------------
 
 fn geopos(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let e = ctx.lookup_read(args.get(1));
-    let z = match e {
-        None => None,
-        Some(e) => match as_zset(&e.val) {
-            Some(z) => Some(z),
-            None => return out.error(err::WRONGTYPE),
-        },
+    let Ok(z) = lookup_zset(ctx, args.get(1)) else {
+        return out.error(err::WRONGTYPE);
     };
     out.array_len(args.len() - 2);
     for j in 2..args.len() {
@@ -183,13 +186,8 @@ fn geodist(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn geohash_cmd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
-    let e = ctx.lookup_read(args.get(1));
-    let z = match e {
-        None => None,
-        Some(e) => match as_zset(&e.val) {
-            Some(z) => Some(z),
-            None => return out.error(err::WRONGTYPE),
-        },
+    let Ok(z) = lookup_zset(ctx, args.get(1)) else {
+        return out.error(err::WRONGTYPE);
     };
     out.array_len(args.len() - 2);
     for j in 2..args.len() {
