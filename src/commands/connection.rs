@@ -142,23 +142,34 @@ fn hello(c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn auth(c: &mut Client, args: Args, out: &mut Reply) {
+    match check_auth(&args) {
+        Ok(()) => {
+            c.authed = true;
+            out.ok();
+        }
+        Err(e) => out.error(e),
+    }
+}
+
+/// AUTH [user] password against requirepass: Ok when it authenticates, else
+/// the error to answer (also used while a slow script holds the shard).
+pub fn check_auth(args: &Args) -> Result<(), &'static str> {
     if args.len() > 3 {
-        return out.error(err::SYNTAX);
+        return Err(err::SYNTAX);
     }
     let (user, pass): (&[u8], &[u8]) = if args.len() == 2 {
         let nopass = runtime::rt_ref().requirepass.read().map(|p| p.is_none()).unwrap_or(true);
         if nopass {
-            return out.error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
+            return Err("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?");
         }
         (b"default", args.get(1))
     } else {
         (args.get(1), args.get(2))
     };
     if password_ok(user, pass) {
-        c.authed = true;
-        out.ok();
+        Ok(())
     } else {
-        out.error("WRONGPASS invalid username-password pair or user is disabled.");
+        Err("WRONGPASS invalid username-password pair or user is disabled.")
     }
 }
 

@@ -609,6 +609,38 @@ pub fn busy_error() -> &'static str {
     }
 }
 
+/// The shards whose script has run past `busy-reply-threshold` right now
+/// (their own threads are running it: `server::busy` answers for them).
+pub fn busy_shards() -> Vec<usize> {
+    slots()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.timed_out.load(Ordering::Acquire) && s.start_ms.load(Ordering::Acquire) != 0)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Wakes `wait_busy` when a script becomes slow.
+static BUSY_SIGNAL: (std::sync::Mutex<()>, std::sync::Condvar) = (std::sync::Mutex::new(()), std::sync::Condvar::new());
+
+/// Blocks the calling thread (not a shard) until some script has run past
+/// `busy-reply-threshold`, or `timeout` passed.
+pub fn wait_busy(timeout: std::time::Duration) {
+    let g = BUSY_SIGNAL.0.lock().unwrap_or_else(|e| e.into_inner());
+    if !busy() {
+        let _ = BUSY_SIGNAL.1.wait_timeout(g, timeout);
+    }
+}
+
+/// SHUTDOWN NOSAVE while a script is slow: the scripts stop at their next
+/// hook call whatever they wrote (Redis exits without finishing them; the
+/// shards then stop without saving).
+static SHUTDOWN_KILL: AtomicBool = AtomicBool::new(false);
+
+pub fn kill_for_shutdown() {
+    SHUTDOWN_KILL.store(true, Ordering::Release);
+}
+
 /// SCRIPT KILL (`eval`) / FUNCTION KILL: stops the running scripts of that
 /// kind that wrote nothing.
 pub fn kill(eval: bool) -> Result<(), &'static str> {
@@ -676,6 +708,9 @@ fn busy_hook(shard: usize) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result
         if slot.kill.load(Ordering::Acquire) {
             return Err(mlua::Error::RuntimeError("Script killed by user with SCRIPT KILL...".into()));
         }
+        if SHUTDOWN_KILL.load(Ordering::Acquire) {
+            return Err(mlua::Error::RuntimeError("Script killed by SHUTDOWN NOSAVE".into()));
+        }
         let start = slot.start_ms.load(Ordering::Relaxed);
         if start != 0 && !slot.timed_out.load(Ordering::Relaxed) {
             let limit = runtime::rt_ref()
@@ -702,8 +737,12 @@ fn busy_hook(shard: usize) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result
                     });
                     *slot.info.lock().unwrap_or_else(|e| e.into_inner()) = info;
                 }
-                slot.timed_out.store(true, Ordering::Relaxed);
-                TIMED_OUT.fetch_add(1, Ordering::Relaxed);
+                slot.timed_out.store(true, Ordering::Release);
+                TIMED_OUT.fetch_add(1, Ordering::Release);
+                {
+                    let _g = BUSY_SIGNAL.0.lock().unwrap_or_else(|e| e.into_inner());
+                    BUSY_SIGNAL.1.notify_all();
+                }
                 crate::log_warning!(
                     "Slow script detected: still in execution after {ran} milliseconds. You can try killing the script using the SCRIPT KILL command."
                 );

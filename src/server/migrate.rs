@@ -94,6 +94,59 @@ pub fn hand_over(c: &Client, fd: RawFd, bytes: Vec<u8>, target: usize) {
     runtime::send(target, Box::new(move || adopt(m)));
 }
 
+/// A connection accepted off the shard while its script was slow
+/// (`server::busy`): what it has been told and has sent so far.
+pub struct Accepted {
+    pub id: u64,
+    pub addr: String,
+    pub laddr: String,
+    pub created_ms: u64,
+    pub authed: bool,
+    /// Received and not answered: parsed first.
+    pub bytes: Vec<u8>,
+}
+
+/// Gives `shard` a connection accepted for it by the busy responder;
+/// `settle` (run there first) applies the statistics of what was answered.
+pub fn adopt_accepted(shard: usize, a: Accepted, fd: std::os::fd::OwnedFd, settle: Box<dyn FnOnce() + Send>) {
+    use std::os::fd::IntoRawFd;
+    let fd = fd.into_raw_fd();
+    // The ring's sockets are blocking ones, as its ACCEPT makes them.
+    // SAFETY: plain fcntl on a socket we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+        }
+    }
+    let now = runtime::now_ms();
+    let m = Moved {
+        id: a.id,
+        fd,
+        addr: a.addr,
+        laddr: a.laddr,
+        created_ms: a.created_ms,
+        last_interaction_ms: now,
+        name: None,
+        last_cmd: "NULL",
+        no_evict: false,
+        class: super::obuf::ClientClass::Normal,
+        resume: Resume {
+            db: 0,
+            resp3: false,
+            authed: a.authed,
+            bytes: a.bytes,
+        },
+    };
+    runtime::send(
+        shard,
+        Box::new(move || {
+            settle();
+            adopt(m)
+        }),
+    );
+}
+
 /// Takes a moved connection in on this shard.
 fn adopt(m: Moved) {
     let shared = Rc::new(ClientShared::new(m.id, m.fd, m.addr, m.laddr, m.created_ms, m.last_interaction_ms));

@@ -1,5 +1,6 @@
 //! Process start-up, per-shard listeners and graceful shutdown.
 
+pub mod busy;
 pub mod client;
 pub mod conn;
 pub mod dispatch;
@@ -68,10 +69,17 @@ async fn retired(gen: u64) {
     .await
 }
 
+/// Gives this shard's ring its listening sockets (and the busy responder
+/// its copies of them); none on shutdown.
+fn install_listeners(fds: Vec<std::os::fd::RawFd>) {
+    busy::set_listeners(runtime::shard_id(), &fds);
+    net::uring::set_listeners(fds);
+}
+
 /// Replaces this shard's listeners (CONFIG SET port / bind).
 fn replace_listeners(new: Vec<std::net::TcpListener>) {
     if net::uring::active() {
-        net::uring::set_listeners(new.into_iter().map(|l| l.into_raw_fd()).collect());
+        install_listeners(new.into_iter().map(|l| l.into_raw_fd()).collect());
         return;
     }
     let gen = LISTEN_GEN.with(|g| {
@@ -197,11 +205,11 @@ fn bind_all(cfg: &Config) -> Result<Vec<std::net::TcpListener>, String> {
     Ok(out)
 }
 
-const PROTECTED_MODE_ERR: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+pub(super) const PROTECTED_MODE_ERR: &str = "-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Set up an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 
 /// Redis's protected mode: with the default bind and no password, only
 /// loopback clients are served.
-fn protected_mode_denies(ip: std::net::IpAddr) -> bool {
+pub(super) fn protected_mode_denies(ip: std::net::IpAddr) -> bool {
     let rt = runtime::rt_ref();
     if ip.is_loopback() || ip.to_canonical().is_loopback() {
         return false;
@@ -436,7 +444,7 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
         };
     if uring {
         glommio::spawn_local(net::uring::run(accept_uring)).detach();
-        net::uring::set_listeners(listeners.into_iter().map(|l| l.into_raw_fd()).collect());
+        install_listeners(listeners.into_iter().map(|l| l.into_raw_fd()).collect());
     } else {
         inbox.set_thread();
         glommio::spawn_local(inbox.serve()).detach();
@@ -447,7 +455,7 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     stopped().await;
     // Let the accept loops see the stop and drop their sockets.
     if uring {
-        net::uring::close_listeners();
+        install_listeners(Vec::new());
     }
     glommio::timer::sleep(Duration::from_millis(1)).await;
     // Let in-flight requests finish: stop reading, let each connection write its replies.
@@ -757,6 +765,8 @@ pub fn run(cfg: Config) -> i32 {
         std::thread::sleep(Duration::from_millis(1));
     }
     log_notice!("Ready to accept connections tcp");
+    // Asleep until a script runs past busy-reply-threshold (server/busy.rs).
+    busy::start();
     // Watchdog, a counted safety net: a shard that sleeps with work waiting for it
     // (a lost wake-up) is woken within two 50 ms ticks and counted in INFO
     // `watchdog_rescues`. See ARCHITECTURE.md for why none is expected.

@@ -117,34 +117,68 @@ async fn save(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
 
 const SHUTDOWN: AsyncFn = |c, args, out| Box::pin(shutdown(c, args, out));
 
-async fn shutdown(c: &mut Client, args: Args<'_>, out: &mut Reply) {
-    let (mut abort, mut other, mut save, mut nosave, mut force) = (false, false, false, false, false);
+/// SHUTDOWN's options, parsed as shutdownCommand parses them.
+pub struct ShutdownOpts {
+    pub abort: bool,
+    pub save: bool,
+    pub nosave: bool,
+    pub force: bool,
+}
+
+/// SHUTDOWN's arguments, or the error for a bad combination; ABORT with
+/// nothing to abort is refused here too (no shutdown ever waits).
+pub fn parse_shutdown(args: &Args<'_>) -> Result<ShutdownOpts, &'static str> {
+    let (mut other, mut o) = (
+        false,
+        ShutdownOpts {
+            abort: false,
+            save: false,
+            nosave: false,
+            force: false,
+        },
+    );
     for i in 1..args.len() {
         if args.is(i, "nosave") {
-            nosave = true;
+            o.nosave = true;
             other = true;
         } else if args.is(i, "save") {
-            save = true;
+            o.save = true;
             other = true;
         } else if args.is(i, "now") {
             other = true;
         } else if args.is(i, "force") {
-            force = true;
+            o.force = true;
             other = true;
         } else if args.is(i, "abort") {
-            abort = true;
+            o.abort = true;
         } else {
-            return out.error(err::SYNTAX);
+            return Err(err::SYNTAX);
         }
     }
-    if (abort && other) || (save && nosave) {
-        return out.error(err::SYNTAX);
+    if (o.abort && other) || (o.save && o.nosave) {
+        return Err(err::SYNTAX);
     }
-    if abort {
-        return out.error("ERR No shutdown in progress.");
+    if o.abort {
+        return Err("ERR No shutdown in progress.");
     }
+    // A slow script: only NOSAVE may stop the server, and it stops the
+    // script whatever it wrote (Redis exits under it).
+    if crate::scripting::busy() {
+        if !o.nosave {
+            return Err(crate::scripting::busy_error());
+        }
+        crate::scripting::kill_for_shutdown();
+    }
+    Ok(o)
+}
+
+async fn shutdown(c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    let o = match parse_shutdown(&args) {
+        Ok(o) => o,
+        Err(e) => return out.error(e),
+    };
     crate::log_warning!("User requested shutdown...");
-    if !final_save_allows_exit(save, nosave, force).await {
+    if !final_save_allows_exit(o.save, o.nosave, o.force).await {
         return out.error("ERR Errors trying to SHUTDOWN. Check logs.");
     }
     crate::server::initiate_shutdown();

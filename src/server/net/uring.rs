@@ -779,11 +779,6 @@ pub fn set_listeners(fds: Vec<RawFd>) {
     });
 }
 
-/// Closes every listener (shutdown).
-pub fn close_listeners() {
-    set_listeners(Vec::new());
-}
-
 /// The persistent eventfd read through glommio's ring.
 type EvRead = Pin<Box<dyn Future<Output = ()>>>;
 
