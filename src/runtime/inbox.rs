@@ -16,8 +16,12 @@ use std::task::{Context, Poll};
 pub type Job = Box<dyn FnOnce() + Send>;
 
 /// Queues a MSG_RING wake-up of the ring with this fd from the calling
-/// thread's own ring; false when the thread has none (then an eventfd is written).
-pub type RingWake = fn(i32, usize) -> bool;
+/// thread's own ring; false when the thread has none (then an eventfd is
+/// written). The flag asks for it to be submitted now rather than with the
+/// sender's next ring entry: the target is parked and nothing else would
+/// wake it meanwhile (a sender busy with a long pipeline, or preempted, may
+/// enter its ring only much later).
+pub type RingWake = fn(i32, usize, bool) -> bool;
 pub static RING_WAKE: std::sync::OnceLock<RingWake> = std::sync::OnceLock::new();
 
 /// The shard is running: it drains its inbox without being woken.
@@ -105,7 +109,7 @@ impl Inbox {
         let ring = self.ring_fd.load(Ordering::Acquire);
         if ring >= 0 {
             if let Some(hook) = RING_WAKE.get() {
-                if hook(ring, self.shard.load(Ordering::Relaxed)) {
+                if hook(ring, self.shard.load(Ordering::Relaxed), mode == PARKED) {
                     return;
                 }
             }
@@ -206,8 +210,13 @@ impl Inbox {
             return false;
         }
         self.rescues.fetch_add(1, Ordering::Relaxed);
-        crate::log_warning!("BUG: a shard slept with work waiting; the watchdog woke it");
         let mode = self.parked.swap(AWAKE, Ordering::SeqCst);
+        crate::log_warning!(
+            "BUG: a shard slept with work waiting; the watchdog woke it (sleeping as {}, jobs waiting: {}, driver runnable: {})",
+            ["awake", "in-ring", "parked"].get(mode as usize).unwrap_or(&"?"),
+            self.has_jobs(),
+            self.runnable.load(Ordering::SeqCst)
+        );
         self.waker.wake();
         for m in [IN_RING, PARKED] {
             if m == mode || mode == AWAKE {

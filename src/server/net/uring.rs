@@ -339,7 +339,7 @@ pub fn setup() -> Result<(), String> {
 
 /// [`crate::runtime::inbox::RING_WAKE`]: wakes the shard whose ring is `target`
 /// with a MSG_RING from this thread's ring, if it has one.
-pub fn msg_ring_wake(target: RawFd, shard: usize) -> bool {
+pub fn msg_ring_wake(target: RawFd, shard: usize, now: bool) -> bool {
     DRIVER
         .try_with(|d| {
             let Ok(mut d) = d.try_borrow_mut() else { return false };
@@ -349,7 +349,16 @@ pub fn msg_ring_wake(target: RawFd, shard: usize) -> bool {
                 .flags(squeue::Flags::SKIP_SUCCESS)
                 .user_data(ud(OP_WAKE, shard as u32, 1));
             d.push(e);
-            d.wake_idle();
+            if now {
+                // A parked target waits for nothing else: submit at once (one
+                // io_uring_enter, still no eventfd signalled from a wake-up).
+                COUNTERS.enters.fetch_add(1, Ordering::Relaxed);
+                let _ = d.ring.submitter().submit();
+            } else {
+                // Waiting in its ring, the target looks at its inbox within
+                // its wait's timeout anyway; our next entry submits it.
+                d.wake_idle();
+            }
             COUNTERS.msg_ring_wakes.fetch_add(1, Ordering::Relaxed);
             true
         })
