@@ -141,7 +141,7 @@ impl WriteHook {
             self.changed.push((key.into(), kind == WriteKind::Expired));
         }
         if !self.blocked.is_empty()
-            && matches!(kind, WriteKind::Set | WriteKind::Modify)
+            && matches!(kind, WriteKind::Set | WriteKind::Modify | WriteKind::Delete | WriteKind::Expired)
             && self.blocked.contains_key(key)
             && !self.ready.iter().any(|k| &**k == key)
         {
@@ -230,6 +230,14 @@ impl WriteHook {
             if *n == 0 {
                 self.blocked.remove(key);
             }
+        }
+    }
+
+    /// signalKeyAsReady without a change (XGROUP DESTROY wakes XREADGROUP
+    /// waiters so they learn their group is gone).
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        if self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
+            self.ready.push(key.into());
         }
     }
 
