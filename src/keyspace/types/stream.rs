@@ -592,14 +592,16 @@ impl Stream {
         self.nodes.iter()
     }
 
-    /// Adds a node as loaded from RDB (already validated by the caller).
-    pub fn push_loaded_node(&mut self, master_id: StreamId, lp: Vec<u8>) {
-        self.nodes.insert(master_id, lp);
-    }
-
-    /// Number of live entries of a loaded node (its master count), for validation.
-    pub fn node_live_count(lp: &[u8]) -> i64 {
-        master(lp).count
+    /// Adds a node as loaded from RDB (already validated by the caller);
+    /// false if a node with this master ID exists.
+    pub fn push_loaded_node(&mut self, master_id: StreamId, lp: Vec<u8>) -> bool {
+        match self.nodes.entry(master_id) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(lp);
+                true
+            }
+        }
     }
 
     /// raxSize(s->rax)->numnodes of the rax Redis would hold for these

@@ -140,7 +140,7 @@ impl Encoder {
         }
     }
 
-    /// STREAM_LISTPACKS_3 (rdbSaveObject's OBJ_STREAM case): the nodes as
+    /// STREAM_LISTPACKS_2, what Redis 7.0 writes (rdbSaveObject's OBJ_STREAM case): the nodes as
     /// they are (16-byte master ID + listpack), the stream's counters, then
     /// every group with its PEL and consumers.
     fn put_stream(&mut self, s: &Stream) {
@@ -355,7 +355,7 @@ pub fn value_type(v: &Value) -> u8 {
         Value::ZSet(_) => types::ZSET_LISTPACK,
         Value::Hash(h) if h.is_packed() => types::HASH_LISTPACK,
         Value::Hash(_) => types::HASH,
-        Value::Stream(_) => types::STREAM_LISTPACKS_3,
+        Value::Stream(_) => types::STREAM_LISTPACKS_2,
     }
 }
 

@@ -48,11 +48,10 @@ pub mod types {
     pub const ZSET_LISTPACK: u8 = 17;
     pub const LIST_QUICKLIST_2: u8 = 18;
     pub const STREAM_LISTPACKS_2: u8 = 19;
-    pub const STREAM_LISTPACKS_3: u8 = 21;
 
     /// rdbIsObjectType.
     pub fn is_object_type(t: u8) -> bool {
-        t <= 7 || (9..=19).contains(&t) || t == STREAM_LISTPACKS_3
+        t <= 7 || (9..=19).contains(&t)
     }
 }
 
