@@ -514,6 +514,12 @@ fn blocking_reads_are_woken_across_shards() {
             wait_blocked(&mut ctl, 1);
             ctl.cmd(&["DEL", &b]);
             let r4 = read_with_timeout(&mut w, Duration::from_secs(10));
+            ctl.cmd(&["XGROUP", "CREATE", &b, "grp", "$", "MKSTREAM"]);
+            w.send_strs(&["XREADGROUP", "GROUP", "grp", "c1", "BLOCK", "0", "STREAMS", &b, ">"]);
+            wait_blocked(&mut ctl, 1);
+            ctl.cmd(&["FLUSHALL"]);
+            let r4b = read_with_timeout(&mut w, Duration::from_secs(10));
+            ctl.cmd(&["XADD", &a, "1-0", "f", "v"]);
             // A timeout, and CLIENT UNBLOCK.
             let r5 = w.cmd(&["XREAD", "BLOCK", "50", "STREAMS", &a, "$"]);
             let id = String::from_utf8_lossy(&w.cmd(&["CLIENT", "ID"])).trim_start_matches(':').trim().to_string();
@@ -521,7 +527,7 @@ fn blocking_reads_are_woken_across_shards() {
             wait_blocked(&mut ctl, 1);
             ctl.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]);
             let r6 = read_with_timeout(&mut w, Duration::from_secs(10));
-            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r5, r6].concat();
+            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r4b, r5, r6].concat();
             ctl.cmd(&["DEL", &a, &b]);
         }
         assert_eq!(escape(&replies[0].0), escape(&replies[1].0), "XREAD woken (RESP{proto})");

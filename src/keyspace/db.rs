@@ -571,6 +571,20 @@ impl Db {
 
     /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
     pub fn clear(&mut self) {
+        if !self.hook.blocked.is_empty() {
+            // Clients blocked in XREADGROUP on a stream that goes learn it
+            // (emptyDbStructure's signalDeletedKeyAsReady).
+            let gone: Vec<Box<[u8]>> = self
+                .hook
+                .blocked
+                .keys()
+                .filter(|k| matches!(self.keys.get(k).map(|e| &e.val), Some(Value::Stream(_))))
+                .cloned()
+                .collect();
+            for k in gone {
+                self.hook.signal_ready(&k);
+            }
+        }
         if self.hook.log.is_some() {
             let keys: Vec<Box<[u8]>> = self.keys.iter().map(|(k, _)| k.into()).collect();
             for k in keys {
