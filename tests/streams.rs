@@ -232,6 +232,14 @@ fn stream_commands_match_redis_resp2_resp3() {
             p.same(&["XSETID", k, "+"]);
             p.same(&["XSETID", "missing", "1-0"]);
             p.same(&["XINFO", "STREAM", k]);
+            let full = format!("{k}:full");
+            p.same(&["XADD", &full, "18446744073709551615-18446744073709551614", "a", "1"]);
+            p.same(&["XADD", &full, "18446744073709551615-*", "a", "1"]);
+            p.same(&["XADD", &full, "18446744073709551615-*", "a", "1"]);
+            p.same(&["XADD", &full, "*", "a", "1"]);
+            p.same(&["XREAD", "STREAMS", &full, "18446744073709551615-18446744073709551614"]);
+            p.same(&["XADD", &format!("{k}:big"), "1-0", "f", &"x".repeat(5000), "g", &"y".repeat(70)]);
+            p.same(&["XRANGE", &format!("{k}:big"), "-", "+"]);
             // Wrong types.
             p.same(&["SET", "str", "x"]);
             for c in [
@@ -527,7 +535,25 @@ fn blocking_reads_are_woken_across_shards() {
             wait_blocked(&mut ctl, 1);
             ctl.cmd(&["CLIENT", "UNBLOCK", &id, "ERROR"]);
             let r6 = read_with_timeout(&mut w, Duration::from_secs(10));
-            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r4b, r5, r6].concat();
+            // One key: XREAD $ and an explicit ID, XREADGROUP with COUNT.
+            w.send_strs(&["XREAD", "BLOCK", "0", "STREAMS", &a, "$"]);
+            wait_blocked(&mut ctl, 1);
+            ctl.cmd(&["XADD", &a, "9-0", "h", "1"]);
+            let r7 = read_with_timeout(&mut w, Duration::from_secs(10));
+            w.send_strs(&["XREAD", "BLOCK", "0", "STREAMS", &a, "9-0"]);
+            wait_blocked(&mut ctl, 1);
+            ctl.cmd(&["XADD", &a, "10-0", "h", "2"]);
+            let r8 = read_with_timeout(&mut w, Duration::from_secs(10));
+            ctl.cmd(&["XGROUP", "CREATE", &a, "g2", "$"]);
+            w.send_strs(&["XREADGROUP", "GROUP", "g2", "c", "COUNT", "1", "BLOCK", "0", "STREAMS", &a, ">"]);
+            wait_blocked(&mut ctl, 1);
+            ctl.cmd(&["MULTI"]);
+            ctl.cmd(&["XADD", &a, "11-0", "h", "3"]);
+            ctl.cmd(&["XADD", &a, "12-0", "h", "4"]);
+            ctl.cmd(&["EXEC"]);
+            let r9 = read_with_timeout(&mut w, Duration::from_secs(10));
+            let r10 = ctl.cmd(&["XPENDING", &a, "g2"]);
+            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r4b, r5, r6, r7, r8, r9, r10].concat();
             ctl.cmd(&["DEL", &a, &b]);
         }
         assert_eq!(escape(&replies[0].0), escape(&replies[1].0), "XREAD woken (RESP{proto})");

@@ -672,7 +672,9 @@ impl Stream {
                 }
             }
             if new_node {
-                lp.shrink_to_fit();
+                // lpShrinkToFit. A fresh exact allocation: mimalloc keeps a
+                // block in place when it shrinks by less than half.
+                **lp = lp.as_slice().to_vec();
                 tail = None;
             }
         }
