@@ -457,6 +457,15 @@ fn xread_over_streams_on_both_shards() {
         p.same(&["XREADGROUP", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", a, b, ">", ">"]);
         p.same(&["XPENDING", a, "g"]);
         p.same(&["XPENDING", b, "g"]);
+        // Scripts may not use BLOCK; without it they read.
+        p.same(&["EVAL", "return redis.pcall('XREAD','BLOCK','0','STREAMS',KEYS[1],'$')", "1", a]);
+        p.same(&[
+            "EVAL",
+            "return redis.pcall('xreadgroup','GROUP','g','c','BLOCK','0','STREAMS',KEYS[1],'>')",
+            "1",
+            a,
+        ]);
+        p.same(&["EVAL", "return redis.call('XREAD','STREAMS',KEYS[1],'0')", "1", a]);
         // Inside MULTI, BLOCK does not block.
         for c in [&mut p.t, &mut p.r] {
             c.cmd(&["MULTI"]);

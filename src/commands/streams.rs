@@ -623,6 +623,11 @@ fn parse_xread(args: &Args) -> Result<XreadOpts, String> {
         let moreargs = argc - i - 1;
         let a = args.get(i);
         if opt_is(a, "block") && moreargs > 0 {
+            if crate::scripting::in_script() {
+                let mut m = b"ERR ".to_vec();
+                m.extend_from_slice(cstr(args.get(0)));
+                return Err(String::from_utf8_lossy(&m).into_owned() + " command is not allowed with BLOCK option from scripts");
+            }
             i += 1;
             let t = parse_ll(args.get(i), Some("timeout is not an integer or out of range"))?;
             if t < 0 {
