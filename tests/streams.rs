@@ -385,8 +385,24 @@ fn consumer_groups_match_redis_resp2_resp3() {
             p.same(&["XGROUP", "SETID", k, "g3", "$"]);
             p.same(&["XINFO", "GROUPS", k]);
             p.masked(&["XINFO", "STREAM", k, "FULL"]);
+            // Copies and renames carry everything, to any shard.
+            for dst in keys_on(&format!("{k}:copy"), 2) {
+                p.same(&["COPY", k, &dst]);
+                p.masked(&["XINFO", "STREAM", &dst, "FULL"]);
+                p.same(&["RENAME", &dst, &format!("{dst}:renamed")]);
+                p.masked(&["XINFO", "STREAM", &format!("{dst}:renamed"), "FULL"]);
+            }
+        }
+        // The lookups count as Redis's (read lookups hit or miss, write lookups do not).
+        for f in ["keyspace_hits", "keyspace_misses"] {
+            assert_eq!(stat(&mut p.t, f), stat(&mut p.r, f), "{f}");
         }
     }
+}
+
+fn stat(c: &mut Client, name: &str) -> Option<String> {
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "stats"])).into_owned();
+    info_field(&info, name)
 }
 
 /// Node boundaries (stream-node-max-entries / -bytes) decide approximate

@@ -1564,6 +1564,12 @@ fn xclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 
 fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let (key, gname, cname) = (args.get(1), args.get(2), args.get(3));
+    // Looked up first (the hit or miss counts), reported after the arguments.
+    let found = match read_stream(ctx, key) {
+        Err(()) => Err(()),
+        Ok(None) => Ok(false),
+        Ok(Some(s)) => Ok(s.groups.contains_key(gname)),
+    };
     let minidle = match parse_ll(args.get(4), Some("Invalid min-idle-time argument for XAUTOCLAIM")) {
         Ok(v) => v.max(0),
         Err(e) => return out.error(&e),
@@ -1598,13 +1604,10 @@ fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         j += 1;
     }
-    let has_group = match read_stream(ctx, key) {
+    match found {
         Err(()) => return out.error(err::WRONGTYPE),
-        Ok(None) => false,
-        Ok(Some(s)) => s.groups.contains_key(gname),
-    };
-    if !has_group {
-        return out.error_bytes(&nogroup_key_or_group(key, gname));
+        Ok(false) => return out.error_bytes(&nogroup_key_or_group(key, gname)),
+        Ok(true) => {}
     }
     let now = ctx.now;
     let Ok(Some(mut e)) = write_stream(ctx, key) else { return out.array_len(0) };
