@@ -9,6 +9,9 @@
 //! comparing. Everything else (IDs, counters, lag, entries-read, node counts
 //! of XINFO STREAM, PEL contents) must be identical.
 //!
+//! Every stream command also changes `server.dirty` (rdb_changes_since_last_save)
+//! and the keyspace hit / miss counters by what Redis's changes them.
+//!
 //! Also: XREAD over streams on both shards, blocking XREAD / XREADGROUP woken
 //! from the other shard, the NOGROUP / UNBLOCKED endings, several consumers
 //! of one group getting each entry exactly once (2 and 4 shards), DUMP /
@@ -59,6 +62,14 @@ fn mask(v: &Value) -> Value {
     }
 }
 
+/// rdb_changes_since_last_save (server.dirty), keyspace_hits, keyspace_misses.
+fn counters(c: &mut Client) -> [i64; 3] {
+    let i = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    let j = String::from_utf8_lossy(&c.cmd(&["INFO", "stats"])).into_owned();
+    let n = |s: &str, f: &str| info_field(s, f).and_then(|v| v.parse().ok()).unwrap_or(-1);
+    [n(&i, "rdb_changes_since_last_save"), n(&j, "keyspace_hits"), n(&j, "keyspace_misses")]
+}
+
 struct Pair {
     t: Client,
     r: Client,
@@ -76,8 +87,16 @@ impl Pair {
     }
 
     fn cmp(&mut self, args: &[&str], m: Mask) -> Vec<u8> {
+        // A stream command changes Redis's counters as Redis does.
+        let stream_cmd = args[0].starts_with(['X', 'x']);
+        let before = stream_cmd.then(|| (counters(&mut self.t), counters(&mut self.r)));
         let t = self.t.cmd(args);
         let r = self.r.cmd(args);
+        if let Some((t0, r0)) = before {
+            let (t1, r1) = (counters(&mut self.t), counters(&mut self.r));
+            let d = |a: [i64; 3], b: [i64; 3]| [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
+            assert_eq!(d(t0, t1), d(r0, r1), "[dirty, keyspace_hits, keyspace_misses] of {:?}", args);
+        }
         if m == Mask::Times {
             let (tv, rv) = (mask(&Value::parse(&t)), mask(&Value::parse(&r)));
             assert_eq!(escape(&tv.encode()), escape(&rv.encode()), "reply of {:?} (times masked)", args);
