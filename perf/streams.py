@@ -138,6 +138,8 @@ def main():
         for name, cmd in servers.items():
             res[name].append(jobqueue(cmd, a.entries))
     for name, rs in res.items():
+        if not rs:
+            continue
         rate = statistics.median(r[0] for r in rs)
         cpu = statistics.median(r[1] for r in rs)
         runs = ", ".join(f"{r[0]:.0f}/s {r[1]:.2f}us" for r in rs)
