@@ -797,7 +797,7 @@ fn read_group(
             if reply_one(&mut body, s, id) {
                 if let Some(nack) = g.pel.get_mut(&id) {
                     nack.delivery_time = now;
-                    nack.delivery_count += 1;
+                    nack.delivery_count = nack.delivery_count.wrapping_add(1);
                 }
             } else {
                 body.array_len(2);
@@ -1335,7 +1335,7 @@ fn xpending(ctx: &mut Ctx, args: Args, out: &mut Reply) {
                 break;
             }
             let Some(nack) = g.pel.get(&id) else { continue };
-            let idle = now as i64 - nack.delivery_time as i64;
+            let idle = (now as i64).wrapping_sub(nack.delivery_time as i64);
             if minidle != 0 && idle < minidle {
                 continue;
             }
@@ -1509,7 +1509,7 @@ fn xclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             continue;
         }
         if !fresh && minidle != 0 {
-            let idle = now - g.pel[&id].delivery_time as i64;
+            let idle = now.wrapping_sub(g.pel[&id].delivery_time as i64);
             if idle < minidle {
                 continue;
             }
@@ -1538,7 +1538,7 @@ fn xclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         if retrycount >= 0 {
             nack.delivery_count = retrycount as u64;
         } else if !justid {
-            nack.delivery_count += 1;
+            nack.delivery_count = nack.delivery_count.wrapping_add(1);
         }
         if justid {
             put_id(&mut body, id);
@@ -1636,7 +1636,7 @@ fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         next = cursor.incr().and_then(|c| g.pel.range(c..).next().map(|(k, _)| *k));
         if minidle != 0 {
-            let idle = now as i64 - g.pel[&id].delivery_time as i64;
+            let idle = (now as i64).wrapping_sub(g.pel[&id].delivery_time as i64);
             if idle < minidle {
                 continue;
             }
@@ -1649,7 +1649,7 @@ fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let nack = g.pel.get_mut(&id).expect("in the PEL");
         nack.delivery_time = now;
         if !justid {
-            nack.delivery_count += 1;
+            nack.delivery_count = nack.delivery_count.wrapping_add(1);
         }
         if justid {
             put_id(&mut body, id);
@@ -1733,7 +1733,7 @@ fn xinfo(ctx: &mut Ctx, args: Args, out: &mut Reply) {
                 out.bulk(b"pending");
                 out.int(c.pel.len() as i64);
                 out.bulk(b"idle");
-                out.int((now as i64 - c.seen_time as i64).max(0));
+                out.int((now as i64).wrapping_sub(c.seen_time as i64).max(0));
             }
         }
         b"groups" if args.len() == 3 => {

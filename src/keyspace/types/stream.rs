@@ -732,7 +732,7 @@ impl Stream {
         let lp = self.nodes.get_mut(&master_id).expect("tail node");
         lp::append_encoded(lp, &enc, n);
         self.length += 1;
-        self.entries_added += 1;
+        self.entries_added = self.entries_added.wrapping_add(1);
         self.last_id = id;
         if self.length == 1 {
             self.first_id = id;
@@ -855,7 +855,7 @@ impl Stream {
                 break;
             }
             let remove_node = match by {
-                TrimBy::MaxLen(maxlen) => self.length - count as u64 >= maxlen,
+                TrimBy::MaxLen(maxlen) => self.length.saturating_sub(count as u64) >= maxlen,
                 TrimBy::MinId(min) => {
                     // lpGetEdgeStreamID(lp, 0, ...): the node's last entry, deleted or not.
                     entries.last().map(|e| e.id).unwrap_or(mid) < min
@@ -863,7 +863,7 @@ impl Stream {
             };
             if remove_node {
                 self.nodes.remove(&mid);
-                self.length -= count as u64;
+                self.length = self.length.saturating_sub(count as u64);
                 deleted += count;
                 continue;
             }
@@ -943,10 +943,11 @@ impl Stream {
             return None;
         }
         if self.max_deleted_entry_id.is_zero() || self.max_deleted_entry_id < self.first_id {
+            // (A loaded file may claim fewer added entries than it holds.)
             if id < self.first_id {
-                return Some(self.entries_added - self.length);
+                return Some(self.entries_added.wrapping_sub(self.length));
             } else if id == self.first_id {
-                return Some(self.entries_added - self.length + 1);
+                return Some(self.entries_added.wrapping_sub(self.length).wrapping_add(1));
             }
         }
         None
@@ -958,16 +959,16 @@ impl Stream {
             return Some(0);
         }
         if g.entries_read != INVALID_ENTRIES_READ && !self.range_has_tombstones(Some(g.last_id), None) {
-            return Some(self.entries_added as i64 - g.entries_read);
+            return Some((self.entries_added as i64).wrapping_sub(g.entries_read));
         }
-        self.estimate_distance(g.last_id).map(|r| self.entries_added as i64 - r as i64)
+        self.estimate_distance(g.last_id).map(|r| (self.entries_added as i64).wrapping_sub(r as i64))
     }
 
     /// The group's read counter after delivering `id` (streamReplyWithRange).
     pub fn advance_group(&self, g: &mut Group, id: StreamId) {
         if id > g.last_id {
             if g.entries_read != INVALID_ENTRIES_READ && !self.range_has_tombstones(Some(id), None) {
-                g.entries_read += 1;
+                g.entries_read = g.entries_read.wrapping_add(1);
             } else if self.entries_added != 0 {
                 g.entries_read = self.estimate_distance(id).map(|v| v as i64).unwrap_or(INVALID_ENTRIES_READ);
             }
