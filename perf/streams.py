@@ -14,7 +14,7 @@ jobqueue: 2 producer processes XADD --entries entries (pipeline depth 8) into
 Each figure is the median of --runs runs, servers alternating.
 
 Usage: perf/streams.py [--tessera target/release/tessera] [--threads 2]
-       [--entries 60000] [--runs 3] [--skip-memory]
+       [--entries 60000] [--runs 3] [--skip-memory] [--xadd 1000000]
 """
 import argparse, multiprocessing as mp, os, statistics, subprocess, sys, time
 
@@ -116,6 +116,23 @@ def jobqueue(cmd, entries):
         p.wait()
 
 
+def xadd_bench(cmd, n, pipeline):
+    """redis-benchmark XADD (one stream, `*` IDs): requests/s and server CPU per request."""
+    import re
+    port = free_port()
+    p = start(cmd, port)
+    try:
+        c0 = cpu_secs(p.pid)
+        out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-P", str(pipeline), "-q",
+                              "XADD", "s", "*", "f1", "v1", "f2", "42"], capture_output=True, text=True, timeout=600).stdout
+        c1 = cpu_secs(p.pid)
+        rps = float(re.findall(r"([\d.]+) requests per second", out)[-1])
+        return rps, (c1 - c0) / n * 1e6
+    finally:
+        p.kill()
+        p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tessera", default="target/release/tessera")
@@ -124,6 +141,7 @@ def main():
     ap.add_argument("--memory-entries", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--xadd", type=int, default=0, help="also redis-benchmark this many XADDs at -P 16 and -P 1")
     a = ap.parse_args()
     servers = {
         "redis": ["redis-server", "--save", "", "--appendonly", "no"],
@@ -133,8 +151,15 @@ def main():
         for name, cmd in servers.items():
             b, nodes = memory(cmd, a.memory_entries)
             print(f"memory {name:8} {b:8.2f} B/entry ({a.memory_entries} entries, {nodes} nodes)")
+    for pipe in [16, 1] if a.xadd else []:
+        xr = {k: [] for k in servers}
+        for _ in range(a.runs):
+            for name, cmd in servers.items():
+                xr[name].append(xadd_bench(cmd, a.xadd if pipe == 16 else a.xadd // 5, pipe))
+        for name, rs in xr.items():
+            print(f"xadd -P {pipe:2} {name:8} {statistics.median(r[0] for r in rs):9.0f} req/s  {statistics.median(r[1] for r in rs):6.3f} us server CPU/req")
     res = {k: [] for k in servers}
-    for _ in range(a.runs):
+    for _ in range(a.runs if a.entries else 0):
         for name, cmd in servers.items():
             res[name].append(jobqueue(cmd, a.entries))
     for name, rs in res.items():
