@@ -467,3 +467,56 @@ fn streams_round_trip_and_damage_never_panics() {
     r.skip_value(t).unwrap();
     assert_eq!(r.pos(), p.len() - 10);
 }
+
+/// Redis 5/6's STREAM_LISTPACKS (no first ID, tombstone, counters): the
+/// missing fields are derived as rdbLoadObject derives them.
+#[test]
+fn old_stream_encoding_loads_with_derived_counters() {
+    use crate::keyspace::types::stream::StreamId;
+    let mut s = crate::keyspace::types::Stream::new();
+    for i in 1..=5u64 {
+        s.append(&[b"f", b"v"], Some((StreamId::new(i, 0), true)), 0).unwrap();
+    }
+    s.delete(StreamId::new(1, 0));
+    let mut e = Encoder::new(false);
+    e.put_u8(types::STREAM_LISTPACKS);
+    e.put_len(s.node_count() as u64);
+    for (id, lp) in s.nodes() {
+        e.put_string(&id.encode());
+        e.put_string(lp);
+    }
+    e.put_len(s.length);
+    e.put_len(5);
+    e.put_len(0);
+    e.put_len(2);
+    for (name, last) in [(&b"early"[..], 0u64), (&b"late"[..], 5)] {
+        e.put_string(name);
+        e.put_len(last);
+        e.put_len(0);
+        e.put_len(1);
+        e.buf.extend_from_slice(&StreamId::new(2, 0).encode());
+        e.put_millis(1_600_000_000_000);
+        e.put_len(3);
+        e.put_len(1);
+        e.put_string(b"alice");
+        e.put_millis(1_600_000_000_001);
+        e.put_len(1);
+        e.buf.extend_from_slice(&StreamId::new(2, 0).encode());
+    }
+    e.buf.extend_from_slice(&9u16.to_le_bytes());
+    let crc = CRC64.checksum(&e.buf);
+    e.buf.extend_from_slice(&crc.to_le_bytes());
+    assert!(verify_payload(&e.buf, false));
+    let Value::Stream(got) = payload_value(&e.buf, &LIM).unwrap() else {
+        panic!("a stream")
+    };
+    assert_eq!(got.length, 4);
+    assert_eq!(got.entries_added, 4, "the length, as Redis assumes");
+    assert_eq!(got.first_id, StreamId::new(2, 0));
+    assert_eq!(got.max_deleted_entry_id, StreamId::MIN);
+    assert_eq!(got.groups[&b"early"[..]].entries_read, 0);
+    assert_eq!(got.groups[&b"late"[..]].entries_read, 4);
+    assert_eq!(got.groups[&b"late"[..]].pel[&StreamId::new(2, 0)].delivery_count, 3);
+    // Then it is written as Redis 7.0 writes it.
+    assert_eq!(dump_payload(&Value::Stream(got), false)[0], types::STREAM_LISTPACKS_2);
+}
