@@ -860,3 +860,170 @@ fn save_and_restart_keep_streams_and_redis_reads_the_file() {
         }
     }
 }
+
+/// A seeded random mix of stream commands on small nodes, the same on both
+/// servers: every reply equal (times masked), on both shards.
+#[test]
+fn random_stream_commands_match_redis() {
+    let (ts, rs) = start();
+    random_round(&ts, &rs, 20261203, "3", "6", "4096", 1200);
+    random_round(&ts, &rs, 7, "2", "0", "180", 800);
+}
+
+fn random_round(ts: &TesseraServer, rs: &RedisServer, seed: u64, proto: &str, entries: &str, bytes: &str, steps: usize) {
+    use rand::{Rng, SeedableRng};
+    let mut p = Pair::new(ts, rs, proto);
+    p.same(&["CONFIG", "SET", "stream-node-max-entries", entries]);
+    p.same(&["CONFIG", "SET", "stream-node-max-bytes", bytes]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let keys = keys_on(&format!("rnd{seed}"), 2);
+    let mut ms = [0u64; 2];
+    for k in &keys {
+        p.same(&["XGROUP", "CREATE", k, "g", "0", "MKSTREAM"]);
+        p.same(&["XGROUP", "CREATE", k, "h", "$"]);
+    }
+    let id = |rng: &mut rand::rngs::StdRng, top: u64| format!("{}-{}", rng.gen_range(0..top + 2), rng.gen_range(0..3));
+    for step in 0..steps {
+        let ki = rng.gen_range(0..2);
+        let k = keys[ki].as_str();
+        let top = ms[ki];
+        let c: Vec<String> = match rng.gen_range(0..100) {
+            0..=34 => {
+                ms[ki] += rng.gen_range(0..3);
+                let idarg = match rng.gen_range(0..10) {
+                    0 => format!("{}-*", ms[ki]),
+                    1 => id(&mut rng, top),
+                    _ => format!("{}-{}", ms[ki], rng.gen_range(0..2)),
+                };
+                let mut v = vec!["XADD".to_string(), k.to_string()];
+                match rng.gen_range(0..8) {
+                    0 => v.extend(["MAXLEN".into(), "~".into(), rng.gen_range(0..30).to_string()]),
+                    1 => v.extend(["MINID".into(), "=".into(), id(&mut rng, top)]),
+                    _ => {}
+                }
+                v.push(idarg);
+                let nf = rng.gen_range(1..4);
+                for f in 0..nf {
+                    let name = if rng.gen_bool(0.8) {
+                        format!("f{f}")
+                    } else {
+                        format!("x{}", rng.gen_range(0..3))
+                    };
+                    v.push(name);
+                    v.push(if rng.gen_bool(0.5) {
+                        rng.gen_range(-5..300).to_string()
+                    } else {
+                        "v".repeat(rng.gen_range(0..40))
+                    });
+                }
+                v
+            }
+            35..=44 => {
+                let mut v = vec!["XDEL".to_string(), k.to_string()];
+                for _ in 0..rng.gen_range(1..4) {
+                    v.push(id(&mut rng, top));
+                }
+                v
+            }
+            45..=49 => {
+                let mut v = vec!["XTRIM".to_string(), k.to_string()];
+                let approx = rng.gen_bool(0.5);
+                if rng.gen_bool(0.5) {
+                    v.extend(["MAXLEN".into(), if approx { "~" } else { "=" }.into(), rng.gen_range(0..40).to_string()]);
+                } else {
+                    v.extend(["MINID".into(), if approx { "~" } else { "=" }.into(), id(&mut rng, top)]);
+                }
+                if approx && rng.gen_bool(0.3) {
+                    v.extend(["LIMIT".into(), rng.gen_range(0..20).to_string()]);
+                }
+                v
+            }
+            50..=59 => {
+                let (a, b) = (id(&mut rng, top), id(&mut rng, top));
+                let a = if rng.gen_bool(0.2) { format!("({a}") } else { a };
+                let mut v = if rng.gen_bool(0.5) {
+                    vec!["XRANGE".to_string(), k.to_string(), a, b]
+                } else {
+                    vec!["XREVRANGE".to_string(), k.to_string(), b, a]
+                };
+                if rng.gen_bool(0.5) {
+                    v.extend(["COUNT".into(), rng.gen_range(0..8).to_string()]);
+                }
+                v
+            }
+            60..=69 => {
+                let g = if rng.gen_bool(0.8) { "g" } else { "h" };
+                let cons = format!("c{}", rng.gen_range(0..3));
+                let mut v = vec![
+                    "XREADGROUP".to_string(),
+                    "GROUP".into(),
+                    g.into(),
+                    cons,
+                    "COUNT".into(),
+                    rng.gen_range(1..5).to_string(),
+                ];
+                if rng.gen_bool(0.2) {
+                    v.push("NOACK".into());
+                }
+                v.extend(["STREAMS".into(), k.to_string(), if rng.gen_bool(0.8) { ">".into() } else { "0".into() }]);
+                v
+            }
+            70..=77 => {
+                let mut v = vec!["XACK".to_string(), k.to_string(), "g".into()];
+                for _ in 0..rng.gen_range(1..4) {
+                    v.push(id(&mut rng, top));
+                }
+                v
+            }
+            78..=82 => {
+                let mut v = vec!["XCLAIM".to_string(), k.to_string(), "g".into(), format!("c{}", rng.gen_range(0..4)), "0".into()];
+                for _ in 0..rng.gen_range(1..3) {
+                    v.push(id(&mut rng, top));
+                }
+                v.push("JUSTID".into());
+                if rng.gen_bool(0.3) {
+                    v.push("FORCE".into());
+                }
+                v
+            }
+            83..=86 => vec![
+                "XAUTOCLAIM".to_string(),
+                k.to_string(),
+                "g".into(),
+                format!("c{}", rng.gen_range(0..4)),
+                "0".into(),
+                id(&mut rng, top),
+                "COUNT".into(),
+                rng.gen_range(1..4).to_string(),
+                "JUSTID".into(),
+            ],
+            87..=89 => vec!["XPENDING".to_string(), k.to_string(), "g".into()],
+            90..=92 => vec!["XINFO".to_string(), "GROUPS".into(), k.to_string()],
+            93..=95 => vec!["XINFO".to_string(), "STREAM".into(), k.to_string()],
+            96 => vec!["XGROUP".to_string(), "SETID".into(), k.to_string(), "h".into(), id(&mut rng, top)],
+            97 => vec!["XINFO".to_string(), "STREAM".into(), k.to_string(), "FULL".into()],
+            98 => vec!["XLEN".to_string(), k.to_string()],
+            _ => vec![
+                "XREAD".to_string(),
+                "COUNT".into(),
+                "3".into(),
+                "STREAMS".into(),
+                keys[0].clone(),
+                keys[1].clone(),
+                id(&mut rng, top),
+                "0".into(),
+            ],
+        };
+        let a: Vec<&str> = c.iter().map(|s| s.as_str()).collect();
+        let _ = step;
+        p.masked(&a);
+    }
+    for k in &keys {
+        p.masked(&["XINFO", "STREAM", k, "FULL", "COUNT", "0"]);
+        // The payloads differ only in the NACK and consumer times.
+        let (t, r) = (p.t.cmd(&["DUMP", k]), p.r.cmd(&["DUMP", k]));
+        assert_eq!(t.len(), r.len(), "DUMP size of {k}");
+    }
+    p.same(&["CONFIG", "SET", "stream-node-max-entries", "100"]);
+    p.same(&["CONFIG", "SET", "stream-node-max-bytes", "4096"]);
+}
