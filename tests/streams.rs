@@ -571,6 +571,12 @@ fn blocking_reads_are_woken_across_shards() {
             wait_blocked(&mut ctl, 1);
             ctl.cmd(&["FLUSHALL"]);
             let r4b = read_with_timeout(&mut w, Duration::from_secs(10));
+            // A stream that expires (active expiry: nobody touches it).
+            ctl.cmd(&["XGROUP", "CREATE", &b, "grp", "$", "MKSTREAM"]);
+            w.send_strs(&["XREADGROUP", "GROUP", "grp", "c1", "BLOCK", "0", "STREAMS", &b, ">"]);
+            wait_blocked(&mut ctl, 1);
+            ctl.cmd(&["PEXPIRE", &b, "30"]);
+            let r4c = read_with_timeout(&mut w, Duration::from_secs(10));
             ctl.cmd(&["XADD", &a, "1-0", "f", "v"]);
             // A timeout, and CLIENT UNBLOCK.
             let r5 = w.cmd(&["XREAD", "BLOCK", "50", "STREAMS", &a, "$"]);
@@ -597,7 +603,7 @@ fn blocking_reads_are_woken_across_shards() {
             ctl.cmd(&["EXEC"]);
             let r9 = read_with_timeout(&mut w, Duration::from_secs(10));
             let r10 = ctl.cmd(&["XPENDING", &a, "g2"]);
-            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r4b, r5, r6, r7, r8, r9, r10].concat();
+            replies.last_mut().unwrap().1 = [early, r2, r3, r4, r4b, r4c, r5, r6, r7, r8, r9, r10].concat();
             ctl.cmd(&["DEL", &a, &b]);
         }
         assert_eq!(escape(&replies[0].0), escape(&replies[1].0), "XREAD woken (RESP{proto})");

@@ -141,7 +141,7 @@ impl WriteHook {
             self.changed.push((key.into(), kind == WriteKind::Expired));
         }
         if !self.blocked.is_empty()
-            && matches!(kind, WriteKind::Set | WriteKind::Modify | WriteKind::Delete | WriteKind::Expired)
+            && matches!(kind, WriteKind::Set | WriteKind::Modify)
             && self.blocked.contains_key(key)
             && !self.ready.iter().any(|k| &**k == key)
         {
@@ -372,7 +372,8 @@ impl Db {
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
         let expired = self.is_expired(key, now_ms);
         if expired {
-            self.unlink(key);
+            let gone = self.unlink(key);
+            self.signal_deleted_stream(key, gone.as_ref().map(|g| &g.0));
             self.expired += 1;
             self.hook.fire(key, WriteKind::Expired);
         }
@@ -548,8 +549,18 @@ impl Db {
     /// Deletes a key, returning its entry and expiry (RENAME and MOVE carry both).
     pub fn take(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
         let r = self.unlink(key)?;
+        self.signal_deleted_stream(key, Some(&r.0));
         self.hook.fire(key, WriteKind::Delete);
         Some(r)
+    }
+
+    /// signalDeletedKeyAsReady: a deleted stream wakes its XREADGROUP
+    /// waiters (they are told the key is gone); other types wake nobody.
+    #[inline]
+    fn signal_deleted_stream(&mut self, key: &[u8], e: Option<&Entry>) {
+        if !self.hook.blocked.is_empty() && matches!(e.map(|e| &e.val), Some(Value::Stream(_))) {
+            self.hook.signal_ready(key);
+        }
     }
 
     /// Sets the TTL of an existing key (the caller has checked it exists).
@@ -620,7 +631,8 @@ impl Db {
         }
         let expired = victims.len();
         for k in victims {
-            self.unlink(&k);
+            let gone = self.unlink(&k);
+            self.signal_deleted_stream(&k, gone.as_ref().map(|g| &g.0));
             self.hook.fire(&k, WriteKind::Expired);
         }
         self.expired += expired as u64;
