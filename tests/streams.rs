@@ -1033,3 +1033,45 @@ fn random_round(ts: &TesseraServer, rs: &RedisServer, seed: u64, proto: &str, en
     p.same(&["CONFIG", "SET", "stream-node-max-entries", "100"]);
     p.same(&["CONFIG", "SET", "stream-node-max-bytes", "4096"]);
 }
+
+/// Client-side caching: a tracked stream read is invalidated by the writes
+/// Redis signals (XADD, XDEL, XTRIM, XGROUP CREATE MKSTREAM), not by group
+/// state changes (XREADGROUP, XACK, XGROUP SETID).
+#[test]
+fn tracking_invalidates_on_the_writes_redis_signals() {
+    let (ts, rs) = start();
+    let mut out = Vec::new();
+    for port in [ts.port, rs.port] {
+        let mut c = Client::connect(port);
+        let mut o = Client::connect(port);
+        c.cmd(&["HELLO", "3"]);
+        c.cmd(&["CLIENT", "TRACKING", "on"]);
+        o.cmd(&["XADD", "tr", "1-0", "a", "1"]);
+        o.cmd(&["XGROUP", "CREATE", "tr", "g", "0"]);
+        let mut r = Vec::new();
+        for other in [
+            vec!["XREADGROUP", "GROUP", "g", "c", "STREAMS", "tr", ">"],
+            vec!["XACK", "tr", "g", "1-0"],
+            vec!["XGROUP", "SETID", "tr", "g", "0"],
+            vec!["XADD", "tr", "2-0", "a", "1"],
+            vec!["XDEL", "tr", "1-0"],
+            vec!["XTRIM", "tr", "MAXLEN", "0"],
+        ] {
+            c.cmd(&["XLEN", "tr"]);
+            o.cmd(&other);
+            // PING's reply comes after any invalidation sent before it.
+            o.cmd(&["PING"]);
+            std::thread::sleep(Duration::from_millis(30));
+            r.push(c.cmd(&["PING"]));
+        }
+        out.push(r);
+    }
+    let shown: Vec<Vec<String>> = out.iter().map(|r| r.iter().map(|x| escape(x)).collect()).collect();
+    assert_eq!(shown[0], shown[1]);
+    assert!(
+        shown[0][..3].iter().all(|x| x == "+PONG\\r\\n"),
+        "group changes invalidate nothing: {:?}",
+        shown[0]
+    );
+    assert!(shown[0][3].contains("invalidate"), "XADD invalidates: {:?}", shown[0]);
+}
