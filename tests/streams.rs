@@ -862,11 +862,23 @@ fn save_and_restart_keep_streams_and_redis_reads_the_file() {
         ..Default::default()
     });
     let mut r = rs.client();
+    // And a restarted Tessera (another one, from the same file) as well.
+    let tdir = temp_dir("tessera-load");
+    std::fs::copy(&file, tdir.join("dump.rdb")).unwrap();
+    let td = tdir.display().to_string();
+    let ts2 = TesseraServer::start(4, &["--dir", &td]);
+    let mut t2 = ts2.client();
     for k in keys_on("f", 2) {
-        for args in [vec!["XINFO", "STREAM", &k, "FULL"], vec!["XRANGE", &k, "-", "+"]] {
-            let t = mask(&Value::parse(&c.cmd(&args)));
-            let rr = mask(&Value::parse(&r.cmd(&args)));
-            assert_eq!(escape(&t.encode()), escape(&rr.encode()), "{args:?} after Redis loaded the file");
+        for args in [
+            vec!["XINFO", "STREAM", &k, "FULL"],
+            vec!["XRANGE", &k, "-", "+"],
+            vec!["XPENDING", &k, "g", "-", "+", "10"],
+        ] {
+            let t = escape(&mask(&Value::parse(&c.cmd(&args))).encode());
+            let rr = escape(&mask(&Value::parse(&r.cmd(&args))).encode());
+            let t2v = escape(&mask(&Value::parse(&t2.cmd(&args))).encode());
+            assert_eq!(t, rr, "{args:?} after Redis loaded the file");
+            assert_eq!(t, t2v, "{args:?} after Tessera loaded the file");
         }
     }
 }
