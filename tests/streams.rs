@@ -1099,3 +1099,38 @@ fn tracking_invalidates_on_the_writes_redis_signals() {
     assert!(out[0][..3].iter().all(|x| x.is_empty()), "group changes invalidate nothing: {:?}", out[0]);
     assert_eq!(out[0][3], vec!["{tr}".to_string()], "XADD invalidates");
 }
+
+/// Waiters of one group are served in the order they blocked (Redis's
+/// FIFO): two entries added at once go to the first two, the third waits.
+#[test]
+fn group_waiters_are_served_in_fifo_order() {
+    let ts = TesseraServer::start(2, &[]);
+    let rs = RedisServer::start(&[]);
+    let mut all = Vec::new();
+    for port in [ts.port, rs.port] {
+        let mut ctl = Client::connect(port);
+        ctl.cmd(&["XGROUP", "CREATE", "fifo", "g", "$", "MKSTREAM"]);
+        let mut ws: Vec<Client> = (0..3).map(|_| Client::connect(port)).collect();
+        for (i, w) in ws.iter_mut().enumerate() {
+            let name = format!("c{i}");
+            w.send_strs(&["XREADGROUP", "GROUP", "g", &name, "COUNT", "1", "BLOCK", "0", "STREAMS", "fifo", ">"]);
+            wait_blocked(&mut ctl, i as i64 + 1);
+        }
+        ctl.cmd(&["MULTI"]);
+        ctl.cmd(&["XADD", "fifo", "1-0", "n", "1"]);
+        ctl.cmd(&["XADD", "fifo", "2-0", "n", "2"]);
+        ctl.cmd(&["EXEC"]);
+        let mut got = vec![
+            read_with_timeout(&mut ws[0], Duration::from_secs(10)),
+            read_with_timeout(&mut ws[1], Duration::from_secs(10)),
+        ];
+        wait_blocked(&mut ctl, 1);
+        ctl.cmd(&["XADD", "fifo", "3-0", "n", "3"]);
+        got.push(read_with_timeout(&mut ws[2], Duration::from_secs(10)));
+        all.push(got);
+    }
+    assert_eq!(
+        all[0].iter().map(|x| escape(x)).collect::<Vec<_>>(),
+        all[1].iter().map(|x| escape(x)).collect::<Vec<_>>()
+    );
+}
