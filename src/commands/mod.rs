@@ -29,6 +29,7 @@ pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod table;
 pub mod tracking;
@@ -57,4 +58,5 @@ pub fn register_all(t: &mut table::Table) {
     scripting::register(t);
     tracking::register(t);
     functions::register(t);
+    streams::register(t);
 }

@@ -54,6 +54,9 @@ pub const IMPLEMENTED: &[&str] = &[
     "list-max-listpack-size",
     // Sparse HyperLogLogs are promoted to dense past it (keyspace/types/hll.rs).
     "hll-sparse-max-bytes",
+    // Where a stream closes a node (keyspace/types/stream.rs).
+    "stream-node-max-bytes",
+    "stream-node-max-entries",
     // Scripts past it get BUSY replies elsewhere and can be killed (scripting/).
     "busy-reply-threshold",
     // Client-side caching's key table, split between the shards (runtime/track.rs).

@@ -302,6 +302,13 @@ impl Config {
     pub fn hll_sparse_max_bytes(&self) -> usize {
         Self::clamp_usize(self.num_at(idx!("hll-sparse-max-bytes")))
     }
+    /// (stream-node-max-bytes, stream-node-max-entries).
+    pub fn stream_node_limits(&self) -> (usize, usize) {
+        (
+            Self::clamp_usize(self.num_at(idx!("stream-node-max-bytes"))),
+            Self::clamp_usize(self.num_at(idx!("stream-node-max-entries"))),
+        )
+    }
     pub fn list_max_listpack_size(&self) -> i64 {
         self.num_at(idx!("list-max-listpack-size")) as i64
     }

@@ -273,6 +273,18 @@ enum Attempt {
     Blocked(u64),
 }
 
+/// XREAD / XREADGROUP: every stream with data answers (not the first one),
+/// and a `$` is pinned to the stream's last ID when the client blocks.
+fn is_stream(cmd: &Command) -> bool {
+    matches!(cmd.meta.name, "xread" | "xreadgroup")
+}
+
+/// A stream waiter's arguments with `$` resolved on this shard (its `keys`).
+fn pin(ctx: &mut Ctx, a: &Owned, keys: &[usize]) -> Owned {
+    let (data, spans) = crate::commands::streams::pin_ids(ctx, &a.data, &a.spans, keys);
+    Owned { data, spans }
+}
+
 /// A moving command (BLMOVE, BRPOPLPUSH): its serve needs both of its keys.
 fn is_move(cmd: &Command) -> bool {
     matches!(cmd.meta.name, "blmove" | "brpoplpush")
@@ -310,13 +322,20 @@ fn sub_args(cmd: &Command, a: &Owned, keys: &[usize], pos: usize) -> Owned {
 
 /// Attempt on this shard; with nothing to serve, register the waiter here.
 #[allow(clippy::too_many_arguments)]
-fn attempt_here(s: &mut Shard, f: BlockFn, a: &Owned, keys: Vec<usize>, db: usize, now: u64, resp3: bool, handle: &Arc<Handle>) -> Attempt {
+fn attempt_here(s: &mut Shard, f: BlockFn, a: &Owned, keys: Vec<usize>, db: usize, now: u64, resp3: bool, handle: &Arc<Handle>, stream: bool) -> Attempt {
     let mut out = Reply::new(resp3);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut Ctx { shard: s, db, now }, a.args(), None, &mut out)));
     s.after_write();
     match r {
         Ok(BlockResult::Done) => Attempt::Done(out.buf),
         Ok(BlockResult::Wait { deadline_ms }) => {
+            let pinned;
+            let a = if stream {
+                pinned = pin(&mut Ctx { shard: s, db, now }, a, &keys);
+                &pinned
+            } else {
+                a
+            };
             register(
                 s,
                 Waiter {
@@ -436,25 +455,34 @@ async fn attempt(
 ) -> Result<Attempt, HopLost> {
     let me = shard_id();
     let keys: Vec<usize> = route.keys.iter().map(|&k| key_pos(k)).collect();
+    let stream = is_stream(cmd);
     if let Some(t) = route.target {
         let all = keys.clone();
         if t == me && with_shard(|s| s.locks.is_empty()) {
             let now = runtime::now_ms();
-            return Ok(with_shard(|s| attempt_here(s, f, a, all, db, now, resp3, handle)));
+            return Ok(with_shard(|s| attempt_here(s, f, a, all, db, now, resp3, handle, stream)));
         }
         let mut tx = Tx::begin(db, lock_parts(cmd, args, route, db), route_keys(route)).await;
         let (a, h) = (a.clone(), handle.clone());
         return tx
-            .hop(t, move |ctx: &mut Ctx| attempt_here(ctx.shard, f, &a, all, ctx.db, ctx.now, resp3, &h))
+            .hop(t, move |ctx: &mut Ctx| attempt_here(ctx.shard, f, &a, all, ctx.db, ctx.now, resp3, &h, stream))
             .await;
     }
     let mut tx = Tx::begin(db, lock_parts(cmd, args, route, db), route_keys(route)).await;
     if is_move(cmd) {
         return move_attempt(&mut tx, cmd, a, resp3, handle).await;
     }
-    // Keys on several shards: try them one by one in the command's order ...
     let mut deadline = 0;
-    for &pos in &keys {
+    if stream {
+        // Every key checked in order, then each stream served on its shard.
+        let mut out = Reply::new(resp3);
+        match crate::commands::streams::xread_cross(&mut tx, &a.data, &a.spans, resp3, &mut out).await? {
+            None => return Ok(Attempt::Done(out.buf)),
+            Some(d) => deadline = d,
+        }
+    }
+    // Keys on several shards: try them one by one in the command's order ...
+    for &pos in keys.iter().filter(|_| !stream) {
         let sub = sub_args(cmd, a, &keys, pos);
         let shard = tx.shard_of_arg(pos);
         let r = tx
@@ -478,6 +506,7 @@ async fn attempt(
             let ks: Vec<usize> = ks.into_iter().map(key_pos).collect();
             (s, move |ctx: &mut Ctx| {
                 let db = ctx.db;
+                let a = if stream { pin(ctx, &a, &ks) } else { a };
                 register(
                     ctx.shard,
                     Waiter {
@@ -616,6 +645,12 @@ pub async fn once(cmd: &'static Command, args: Args<'_>, route: &Route, db: usiz
                 return Ok(());
             };
             if !crate::commands::lists::lmove_tx(&mut tx, 1, 2, from_left, to_left, &args, out).await? {
+                super::block_timeout_reply(cmd, out);
+            }
+            return Ok(());
+        }
+        if is_stream(cmd) {
+            if crate::commands::streams::xread_cross(&mut tx, &a.data, &a.spans, resp3, out).await?.is_some() {
                 super::block_timeout_reply(cmd, out);
             }
             return Ok(());

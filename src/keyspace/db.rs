@@ -233,6 +233,14 @@ impl WriteHook {
         }
     }
 
+    /// signalKeyAsReady without a change (XGROUP DESTROY wakes XREADGROUP
+    /// waiters so they learn their group is gone).
+    pub fn signal_ready(&mut self, key: &[u8]) {
+        if self.blocked.contains_key(key) && !self.ready.iter().any(|k| &**k == key) {
+            self.ready.push(key.into());
+        }
+    }
+
     /// Blocked-on keys written since the last call (handleClientsBlockedOnKeys' list).
     pub fn take_ready(&mut self) -> Vec<Box<[u8]>> {
         std::mem::take(&mut self.ready)
@@ -364,7 +372,8 @@ impl Db {
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
         let expired = self.is_expired(key, now_ms);
         if expired {
-            self.unlink(key);
+            let gone = self.unlink(key);
+            self.signal_deleted_stream(key, gone.as_ref().map(|g| &g.0));
             self.expired += 1;
             self.hook.fire(key, WriteKind::Expired);
         }
@@ -540,8 +549,18 @@ impl Db {
     /// Deletes a key, returning its entry and expiry (RENAME and MOVE carry both).
     pub fn take(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
         let r = self.unlink(key)?;
+        self.signal_deleted_stream(key, Some(&r.0));
         self.hook.fire(key, WriteKind::Delete);
         Some(r)
+    }
+
+    /// signalDeletedKeyAsReady: a deleted stream wakes its XREADGROUP
+    /// waiters (they are told the key is gone); other types wake nobody.
+    #[inline]
+    fn signal_deleted_stream(&mut self, key: &[u8], e: Option<&Entry>) {
+        if !self.hook.blocked.is_empty() && matches!(e.map(|e| &e.val), Some(Value::Stream(_))) {
+            self.hook.signal_ready(key);
+        }
     }
 
     /// Sets the TTL of an existing key (the caller has checked it exists).
@@ -563,6 +582,20 @@ impl Db {
 
     /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
     pub fn clear(&mut self) {
+        if !self.hook.blocked.is_empty() {
+            // Clients blocked in XREADGROUP on a stream that goes learn it
+            // (emptyDbStructure's signalDeletedKeyAsReady).
+            let gone: Vec<Box<[u8]>> = self
+                .hook
+                .blocked
+                .keys()
+                .filter(|k| matches!(self.keys.get(k).map(|e| &e.val), Some(Value::Stream(_))))
+                .cloned()
+                .collect();
+            for k in gone {
+                self.hook.signal_ready(&k);
+            }
+        }
         if self.hook.log.is_some() {
             let keys: Vec<Box<[u8]>> = self.keys.iter().map(|(k, _)| k.into()).collect();
             for k in keys {
@@ -598,7 +631,8 @@ impl Db {
         }
         let expired = victims.len();
         for k in victims {
-            self.unlink(&k);
+            let gone = self.unlink(&k);
+            self.signal_deleted_stream(&k, gone.as_ref().map(|g| &g.0));
             self.hook.fire(&k, WriteKind::Expired);
         }
         self.expired += expired as u64;

@@ -1,7 +1,7 @@
 //! Stored values. Strings remember Redis's encoding choice (int / embstr / raw)
 //! because OBJECT ENCODING and OBJECT REFCOUNT expose it.
 
-use super::types::{Hash, List, Set, ZSet};
+use super::types::{Hash, List, Set, Stream, ZSet};
 use crate::util::num::{string2ll, write_i64};
 
 /// Redis's OBJ_SHARED_INTEGERS: small integers are shared objects.
@@ -27,6 +27,8 @@ pub enum Value {
     /// A sorted set (`keyspace/types/zset.rs`), inline: 24 bytes, so a small
     /// zset is a single allocation.
     ZSet(ZSet),
+    /// A stream (`keyspace/types/stream.rs`).
+    Stream(Box<Stream>),
 }
 
 impl Value {
@@ -52,6 +54,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::ZSet(_) => "zset",
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -73,6 +76,7 @@ impl Value {
             Value::Hash(h) => h.encoding(),
             Value::Set(x) => x.encoding(),
             Value::ZSet(z) => z.encoding(),
+            Value::Stream(_) => "stream",
         }
     }
 
@@ -152,6 +156,7 @@ impl Value {
             Value::Hash(h) => h.mem_usage(),
             Value::Set(x) => std::mem::size_of::<Set>() + x.mem_usage(),
             Value::ZSet(z) => z.mem_usage(),
+            Value::Stream(s) => std::mem::size_of::<Stream>() + s.mem_usage(),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 pub use crate::config::directives::{
     NOTIFY_EVICTED, NOTIFY_EXPIRED, NOTIFY_GENERIC, NOTIFY_HASH, NOTIFY_KEYEVENT, NOTIFY_KEYSPACE, NOTIFY_KEY_MISS, NOTIFY_LIST, NOTIFY_NEW, NOTIFY_SET,
-    NOTIFY_STRING, NOTIFY_ZSET,
+    NOTIFY_STREAM, NOTIFY_STRING, NOTIFY_ZSET,
 };
 
 /// `notify-keyspace-events` as flags, published by CONFIG SET and start-up.

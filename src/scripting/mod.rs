@@ -590,6 +590,12 @@ fn slots() -> &'static [Slot] {
     SLOTS.get_or_init(|| (0..runtime::nshards().max(1)).map(|_| Slot::default()).collect())
 }
 
+/// True while this thread runs a script's command (Redis's CLIENT_SCRIPT):
+/// `redis.call` holds the run for the duration of the command.
+pub fn in_script() -> bool {
+    RUN.with(|r| r.try_borrow().map_or(true, |r| r.is_some()))
+}
+
 /// A script has run past `busy-reply-threshold`: other clients get BUSY.
 #[inline]
 pub fn busy() -> bool {

@@ -44,6 +44,8 @@ pub fn configure_encodings(c: &crate::config::Config) {
         list_fill: c.list_max_listpack_size(),
     });
     crate::keyspace::types::limits::set_hll_sparse_max_bytes(c.hll_sparse_max_bytes());
+    let (b, e) = c.stream_node_limits();
+    crate::keyspace::types::limits::set_stream_node_limits(b, e);
 }
 
 /// Pushes config values that the runtime caches in atomics.

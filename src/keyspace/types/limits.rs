@@ -74,3 +74,21 @@ pub fn zset_value() -> usize {
 pub fn list_fill() -> i64 {
     LIST_FILL.load(Relaxed)
 }
+
+static STREAM_NODE_MAX_BYTES: AtomicUsize = AtomicUsize::new(4096);
+static STREAM_NODE_MAX_ENTRIES: AtomicUsize = AtomicUsize::new(100);
+
+/// `stream-node-max-bytes` (0 = no limit but the listpack's own).
+#[inline]
+pub fn stream_node_max_bytes() -> usize {
+    STREAM_NODE_MAX_BYTES.load(Relaxed)
+}
+/// `stream-node-max-entries` (0 = no limit).
+#[inline]
+pub fn stream_node_max_entries() -> usize {
+    STREAM_NODE_MAX_ENTRIES.load(Relaxed)
+}
+pub fn set_stream_node_limits(bytes: usize, entries: usize) {
+    STREAM_NODE_MAX_BYTES.store(bytes, Relaxed);
+    STREAM_NODE_MAX_ENTRIES.store(entries, Relaxed);
+}

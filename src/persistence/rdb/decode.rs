@@ -12,7 +12,8 @@
 use super::legacy::{parse_intset, parse_ziplist, parse_zipmap};
 use super::listpack::{self, Item};
 use super::{len, opcode, types, Error, Limits, CONTAINER_PACKED, CONTAINER_PLAIN, CRC64, RDB_VERSION};
-use crate::keyspace::types::{Hash, List, Set, ZSet};
+use crate::keyspace::types::stream::{Consumer, Group, Nack, StreamId, INVALID_ENTRIES_READ};
+use crate::keyspace::types::{Hash, List, Set, Stream, ZSet};
 use crate::keyspace::Value;
 use crate::util::num::string2ll;
 use std::borrow::Cow;
@@ -269,6 +270,37 @@ impl<'a> Reader<'a> {
                 }
                 Ok(())
             }
+            types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 => {
+                let v2 = t == types::STREAM_LISTPACKS_2;
+                for _ in 0..self.plain_len()? {
+                    self.skip_string()?;
+                    self.skip_string()?;
+                }
+                for _ in 0..if v2 { 8 } else { 3 } {
+                    self.plain_len()?;
+                }
+                for _ in 0..self.plain_len()? {
+                    self.skip_string()?;
+                    for _ in 0..if v2 { 3 } else { 2 } {
+                        self.plain_len()?;
+                    }
+                    for _ in 0..self.plain_len()? {
+                        self.take(24)?;
+                        self.plain_len()?;
+                    }
+                    for _ in 0..self.plain_len()? {
+                        self.skip_string()?;
+                        self.take(8)?;
+                        let n = self.plain_len()?;
+                        let bytes = n.checked_mul(16).and_then(|b| usize::try_from(b).ok()).ok_or_else(|| Error {
+                            offset: self.pos,
+                            reason: "stream PEL size out of range".into(),
+                        })?;
+                        self.take(bytes)?;
+                    }
+                }
+                Ok(())
+            }
             _ => self.err(at, unsupported_type(t)),
         }
     }
@@ -294,6 +326,7 @@ impl<'a> Reader<'a> {
             types::ZSET | types::ZSET_2 => self.zset(t == types::ZSET_2, lim)?,
             types::HASH => self.hash(lim)?,
             types::LIST_QUICKLIST | types::LIST_QUICKLIST_2 => self.quicklist(t == types::LIST_QUICKLIST_2)?,
+            types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 => self.stream(t == types::STREAM_LISTPACKS_2)?,
             types::HASH_ZIPMAP => {
                 let blob = self.string()?;
                 let pairs = parse_zipmap(&blob).or_else(|e| self.err(at, format!("Zipmap integrity check failed: {e}")))?;
@@ -510,6 +543,184 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    fn id_pair(&mut self) -> R<StreamId> {
+        Ok(StreamId::new(self.plain_len()?, self.plain_len()?))
+    }
+
+    fn raw_id(&mut self) -> R<StreamId> {
+        let at = self.pos;
+        StreamId::decode(self.take(16)?).ok_or_else(|| Error {
+            offset: at,
+            reason: "bad stream ID".into(),
+        })
+    }
+
+    /// STREAM_LISTPACKS (Redis 5/6) and STREAM_LISTPACKS_2 (7.0), as
+    /// rdbLoadObject reads them; every node listpack is checked as
+    /// streamValidateListpackIntegrity's deep mode does (and its counts
+    /// against its entries' flags) before the stream uses it.
+    fn stream(&mut self, v2: bool) -> Result<Value, LoadError> {
+        let mut s = Stream::new();
+        let nodes = self.plain_len()?;
+        let mut live_total: u64 = 0;
+        for _ in 0..nodes {
+            let at = self.pos;
+            let key = self.string()?;
+            let Some(mid) = StreamId::decode(&key) else {
+                return Err(corrupt(at, "Stream node key entry is not the size of a stream ID"));
+            };
+            let at = self.pos;
+            let lp = self.string()?.into_owned();
+            let live = validate_stream_listpack(&lp).map_err(|e| corrupt(at, format!("Stream listpack integrity check failed: {e}")))?;
+            if !s.push_loaded_node(mid, lp) {
+                return Err(corrupt(at, "Listpack re-added with existing key"));
+            }
+            live_total += live;
+        }
+        let at = self.pos;
+        s.length = self.plain_len()?;
+        s.last_id = self.id_pair()?;
+        if v2 {
+            s.first_id = self.id_pair()?;
+            s.max_deleted_entry_id = self.id_pair()?;
+            s.entries_added = self.plain_len()?;
+        } else {
+            s.entries_added = s.length;
+            s.first_id = s.edge_id(true).unwrap_or(StreamId::MAX);
+        }
+        if s.length != live_total {
+            return Err(corrupt(at, "Stream length inconsistent with rax entries"));
+        }
+        let ngroups = self.plain_len()?;
+        for _ in 0..ngroups {
+            let at = self.pos;
+            let name: Box<[u8]> = self.string()?.into_owned().into();
+            let last = self.id_pair()?;
+            let entries_read = if v2 {
+                self.plain_len()? as i64
+            } else {
+                s.estimate_distance(last).map(|v| v as i64).unwrap_or(INVALID_ENTRIES_READ)
+            };
+            if s.groups.contains_key(&name) {
+                return Err(corrupt(at, format!("Duplicated consumer group name {}", String::from_utf8_lossy(&name))));
+            }
+            let mut g = Group::new(last, entries_read);
+            let mut owners: std::collections::BTreeMap<StreamId, Option<Box<[u8]>>> = Default::default();
+            let mut times = Vec::new();
+            for _ in 0..self.plain_len()? {
+                let at = self.pos;
+                let id = self.raw_id()?;
+                let t = self.millis()?;
+                let c = self.plain_len()?;
+                if owners.insert(id, None).is_some() {
+                    return Err(corrupt(at, "Duplicated global PEL entry loading stream consumer group"));
+                }
+                times.push((id, t as u64, c));
+            }
+            for _ in 0..self.plain_len()? {
+                let at = self.pos;
+                let cname: Box<[u8]> = self.string()?.into_owned().into();
+                let seen = self.millis()? as u64;
+                if g.consumers.contains_key(&cname) {
+                    return Err(corrupt(at, "Duplicate stream consumer detected."));
+                }
+                let mut c = Consumer {
+                    seen_time: seen,
+                    pel: Default::default(),
+                };
+                for _ in 0..self.plain_len()? {
+                    let at = self.pos;
+                    let id = self.raw_id()?;
+                    match owners.get_mut(&id) {
+                        None => return Err(corrupt(at, "Consumer entry not found in group global PEL")),
+                        Some(o) => *o = Some(cname.clone()),
+                    }
+                    if !c.pel.insert(id) {
+                        return Err(corrupt(at, "Duplicated consumer PEL entry  loading a stream consumer group"));
+                    }
+                }
+                g.consumers.insert(cname, c);
+            }
+            for (id, t, c) in times {
+                let Some(Some(owner)) = owners.remove(&id) else {
+                    return Err(corrupt(at, "Stream CG PEL entry without consumer"));
+                };
+                g.pel.insert(
+                    id,
+                    Nack {
+                        delivery_time: t,
+                        delivery_count: c,
+                        consumer: owner,
+                    },
+                );
+            }
+            s.groups.insert(name, g);
+        }
+        Ok(Value::Stream(Box::new(s)))
+    }
+}
+
+/// The deep check of a stream node (streamValidateListpackIntegrity), plus
+/// its live count against its flags. Returns the live entries.
+fn validate_stream_listpack(lp: &[u8]) -> Result<u64, String> {
+    let items = listpack::parse(lp)?;
+    let mut it = items.iter();
+    let int = |e: Option<&Item>| -> Result<i64, String> {
+        match e {
+            Some(Item::Int(v)) => Ok(*v),
+            Some(Item::Str(s)) => string2ll(s).ok_or_else(|| "a stream counter is not an integer".to_string()),
+            None => Err("stream listpack ends early".into()),
+        }
+    };
+    let count = int(it.next())?;
+    let deleted = int(it.next())?;
+    let master_fields = int(it.next())?;
+    if count < 0 || deleted < 0 || master_fields < 0 || count + deleted == 0 {
+        return Err("bad master entry".into());
+    }
+    for _ in 0..master_fields {
+        it.next().ok_or("stream listpack ends early")?;
+    }
+    if int(it.next())? != 0 {
+        return Err("master entry without its zero terminator".into());
+    }
+    let mut live = 0i64;
+    for _ in 0..count + deleted {
+        let flags = int(it.next())?;
+        int(it.next())?;
+        int(it.next())?;
+        let mut fields = master_fields;
+        let mut extra = 3;
+        if flags & 2 == 0 {
+            fields = int(it.next())?;
+            if fields < 0 {
+                return Err("negative field count".into());
+            }
+            for _ in 0..fields {
+                it.next().ok_or("stream listpack ends early")?;
+            }
+            extra += fields + 1;
+        }
+        for _ in 0..fields {
+            it.next().ok_or("stream listpack ends early")?;
+        }
+        if int(it.next())? != fields + extra {
+            return Err("bad lp-count".into());
+        }
+        if flags & 1 == 0 {
+            live += 1;
+        }
+    }
+    if it.next().is_some() {
+        return Err("trailing elements".into());
+    }
+    if live != count {
+        return Err("master count does not match the live entries".into());
+    }
+    Ok(live as u64)
+}
+
 fn corrupt(at: usize, reason: impl Into<String>) -> LoadError {
     LoadError::Corrupt(Error {
         offset: at,
@@ -520,7 +731,6 @@ fn corrupt(at: usize, reason: impl Into<String>) -> LoadError {
 fn unsupported_type(t: u8) -> String {
     match t {
         types::MODULE | types::MODULE_2 => format!("module value (type {t}): Tessera has no modules"),
-        types::STREAM_LISTPACKS | types::STREAM_LISTPACKS_2 => format!("stream value (type {t}): streams are not supported by Tessera yet"),
         _ => format!("Unknown RDB encoding type {t}"),
     }
 }

@@ -4,7 +4,7 @@
 use super::legacy::write_intset;
 use super::listpack::Builder;
 use super::{len, opcode, types, CONTAINER_PACKED, CONTAINER_PLAIN, CRC64, RDB_VERSION};
-use crate::keyspace::types::{Hash, List, Set, ZSet};
+use crate::keyspace::types::{Hash, List, Set, Stream, ZSet};
 use crate::keyspace::Value;
 use crate::util::num::{double2ll, string2ll, write_i64};
 
@@ -136,6 +136,46 @@ impl Encoder {
             Value::Set(s) => self.put_set(s),
             Value::ZSet(z) => self.put_zset(z),
             Value::Hash(h) => self.put_hash(h),
+            Value::Stream(st) => self.put_stream(st),
+        }
+    }
+
+    /// STREAM_LISTPACKS_2, what Redis 7.0 writes (rdbSaveObject's OBJ_STREAM case): the nodes as
+    /// they are (16-byte master ID + listpack), the stream's counters, then
+    /// every group with its PEL and consumers.
+    fn put_stream(&mut self, s: &Stream) {
+        self.put_len(s.node_count() as u64);
+        for (id, lp) in s.nodes() {
+            self.put_string(&id.encode());
+            self.put_string(lp);
+        }
+        self.put_len(s.length);
+        for id in [s.last_id, s.first_id, s.max_deleted_entry_id] {
+            self.put_len(id.ms);
+            self.put_len(id.seq);
+        }
+        self.put_len(s.entries_added);
+        self.put_len(s.groups.len() as u64);
+        for (name, g) in &s.groups {
+            self.put_string(name);
+            self.put_len(g.last_id.ms);
+            self.put_len(g.last_id.seq);
+            self.put_len(g.entries_read as u64);
+            self.put_len(g.pel.len() as u64);
+            for (id, n) in &g.pel {
+                self.buf.extend_from_slice(&id.encode());
+                self.put_millis(n.delivery_time as i64);
+                self.put_len(n.delivery_count);
+            }
+            self.put_len(g.consumers.len() as u64);
+            for (cname, c) in &g.consumers {
+                self.put_string(cname);
+                self.put_millis(c.seen_time as i64);
+                self.put_len(c.pel.len() as u64);
+                for id in &c.pel {
+                    self.buf.extend_from_slice(&id.encode());
+                }
+            }
         }
     }
 
@@ -315,6 +355,7 @@ pub fn value_type(v: &Value) -> u8 {
         Value::ZSet(_) => types::ZSET_LISTPACK,
         Value::Hash(h) if h.is_packed() => types::HASH_LISTPACK,
         Value::Hash(_) => types::HASH,
+        Value::Stream(_) => types::STREAM_LISTPACKS_2,
     }
 }
 
