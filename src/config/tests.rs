@@ -811,7 +811,7 @@ fn warnings_for_ignored_directives() {
     // One line naming every non-default unsupported directive; defaults (maxmemory 0) are not listed.
     assert_eq!(
         w[2],
-        "Directives not supported yet, accepted and ignored: lazyfree-lazy-expire, appendonly, save"
+        "Directives not supported yet, accepted and ignored: lazyfree-lazy-expire, appendonly"
     );
     let c = cfg(&["--io-threads", "1"]);
     assert_eq!(c.warnings().len(), 1);

@@ -369,6 +369,16 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // writeCommandsDeniedByDiskError: after a failed background save, writes
+    // (and PING) get MISCONF while stop-writes-on-bgsave-error says so.
+    if crate::persistence::save::writes_denied() && (cmd.has(flags::WRITE) || cmd.meta.name == "ping") {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::persistence::save::MISCONF);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // RESP2 subscribed mode runs only the subscription commands (RESP3 has no limit).
     if !c.resp3 && c.shared.subscribed() && !crate::commands::pubsub::allowed_in_subscribed_mode(cmd.meta.name) {
         let mark = pipe.sink(out).buf.len();

@@ -361,6 +361,8 @@ async fn cron() {
             // Redis samples the peak in serverCron; one shard is enough (the figure is process-wide).
             crate::util::alloc::sample();
         }
+        // Save points and scheduled BGSAVEs (serverCron's rdb part).
+        runtime::with_shard(crate::persistence::save::cron);
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));

@@ -27,6 +27,7 @@ pub fn register(t: &mut Table) {
     t.client("time", time);
     t.asynch("save", SAVE);
     t.client("lastsave", lastsave);
+    t.client("bgsave", bgsave);
     t.asynch("shutdown", SHUTDOWN);
     command::register(t);
     info::register(t);
@@ -109,10 +110,26 @@ const SAVE: AsyncFn = |c, args, out| Box::pin(save(c, args, out));
 /// SAVE: a synchronous RDB snapshot (persistence/save.rs); Redis answers a
 /// bare "-ERR" when it fails (the log says why).
 async fn save(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
+    if crate::persistence::save::bgsave_in_progress() {
+        return out.error("ERR Background save already in progress");
+    }
     match crate::persistence::save::save().await {
         Ok(()) => out.ok(),
         Err(_) => out.error("ERR"),
     }
+}
+
+/// BGSAVE [SCHEDULE] (rdb.c bgsaveCommand): a forkless background snapshot
+/// (persistence/snapshot.rs). No other kind of child exists here, so
+/// SCHEDULE only matters as Redis's syntax.
+fn bgsave(_c: &mut Client, args: Args, out: &mut Reply) {
+    if args.len() > 1 && !(args.len() == 2 && args.is(1, "schedule")) {
+        return out.error(err::SYNTAX);
+    }
+    if crate::persistence::save::bgsave_in_progress() || !crate::persistence::save::bgsave_start() {
+        return out.error("ERR Background save already in progress");
+    }
+    out.status(b"Background saving started");
 }
 
 const SHUTDOWN: AsyncFn = |c, args, out| Box::pin(shutdown(c, args, out));
