@@ -186,7 +186,7 @@ fn config_set_refuses_ignored_directives() {
     for (name, value) in [
         ("maxmemory", "100mb"),
         ("appendonly", "yes"),
-        ("activedefrag", "yes"),
+        ("replica-lazy-flush", "yes"),
         ("lazyfree-lazy-user-flush", "yes"),
     ] {
         assert_eq!(
