@@ -333,3 +333,122 @@ fn insert(shard: &mut Shard, file: &[u8], it: Item, now: u64, lim: &Limits, out:
     out.loaded += 1;
     Ok(())
 }
+
+/// DEBUG RELOAD's load (rdbLoad while serving): under an exclusive lock on
+/// every shard, `flush` (when given) empties each shard first, then the
+/// file is parsed here and its keys are inserted by the shards that own
+/// them, batch by batch, with the start-up path's checks. `merge`
+/// (RDBFLAGS_ALLOW_DUP): a key or library already present is replaced.
+/// Err: why (logged).
+pub async fn reload(path: &str, databases: usize, flush: Option<fn(&mut Shard)>, merge: bool) -> Result<(), String> {
+    use crate::runtime::locks::Mode;
+    use crate::runtime::tx::Tx;
+    let nshards = runtime::nshards();
+    let mut tx = Tx::begin_all(0, Mode::Exclusive).await;
+    let lost = |_| "a shard did not answer".to_string();
+    if let Some(f) = flush {
+        tx.hop_each((0..nshards).map(|s| (s, move |ctx: &mut runtime::Ctx| f(ctx.shard))).collect())
+            .await
+            .map_err(lost)?;
+        crate::scripting::functions::flush();
+    }
+    let started = std::time::Instant::now();
+    let file: Arc<Vec<u8>> = Arc::new(std::fs::read(path).map_err(|e| {
+        let m = format!("Fatal error loading the DB: {e}. Exiting.");
+        crate::log_warning!("{}", m);
+        m
+    })?);
+    let mut p = FileParser::new(&file).map_err(|e| report(e.offset, &e.reason))?;
+    let mut batches: Vec<Vec<Item>> = (0..nshards).map(|_| Vec::with_capacity(BATCH)).collect();
+    let mut total = Outcome::default();
+    let lim = Arc::new(Limits::current());
+    let verify = super::checksum();
+    let result: Result<(), String> = async {
+        loop {
+            let full: Vec<usize> = (0..nshards).filter(|&s| batches[s].len() >= BATCH).collect();
+            for s in full {
+                let b = std::mem::replace(&mut batches[s], Vec::with_capacity(BATCH));
+                let o = tx.hop(s, insert_batch(file.clone(), b, lim.clone(), merge)).await.map_err(lost)?;
+                add_outcome(&mut total, o)?;
+            }
+            match p.next_record().map_err(|e| report(e.offset, &e.reason))? {
+                Record::Aux(..) | Record::ResizeDb(..) => {}
+                Record::SelectDb(db) => {
+                    if db >= databases as u64 {
+                        return Err(format!(
+                            "FATAL: Data file was created with a Redis server configured to handle more than {databases} databases. Exiting"
+                        ));
+                    }
+                }
+                Record::Function(code) => {
+                    if let Err(e) = crate::scripting::functions::load(&code, merge) {
+                        return Err(format!("Failed loading library, {}", e.strip_prefix("ERR ").unwrap_or(&e)));
+                    }
+                }
+                Record::Key(k) => {
+                    let s = shard_of_key(&k.key, nshards);
+                    batches[s].push(Item {
+                        db: k.db as usize,
+                        key: k.key.into_owned().into_boxed_slice(),
+                        rtype: k.rtype,
+                        value_at: k.value_at,
+                        expire_ms: k.expire_ms,
+                        idle: k.idle,
+                        freq: k.freq,
+                    });
+                }
+                Record::Eof(sum) => {
+                    if let (Some(stored), true) = (sum, verify) {
+                        if stored != 0 && stored != p.computed_crc() {
+                            return Err(report(p.pos() - 8, "RDB CRC error"));
+                        }
+                    }
+                    let parts: Vec<_> = std::mem::take(&mut batches)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(s, b)| (s, insert_batch(file.clone(), b, lim.clone(), merge)))
+                        .collect();
+                    for o in tx.hop_each(parts).await.map_err(lost)? {
+                        add_outcome(&mut total, o)?;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        crate::log_warning!("{}", e);
+        return Err(e);
+    }
+    LAST_LOADED.store(total.loaded, Ordering::Relaxed);
+    LAST_EXPIRED.store(total.expired, Ordering::Relaxed);
+    crate::log_notice!("Done loading RDB, keys loaded: {}, keys expired: {}.", total.loaded, total.expired);
+    crate::log_notice!("DB loaded from disk: {:.3} seconds", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn add_outcome(total: &mut Outcome, o: Outcome) -> Result<(), String> {
+    total.loaded += o.loaded;
+    total.expired += o.expired;
+    total.empty += o.empty;
+    o.error.map_or(Ok(()), Err)
+}
+
+/// One shard's part of a reload batch (a hop of the reload's transaction).
+fn insert_batch(file: Arc<Vec<u8>>, batch: Vec<Item>, lim: Arc<Limits>, merge: bool) -> impl FnOnce(&mut runtime::Ctx) -> Outcome + Send + 'static {
+    move |ctx| {
+        let now = ctx.now;
+        let mut out = Outcome::default();
+        for it in batch {
+            if merge && it.db < ctx.shard.dbs.len() {
+                ctx.shard.dbs[it.db].remove(&it.key);
+            }
+            if let Err(e) = insert(ctx.shard, &file, it, now, &lim, &mut out) {
+                out.error = Some(e);
+                break;
+            }
+        }
+        out
+    }
+}

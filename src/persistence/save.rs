@@ -57,7 +57,7 @@ pub async fn save() -> Result<(), String> {
     let _turn = take_turn().await;
     super::SAVES.fetch_add(1, Relaxed);
     let (path, tmp) = paths("temp");
-    super::snapshot::write(&path, &tmp).await?;
+    super::snapshot::take_point().await?.write(&path, &tmp).await?;
     crate::log_notice!("DB saved on disk");
     runtime::rt_ref().lastsave.store(runtime::now_ms() / 1000, Relaxed);
     super::LAST_SAVE_OK.store(true, Relaxed);
@@ -74,9 +74,10 @@ pub fn schedule_bgsave() {
     BG_SCHEDULED.store(true, Relaxed);
 }
 
-/// rdbSaveBackground: starts a background save on this shard; false if one
-/// is already in progress.
-pub fn bgsave_start() -> bool {
+/// rdbSaveBackground: takes the point (so what was acknowledged before
+/// this returns is in the file, as after Redis's fork) and writes it in a
+/// task of this shard; false if a BGSAVE is already in progress.
+pub async fn bgsave_start() -> bool {
     if BG_RUNNING.swap(true, Relaxed) {
         return false;
     }
@@ -84,13 +85,18 @@ pub fn bgsave_start() -> bool {
     BG_LAST_TRY.store(now / 1000, Relaxed);
     BG_STARTED_MS.store(now, Relaxed);
     super::SAVES.fetch_add(1, Relaxed);
+    let turn = take_turn().await;
+    let point = super::snapshot::take_point().await;
     crate::log_notice!("Background saving started");
     glommio::spawn_local(async move {
-        let r = {
-            let _turn = take_turn().await;
-            let (path, tmp) = paths("temp-bgsave");
-            super::snapshot::write(&path, &tmp).await
+        let r = match point {
+            Ok(p) => {
+                let (path, tmp) = paths("temp-bgsave");
+                p.write(&path, &tmp).await
+            }
+            Err(e) => Err(e),
         };
+        drop(turn);
         let end = runtime::now_ms();
         BG_LAST_SECS.store((end / 1000).saturating_sub(BG_STARTED_MS.load(Relaxed) / 1000) as i64, Relaxed);
         match r {
@@ -112,6 +118,15 @@ pub fn bgsave_start() -> bool {
     true
 }
 
+/// A background save started by the cron (no client waits for the point);
+/// called outside `with_shard`, as the save takes the shard itself.
+pub fn bgsave_from_cron() {
+    glommio::spawn_local(async {
+        bgsave_start().await;
+    })
+    .detach();
+}
+
 /// Per-shard `dirty` sums, published by each shard's cron for shard 0's
 /// save-point check (serverCron reads server.dirty).
 static DIRTY: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
@@ -121,36 +136,34 @@ fn dirty_slots() -> &'static [AtomicU64] {
 }
 
 /// Each shard's cron: publish its changes since the last save; on shard 0,
-/// serverCron's save points and scheduled BGSAVE.
-pub fn cron(s: &mut runtime::Shard) {
+/// serverCron's save points and scheduled BGSAVE: true when a background
+/// save is due ([`bgsave_from_cron`]).
+pub fn cron(s: &mut runtime::Shard) -> bool {
     let dirty: u64 = s.dbs.iter().map(|d| d.hook.dirty).sum();
     if let Some(slot) = dirty_slots().get(s.id) {
         slot.store(dirty, Relaxed);
     }
     if s.id != 0 || BG_RUNNING.load(Relaxed) || SAVING.load(Relaxed) {
-        return;
+        return false;
     }
     let now = runtime::now_ms() / 1000;
     let may_retry = now.saturating_sub(BG_LAST_TRY.load(Relaxed)) > RETRY_DELAY_SECS || super::LAST_SAVE_OK.load(Relaxed);
     if !may_retry {
-        return;
+        return false;
     }
     let points = match runtime::rt_ref().config.read() {
         Ok(c) => c.shutdown_save_points(),
-        Err(_) => return,
+        Err(_) => return false,
     };
     let total: u64 = dirty_slots().iter().map(|d| d.load(Relaxed)).sum();
     let lastsave = runtime::rt_ref().lastsave.load(Relaxed);
     for (secs, changes) in points {
         if total >= changes as u64 && now.saturating_sub(lastsave) as i64 > secs {
             crate::log_notice!("{} changes in {} seconds. Saving...", changes, secs);
-            bgsave_start();
-            return;
+            return true;
         }
     }
-    if BG_SCHEDULED.swap(false, Relaxed) {
-        bgsave_start();
-    }
+    BG_SCHEDULED.swap(false, Relaxed)
 }
 
 /// The INFO persistence fields this module computes, in Redis's order from

@@ -163,9 +163,18 @@ impl Out {
     }
 }
 
-/// rdbSave of the whole keyspace, as of one point, to `path` through the
-/// temp file `tmp`. Err: why it failed (already logged, as Redis logs it).
-pub async fn write(path: &str, tmp: &str) -> Result<Outcome, String> {
+/// A snapshot's point, taken: every database's copy-on-write state is
+/// installed; [`Point::write`] streams it to the file.
+pub struct Point {
+    points: Vec<Vec<PointStats>>,
+    functions: Vec<u8>,
+    checksum: bool,
+    delay: i64,
+    abort: Abort,
+}
+
+/// Takes the point (step 1): one shared whole-shard lock on every shard.
+pub async fn take_point() -> Result<Point, String> {
     let (policy, delay) = match runtime::rt_ref().config.read() {
         Ok(c) => (c.maxmemory_policy(), c.rdb_key_save_delay()),
         Err(_) => return Err("config lock poisoned".into()),
@@ -177,8 +186,6 @@ pub async fn write(path: &str, tmp: &str) -> Result<Outcome, String> {
         _ => Hints::None,
     };
     let compress = super::compression();
-    let checksum = super::checksum();
-    // 1. The point.
     let abort = Abort { armed: true };
     let points: Vec<Vec<PointStats>> = on_every_shard(0, Mode::Shared, move |ctx: &mut Ctx| {
         let now = ctx.now;
@@ -206,8 +213,41 @@ pub async fn write(path: &str, tmp: &str) -> Result<Outcome, String> {
     }
     KEYS_TOTAL.store(points.iter().flatten().map(|p| p.keys).sum(), Ordering::Relaxed);
     KEYS_DONE.store(0, Ordering::Relaxed);
+    Ok(Point {
+        points,
+        functions: libs.buf,
+        checksum: super::checksum(),
+        delay,
+        abort,
+    })
+}
+
+impl Point {
+    /// rdbSave of the point to `path` through the temp file `tmp` (steps 2
+    /// and 3). Err: why it failed (already logged, as Redis logs it).
+    pub async fn write(self, path: &str, tmp: &str) -> Result<Outcome, String> {
+        let Point {
+            points,
+            functions,
+            checksum,
+            delay,
+            abort,
+        } = self;
+        write_point(points, functions, checksum, delay, abort, path, tmp).await
+    }
+}
+
+async fn write_point(
+    points: Vec<Vec<PointStats>>,
+    functions: Vec<u8>,
+    checksum: bool,
+    delay: i64,
+    abort: Abort,
+    path: &str,
+    tmp: &str,
+) -> Result<Outcome, String> {
     // 2. + 3. The walk, streamed to the temp file.
-    let r = stream(tmp, &libs.buf, &points, checksum, delay).await;
+    let r = stream(tmp, &functions, &points, checksum, delay).await;
     abort.now().await;
     KEYS_TOTAL.store(0, Ordering::Relaxed);
     KEYS_DONE.store(0, Ordering::Relaxed);
@@ -264,8 +304,11 @@ async fn stream(tmp: &str, functions: &[u8], points: &[Vec<PointStats>], checksu
     let mut out = Out::create(tmp).await.map_err(|e| ("open", e))?;
     let mut digest = CRC64.digest();
     let mut outcome = Outcome::default();
+    // rdb-key-save-delay: microseconds per key (debugDelay), slept in
+    // batches of at least 1 ms (a timer's granularity).
     let (max_keys, sleep) = if delay > 0 {
-        (1, Some(std::time::Duration::from_micros(delay as u64)))
+        let per = (1000 / delay as u64).max(1);
+        (per, Some(std::time::Duration::from_micros(delay as u64)))
     } else {
         (u64::MAX, None)
     };
@@ -308,7 +351,6 @@ async fn stream(tmp: &str, functions: &[u8], points: &[Vec<PointStats>], checksu
                 outcome.keys += step.keys;
                 KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
                 if let Some(d) = sleep {
-                    // rdb-key-save-delay: microseconds per key (debugDelay).
                     glommio::timer::sleep(d * step.keys.max(1) as u32).await;
                 } else {
                     futures_lite::future::yield_now().await;

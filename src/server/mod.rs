@@ -362,7 +362,9 @@ async fn cron() {
             crate::util::alloc::sample();
         }
         // Save points and scheduled BGSAVEs (serverCron's rdb part).
-        runtime::with_shard(crate::persistence::save::cron);
+        if runtime::with_shard(crate::persistence::save::cron) {
+            crate::persistence::save::bgsave_from_cron();
+        }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
