@@ -422,3 +422,87 @@ fn debug_reload_keeps_the_data_like_redis() {
         assert_eq!(String::from_utf8_lossy(t), String::from_utf8_lossy(r), "reply {i}");
     }
 }
+
+/// A server process started without waiting for it to be ready (it is
+/// loading); killed on drop.
+struct Loading(std::process::Child);
+
+impl Drop for Loading {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// While start-up loads dump.rdb (slowed by key-load-delay), connections are
+/// served: commands without the `loading` flag answer -LOADING, INFO shows
+/// loading:1 and the progress fields — the same bytes as redis-server.
+#[test]
+fn start_up_answers_loading_while_it_loads_like_redis() {
+    let src = TesseraServer::start(2, &[]);
+    let mut c = src.client();
+    let cmds: Vec<Vec<String>> = (0..20000).map(|i| vec!["SET".into(), format!("k{i}"), "v".into()]).collect();
+    pipeline(&mut c, &cmds);
+    assert_eq!(c.cmd(&["SAVE"]), b"+OK\r\n");
+    let file = src.dir.join("dump.rdb");
+    let mut seen: Vec<Vec<Vec<u8>>> = Vec::new();
+    for kind in ["tessera", "redis"] {
+        let dir = temp_dir("bgsave-loading");
+        std::fs::copy(&file, dir.join("dump.rdb")).unwrap();
+        let port = free_port();
+        let ps = port.to_string();
+        let dir_s = dir.display().to_string();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let mut cmd = if kind == "tessera" {
+            let mut c = std::process::Command::new(tessera_bin());
+            c.args(["--port", &ps, "--threads", "2", "--key-load-delay", "100"]);
+            c
+        } else {
+            let mut c = std::process::Command::new("redis-server");
+            // (Redis serves clients every loading-process-events-interval-bytes of the file.)
+            c.args([
+                "--port",
+                &ps,
+                "--save",
+                "",
+                "--dir",
+                &dir_s,
+                "--key-load-delay",
+                "100",
+                "--loading-process-events-interval-bytes",
+                "1024",
+            ]);
+            c
+        };
+        let _proc = Loading(cmd.current_dir(&dir).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut c = loop {
+            if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                break Client::from_stream(s, port);
+            }
+            assert!(Instant::now() < deadline, "{kind} never listened");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        c.set_timeout(Duration::from_secs(20));
+        let mut got = vec![c.cmd(&["PING"]), c.cmd(&["GET", "k1"]), c.cmd(&["SET", "x", "1"])];
+        let info = c.cmd_value(&["INFO", "persistence"]).as_str().unwrap().to_string();
+        assert_eq!(info_field(&info, "loading").as_deref(), Some("1"), "{kind}: {info}");
+        let perc: f64 = info_field(&info, "loading_loaded_perc").unwrap().parse().unwrap();
+        assert!((0.0..=100.0).contains(&perc), "{info}");
+        assert!(info_field(&info, "loading_total_bytes").unwrap().parse::<u64>().unwrap() > 100_000, "{info}");
+        // Loaded: everything answers, every key is there.
+        while c.cmd(&["PING"]) != b"+PONG\r\n" {
+            assert!(Instant::now() < deadline, "{kind} never finished loading");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        got.push(c.cmd(&["DBSIZE"]));
+        let info = c.cmd_value(&["INFO", "persistence"]).as_str().unwrap().to_string();
+        assert_eq!(info_field(&info, "loading").as_deref(), Some("0"), "{kind}: {info}");
+        assert_eq!(info_field(&info, "loading_loaded_perc"), None, "{kind}: {info}");
+        seen.push(got);
+    }
+    assert_eq!(seen[0][0], b"-LOADING Redis is loading the dataset in memory\r\n");
+    for (i, (t, r)) in seen[0].iter().zip(&seen[1]).enumerate() {
+        assert_eq!(String::from_utf8_lossy(t), String::from_utf8_lossy(r), "reply {i}");
+    }
+}

@@ -68,6 +68,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "save",
     "stop-writes-on-bgsave-error",
     "rdb-key-save-delay",
+    "key-load-delay",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

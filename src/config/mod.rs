@@ -387,6 +387,10 @@ impl Config {
     pub fn rdb_key_save_delay(&self) -> i64 {
         self.num_at(idx!("rdb-key-save-delay")) as i64
     }
+    /// `key-load-delay`: microseconds loading sleeps per key (tests).
+    pub fn key_load_delay(&self) -> i64 {
+        self.num_at(idx!("key-load-delay")) as i64
+    }
     pub fn stop_writes_on_bgsave_error(&self) -> bool {
         self.bool_value_at(idx!("stop-writes-on-bgsave-error"))
     }

@@ -20,6 +20,44 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 /// Keys loaded / dropped as expired by the last load (INFO persistence).
+/// Start-up is loading dump.rdb: commands without the `loading` flag get
+/// -LOADING (processCommand), INFO shows the progress below.
+pub static LOADING: AtomicBool = AtomicBool::new(false);
+static LOAD_START_S: AtomicU64 = AtomicU64::new(0);
+static LOAD_TOTAL: AtomicU64 = AtomicU64::new(0);
+static LOAD_DONE: AtomicU64 = AtomicU64::new(0);
+static LOAD_USED_MEM: AtomicU64 = AtomicU64::new(0);
+
+/// shared.loadingerr, without its CRLF.
+pub const LOADING_ERR: &str = "LOADING Redis is loading the dataset in memory";
+
+/// INFO persistence's loading_* fields (only while loading, as Redis), with
+/// Redis's percentage and ETA formulas.
+pub fn info_loading() -> String {
+    if !LOADING.load(Ordering::Relaxed) {
+        return String::new();
+    }
+    let (start, total, done, used) = (
+        LOAD_START_S.load(Ordering::Relaxed),
+        LOAD_TOTAL.load(Ordering::Relaxed),
+        LOAD_DONE.load(Ordering::Relaxed),
+        LOAD_USED_MEM.load(Ordering::Relaxed),
+    );
+    let (mut perc, mut remaining) = (0.0, 1i64);
+    if total > 0 {
+        perc = done as f64 / total as f64 * 100.0;
+        remaining = total as i64 - done as i64;
+    } else if used > 0 {
+        perc = (done as f64 / used as f64 * 100.0).min(99.99);
+        remaining = (used as i64 - done as i64).max(1);
+    }
+    let elapsed = (runtime::now_ms() / 1000).saturating_sub(start) as i64;
+    let eta = if elapsed == 0 { 1 } else { elapsed * remaining / (done as i64 + 1) };
+    format!(
+        "loading_start_time:{start}\r\nloading_total_bytes:{total}\r\nloading_rdb_used_mem:{used}\r\nloading_loaded_bytes:{done}\r\nloading_loaded_perc:{perc:.2}\r\nloading_eta_seconds:{eta}\r\n"
+    )
+}
+
 pub static LAST_LOADED: AtomicU64 = AtomicU64::new(0);
 pub static LAST_EXPIRED: AtomicU64 = AtomicU64::new(0);
 
@@ -60,6 +98,11 @@ impl Gate {
     }
 
     /// Blocks until `open`; true to go on serving.
+    /// The gate's state without waiting (None: not open yet).
+    pub fn state(&self) -> Option<bool> {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn wait(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
@@ -98,7 +141,11 @@ pub struct Loading {
 /// the start-up memory has been measured).
 pub fn open(path: &std::path::Path, nshards: usize) -> Result<Option<(Loading, Vec<ShardLoad>)>, String> {
     match std::fs::metadata(path) {
-        Ok(_) => {}
+        Ok(m) => {
+            LOAD_TOTAL.store(m.len(), Ordering::Relaxed);
+            LOAD_START_S.store(runtime::now_ms() / 1000, Ordering::Relaxed);
+            LOADING.store(true, Ordering::Relaxed);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
     }
@@ -183,6 +230,7 @@ impl Loading {
             crate::log_notice!("Done loading RDB, keys loaded: {}, keys expired: {}.", total.loaded, total.expired);
         }
         crate::log_notice!("DB loaded from disk: {:.3} seconds", self.started.elapsed().as_secs_f64());
+        LOADING.store(false, Ordering::Relaxed);
         self.gate.open(true);
         true
     }
@@ -231,6 +279,7 @@ fn parse(file: &[u8], databases: usize, verify_crc: bool, nshards: usize, txs: &
                 });
                 if batches[s].len() >= BATCH {
                     let b = std::mem::replace(&mut batches[s], Vec::with_capacity(BATCH));
+                    LOAD_DONE.store(p.pos() as u64, Ordering::Relaxed);
                     send(s, b)?;
                 }
             }
@@ -269,6 +318,7 @@ fn log_aux(k: &[u8], v: &[u8]) {
         let age = (runtime::now_ms() / 1000) as i64 - num(&v_str);
         crate::log_notice!("RDB age {} seconds", age.max(0));
     } else if k.eq_ignore_ascii_case(b"used-mem") {
+        LOAD_USED_MEM.store(num(&v_str).max(0) as u64, Ordering::Relaxed);
         crate::log_notice!("RDB memory usage when created {:.2} Mb", num(&v_str) as f64 / (1024.0 * 1024.0));
     } else if k.eq_ignore_ascii_case(b"aof-base") && num(&v_str) != 0 {
         crate::log_notice!("RDB is base AOF");
@@ -276,28 +326,51 @@ fn log_aux(k: &[u8], v: &[u8]) {
 }
 
 impl ShardLoad {
-    /// Runs on its shard's thread before it serves anyone: decodes and
-    /// inserts the keys the parser sends, reports, and waits for the gate.
-    /// True when the shard may go on serving.
-    pub fn run(self, shard: &mut Shard) -> bool {
-        let now = runtime::now_ms();
+    /// This shard's part of the start-up load, run while the shard already
+    /// answers its clients (-LOADING): batches are taken without blocking
+    /// the thread, one batch between two turns of the socket loop. False if
+    /// the load failed (the server exits).
+    pub async fn run(self) -> bool {
+        use std::sync::mpsc::TryRecvError;
+        let nap = std::time::Duration::from_micros(200);
+        // key-load-delay: microseconds per key (debugDelay), slept per batch.
+        let delay = runtime::rt_ref().config.read().map(|c| c.key_load_delay()).unwrap_or(0).max(0) as u64;
         let lim = Limits::current();
         let mut out = Outcome::default();
-        while let Ok(batch) = self.rx.recv() {
-            if out.error.is_some() {
-                continue; // drain: the parser must not block on us
-            }
-            let file = self.file.get().map(|f| &f[..]).unwrap_or_default();
-            for it in batch {
-                if let Err(e) = insert(shard, file, it, now, &lim, &mut out) {
-                    out.error = Some(e);
-                    self.abort.store(true, Ordering::Relaxed);
-                    break;
+        loop {
+            match self.rx.try_recv() {
+                Ok(batch) => {
+                    let n = batch.len() as u64;
+                    if out.error.is_none() {
+                        let file = self.file.get().map(|f| &f[..]).unwrap_or_default();
+                        runtime::with_shard(|shard| {
+                            let now = runtime::now_ms();
+                            for it in batch {
+                                if let Err(e) = insert(shard, file, it, now, &lim, &mut out) {
+                                    out.error = Some(e);
+                                    self.abort.store(true, Ordering::Relaxed);
+                                    break;
+                                }
+                            }
+                        });
+                    } // else drain: the parser must not block on us
+                    if delay > 0 {
+                        glommio::timer::sleep(std::time::Duration::from_micros(delay * n)).await;
+                    } else {
+                        futures_lite::future::yield_now().await;
+                    }
                 }
+                Err(TryRecvError::Empty) => glommio::timer::sleep(nap).await,
+                Err(TryRecvError::Disconnected) => break,
             }
         }
         let _ = self.results.send(out);
-        self.gate.wait()
+        loop {
+            if let Some(go) = self.gate.state() {
+                return go;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 }
 

@@ -391,6 +391,15 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // Start-up is loading dump.rdb: only `loading` commands run (processCommand).
+    if crate::persistence::load::LOADING.load(std::sync::atomic::Ordering::Relaxed) && !cmd.has(flags::LOADING) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::persistence::load::LOADING_ERR);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // A script on some shard has run past busy-reply-threshold (its own
     // shard's clients simply wait for it).
     if crate::scripting::busy() && !cmd.has(flags::ALLOW_BUSY) {

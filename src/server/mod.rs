@@ -416,12 +416,6 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     runtime::install_shard(Shard::new(id, databases));
     crate::exec::block::install();
     SHARDS_INSTALLED.fetch_add(1, Ordering::Relaxed);
-    // dump.rdb: this shard's keys come in before it serves anyone.
-    if let Some(l) = load {
-        if !runtime::with_shard(|s| l.run(s)) {
-            return;
-        }
-    }
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
     let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
@@ -445,6 +439,13 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
         inbox.set_thread();
         glommio::spawn_local(inbox.serve()).detach();
         spawn_accept_loops(listeners, 0);
+    }
+    // dump.rdb: this shard's keys come in while it answers -LOADING (the
+    // cron, and with it active expiry, starts once the data is in).
+    if let Some(l) = load {
+        if !l.run().await {
+            return;
+        }
     }
     glommio::spawn_local(cron()).detach();
     SHARDS_READY.fetch_add(1, Ordering::Relaxed);

@@ -197,12 +197,14 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "persistence" => {
                 let _ = write!(
                     s,
-                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    crate::persistence::load::LOADING.load(Ordering::Relaxed) as u8,
                     crate::persistence::snapshot::progress_fields(),
                     crate::persistence::save::info_fields(infos.iter().map(|i| i.dirty).sum::<u64>()),
                     crate::persistence::load::LAST_EXPIRED.load(Ordering::Relaxed),
                     crate::persistence::load::LAST_LOADED.load(Ordering::Relaxed)
                 );
+                s.push_str(&crate::persistence::load::info_loading());
             }
             "stats" => {
                 let pubsub = crate::server::pubsub::sizes();
