@@ -506,3 +506,45 @@ fn start_up_answers_loading_while_it_loads_like_redis() {
         assert_eq!(String::from_utf8_lossy(t), String::from_utf8_lossy(r), "reply {i}");
     }
 }
+
+/// FLUSHALL and FLUSHDB while a BGSAVE walks: the point's tables are kept
+/// aside, so the file still holds every key of the point and none of the
+/// keys written after the flush.
+#[test]
+fn flush_during_bgsave_keeps_the_point() {
+    let tessera = TesseraServer::start(2, &[]);
+    let mut c = tessera.client();
+    let mut cmds: Vec<Vec<String>> = (0..3000).map(|i| vec!["SET".into(), format!("k{i}"), format!("v{i}")]).collect();
+    cmds.push(vec!["SELECT".into(), "2".into()]);
+    cmds.extend((0..500).map(|i| vec!["RPUSH".into(), format!("l{i}"), "a".into(), "b".into()]));
+    cmds.push(vec!["SELECT".into(), "0".into()]);
+    pipeline(&mut c, &cmds);
+    assert_eq!(c.cmd(&["CONFIG", "SET", "rdb-key-save-delay", "200"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["BGSAVE"]), b"+Background saving started\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(c.cmd(&["SET", "k1", "changed"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["FLUSHALL"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "k2", "after"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SET", "fresh", "after"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SELECT", "2"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["RPUSH", "l1", "c"]), b":1\r\n");
+    assert_eq!(c.cmd(&["FLUSHDB"]), b"+OK\r\n");
+    assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    let info = bgsave_done(&mut c);
+    assert_eq!(info_field(&info, "rdb_last_bgsave_status").as_deref(), Some("ok"), "{info}");
+    assert_eq!(c.cmd(&["DBSIZE"]), b":2\r\n");
+    let file = tessera.dir.join("dump.rdb");
+    check_rdb(&file, &tessera.dir);
+    let rdir = temp_dir("bgsave-flush");
+    std::fs::copy(&file, rdir.join("dump.rdb")).unwrap();
+    let rdir_s = rdir.display().to_string();
+    let redis = RedisServer::start(&["--dir", &rdir_s]);
+    let mut r = redis.client();
+    assert_eq!(r.cmd(&["DBSIZE"]), b":3000\r\n");
+    assert_eq!(r.cmd(&["GET", "k1"]), b"$2\r\nv1\r\n");
+    assert_eq!(r.cmd(&["GET", "k2"]), b"$2\r\nv2\r\n");
+    assert_eq!(r.cmd(&["EXISTS", "fresh"]), b":0\r\n");
+    assert_eq!(r.cmd(&["SELECT", "2"]), b"+OK\r\n");
+    assert_eq!(r.cmd(&["DBSIZE"]), b":500\r\n");
+    assert_eq!(r.cmd(&["LRANGE", "l1", "0", "-1"]), b"*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+}
