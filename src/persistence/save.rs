@@ -57,7 +57,7 @@ pub async fn save() -> Result<(), String> {
     let _turn = take_turn().await;
     super::SAVES.fetch_add(1, Relaxed);
     let (path, tmp) = paths("temp");
-    super::snapshot::take_point().await?.write(&path, &tmp).await?;
+    super::snapshot::take_point().await?.write(&path, &tmp, false).await?;
     crate::log_notice!("DB saved on disk");
     runtime::rt_ref().lastsave.store(runtime::now_ms() / 1000, Relaxed);
     super::LAST_SAVE_OK.store(true, Relaxed);
@@ -92,7 +92,7 @@ pub async fn bgsave_start() -> bool {
         let r = match point {
             Ok(p) => {
                 let (path, tmp) = paths("temp-bgsave");
-                p.write(&path, &tmp).await
+                p.write(&path, &tmp, true).await
             }
             Err(e) => Err(e),
         };

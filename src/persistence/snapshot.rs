@@ -32,6 +32,12 @@ use std::sync::Arc;
 /// Bytes a shard serializes per step before yielding back to its clients.
 pub const STEP_BYTES: usize = 256 << 10;
 
+/// A background save rests this many times as long as each step took
+/// before asking for the one after next: serialization takes about a third
+/// of a shard's time at most, and the clients keep the rest (there is no
+/// spare core a forked child would use; measured in ARCHITECTURE.md).
+const BACKGROUND_REST: u32 = 2;
+
 /// Which access hint precedes each key (rdbSaveKeyValuePair: IDLE under an
 /// LRU policy, FREQ under LFU, nothing otherwise).
 #[derive(Clone, Copy)]
@@ -225,7 +231,8 @@ pub async fn take_point() -> Result<Point, String> {
 impl Point {
     /// rdbSave of the point to `path` through the temp file `tmp` (steps 2
     /// and 3). Err: why it failed (already logged, as Redis logs it).
-    pub async fn write(self, path: &str, tmp: &str) -> Result<Outcome, String> {
+    /// `background`: BGSAVE paces itself ([`BACKGROUND_REST`]); SAVE does not.
+    pub async fn write(self, path: &str, tmp: &str, background: bool) -> Result<Outcome, String> {
         let Point {
             points,
             functions,
@@ -233,10 +240,11 @@ impl Point {
             delay,
             abort,
         } = self;
-        write_point(points, functions, checksum, delay, abort, path, tmp).await
+        write_point(points, functions, checksum, delay, abort, path, tmp, background).await
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_point(
     points: Vec<Vec<PointStats>>,
     functions: Vec<u8>,
@@ -245,9 +253,10 @@ async fn write_point(
     abort: Abort,
     path: &str,
     tmp: &str,
+    background: bool,
 ) -> Result<Outcome, String> {
     // 2. + 3. The walk, streamed to the temp file.
-    let r = stream(tmp, &functions, &points, checksum, delay).await;
+    let r = stream(tmp, &functions, &points, checksum, delay, background).await;
     abort.now().await;
     KEYS_TOTAL.store(0, Ordering::Relaxed);
     KEYS_DONE.store(0, Ordering::Relaxed);
@@ -300,7 +309,14 @@ async fn write_point(
 
 /// Pulls every shard's steps in file order and writes them; Err: (rdbSave's
 /// operation name, the error).
-async fn stream(tmp: &str, functions: &[u8], points: &[Vec<PointStats>], checksum: bool, delay: i64) -> Result<Outcome, (&'static str, std::io::Error)> {
+async fn stream(
+    tmp: &str,
+    functions: &[u8],
+    points: &[Vec<PointStats>],
+    checksum: bool,
+    delay: i64,
+    background: bool,
+) -> Result<Outcome, (&'static str, std::io::Error)> {
     let mut out = Out::create(tmp).await.map_err(|e| ("open", e))?;
     let mut digest = CRC64.digest();
     let mut outcome = Outcome::default();
@@ -334,10 +350,15 @@ async fn stream(tmp: &str, functions: &[u8], points: &[Vec<PointStats>], checksu
                 // Nothing at the point: no snapshot state was installed there.
                 continue;
             }
-            let pull = move || runtime::tx::run_on(shard, move |s| s.dbs.get_mut(db).map(|d| d.snapshot_step(STEP_BYTES, max_keys)));
+            let pull = move || {
+                runtime::tx::run_on(shard, move |s| {
+                    let t = std::time::Instant::now();
+                    s.dbs.get_mut(db).map(|d| (d.snapshot_step(STEP_BYTES, max_keys), t.elapsed()))
+                })
+            };
             let mut next = pull();
             loop {
-                let step = (&mut next)
+                let (step, took) = (&mut next)
                     .await
                     .ok()
                     .flatten()
@@ -352,6 +373,8 @@ async fn stream(tmp: &str, functions: &[u8], points: &[Vec<PointStats>], checksu
                 KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
                 if let Some(d) = sleep {
                     glommio::timer::sleep(d * step.keys.max(1) as u32).await;
+                } else if background && !step.done {
+                    glommio::timer::sleep(took * BACKGROUND_REST).await;
                 } else {
                     futures_lite::future::yield_now().await;
                 }
