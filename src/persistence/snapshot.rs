@@ -335,7 +335,11 @@ async fn stream(
     digest.update(functions);
     out.write(functions).await.map_err(io)?;
     let ndbs = points.iter().map(|p| p.len()).max().unwrap_or(0);
-    for db in 0..ndbs {
+    if background {
+        parallel(&mut out, &mut digest, &mut outcome, points, max_keys, sleep).await?;
+    }
+    // SAVE: database by database, shard by shard (Redis's layout).
+    for db in (0..ndbs).filter(|_| !background) {
         let keys: u64 = points.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
         if keys == 0 {
             continue;
@@ -350,15 +354,10 @@ async fn stream(
                 // Nothing at the point: no snapshot state was installed there.
                 continue;
             }
-            let pull = move || {
-                runtime::tx::run_on(shard, move |s| {
-                    let t = std::time::Instant::now();
-                    s.dbs.get_mut(db).map(|d| (d.snapshot_step(STEP_BYTES, max_keys), t.elapsed()))
-                })
-            };
+            let pull = move || pull(shard, db, max_keys);
             let mut next = pull();
             loop {
-                let (step, took) = (&mut next)
+                let (step, _) = (&mut next)
                     .await
                     .ok()
                     .flatten()
@@ -373,8 +372,6 @@ async fn stream(
                 KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
                 if let Some(d) = sleep {
                     glommio::timer::sleep(d * step.keys.max(1) as u32).await;
-                } else if background && !step.done {
-                    glommio::timer::sleep(took * BACKGROUND_REST).await;
                 } else {
                     futures_lite::future::yield_now().await;
                 }
@@ -385,6 +382,112 @@ async fn stream(
             }
         }
     }
+    finish(out, digest, checksum, tmp).await?;
+    Ok(outcome)
+}
+
+/// A shard's part of a background save: its databases with keys at the
+/// point, the step in flight, and when it may be asked for the next.
+struct Lane {
+    shard: usize,
+    dbs: Vec<usize>,
+    at: usize,
+    inflight: Option<runtime::tx::Hop<Option<(crate::keyspace::cow::Step, std::time::Duration)>>>,
+    not_before: std::time::Instant,
+}
+
+fn pull(shard: usize, db: usize, max_keys: u64) -> runtime::tx::Hop<Option<(crate::keyspace::cow::Step, std::time::Duration)>> {
+    runtime::tx::run_on(shard, move |s| {
+        let t = std::time::Instant::now();
+        s.dbs.get_mut(db).map(|d| (d.snapshot_step(STEP_BYTES, max_keys), t.elapsed()))
+    })
+}
+
+/// BGSAVE's body: every shard walks its databases at once, each resting
+/// after its steps ([`BACKGROUND_REST`], or `rdb-key-save-delay`); parts
+/// are written as they come, each after a SELECTDB when the database
+/// changes (RESIZEDB, with the point's totals, the first time), which
+/// rdbLoad accepts anywhere.
+async fn parallel(
+    out: &mut Out,
+    digest: &mut crc::Digest<'static, u64, crc::Table<16>>,
+    outcome: &mut Outcome,
+    points: &[Vec<PointStats>],
+    max_keys: u64,
+    sleep: Option<std::time::Duration>,
+) -> Result<(), (&'static str, std::io::Error)> {
+    let io = |e: std::io::Error| ("rdbSaveRio", e);
+    let now = std::time::Instant::now();
+    let mut lanes: Vec<Lane> = points
+        .iter()
+        .enumerate()
+        .map(|(shard, p)| Lane {
+            shard,
+            dbs: p.iter().enumerate().filter(|(_, d)| d.keys > 0).map(|(i, _)| i).collect(),
+            at: 0,
+            inflight: None,
+            not_before: now,
+        })
+        .filter(|l| !l.dbs.is_empty())
+        .collect();
+    let mut started = vec![false; points.iter().map(|p| p.len()).max().unwrap_or(0)];
+    let mut current: Option<usize> = None;
+    let mut turn = 0;
+    while !lanes.is_empty() {
+        let now = std::time::Instant::now();
+        for l in lanes.iter_mut() {
+            if l.inflight.is_none() && now >= l.not_before {
+                l.inflight = Some(pull(l.shard, l.dbs[l.at], max_keys));
+            }
+        }
+        // The next lane (round robin) with a step in flight; none: all rest.
+        let Some(i) = (0..lanes.len()).map(|k| (turn + k) % lanes.len()).find(|&k| lanes[k].inflight.is_some()) else {
+            let wake = lanes.iter().map(|l| l.not_before).min().unwrap_or(now);
+            glommio::timer::sleep(wake.saturating_duration_since(now)).await;
+            continue;
+        };
+        turn = i + 1;
+        let Some(hop) = lanes[i].inflight.take() else { continue };
+        let (step, took) = hop.await.ok().flatten().ok_or_else(|| io(std::io::Error::other("a shard did not answer")))?;
+        let db = lanes[i].dbs[lanes[i].at];
+        if !step.bytes.is_empty() && current != Some(db) {
+            let mut e = Encoder::new(false);
+            if !std::mem::replace(&mut started[db], true) {
+                let keys = points.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
+                let expires = points.iter().filter_map(|p| p.get(db)).map(|d| d.expires).sum();
+                e.put_db_start(db, keys, expires);
+            } else {
+                e.put_u8(opcode::SELECTDB);
+                e.put_len(db as u64);
+            }
+            digest.update(&e.buf);
+            out.write(&e.buf).await.map_err(io)?;
+            current = Some(db);
+        }
+        digest.update(&step.bytes);
+        out.write(&step.bytes).await.map_err(io)?;
+        outcome.keys += step.keys;
+        KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
+        let rest = match sleep {
+            Some(d) => d * step.keys.max(1) as u32,
+            None => took * BACKGROUND_REST,
+        };
+        lanes[i].not_before = std::time::Instant::now() + rest;
+        if step.done {
+            outcome.cow_bytes += step.cow_bytes;
+            lanes[i].at += 1;
+            if lanes[i].at == lanes[i].dbs.len() {
+                lanes.remove(i);
+            }
+        }
+        futures_lite::future::yield_now().await;
+    }
+    Ok(())
+}
+
+/// EOF, CRC64, flush and fsync of the temp file.
+async fn finish(mut out: Out, mut digest: crc::Digest<'static, u64, crc::Table<16>>, checksum: bool, tmp: &str) -> Result<(), (&'static str, std::io::Error)> {
+    let io = |e: std::io::Error| ("rdbSaveRio", e);
     let mut tail = vec![opcode::EOF];
     digest.update(&tail);
     let crc = if checksum { digest.finalize() } else { 0 };
@@ -398,5 +501,5 @@ async fn stream(
         .open(tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| ("fsync", e))?;
-    Ok(outcome)
+    Ok(())
 }
