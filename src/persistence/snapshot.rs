@@ -6,12 +6,13 @@
 //!    transaction is half applied. Each database gets its copy-on-write
 //!    state (`Db::snapshot_begin`, keyspace/cow.rs) and the locks go at once.
 //! 2. **The walk.** The coordinator (the task of the shard that asked) pulls
-//!    the file's bytes in order — database by database, shard by shard —
-//!    one bounded step at a time (`Db::snapshot_step`: about [`STEP_BYTES`]),
-//!    each step a job in the owning shard's inbox, so every shard keeps
-//!    serving between steps; the next step is requested before the current
-//!    one is written. Writes after the point go through the pre-write hook,
-//!    which saves a key's old value the first time it changes.
+//!    the file's bytes one bounded step at a time (`Db::snapshot_step`:
+//!    about [`STEP_BYTES`]), each step a job in the owning shard's inbox, so
+//!    every shard keeps serving between steps. BGSAVE walks all shards at
+//!    once, paced, and writes parts as they come (a SELECTDB when the
+//!    database changes); SAVE goes database by database, shard by shard
+//!    (Redis's layout). Writes after the point go through the pre-write
+//!    hook, which saves a key's old value the first time it changes.
 //! 3. **The file.** Streamed with direct I/O (glommio's DMA stream writer:
 //!    aligned buffers, write-behind) to a temp file, or buffered I/O with
 //!    one logged warning when the filesystem refuses `O_DIRECT`; closed
@@ -32,8 +33,8 @@ use std::sync::Arc;
 /// Bytes a shard serializes per step before yielding back to its clients.
 pub const STEP_BYTES: usize = 256 << 10;
 
-/// A background save rests this many times as long as each step took
-/// before asking for the one after next: serialization takes about a third
+/// A background save lets a shard rest this many times as long as its last
+/// step took before asking it for the next: serialization takes about a third
 /// of a shard's time at most, and the clients keep the rest (there is no
 /// spare core a forked child would use; measured in ARCHITECTURE.md).
 const BACKGROUND_REST: u32 = 2;
