@@ -186,7 +186,7 @@ fn config_set_refuses_ignored_directives() {
     for (name, value) in [
         ("maxmemory", "100mb"),
         ("appendonly", "yes"),
-        ("save", "60 1"),
+        ("replica-lazy-flush", "yes"),
         ("lazyfree-lazy-user-flush", "yes"),
     ] {
         assert_eq!(

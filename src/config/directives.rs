@@ -67,6 +67,11 @@ pub const IMPLEMENTED: &[&str] = &[
     "dbfilename",
     "rdbcompression",
     "rdbchecksum",
+    // BGSAVE (persistence/snapshot.rs): save points, MISCONF, the test delay.
+    "save",
+    "stop-writes-on-bgsave-error",
+    "rdb-key-save-delay",
+    "key-load-delay",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

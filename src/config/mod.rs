@@ -390,6 +390,17 @@ impl Config {
     pub fn dbfilename(&self) -> String {
         Self::lossy(&self.str_value_at(idx!("dbfilename")).unwrap_or_default())
     }
+    /// `rdb-key-save-delay`: microseconds a snapshot sleeps per key (tests).
+    pub fn rdb_key_save_delay(&self) -> i64 {
+        self.num_at(idx!("rdb-key-save-delay")) as i64
+    }
+    /// `key-load-delay`: microseconds loading sleeps per key (tests).
+    pub fn key_load_delay(&self) -> i64 {
+        self.num_at(idx!("key-load-delay")) as i64
+    }
+    pub fn stop_writes_on_bgsave_error(&self) -> bool {
+        self.bool_value_at(idx!("stop-writes-on-bgsave-error"))
+    }
     /// RDB save points: (seconds, changes).
     pub fn save_params(&self) -> Vec<(i64, i64)> {
         match &self.values[idx!("save")] {

@@ -64,6 +64,12 @@ impl Queue {
         self.cmds.len()
     }
 
+    /// Whether a queued command has `flag` (EXEC counts as a write when
+    /// one of its commands is: processCommand's mstate.cmd_flags).
+    pub fn any_has(&self, flag: u32) -> bool {
+        self.cmds.iter().any(|q| q.cmd.has(flag))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
     }

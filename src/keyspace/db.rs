@@ -16,6 +16,7 @@
 //! a value without passing through it: the types do not allow it.
 
 use super::access;
+use super::cow::{Cow, PointStats, SnapshotSink, Step};
 use super::dict::Dict;
 use super::value::{Entry, Value};
 
@@ -322,9 +323,69 @@ pub struct Db {
     rng: u64,
     /// Its SELECT index (for the events it records).
     pub index: usize,
+    /// A snapshot in progress (keyspace/cow.rs): the pre-write hook's state.
+    cow: Option<Box<Cow>>,
 }
 
 impl Db {
+    /// The pre-write hook: every mutating path calls it with the key it is
+    /// about to change, before changing it (copy-on-write for a snapshot in
+    /// progress). One branch when no snapshot runs.
+    #[inline]
+    fn pre_write(&mut self, key: &[u8]) {
+        if let Some(c) = self.cow.as_deref_mut() {
+            c.before_change(key, &self.keys, &self.volatile);
+        }
+    }
+
+    /// Takes a snapshot's point: from now on the database's state as it is
+    /// here is what [`Db::snapshot_step`] writes, whatever changes follow.
+    pub fn snapshot_begin(&mut self, sink: Box<dyn SnapshotSink>) -> PointStats {
+        let point = PointStats {
+            keys: self.keys.len() as u64,
+            expires: self.volatile.len() as u64,
+            dirty: self.hook.dirty,
+        };
+        // An empty database has nothing to preserve: no hook state at all.
+        self.cow = (point.keys > 0).then(|| Box::new(Cow::new(sink, point)));
+        point
+    }
+
+    /// Writes the next part of the snapshot: up to about `budget` bytes or
+    /// `max_keys` keys, plus what the pre-write hook saved since the last
+    /// step. When `done`, the snapshot is finished and removed.
+    pub fn snapshot_step(&mut self, budget: usize, max_keys: u64) -> Step {
+        let Some(c) = self.cow.as_deref_mut() else {
+            return Step {
+                bytes: Vec::new(),
+                keys: 0,
+                done: true,
+                cow_bytes: 0,
+            };
+        };
+        c.walk((&self.keys, &self.volatile), budget, max_keys);
+        let step = Step {
+            bytes: c.sink.take(),
+            keys: std::mem::take(&mut c.keys),
+            done: c.pos.is_none(),
+            cow_bytes: c.cow_bytes,
+        };
+        if step.done {
+            self.cow = None;
+        }
+        step
+    }
+
+    /// Drops a snapshot in progress (the save failed or was abandoned).
+    pub fn snapshot_abort(&mut self) {
+        self.cow = None;
+    }
+
+    /// Whether a snapshot of this database is in progress.
+    pub fn snapshot_active(&self) -> bool {
+        self.cow.is_some()
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }
@@ -398,6 +459,9 @@ impl Db {
         if !self.volatile.is_empty() {
             self.expire_if_needed(key, now_ms);
         }
+        if self.cow.is_some() && self.keys.contains(key) {
+            self.pre_write(key);
+        }
         let e = self.keys.get_mut(key)?;
         access::touch(e, now_ms, &mut self.rng);
         Some(EntryMut {
@@ -414,6 +478,9 @@ impl Db {
     pub fn lookup_write_untouched<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
         if !self.volatile.is_empty() {
             self.expire_if_needed(key, now_ms);
+        }
+        if self.cow.is_some() && self.keys.contains(key) {
+            self.pre_write(key);
         }
         let e = self.keys.get_mut(key)?;
         Some(EntryMut {
@@ -472,6 +539,7 @@ impl Db {
     /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
     /// access clock) with the given expiry (0 = none), replacing any old key.
     pub fn set_entry(&mut self, key: &[u8], entry: Entry, expire_at: u64) {
+        self.pre_write(key);
         match self.keys.get_mut(key) {
             Some(e) => {
                 *e = entry;
@@ -497,6 +565,7 @@ impl Db {
         if self.keys.contains(&key) {
             return Err(key);
         }
+        self.pre_write(&key);
         if expire_at != 0 {
             self.volatile.insert_new(key.clone(), expire_at);
         }
@@ -520,6 +589,7 @@ impl Db {
 
     /// Replaces only the value of an existing or new key, keeping any TTL (KEEPTTL).
     pub fn set_keep_ttl(&mut self, key: &[u8], val: Value, now_ms: u64) {
+        self.pre_write(key);
         match self.keys.get_mut(key) {
             Some(e) => {
                 e.val = val;
@@ -532,6 +602,7 @@ impl Db {
 
     /// Removes the key from both tables without telling the hook: the entry and its expiry.
     fn unlink(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
+        self.pre_write(key);
         let (_, e) = self.keys.remove(key)?;
         let at = if self.volatile.is_empty() {
             0
@@ -566,6 +637,7 @@ impl Db {
     /// Sets the TTL of an existing key (the caller has checked it exists).
     pub fn set_expire(&mut self, key: &[u8], at: u64) {
         if self.keys.contains(key) {
+            self.pre_write(key);
             self.put_ttl(key, at);
             self.hook.fire(key, WriteKind::Ttl);
         }
@@ -573,9 +645,11 @@ impl Db {
 
     /// Removes the TTL; true if there was one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        if self.volatile.is_empty() || self.volatile.remove(key).is_none() {
+        if self.volatile.is_empty() || !self.volatile.contains(key) {
             return false;
         }
+        self.pre_write(key);
+        self.volatile.remove(key);
         self.hook.fire(key, WriteKind::Ttl);
         true
     }
@@ -611,8 +685,17 @@ impl Db {
                 }
             }
         }
-        self.keys.clear();
-        self.volatile.clear();
+        match self.cow.as_deref_mut() {
+            // A snapshot still walking keeps the point's tables (copy-on-write
+            // of the whole database); the new tables are all after the point.
+            Some(c) if c.pos.is_some() && c.detached.is_none() => {
+                c.detached = Some(Box::new((std::mem::take(&mut self.keys), std::mem::take(&mut self.volatile))));
+            }
+            _ => {
+                self.keys.clear();
+                self.volatile.clear();
+            }
+        }
     }
 
     /// One round of Redis-style active expiry: sample up to `samples` keys with

@@ -1,5 +1,6 @@
 //! Per-shard storage: databases, values and expiry. Knows no sockets and no commands.
 pub mod access;
+pub mod cow;
 pub mod db;
 pub mod dict;
 pub mod types;

@@ -13,14 +13,19 @@
 pub mod load;
 pub mod rdb;
 pub mod save;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 /// SAVE commands run (Redis's stat_rdb_saves: counted when a save starts).
 pub static SAVES: AtomicU64 = AtomicU64::new(0);
-/// Redis's lastbgsave_status: set to ok by every successful save; only a
-/// failed background save (not implemented yet) would make it err.
+/// Redis's lastbgsave_status: set to ok by every successful save; a failed
+/// background save makes it err.
 pub static LAST_SAVE_OK: AtomicBool = AtomicBool::new(true);
+
+/// `stop-writes-on-bgsave-error yes` with save points configured (the
+/// rest of writeCommandsDeniedByDiskError is `LAST_SAVE_OK`).
+pub(crate) static STOP_WRITES: AtomicBool = AtomicBool::new(false);
 
 static COMPRESSION: AtomicBool = AtomicBool::new(true);
 static CHECKSUM: AtomicBool = AtomicBool::new(true);
@@ -30,6 +35,7 @@ static CHECKSUM: AtomicBool = AtomicBool::new(true);
 pub fn configure(c: &crate::config::Config) {
     COMPRESSION.store(c.bool_value("rdbcompression"), Relaxed);
     CHECKSUM.store(c.bool_value("rdbchecksum"), Relaxed);
+    STOP_WRITES.store(c.stop_writes_on_bgsave_error() && !c.shutdown_save_points().is_empty(), Relaxed);
 }
 
 /// `rdbcompression`: LZF for strings that shrink (DUMP, SAVE).

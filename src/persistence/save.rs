@@ -1,204 +1,199 @@
-//! SAVE: one RDB file holding every shard's keys as of one instant.
+//! SAVE, BGSAVE and the save points, over the streaming snapshot writer
+//! (`snapshot.rs`: the point, copy-on-write, the file).
 //!
-//! **The consistent point.** The save takes a *shared whole-shard lock on
-//! every shard* through the transaction layer (`exec::on_every_shard`, as
-//! KEYS and DBSIZE do): all locks are granted before any shard serializes,
-//! so no cross-shard transaction (MSET, RENAME, EXEC, a script) is seen half
-//! done, and writes wait while the locks are held. Each shard then encodes
-//! its own partition, database by database, in parallel with the others,
-//! into memory; the locks go as soon as every shard answered. The
-//! coordinator writes the file (header, per database SELECTDB/RESIZEDB and
-//! each shard's bytes, EOF, CRC64) to `temp-<pid>.rdb`, fsyncs it, renames
-//! it over `dbfilename` and fsyncs the directory, as rdbSave does.
+//! One snapshot writes at a time (`SAVING`): a SAVE waits for the one in
+//! progress, as Redis runs them one after the other. SAVE is blocking for
+//! its caller only (it answers once the file is renamed); BGSAVE answers at
+//! once and the snapshot runs as a task of the shard that asked. Neither
+//! forks nor holds the dataset in memory.
 //!
-//! Writes that happen after the locks are released are not in the file:
-//! each shard's `dirty` counter is lowered by what it had when it was
-//! serialized, so `rdb_changes_since_last_save` counts exactly those.
+//! State mirrors Redis's: `lastsave`, `lastbgsave_status`, `lastbgsave_try`
+//! (the 5 s retry after a failed background save, CONFIG_BGSAVE_RETRY_DELAY),
+//! `rdb_bgsave_scheduled`, the bgsave's start and last duration.
 
-use super::rdb::encode::{file_header, AccessHint, Encoder};
-use super::rdb::{opcode, CRC64};
-use crate::exec::on_every_shard;
-use crate::runtime::locks::Mode;
-use crate::runtime::{self, Ctx};
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use crate::runtime;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
-/// One shard's serialized database.
-struct DbPart {
-    keys: u64,
-    expires: u64,
-    bytes: Vec<u8>,
-    /// The database's `dirty` when it was serialized.
-    dirty: u64,
-}
-
-/// Which access hint precedes each key (rdbSaveKeyValuePair: IDLE under an
-/// LRU policy, FREQ under LFU, nothing otherwise).
-#[derive(Clone, Copy)]
-enum Hints {
-    None,
-    Lru,
-    Lfu,
-}
-
-/// A SAVE in progress: another one waits (Redis runs them one at a time).
+/// A snapshot is being written (SAVE or BGSAVE).
 static SAVING: AtomicBool = AtomicBool::new(false);
+/// A BGSAVE is in progress (Redis's child_type == CHILD_TYPE_RDB).
+static BG_RUNNING: AtomicBool = AtomicBool::new(false);
+/// BGSAVE SCHEDULE / a save point that met a running save (rdb_bgsave_scheduled).
+static BG_SCHEDULED: AtomicBool = AtomicBool::new(false);
+/// When the running BGSAVE started (Unix ms).
+static BG_STARTED_MS: AtomicU64 = AtomicU64::new(0);
+/// rdb_save_time_last: seconds the last BGSAVE took (-1: none yet).
+static BG_LAST_SECS: AtomicI64 = AtomicI64::new(-1);
+/// lastbgsave_try (Unix seconds).
+static BG_LAST_TRY: AtomicU64 = AtomicU64::new(0);
+/// Copy-on-write bytes of the last BGSAVE (rdb_last_cow_size).
+static LAST_COW: AtomicU64 = AtomicU64::new(0);
+/// CONFIG_BGSAVE_RETRY_DELAY.
+const RETRY_DELAY_SECS: u64 = 5;
 
 struct Turn;
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        SAVING.store(false, Ordering::Release);
+        SAVING.store(false, Relaxed);
     }
+}
+
+async fn take_turn() -> Turn {
+    while SAVING.swap(true, Relaxed) {
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    Turn
+}
+
+fn paths(tmp_prefix: &str) -> (String, String) {
+    let file = runtime::rt_ref().config.read().map(|c| c.dbfilename()).unwrap_or_else(|_| "dump.rdb".into());
+    (file, format!("{tmp_prefix}-{}.rdb", std::process::id()))
 }
 
 /// rdbSave of the whole keyspace to `dbfilename` in the working directory
 /// (`dir`). Err: why it failed (already logged, as Redis logs it).
 pub async fn save() -> Result<(), String> {
-    while SAVING.swap(true, Ordering::Acquire) {
-        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-    }
-    let _turn = Turn;
-    super::SAVES.fetch_add(1, Ordering::Relaxed);
-    let (path, policy) = match runtime::rt_ref().config.read() {
-        Ok(c) => (c.dbfilename(), c.maxmemory_policy()),
-        Err(_) => return Err("config lock poisoned".into()),
-    };
-    use crate::config::MaxmemoryPolicy::*;
-    let hints = match policy {
-        AllkeysLru | VolatileLru => Hints::Lru,
-        AllkeysLfu | VolatileLfu => Hints::Lfu,
-        _ => Hints::None,
-    };
-    let compress = super::compression();
-    let parts = on_every_shard(0, Mode::Shared, move |ctx: &mut Ctx| serialize(ctx, compress, hints))
-        .await
-        .map_err(|_| {
-            crate::log_warning!("Write error saving DB on disk: a shard did not answer");
-            "a shard did not answer".to_string()
-        })?;
-    // The function libraries (rdbSaveFunctions), as they are at this point.
-    let mut libs = Encoder::new(compress);
-    for lib in crate::scripting::functions::libraries(None) {
-        libs.put_u8(opcode::FUNCTION2);
-        libs.put_string(&lib.code);
-    }
-    write_file(&path, &libs.buf, &parts, super::checksum())?;
-    // Only what was in the file stops counting as a change.
-    let dirty: Arc<Vec<Vec<u64>>> = Arc::new(parts.iter().map(|p| p.iter().map(|d| d.dirty).collect()).collect());
-    let _ = runtime::broadcast(move |s| {
-        if let Some(mine) = dirty.get(s.id) {
-            for (db, d) in s.dbs.iter_mut().zip(mine) {
-                db.hook.dirty = db.hook.dirty.saturating_sub(*d);
-            }
-        }
-    })
-    .await;
+    let _turn = take_turn().await;
+    super::SAVES.fetch_add(1, Relaxed);
+    let (path, tmp) = paths("temp");
+    super::snapshot::take_point().await?.write(&path, &tmp, false).await?;
     crate::log_notice!("DB saved on disk");
-    runtime::rt_ref().lastsave.store(runtime::now_ms() / 1000, Ordering::Relaxed);
-    super::LAST_SAVE_OK.store(true, Ordering::Relaxed);
+    runtime::rt_ref().lastsave.store(runtime::now_ms() / 1000, Relaxed);
+    super::LAST_SAVE_OK.store(true, Relaxed);
     Ok(())
 }
 
-/// One shard's keys, database by database (run under the shared lock).
-fn serialize(ctx: &mut Ctx, compress: bool, hints: Hints) -> Vec<DbPart> {
-    let now = ctx.now;
-    ctx.shard
-        .dbs
-        .iter()
-        .map(|db| {
-            let mut e = Encoder::new(compress);
-            let mut expires = 0;
-            for (k, entry) in db.iter() {
-                let at = db.expire_at(k);
-                expires += (at != 0) as u64;
-                let hint = match hints {
-                    Hints::None => AccessHint::None,
-                    Hints::Lru => AccessHint::Idle(crate::keyspace::db::idle_secs(entry.lru, now)),
-                    Hints::Lfu => AccessHint::Freq(crate::keyspace::access::lfu_counter(entry.lfu, now) as u8),
-                };
-                e.put_key_value(k, &entry.val, at, hint);
-            }
-            DbPart {
-                keys: db.len() as u64,
-                expires,
-                bytes: e.buf,
-                dirty: db.hook.dirty,
-            }
-        })
-        .collect()
+/// Whether a BGSAVE is in progress (SAVE and BGSAVE then refuse).
+pub fn bgsave_in_progress() -> bool {
+    BG_RUNNING.load(Relaxed)
 }
 
-/// Writes the file as rdbSave does: a temp file, flushed and fsynced,
-/// renamed over `path`, the directory fsynced.
-fn write_file(path: &str, functions: &[u8], parts: &[Vec<DbPart>], checksum: bool) -> Result<(), String> {
-    let cwd = || std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_else(|_| "unknown".into());
-    let tmp = format!("temp-{}.rdb", std::process::id());
-    let file = std::fs::File::create(&tmp).map_err(|e| {
-        let m = format!("Failed opening the temp RDB file {} (in server root dir {}) for saving: {}", tmp, cwd(), e);
-        crate::log_warning!("{}", m);
-        m
-    })?;
-    let fail = |op: &str, e: std::io::Error| {
-        let m = format!("Write error saving DB on disk({op}): {e}");
-        crate::log_warning!("{}", m);
-        let _ = std::fs::remove_file(&tmp);
-        m
-    };
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut digest = CRC64.digest();
-    let mut put = |w: &mut std::io::BufWriter<std::fs::File>, b: &[u8]| -> std::io::Result<()> {
-        digest.update(b);
-        w.write_all(b)
-    };
-    let now_s = runtime::now_ms() / 1000;
-    let body = (|| -> std::io::Result<()> {
-        put(&mut w, &file_header(now_s, crate::util::alloc::used_memory() as u64))?;
-        put(&mut w, functions)?;
-        let ndbs = parts.iter().map(|p| p.len()).max().unwrap_or(0);
-        for db in 0..ndbs {
-            let keys: u64 = parts.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
-            if keys == 0 {
-                continue;
+/// BGSAVE SCHEDULE's flag.
+pub fn schedule_bgsave() {
+    BG_SCHEDULED.store(true, Relaxed);
+}
+
+/// rdbSaveBackground: takes the point (so what was acknowledged before
+/// this returns is in the file, as after Redis's fork) and writes it in a
+/// task of this shard; false if a BGSAVE is already in progress.
+pub async fn bgsave_start() -> bool {
+    if BG_RUNNING.swap(true, Relaxed) {
+        return false;
+    }
+    let now = runtime::now_ms();
+    BG_LAST_TRY.store(now / 1000, Relaxed);
+    BG_STARTED_MS.store(now, Relaxed);
+    super::SAVES.fetch_add(1, Relaxed);
+    let turn = take_turn().await;
+    let point = super::snapshot::take_point().await;
+    crate::log_notice!("Background saving started");
+    glommio::spawn_local(async move {
+        let r = match point {
+            Ok(p) => {
+                let (path, tmp) = paths("temp-bgsave");
+                p.write(&path, &tmp, true).await
             }
-            let expires: u64 = parts.iter().filter_map(|p| p.get(db)).map(|d| d.expires).sum();
-            let mut e = Encoder::new(false);
-            e.put_db_start(db, keys, expires);
-            put(&mut w, &e.buf)?;
-            for p in parts {
-                if let Some(d) = p.get(db) {
-                    put(&mut w, &d.bytes)?;
-                }
+            Err(e) => Err(e),
+        };
+        drop(turn);
+        let end = runtime::now_ms();
+        BG_LAST_SECS.store((end / 1000).saturating_sub(BG_STARTED_MS.load(Relaxed) / 1000) as i64, Relaxed);
+        match r {
+            Ok(o) => {
+                crate::log_notice!("DB saved on disk");
+                LAST_COW.store(o.cow_bytes, Relaxed);
+                runtime::rt_ref().lastsave.store(end / 1000, Relaxed);
+                super::LAST_SAVE_OK.store(true, Relaxed);
+                crate::log_notice!("Background saving terminated with success");
+            }
+            Err(_) => {
+                super::LAST_SAVE_OK.store(false, Relaxed);
+                crate::log_warning!("Background saving error");
             }
         }
-        put(&mut w, &[opcode::EOF])?;
-        Ok(())
-    })();
-    body.map_err(|e| fail("rdbSaveRio", e))?;
-    let crc = if checksum { digest.finalize() } else { 0 };
-    w.write_all(&crc.to_le_bytes()).map_err(|e| fail("rdbSaveRio", e))?;
-    w.flush().map_err(|e| fail("fflush", e))?;
-    let file = w.into_inner().map_err(|e| fail("fflush", e.into_error()))?;
-    file.sync_all().map_err(|e| fail("fsync", e))?;
-    drop(file);
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let m = format!(
-            "Error moving temp DB file {} on the final destination {} (in server root dir {}): {}",
-            tmp,
-            path,
-            cwd(),
-            e
-        );
-        crate::log_warning!("{}", m);
-        let _ = std::fs::remove_file(&tmp);
-        return Err(m);
-    }
-    // fsyncFileDir: the rename itself must reach the disk.
-    let dir = std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| fail("fsyncFileDir", e))?;
-    Ok(())
+        BG_RUNNING.store(false, Relaxed);
+    })
+    .detach();
+    true
 }
+
+/// A background save started by the cron (no client waits for the point);
+/// called outside `with_shard`, as the save takes the shard itself.
+pub fn bgsave_from_cron() {
+    glommio::spawn_local(async {
+        bgsave_start().await;
+    })
+    .detach();
+}
+
+/// Per-shard `dirty` sums, published by each shard's cron for shard 0's
+/// save-point check (serverCron reads server.dirty).
+static DIRTY: std::sync::OnceLock<Box<[AtomicU64]>> = std::sync::OnceLock::new();
+
+fn dirty_slots() -> &'static [AtomicU64] {
+    DIRTY.get_or_init(|| (0..runtime::nshards()).map(|_| AtomicU64::new(0)).collect())
+}
+
+/// Each shard's cron: publish its changes since the last save; on shard 0,
+/// serverCron's save points and scheduled BGSAVE: true when a background
+/// save is due ([`bgsave_from_cron`]).
+pub fn cron(s: &mut runtime::Shard) -> bool {
+    let dirty: u64 = s.dbs.iter().map(|d| d.hook.dirty).sum();
+    if let Some(slot) = dirty_slots().get(s.id) {
+        slot.store(dirty, Relaxed);
+    }
+    if s.id != 0 || BG_RUNNING.load(Relaxed) || SAVING.load(Relaxed) {
+        return false;
+    }
+    let now = runtime::now_ms() / 1000;
+    let may_retry = now.saturating_sub(BG_LAST_TRY.load(Relaxed)) > RETRY_DELAY_SECS || super::LAST_SAVE_OK.load(Relaxed);
+    if !may_retry {
+        return false;
+    }
+    let points = match runtime::rt_ref().config.read() {
+        Ok(c) => c.shutdown_save_points(),
+        Err(_) => return false,
+    };
+    let total: u64 = dirty_slots().iter().map(|d| d.load(Relaxed)).sum();
+    let lastsave = runtime::rt_ref().lastsave.load(Relaxed);
+    for (secs, changes) in points {
+        if total >= changes as u64 && now.saturating_sub(lastsave) as i64 > secs {
+            crate::log_notice!("{} changes in {} seconds. Saving...", changes, secs);
+            return true;
+        }
+    }
+    BG_SCHEDULED.swap(false, Relaxed)
+}
+
+/// The INFO persistence fields this module computes, in Redis's order from
+/// `rdb_bgsave_in_progress` to `rdb_last_cow_size`.
+pub fn info_fields(changes: u64) -> String {
+    let running = BG_RUNNING.load(Relaxed);
+    let current = if running {
+        ((runtime::now_ms() / 1000).saturating_sub(BG_STARTED_MS.load(Relaxed) / 1000)) as i64
+    } else {
+        -1
+    };
+    format!(
+        "rdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:{}\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:{}\r\nrdb_current_bgsave_time_sec:{}\r\nrdb_saves:{}\r\nrdb_last_cow_size:{}\r\n",
+        changes,
+        running as u8,
+        runtime::rt_ref().lastsave.load(Relaxed),
+        if super::LAST_SAVE_OK.load(Relaxed) { "ok" } else { "err" },
+        BG_LAST_SECS.load(Relaxed),
+        current,
+        super::SAVES.load(Relaxed),
+        LAST_COW.load(Relaxed),
+    )
+}
+
+/// writeCommandsDeniedByDiskError for RDB: the last background save failed,
+/// `stop-writes-on-bgsave-error yes` and save points are configured.
+#[inline]
+pub fn writes_denied() -> bool {
+    !super::LAST_SAVE_OK.load(Relaxed) && super::STOP_WRITES.load(Relaxed)
+}
+
+/// shared.bgsaveerr, without its CRLF.
+pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";

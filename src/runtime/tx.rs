@@ -294,6 +294,12 @@ thread_local! {
     static AMBIENT: std::cell::Cell<(TxId, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
+/// Whether the command being polled runs inside EXEC or a script (Redis's
+/// `server.in_exec` / `in_script`): BGSAVE is then only scheduled.
+pub fn in_transaction() -> bool {
+    AMBIENT.with(|a| a.get().0 != 0)
+}
+
 /// A future run inside transaction `tx` (EXEC, a script): every [`Tx::begin`]
 /// it makes joins `tx` instead of locking, because `tx` already holds a
 /// superset of what the command needs (its keys, or every shard). Taking

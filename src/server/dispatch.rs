@@ -369,6 +369,18 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // writeCommandsDeniedByDiskError: after a failed background save, writes
+    // (and PING) get MISCONF while stop-writes-on-bgsave-error says so.
+    if crate::persistence::save::writes_denied()
+        && (cmd.has(flags::WRITE) || cmd.meta.name == "ping" || (cmd.meta.name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_has(flags::WRITE))))
+    {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::persistence::save::MISCONF);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // RESP2 subscribed mode runs only the subscription commands (RESP3 has no limit).
     if !c.resp3 && c.shared.subscribed() && !crate::commands::pubsub::allowed_in_subscribed_mode(cmd.meta.name) {
         let mark = pipe.sink(out).buf.len();
@@ -376,6 +388,15 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
             "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context",
             cmd.meta.name
         ));
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
+    // Start-up is loading dump.rdb: only `loading` commands run (processCommand).
+    if crate::persistence::load::LOADING.load(std::sync::atomic::Ordering::Relaxed) && !cmd.has(flags::LOADING) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::persistence::load::LOADING_ERR);
         reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
         count_rejected(cmd, &pipe.sink(out).buf[mark..]);
         finish_local(c, pipe, out, mark, keep);

@@ -369,6 +369,10 @@ async fn cron() {
             // Redis samples the peak in serverCron; one shard is enough (the figure is process-wide).
             crate::util::alloc::sample();
         }
+        // Save points and scheduled BGSAVEs (serverCron's rdb part).
+        if runtime::with_shard(crate::persistence::save::cron) {
+            crate::persistence::save::bgsave_from_cron();
+        }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
@@ -420,12 +424,6 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     runtime::install_shard(Shard::new(id, databases));
     crate::exec::block::install();
     SHARDS_INSTALLED.fetch_add(1, Ordering::Relaxed);
-    // dump.rdb: this shard's keys come in before it serves anyone.
-    if let Some(l) = load {
-        if !runtime::with_shard(|s| l.run(s)) {
-            return;
-        }
-    }
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
     let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
@@ -449,6 +447,13 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
         inbox.set_thread();
         glommio::spawn_local(inbox.serve()).detach();
         spawn_accept_loops(listeners, 0);
+    }
+    // dump.rdb: this shard's keys come in while it answers -LOADING (the
+    // cron, and with it active expiry, starts once the data is in).
+    if let Some(l) = load {
+        if !l.run().await {
+            return;
+        }
     }
     glommio::spawn_local(cron()).detach();
     SHARDS_READY.fetch_add(1, Ordering::Relaxed);

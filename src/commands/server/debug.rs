@@ -25,6 +25,19 @@ fn debug_allowed(c: &Client) -> bool {
 
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "RELOAD [option ...]",
+    "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
+    "    * MERGE: conflicting keys will be loaded from RDB.",
+    "    * NOFLUSH: the existing database will not be removed before load, but",
+    "      conflicting keys will generate an exception and kill the server.",
+    "    * NOSAVE: the database will be loaded from an existing RDB file.",
+    "    Examples:",
+    "    * DEBUG RELOAD: verify that the server is able to persist, flush and reload",
+    "      the database.",
+    "    * DEBUG RELOAD NOSAVE: replace the current database with the contents of an",
+    "      existing RDB file.",
+    "    * DEBUG RELOAD NOSAVE NOFLUSH MERGE: add the contents of an existing RDB",
+    "      file to the database.",
     "SET-ACTIVE-EXPIRE <0|1>",
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -61,6 +74,9 @@ async fn debug(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         }
         return out.ok();
     }
+    if args.len() >= 2 && args.is(1, "reload") {
+        return reload(&args, out).await;
+    }
     if args.len() >= 3 && args.is(1, "tessera-panic-hop") {
         return panic_hop(c.db, &args, out).await;
     }
@@ -74,6 +90,40 @@ async fn debug(c: &mut Client, args: Args<'_>, out: &mut Reply) {
     m.extend_from_slice(args.get(1));
     m.extend_from_slice(b"'. Try DEBUG HELP.");
     out.error_bytes(&m);
+}
+
+/// DEBUG RELOAD [MERGE] [NOFLUSH] [NOSAVE]: SAVE, empty every database
+/// (and the function libraries), load dump.rdb back (debug.c).
+async fn reload(args: &Args<'_>, out: &mut Reply) {
+    let (mut flush, mut save, mut merge) = (true, true, false);
+    for i in 2..args.len() {
+        if args.is(i, "merge") {
+            merge = true;
+        } else if args.is(i, "noflush") {
+            flush = false;
+        } else if args.is(i, "nosave") {
+            save = false;
+        } else {
+            return out.error("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and NOSAVE options.");
+        }
+    }
+    if save && crate::persistence::save::save().await.is_err() {
+        return out.error("ERR");
+    }
+    let (path, databases) = match runtime::rt_ref().config.read() {
+        Ok(c) => (c.dbfilename(), c.databases()),
+        Err(_) => return out.error("ERR"),
+    };
+    fn empty(s: &mut runtime::Shard) {
+        s.dbs.iter_mut().for_each(|d| d.clear());
+        crate::server::tracking::flushed(s);
+    }
+    let flush = flush.then_some(empty as fn(&mut runtime::Shard));
+    if crate::persistence::load::reload(&path, databases, flush, merge).await.is_err() {
+        return out.error("ERR Error trying to load the RDB dump");
+    }
+    crate::log_warning!("DB reloaded by DEBUG RELOAD");
+    out.ok();
 }
 
 /// strtod on the longest numeric prefix (Redis's DEBUG SLEEP ignores trailing junk).

@@ -197,14 +197,14 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "persistence" => {
                 let _ = write!(
                     s,
-                    "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\ncurrent_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{}\r\nrdb_last_bgsave_time_sec:-1\r\nrdb_current_bgsave_time_sec:-1\r\nrdb_saves:{}\r\nrdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
-                    infos.iter().map(|i| i.dirty).sum::<u64>(),
-                    rt.lastsave.load(Ordering::Relaxed),
-                    if crate::persistence::LAST_SAVE_OK.load(Ordering::Relaxed) { "ok" } else { "err" },
-                    crate::persistence::SAVES.load(Ordering::Relaxed),
+                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    crate::persistence::load::LOADING.load(Ordering::Relaxed) as u8,
+                    crate::persistence::snapshot::progress_fields(),
+                    crate::persistence::save::info_fields(infos.iter().map(|i| i.dirty).sum::<u64>()),
                     crate::persistence::load::LAST_EXPIRED.load(Ordering::Relaxed),
                     crate::persistence::load::LAST_LOADED.load(Ordering::Relaxed)
                 );
+                s.push_str(&crate::persistence::load::info_loading());
             }
             "stats" => {
                 let pubsub = crate::server::pubsub::sizes();

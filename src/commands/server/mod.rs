@@ -27,6 +27,7 @@ pub fn register(t: &mut Table) {
     t.client("time", time);
     t.asynch("save", SAVE);
     t.client("lastsave", lastsave);
+    t.asynch("bgsave", BGSAVE);
     t.asynch("shutdown", SHUTDOWN);
     command::register(t);
     info::register(t);
@@ -109,10 +110,36 @@ const SAVE: AsyncFn = |c, args, out| Box::pin(save(c, args, out));
 /// SAVE: a synchronous RDB snapshot (persistence/save.rs); Redis answers a
 /// bare "-ERR" when it fails (the log says why).
 async fn save(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
+    if crate::persistence::save::bgsave_in_progress() {
+        return out.error("ERR Background save already in progress");
+    }
     match crate::persistence::save::save().await {
         Ok(()) => out.ok(),
         Err(_) => out.error("ERR"),
     }
+}
+
+const BGSAVE: AsyncFn = |c, args, out| Box::pin(bgsave(c, args, out));
+
+/// BGSAVE [SCHEDULE] (rdb.c bgsaveCommand): a forkless background snapshot
+/// (persistence/snapshot.rs), answered once its point is taken. No other
+/// kind of child exists here, so SCHEDULE changes nothing outside EXEC.
+async fn bgsave(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
+    if args.len() > 1 && !(args.len() == 2 && args.is(1, "schedule")) {
+        return out.error(err::SYNTAX);
+    }
+    if crate::persistence::save::bgsave_in_progress() {
+        return out.error("ERR Background save already in progress");
+    }
+    // Inside EXEC the point would cut through the transaction (server.in_exec).
+    if crate::runtime::tx::in_transaction() {
+        crate::persistence::save::schedule_bgsave();
+        return out.status(b"Background saving scheduled");
+    }
+    if !crate::persistence::save::bgsave_start().await {
+        return out.error("ERR Background save already in progress");
+    }
+    out.status(b"Background saving started");
 }
 
 const SHUTDOWN: AsyncFn = |c, args, out| Box::pin(shutdown(c, args, out));
