@@ -185,7 +185,7 @@ fn config_set_refuses_ignored_directives() {
     let mut c = s.client();
     for (name, value) in [
         ("maxmemory", "100mb"),
-        ("appendonly", "yes"),
+        ("aof-timestamp-enabled", "yes"),
         ("replica-lazy-flush", "yes"),
         ("lazyfree-lazy-user-flush", "yes"),
     ] {

@@ -72,6 +72,15 @@ pub const IMPLEMENTED: &[&str] = &[
     "stop-writes-on-bgsave-error",
     "rdb-key-save-delay",
     "key-load-delay",
+    // The AOF (persistence/aof.rs); aof-timestamp-enabled is not built.
+    "appendonly",
+    "appendfsync",
+    "appendfilename",
+    "appenddirname",
+    "aof-use-rdb-preamble",
+    "aof-load-truncated",
+    "auto-aof-rewrite-percentage",
+    "auto-aof-rewrite-min-size",
 ];
 
 /// File-only directives (not CONFIG GET/SET-able) that Tessera implements.

@@ -195,6 +195,15 @@ fn serve_key(s: &mut Shard, db: usize, key: Box<[u8]>) {
         }));
         match r {
             Ok(BlockResult::Done) => {
+                if runtime::propagate::on() {
+                    // The pop it made, as its non-blocking form; in the stream before
+                    // its reply leaves (the waiter's shard waits for what was submitted).
+                    let args = Args::new(&w.data, &w.spans);
+                    if let Ok(cmd) = crate::commands::table::lookup(&args) {
+                        super::propagate::record(cmd, &args, db, now, &out.buf, runtime::propagate::record);
+                    }
+                    runtime::propagate::flush_round();
+                }
                 w.handle.finish(Wake::Served(out.buf));
                 unregister(s, w.handle.id);
                 // Its writes invalidate now (after its reply), as its own.
@@ -320,6 +329,15 @@ fn sub_args(cmd: &Command, a: &Owned, keys: &[usize], pos: usize) -> Owned {
     o
 }
 
+/// A blocking command that served at once propagates as its non-blocking form.
+fn record_pop(args: Args, db: usize, now: u64, reply: &[u8]) {
+    if runtime::propagate::on() {
+        if let Ok(cmd) = crate::commands::table::lookup(&args) {
+            super::propagate::record(cmd, &args, db, now, reply, runtime::propagate::record);
+        }
+    }
+}
+
 /// Attempt on this shard; with nothing to serve, register the waiter here.
 #[allow(clippy::too_many_arguments)]
 fn attempt_here(s: &mut Shard, f: BlockFn, a: &Owned, keys: Vec<usize>, db: usize, now: u64, resp3: bool, handle: &Arc<Handle>, stream: bool) -> Attempt {
@@ -327,7 +345,10 @@ fn attempt_here(s: &mut Shard, f: BlockFn, a: &Owned, keys: Vec<usize>, db: usiz
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut Ctx { shard: s, db, now }, a.args(), None, &mut out)));
     s.after_write();
     match r {
-        Ok(BlockResult::Done) => Attempt::Done(out.buf),
+        Ok(BlockResult::Done) => {
+            record_pop(a.args(), db, now, &out.buf);
+            Attempt::Done(out.buf)
+        }
         Ok(BlockResult::Wait { deadline_ms }) => {
             let pinned;
             let a = if stream {
@@ -489,6 +510,9 @@ async fn attempt(
             .hop(shard, move |ctx: &mut Ctx| {
                 let mut out = Reply::new(resp3);
                 let r = f(ctx, sub.args(), None, &mut out);
+                if let BlockResult::Done = r {
+                    record_pop(sub.args(), ctx.db, ctx.now, &out.buf);
+                }
                 (r, out.buf)
             })
             .await?;
@@ -551,6 +575,11 @@ async fn move_attempt(tx: &mut Tx<'_>, cmd: &'static Command, a: &Owned, resp3: 
         return Ok(Attempt::Done(out.buf));
     };
     if crate::commands::lists::lmove_tx(tx, 1, 2, from_left, to_left, &args, &mut out).await? {
+        // It moved an element (a null reply: nothing to move): written with the transaction's block.
+        if runtime::propagate::on() && out.buf.first() == Some(&b'$') && !out.buf.starts_with(b"$-1") {
+            let (db, now) = (tx.db, tx.now);
+            super::propagate::record(cmd, &args, db, now, &out.buf, |d, v| tx.propagate(d, v));
+        }
         return Ok(Attempt::Done(out.buf));
     }
     let src = tx.shard_of_arg(1);

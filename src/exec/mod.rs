@@ -13,6 +13,7 @@
 
 pub mod block;
 pub mod multi;
+pub mod propagate;
 
 use crate::commands::keyspec::{self, KeyRef};
 use crate::commands::table::{flags, Combine, Command, Cross, Handler, PlanFn};
@@ -120,9 +121,23 @@ pub async fn wait_turn(cmd: &Command, args: &Args<'_>, keys: &[KeyArg], db: usiz
     queue_turn(req).await
 }
 
+/// [`execute`] for a command run at top level (inline for its connection, or
+/// in a forwarded batch): what it changed is recorded in the propagation
+/// stream (`propagate.rs`), on this shard.
+#[inline]
+pub fn execute_top(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
+    if !runtime::propagate::on() {
+        return execute(s, cmd, args, db, now, out);
+    }
+    propagate::TOP.set(Some(propagate::dirty(s)));
+    execute(s, cmd, args, db, now, out);
+}
+
 /// Runs a command whose keys are all on `s` (the calling shard).
 #[inline]
 pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
+    // Taken first: a nested execute (inside a handler) is not a top-level command.
+    let top = propagate::TOP.take();
     let mark = out.buf.len();
     let t0 = runtime::clock::ticks();
     // A handler bug must not take the shard (and every connection on it) down.
@@ -152,6 +167,12 @@ pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now:
         internal_error(cmd, out);
     }
     s.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
+    if let Some(d0) = top {
+        // Recorded after the expiry deletes it met and before the blocked
+        // clients its write serves (their pops follow it, as in Redis).
+        runtime::propagate::drain_expired(s);
+        propagate::record_top(cmd, &args, db, now, &out.buf[mark..], propagate::dirty(s) != d0);
+    }
     s.after_write();
     if runtime::track::active() {
         // The caller's own invalidations, right after its reply (top level only).
@@ -316,10 +337,12 @@ impl BatchRun {
                     return false;
                 }
                 turn_held = false;
-                runtime::track::as_caller(c.caller, || execute(s, c.cmd, args, b.db, c.now, &mut out));
+                runtime::track::as_caller(c.caller, || execute_top(s, c.cmd, args, b.db, c.now, &mut out));
                 b.ends.push(out.buf.len());
                 self.next += 1;
             }
+            // Their records enter the stream before the replies go back.
+            runtime::propagate::flush_round();
             true
         });
         b.out = out.buf;
@@ -439,6 +462,10 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
             }
             match tx.hop_each(hops).await {
                 Ok(parts) => {
+                    if parts.iter().any(|(p, _)| propagate::succeeded(p)) && cmd.has(flags::WRITE) {
+                        let now = tx.now;
+                        propagate::record(cmd, &args, db, now, b"", |d, v| tx.propagate(d, v));
+                    }
                     drop(tx);
                     let (parts, notes): (Vec<Vec<u8>>, Vec<Vec<runtime::notify::Note>>) = parts.into_iter().unzip();
                     let mut notes: Vec<runtime::notify::Note> = notes.into_iter().flatten().collect();
@@ -458,6 +485,9 @@ pub async fn run_cross(cmd: &'static Command, args: Args<'_>, route: &Route, db:
             if f(&mut tx, args, out).await.is_err() {
                 out.buf.truncate(mark);
                 internal_error(cmd, out);
+            } else if cmd.has(flags::WRITE) && propagate::succeeded(&out.buf[mark..]) {
+                let now = tx.now;
+                propagate::record(cmd, &args, db, now, &out.buf[mark..], |d, v| tx.propagate(d, v));
             }
             remember_cross(&mut tx, cmd, &args, route).await;
         }
@@ -496,6 +526,9 @@ pub async fn run_wide(cmd: &'static Command, args: Args<'_>, route: &Route, db: 
     if f(&mut tx, args, out).await.is_err() {
         out.buf.truncate(mark);
         internal_error(cmd, out);
+    } else if cmd.has(flags::WRITE) && propagate::succeeded(&out.buf[mark..]) {
+        let now = tx.now;
+        propagate::record(cmd, &args, db, now, &out.buf[mark..], |d, v| tx.propagate(d, v));
     }
 }
 

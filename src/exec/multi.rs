@@ -313,6 +313,7 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
     }
 
     out.array_len(q.cmds.len());
+    let (start_db, body) = (c.db, out.buf.len());
     let mut i = 0;
     while i < q.cmds.len() {
         match steps[i] {
@@ -367,6 +368,11 @@ pub async fn exec(c: &mut Client, q: Queue, watch: &mut WatchSet, out: &mut Repl
             }
         }
     }
+    if runtime::propagate::on() {
+        // Written when `tx` ends, before its locks go.
+        let log = super::propagate::exec_block(start_db, tx.now, q.cmds.iter().map(|qc| (qc.cmd, q.args(qc))), &out.buf[body..]);
+        tx.propagate_log(&log);
+    }
 }
 
 /// The common transaction: every key (and watched key) on this shard and no
@@ -413,6 +419,10 @@ fn exec_here(c: &mut Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -
         }
     }
     out.array_len(q.cmds.len());
+    let on = runtime::propagate::on();
+    if on {
+        runtime::propagate::begin_block();
+    }
     for qc in &q.cmds {
         let args = q.args(qc);
         let mark = out.buf.len();
@@ -424,10 +434,21 @@ fn exec_here(c: &mut Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -
             Handler::Client(f) => run_client(c, qc.cmd, f, args, out),
             _ => {
                 let db = c.db;
-                with_shard(|sh| execute(sh, qc.cmd, args, db, now, out));
+                with_shard(|sh| {
+                    if on {
+                        // Recorded as it runs, before the blocked clients it serves.
+                        super::propagate::TOP.set(Some(super::propagate::dirty(sh)));
+                    }
+                    execute(sh, qc.cmd, args, db, now, out)
+                });
                 count(qc.cmd, None, &out.buf[mark..]);
             }
         }
+    }
+    if on {
+        // Nothing interleaved: the block joins this shard's round log.
+        let log = runtime::propagate::end_block();
+        runtime::propagate::record_log(&if log.cmds > 1 { log.wrapped() } else { log });
     }
     true
 }
@@ -478,7 +499,16 @@ async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, o
         if unwatch_checking(sh, &watched, &flag, now) || flag.load(Ordering::Acquire) {
             return Some((b, true));
         }
-        run_batch(sh, &mut b);
+        if runtime::propagate::on() {
+            // Recorded here, where it ran: ordered with this shard's other writes.
+            runtime::propagate::begin_block();
+            run_batch_recording(sh, &mut b, true);
+            let log = runtime::propagate::end_block();
+            runtime::propagate::record_log(&if log.cmds > 1 { log.wrapped() } else { log });
+            runtime::propagate::flush_round();
+        } else {
+            run_batch(sh, &mut b);
+        }
         Some((b, false))
     };
     let (b, dirty) = match run_on(shard, job).await {
@@ -514,7 +544,9 @@ async fn exec_there(shard: usize, c: &Client, q: &Queue, watch: &mut WatchSet, o
 /// on either side: the general path queues for it.
 async fn exec_pair(c: &Client, q: &Queue, watch: &mut WatchSet, out: &mut Reply) -> bool {
     let (me, n) = (shard_id(), runtime::nshards());
-    if n < 2 {
+    // Its other side releases its locks before this side runs: the general
+    // path keeps them all until the block is in the propagation stream.
+    if n < 2 || runtime::propagate::on() {
         return false;
     }
     let db = c.db;
@@ -684,9 +716,18 @@ fn run_client(c: &mut Client, cmd: &'static Command, f: crate::commands::table::
 
 /// Runs a batch's commands on `sh` in order, filling its replies and their ends.
 fn run_batch(sh: &mut crate::runtime::Shard, b: &mut Batch) {
+    run_batch_recording(sh, b, false)
+}
+
+/// `record`: each command that changed data is recorded as it runs (into the
+/// block the caller opened), before the blocked clients its write serves.
+fn run_batch_recording(sh: &mut crate::runtime::Shard, b: &mut Batch, record: bool) {
     let mut r = Reply::with_buf(std::mem::take(&mut b.out), b.resp3);
     for bc in &b.cmds {
         let args = Args::new(&b.data, &b.spans[bc.args.0..bc.args.1]);
+        if record {
+            super::propagate::TOP.set(Some(super::propagate::dirty(sh)));
+        }
         crate::runtime::track::as_caller(bc.caller, || execute(sh, bc.cmd, args, b.db, bc.now, &mut r));
         b.ends.push(r.buf.len());
     }

@@ -95,7 +95,13 @@ pub struct WriteHook {
     /// keys (signalModifiedKey's trackingInvalidateKey), each with whether it
     /// expired (an expiry has no client, as Redis's).
     changed: Vec<(Box<[u8]>, bool)>,
+    /// Keys expired since the propagation stream last looked (while it is on):
+    /// they propagate as DEL / UNLINK, as Redis's deleteExpiredKeyAndPropagate.
+    propagate_expired: Vec<Box<[u8]>>,
 }
+
+/// The propagation stream (AOF) wants expired keys.
+pub static PROPAGATE_EXPIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 thread_local! {
     /// Keys added on this thread's shard, with their db, since the runtime
@@ -140,6 +146,9 @@ impl WriteHook {
         }
         if RECORD_CHANGED.load(std::sync::atomic::Ordering::Relaxed) {
             self.changed.push((key.into(), kind == WriteKind::Expired));
+        }
+        if kind == WriteKind::Expired && PROPAGATE_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
+            self.propagate_expired.push(key.into());
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -209,6 +218,14 @@ impl WriteHook {
     }
 
     /// The keys changed since the last call (while [`RECORD_CHANGED`]).
+    pub fn take_propagate_expired(&mut self) -> Vec<Box<[u8]>> {
+        std::mem::take(&mut self.propagate_expired)
+    }
+
+    pub fn has_propagate_expired(&self) -> bool {
+        !self.propagate_expired.is_empty()
+    }
+
     pub fn take_changed(&mut self) -> Vec<(Box<[u8]>, bool)> {
         std::mem::take(&mut self.changed)
     }

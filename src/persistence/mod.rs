@@ -10,6 +10,7 @@
 //! RESTORE, SHUTDOWN) and start-up (`server`) call into here; nothing here
 //! imports `commands` or `server`.
 
+pub mod aof;
 pub mod load;
 pub mod rdb;
 pub mod save;

@@ -31,7 +31,8 @@ static LAST_COW: AtomicU64 = AtomicU64::new(0);
 /// CONFIG_BGSAVE_RETRY_DELAY.
 const RETRY_DELAY_SECS: u64 = 5;
 
-struct Turn;
+/// The one snapshot writing (see `SAVING`); released on drop.
+pub struct Turn;
 
 impl Drop for Turn {
     fn drop(&mut self) {
@@ -143,7 +144,7 @@ pub fn cron(s: &mut runtime::Shard) -> bool {
     if let Some(slot) = dirty_slots().get(s.id) {
         slot.store(dirty, Relaxed);
     }
-    if s.id != 0 || BG_RUNNING.load(Relaxed) || SAVING.load(Relaxed) {
+    if s.id != 0 || BG_RUNNING.load(Relaxed) || SAVING.load(Relaxed) || super::aof::REWRITING.load(Relaxed) {
         return false;
     }
     let now = runtime::now_ms() / 1000;
@@ -197,3 +198,12 @@ pub fn writes_denied() -> bool {
 
 /// shared.bgsaveerr, without its CRLF.
 pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
+
+/// The AOF rewrite's point (the snapshot's turn, held until its base file
+/// is written): `at_cut` runs on each shard under its lock, right before
+/// its copy-on-write state is installed.
+pub async fn aof_point(at_cut: impl Fn() + Send + Sync + Clone + 'static) -> Result<(Turn, super::snapshot::Point), String> {
+    let turn = take_turn().await;
+    let p = super::snapshot::take_point_with(at_cut).await?;
+    Ok((turn, p.aof_base()))
+}

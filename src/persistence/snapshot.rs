@@ -178,10 +178,20 @@ pub struct Point {
     checksum: bool,
     delay: i64,
     abort: Abort,
+    /// An AOF rewrite's base: `aof-base 1` in the header, and the changes it
+    /// holds still count as unsaved (Redis's dirty is the RDB's).
+    aof_base: bool,
 }
 
 /// Takes the point (step 1): one shared whole-shard lock on every shard.
 pub async fn take_point() -> Result<Point, String> {
+    take_point_with(|| ()).await
+}
+
+/// [`take_point`] with `at_cut` run on each shard under its lock, right
+/// before its copy-on-write state is installed (the AOF rewrite switches
+/// to a new incr file there).
+pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) -> Result<Point, String> {
     let (policy, delay) = match runtime::rt_ref().config.read() {
         Ok(c) => (c.maxmemory_policy(), c.rdb_key_save_delay()),
         Err(_) => return Err("config lock poisoned".into()),
@@ -195,6 +205,7 @@ pub async fn take_point() -> Result<Point, String> {
     let compress = super::compression();
     let abort = Abort { armed: true };
     let points: Vec<Vec<PointStats>> = on_every_shard(0, Mode::Shared, move |ctx: &mut Ctx| {
+        at_cut();
         let now = ctx.now;
         ctx.shard
             .dbs
@@ -226,10 +237,17 @@ pub async fn take_point() -> Result<Point, String> {
         checksum: super::checksum(),
         delay,
         abort,
+        aof_base: false,
     })
 }
 
 impl Point {
+    /// Marks the point as an AOF base file (see the field).
+    pub fn aof_base(mut self) -> Point {
+        self.aof_base = true;
+        self
+    }
+
     /// rdbSave of the point to `path` through the temp file `tmp` (steps 2
     /// and 3). Err: why it failed (already logged, as Redis logs it).
     /// `background`: BGSAVE paces itself ([`BACKGROUND_REST`]); SAVE does not.
@@ -240,8 +258,9 @@ impl Point {
             checksum,
             delay,
             abort,
+            aof_base,
         } = self;
-        write_point(points, functions, checksum, delay, abort, path, tmp, background).await
+        write_point(points, functions, checksum, delay, abort, aof_base, path, tmp, background).await
     }
 }
 
@@ -252,12 +271,13 @@ async fn write_point(
     checksum: bool,
     delay: i64,
     abort: Abort,
+    aof_base: bool,
     path: &str,
     tmp: &str,
     background: bool,
 ) -> Result<Outcome, String> {
     // 2. + 3. The walk, streamed to the temp file.
-    let r = stream(tmp, &functions, &points, checksum, delay, background).await;
+    let r = stream(tmp, &functions, &points, checksum, delay, aof_base, background).await;
     abort.now().await;
     KEYS_TOTAL.store(0, Ordering::Relaxed);
     KEYS_DONE.store(0, Ordering::Relaxed);
@@ -295,6 +315,9 @@ async fn write_point(
         crate::log_warning!("{}", m);
         return Err(m);
     }
+    if aof_base {
+        return Ok(outcome);
+    }
     // Only what is in the file stops counting as a change.
     let dirty: Arc<Vec<Vec<u64>>> = Arc::new(points.iter().map(|p| p.iter().map(|d| d.dirty).collect()).collect());
     let _ = runtime::broadcast(move |s| {
@@ -316,6 +339,7 @@ async fn stream(
     points: &[Vec<PointStats>],
     checksum: bool,
     delay: i64,
+    aof_base: bool,
     background: bool,
 ) -> Result<Outcome, (&'static str, std::io::Error)> {
     let mut out = Out::create(tmp).await.map_err(|e| ("open", e))?;
@@ -330,7 +354,7 @@ async fn stream(
         (u64::MAX, None)
     };
     let io = |e: std::io::Error| ("rdbSaveRio", e);
-    let head = file_header(runtime::now_ms() / 1000, crate::util::alloc::used_memory() as u64);
+    let head = file_header(runtime::now_ms() / 1000, crate::util::alloc::used_memory() as u64, aof_base);
     digest.update(&head);
     out.write(&head).await.map_err(io)?;
     digest.update(functions);
@@ -484,6 +508,15 @@ async fn parallel(
         futures_lite::future::yield_now().await;
     }
     Ok(())
+}
+
+/// An RDB file with no keys and no functions (an AOF's first base file).
+pub fn empty_file(aof_base: bool) -> Vec<u8> {
+    let mut out = file_header(runtime::now_ms() / 1000, crate::util::alloc::used_memory() as u64, aof_base);
+    out.push(opcode::EOF);
+    let crc = if super::checksum() { CRC64.checksum(&out) } else { 0 };
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// EOF, CRC64, flush and fsync of the temp file.

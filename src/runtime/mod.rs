@@ -7,6 +7,7 @@ pub mod clock;
 pub mod inbox;
 pub mod locks;
 pub mod notify;
+pub mod propagate;
 pub mod reply;
 pub mod track;
 pub mod tx;
@@ -212,6 +213,9 @@ impl Shard {
     /// keys that became ready (Redis's handleClientsBlockedOnKeys after call()).
     #[inline]
     pub fn after_write(&mut self) {
+        if propagate::on() {
+            propagate::drain_expired(self);
+        }
         if track::active() {
             self.track_changes();
         }

@@ -61,6 +61,11 @@ pub struct Tx<'s> {
     /// The client the transaction runs for (client-side caching), set on
     /// every shard it hops to.
     pub caller: Option<super::track::Caller>,
+    /// What the transaction propagates (`propagate.rs`), handed to the
+    /// stream when it ends, before its locks are released.
+    block: super::propagate::Log,
+    /// The pending record of the command that began it (`propagate::WithPending`).
+    pending: Option<super::propagate::Pending>,
 }
 
 impl<'s> Tx<'s> {
@@ -74,6 +79,8 @@ impl<'s> Tx<'s> {
             kind: Kind::Inline(shard),
             keys: Vec::new(),
             caller: None,
+            block: Default::default(),
+            pending: None,
         }
     }
 
@@ -90,7 +97,30 @@ impl<'s> Tx<'s> {
             kind: Kind::Blocking { home, shards },
             keys,
             caller: None,
+            block: Default::default(),
+            pending: None,
         }
+    }
+
+    /// Records a command this transaction ran (its coordinator's view: the
+    /// whole MSET, RENAME, EXEC block...), written when it ends. A borrowed
+    /// transaction records nothing: its enclosing EXEC records the command;
+    /// an inline one neither: `exec::execute` records what ran on the shard.
+    pub fn propagate(&mut self, db: usize, argv: &[&[u8]]) {
+        if !self.borrowed && !self.is_inline() && super::propagate::on() {
+            self.block.push(db, argv);
+        }
+    }
+
+    /// Like [`Tx::propagate`] for a whole log (EXEC's MULTI ... EXEC block).
+    pub fn propagate_log(&mut self, l: &super::propagate::Log) {
+        if !self.borrowed && !self.is_inline() && super::propagate::on() {
+            self.block.append(l);
+        }
+    }
+
+    pub fn is_borrowed(&self) -> bool {
+        self.borrowed
     }
 
     /// The shard owning key argument `i` (from the route; no rehashing).
@@ -154,8 +184,10 @@ impl<'s> Tx<'s> {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         with_shard(|s| {
                             as_caller(caller, || {
+                                super::propagate::flush_round();
                                 let r = f(&mut Ctx { shard: s, db, now });
                                 s.after_write();
+                                super::propagate::flush_round();
                                 r
                             })
                         })
@@ -168,8 +200,10 @@ impl<'s> Tx<'s> {
                     Box::new(move || {
                         let r = with_shard(|s| {
                             as_caller(caller, || {
+                                super::propagate::flush_round();
                                 let r = f(&mut Ctx { shard: s, db, now });
                                 s.after_write();
+                                super::propagate::flush_round();
                                 r
                             })
                         });
@@ -213,8 +247,11 @@ impl<'s> Tx<'s> {
                 },
                 keys,
                 caller: super::track::caller(),
+                block: Default::default(),
+                pending: None,
             };
         }
+        let pending = super::propagate::ambient().filter(|p| p.borrow().is_some());
         let mut tx = Tx {
             id: next_tx_id(),
             borrowed: false,
@@ -225,6 +262,8 @@ impl<'s> Tx<'s> {
             },
             keys,
             caller: super::track::caller(),
+            block: Default::default(),
+            pending,
         };
         let owner = tx.id;
         // Phase 1: every shard at once, without queuing.
@@ -266,6 +305,11 @@ impl Drop for Tx<'_> {
         if self.borrowed {
             return;
         }
+        // The transaction's effects enter the stream while it still holds its locks.
+        if let Some(l) = self.pending.take().and_then(|p| p.borrow_mut().take()) {
+            self.block.append(&l);
+        }
+        super::propagate::submit(&self.block);
         if let Kind::Distributed { shards } = &self.kind {
             for &s in shards {
                 release_on(s, self.id);

@@ -917,6 +917,8 @@ pub fn run(
         slot.start_ms.store(runtime::now_ms().max(1), Ordering::Release);
         // The commands it runs remember nothing themselves (see `Run::track`).
         let quiet = crate::runtime::track::caller().map(|c| crate::runtime::track::Caller { remember: false, ..c });
+        // The script's writes, recorded as it makes them, propagate as one block.
+        crate::runtime::propagate::begin_block();
         let result = crate::runtime::track::as_caller(quiet, || match tables {
             None => match vm.real_globals.raw_get::<Function>("xpcall") {
                 Ok(xpcall) => xpcall.call::<MultiValue>((f, vm.handler.clone())),
@@ -937,9 +939,12 @@ pub fn run(
             let _ = vm.real_globals.raw_set("ARGV", Value::Nil);
         }
         let (aborted, script_resp3) = run.map(|r| (r.aborted, r.resp3)).unwrap_or((false, false));
+        let effects = crate::runtime::propagate::end_block();
         if aborted {
             return Outcome::Rerun;
         }
+        // Redis wraps a script's effects in MULTI/EXEC when there are several.
+        crate::runtime::propagate::record_log(&if effects.cmds > 1 { effects.wrapped() } else { effects });
         let name = target.name();
         match result {
             Ok(mv) => {
@@ -1222,6 +1227,10 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
             }
             _ => return Err(format!("Tessera does not run '{}' over keys of several shards from scripts yet", cmd.meta.name)),
         },
+    }
+    // Its effect, for the propagation stream (the script's block).
+    if write && runtime::propagate::on() && crate::exec::propagate::succeeded(&out.buf) {
+        crate::exec::propagate::record(cmd, &args, db, now, &out.buf, runtime::propagate::record);
     }
     // After each read (and its lazy expiries' invalidations), as Redis's
     // call() remembers the caller's declared keys after every read command.

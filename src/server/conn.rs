@@ -290,6 +290,10 @@ pub async fn serve<T: Transport>(mut t: T, shared: Rc<ClientShared>, resume: Opt
         shared.qbuf.set(parser.query_len(end - start));
         bufs.qbuf_free.set(parser.big_free().unwrap_or(rbuf.capacity() - rbuf.len()));
         bufs.argv_mem.set(parser.argv_len());
+        if crate::runtime::propagate::on() {
+            // appendfsync always: no reply before the fsync covering its writes.
+            crate::persistence::aof::before_reply().await;
+        }
         if !out.buf.is_empty() {
             with_shard(|s| s.stats.net_output_bytes += out.buf.len() as u64);
             if out.buf.len() > bufs.out_peak.get() {

@@ -286,7 +286,20 @@ pub async fn dispatch_later(c: &mut Client, pipe: &mut Pipeline, cmd: &'static C
             pipe.flush(out).await;
             let mark = out.buf.len();
             let t0 = runtime::clock::ticks();
-            AsCaller::new(Caller::nested(caller), f(c, args, out)).await;
+            let db = c.db;
+            // A write's record goes with the transaction it begins (written before
+            // its locks go), or here after it if it began none.
+            let pending = (runtime::propagate::on() && cmd.has(flags::WRITE)).then(|| {
+                let mut l = runtime::propagate::Log::default();
+                exec::propagate::record(cmd, &args, db, runtime::now_ms(), b"", |d, v| l.push(d, v));
+                std::rc::Rc::new(std::cell::RefCell::new(Some(l)))
+            });
+            runtime::propagate::WithPending::new(pending.clone(), AsCaller::new(Caller::nested(caller), f(c, args, out))).await;
+            if let Some(l) = pending.and_then(|p| p.borrow_mut().take()) {
+                if exec::propagate::succeeded(&out.buf[mark..]) {
+                    runtime::propagate::record_log(&l);
+                }
+            }
             with_shard(|sh| {
                 sh.stats.cmd_mut(cmd.id).record(runtime::clock::elapsed_ns(t0));
                 count_failed(sh, cmd, &out.buf[mark..]);
@@ -504,7 +517,7 @@ fn keyed_now(
         }
         // The command's time, taken once.
         let now = runtime::clock::wall_ms();
-        as_caller(caller, || exec::execute(sh, cmd, *args, db, now, pipe.sink(out)));
+        as_caller(caller, || exec::execute_top(sh, cmd, *args, db, now, pipe.sink(out)));
         count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
         true
     });
@@ -553,7 +566,7 @@ async fn keyed(c: &mut Client, pipe: &mut Pipeline, cmd: &'static Command, args:
             let now = runtime::clock::wall_ms();
             let mark = pipe.sink(out).buf.len();
             with_shard(|sh| {
-                as_caller(caller, || exec::execute(sh, cmd, args, db, now, pipe.sink(out)));
+                as_caller(caller, || exec::execute_top(sh, cmd, args, db, now, pipe.sink(out)));
                 count_failed(sh, cmd, &pipe.sink(out).buf[mark..]);
             });
             drop(turn);

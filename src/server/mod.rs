@@ -12,6 +12,7 @@ pub mod net;
 pub mod obuf;
 pub mod pause;
 pub mod pubsub;
+pub mod replay;
 pub mod tracking;
 
 use crate::config::Config;
@@ -360,11 +361,16 @@ async fn cron() {
             break;
         }
         ticks += 1;
+        // Records made outside any connection's read (expiry, served waiters).
+        runtime::propagate::flush_round();
         let now = runtime::now_ms();
         let shard0 = runtime::with_shard(|s| {
             metrics::track([s.stats.commands, s.stats.net_input_bytes, s.stats.net_output_bytes], now);
             s.id == 0
         });
+        if shard0 {
+            crate::persistence::aof::auto_rewrite_check();
+        }
         if shard0 {
             // Redis samples the peak in serverCron; one shard is enough (the figure is process-wide).
             crate::util::alloc::sample();
@@ -440,7 +446,41 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
                 false
             }
         };
-    if uring {
+    // appendonly yes with files to load (aof::LOADED false): the RDB base
+    // first, then shard 0 replays the commands; clients wait in the listen
+    // backlog meanwhile, as the replay answers no one.
+    let mut load = load;
+    if !crate::persistence::aof::LOADED.load(Ordering::Acquire) {
+        if !uring {
+            inbox.set_thread();
+            glommio::spawn_local(inbox.serve()).detach();
+        } else {
+            glommio::spawn_local(net::uring::run(accept_uring)).detach();
+        }
+        if let Some(l) = load.take() {
+            if !l.run().await {
+                return;
+            }
+        }
+        if id == 0 {
+            if let Some((files, lt)) = replay::PLAN.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                glommio::spawn_local(async move {
+                    if !replay::replay(files, lt).await {
+                        std::process::exit(1);
+                    }
+                    crate::persistence::aof::start_propagating();
+                    crate::persistence::aof::LOADED.store(true, Ordering::Release);
+                })
+                .detach();
+            }
+        }
+        crate::persistence::aof::wait_loaded().await;
+        if uring {
+            install_listeners(listeners.into_iter().map(|l| l.into_raw_fd()).collect());
+        } else {
+            spawn_accept_loops(listeners, 0);
+        }
+    } else if uring {
         glommio::spawn_local(net::uring::run(accept_uring)).detach();
         install_listeners(listeners.into_iter().map(|l| l.into_raw_fd()).collect());
     } else {
@@ -472,6 +512,8 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
     while rt.connected_clients.load(Ordering::SeqCst) > 0 && runtime::now_ms() < deadline {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
+    // The last records of this shard go to the AOF writer before it stops.
+    runtime::propagate::flush_round();
     glommio::timer::sleep(Duration::from_millis(20)).await;
 }
 
@@ -700,7 +742,40 @@ pub fn run(cfg: Config) -> i32 {
         Err(e) => log_warning!("cannot install signal handlers: {}", e),
     }
     // dump.rdb, if there is one: the shards start with their half of the load.
-    let db_path = std::path::PathBuf::from(runtime::rt_ref().config.read().map(|c| c.dbfilename()).unwrap_or_default());
+    let mut db_path = std::path::PathBuf::from(runtime::rt_ref().config.read().map(|c| c.dbfilename()).unwrap_or_default());
+    // appendonly yes: the AOF instead (an RDB base through the same loader, then the commands).
+    let aof_on = runtime::rt_ref().config.read().map(|c| c.bool_value("appendonly")).unwrap_or(false);
+    if aof_on {
+        let opened = match runtime::rt_ref().config.read() {
+            Ok(c) => crate::persistence::aof::open(&c, nshards),
+            Err(_) => Err("config lock poisoned".into()),
+        };
+        match opened {
+            Ok(plan) => {
+                let mut files = Vec::new();
+                db_path = std::path::PathBuf::from("appendonlydir/.no-rdb-base");
+                match plan.base {
+                    Some((p, true)) => {
+                        log_notice!("Reading RDB base file on AOF loading...");
+                        db_path = std::path::PathBuf::from(p);
+                    }
+                    Some((p, false)) => files.push((p, false)),
+                    None => {}
+                }
+                files.extend(plan.incrs.into_iter().map(|p| (p, false)));
+                if let Some(l) = files.last_mut() {
+                    l.1 = true;
+                }
+                let lt = runtime::rt_ref().config.read().map(|c| c.bool_value("aof-load-truncated")).unwrap_or(true);
+                *replay::PLAN.lock().unwrap_or_else(|e| e.into_inner()) = Some((files, lt));
+                crate::persistence::aof::LOADED.store(false, Ordering::Release);
+            }
+            Err(e) => {
+                log_warning!("{}", e);
+                return 1;
+            }
+        }
+    }
     let (loading, mut shard_loads): (Option<crate::persistence::load::Loading>, Vec<Option<crate::persistence::load::ShardLoad>>) =
         match crate::persistence::load::open(&db_path, nshards) {
             Ok(Some((l, s))) => (Some(l), s.into_iter().map(Some).collect()),
@@ -795,6 +870,7 @@ pub fn run(cfg: Config) -> i32 {
         eprintln!("Tessera: a shard failed to run (see the log); exiting with an error.");
         return code;
     }
+    crate::persistence::aof::stop();
     log_notice!("Tessera is now ready to exit, bye bye...");
     0
 }

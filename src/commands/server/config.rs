@@ -52,6 +52,7 @@ pub fn configure_encodings(c: &crate::config::Config) {
 pub fn apply_runtime_config(c: &crate::config::Config) {
     configure_encodings(c);
     crate::persistence::configure(c);
+    crate::persistence::aof::configure(c);
     let rt = runtime::rt_ref();
     if let Ok(mut p) = rt.requirepass.write() {
         *p = c.requirepass();
@@ -95,6 +96,13 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                     if let Err(e) = crate::server::rebind(c.port(), &c.bind(), c.tcp_backlog(), which) {
                         *c = before;
                         return Err(e);
+                    }
+                }
+                // appendonly switched: startAppendOnly (open, then a rewrite) / stopAppendOnly.
+                if c.bool_value("appendonly") != before.bool_value("appendonly") {
+                    if let Err(e) = crate::persistence::aof::switch(&c) {
+                        *c = before;
+                        return Err(format!("ERR CONFIG SET failed (possibly related to argument 'appendonly') - {e}"));
                     }
                 }
                 apply_runtime_config(&c);

@@ -197,7 +197,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
             "persistence" => {
                 let _ = write!(
                     s,
-                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\naof_enabled:0\r\naof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\naof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\naof_last_write_status:ok\r\n",
+                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n",
                     crate::persistence::load::LOADING.load(Ordering::Relaxed) as u8,
                     crate::persistence::snapshot::progress_fields(),
                     crate::persistence::save::info_fields(infos.iter().map(|i| i.dirty).sum::<u64>()),
@@ -205,6 +205,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     crate::persistence::load::LAST_LOADED.load(Ordering::Relaxed)
                 );
                 s.push_str(&crate::persistence::load::info_loading());
+                render_aof(&mut s);
             }
             "stats" => {
                 let pubsub = crate::server::pubsub::sizes();
@@ -366,4 +367,32 @@ fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str
 
 fn first_value(c: &crate::config::Config, name: &str) -> Option<String> {
     c.get(&[name.as_bytes()]).into_iter().next().map(|(_, v)| v)
+}
+
+/// INFO persistence's aof_* fields, from persistence/aof.rs's counters.
+fn render_aof(s: &mut String) {
+    use crate::persistence::aof::*;
+    use std::fmt::Write;
+    let on = ENABLED.load(Ordering::Relaxed);
+    let secs = LAST_REWRITE_SECS.load(Ordering::Relaxed);
+    let ok = |b: bool| if b { "ok" } else { "err" };
+    let _ = write!(
+        s,
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_last_write_status:{}\r\n",
+        on as u8,
+        REWRITING.load(Ordering::Relaxed) as u8,
+        REWRITE_SCHEDULED.load(Ordering::Relaxed) as u8,
+        if secs == u64::MAX { -1 } else { secs as i64 },
+        ok(LAST_REWRITE_OK.load(Ordering::Relaxed)),
+        REWRITES.load(Ordering::Relaxed),
+        ok(LAST_WRITE_OK.load(Ordering::Relaxed)),
+    );
+    if on {
+        let _ = write!(
+            s,
+            "aof_current_size:{}\r\naof_base_size:{}\r\n",
+            CURRENT_SIZE.load(Ordering::Relaxed),
+            BASE_SIZE.load(Ordering::Relaxed)
+        );
+    }
 }

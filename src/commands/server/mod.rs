@@ -26,6 +26,7 @@ pub fn register(t: &mut Table) {
     t.asynch("flushall", FLUSHALL);
     t.client("time", time);
     t.asynch("save", SAVE);
+    t.asynch("bgrewriteaof", BGREWRITEAOF);
     t.client("lastsave", lastsave);
     t.asynch("bgsave", BGSAVE);
     t.asynch("shutdown", SHUTDOWN);
@@ -131,6 +132,15 @@ async fn bgsave(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     if crate::persistence::save::bgsave_in_progress() {
         return out.error("ERR Background save already in progress");
     }
+    // An AOF rewrite holds the one snapshot: SCHEDULE waits for it, as a fork waits for the AOF child.
+    if crate::persistence::aof::REWRITING.load(std::sync::atomic::Ordering::Relaxed) {
+        if args.len() == 2 {
+            crate::persistence::save::schedule_bgsave();
+            return out.status(b"Background saving scheduled");
+        }
+        return out
+            .error("ERR Another child process is active (AOF?): can't BGSAVE right now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever possible.");
+    }
     // Inside EXEC the point would cut through the transaction (server.in_exec).
     if crate::runtime::tx::in_transaction() {
         crate::persistence::save::schedule_bgsave();
@@ -140,6 +150,32 @@ async fn bgsave(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
         return out.error("ERR Background save already in progress");
     }
     out.status(b"Background saving started");
+}
+
+const BGREWRITEAOF: AsyncFn = |c, args, out| Box::pin(bgrewriteaof(c, args, out));
+
+/// BGREWRITEAOF: the rewrite runs in the background (its own task on this
+/// shard); the reply comes at once, as Redis's.
+async fn bgrewriteaof(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
+    use crate::persistence::aof;
+    use std::sync::atomic::Ordering;
+    if !aof::ENABLED.load(Ordering::Relaxed) {
+        // Redis with appendonly no writes a base file only; not built yet: refused plainly.
+        return out.error("ERR Background append only file rewriting is only supported with appendonly yes");
+    }
+    if aof::REWRITING.load(Ordering::Acquire) {
+        return out.error("ERR Background append only file rewriting already in progress");
+    }
+    // A BGSAVE holds the one snapshot: the cron starts the rewrite after it (hasActiveChildProcess).
+    if crate::persistence::save::bgsave_in_progress() {
+        aof::REWRITE_SCHEDULED.store(true, Ordering::Relaxed);
+        return out.status(b"Background append only file rewriting scheduled");
+    }
+    if aof::REWRITING.swap(true, Ordering::AcqRel) {
+        return out.error("ERR Background append only file rewriting already in progress");
+    }
+    aof::spawn_rewrite();
+    out.status(b"Background append only file rewriting started");
 }
 
 const SHUTDOWN: AsyncFn = |c, args, out| Box::pin(shutdown(c, args, out));

@@ -371,14 +371,15 @@ pub fn dump_payload(v: &Value, compress: bool) -> Vec<u8> {
 }
 
 /// The magic and the AUX fields Redis 7.0 writes first (rdbSaveInfoAuxFields,
-/// without replication info): redis-ver, redis-bits, ctime, used-mem, aof-base.
-pub fn file_header(ctime_secs: u64, used_mem: u64) -> Vec<u8> {
+/// without replication info): redis-ver, redis-bits, ctime, used-mem, aof-base
+/// (1 in an AOF's RDB preamble).
+pub fn file_header(ctime_secs: u64, used_mem: u64, aof_base: bool) -> Vec<u8> {
     let mut e = Encoder::new(false);
     e.buf.extend_from_slice(format!("REDIS{:04}", RDB_VERSION).as_bytes());
     e.put_aux(b"redis-ver", crate::REDIS_VERSION.as_bytes());
     e.put_aux(b"redis-bits", b"64");
     e.put_aux(b"ctime", ctime_secs.to_string().as_bytes());
     e.put_aux(b"used-mem", used_mem.to_string().as_bytes());
-    e.put_aux(b"aof-base", b"0");
+    e.put_aux(b"aof-base", if aof_base { b"1" } else { b"0" });
     e.buf
 }

@@ -270,7 +270,7 @@ fn loaded_encodings_follow_the_limits() {
 }
 
 fn sample_file(checksum: bool) -> Vec<u8> {
-    let mut f = file_header(1_700_000_000, 123456);
+    let mut f = file_header(1_700_000_000, 123456, false);
     let mut e = Encoder::new(true);
     e.put_db_start(0, 3, 1);
     e.put_key_value(b"s", &Value::from_bytes(b"v"), 0, AccessHint::None);

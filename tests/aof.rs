@@ -1,0 +1,471 @@
+//! The AOF against redis-server 7.0.15: Tessera's multi-part AOF directory is
+//! accepted by redis-check-aof and loaded by redis-server with the same data;
+//! Redis's (with and without RDB preamble) is loaded by Tessera; truncated
+//! tails follow `aof-load-truncated`; `kill -9` under `appendfsync always`
+//! never loses an acknowledged write nor half of a cross-shard MSET.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+type Data = BTreeMap<(usize, String), (String, i64)>;
+
+fn sorted(v: &Value) -> String {
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| String::from_utf8_lossy(x.as_bytes().unwrap()).into_owned())
+        .collect();
+    s.sort();
+    s.join(",")
+}
+
+/// A key as a client sees it: type and contents (unordered types sorted).
+fn describe(c: &mut Client, key: &str) -> String {
+    let t = match c.cmd_value(&["TYPE", key]) {
+        Value::Simple(s) => s,
+        v => panic!("TYPE {key}: {v:?}"),
+    };
+    let body = match t.as_str() {
+        "string" => String::from_utf8_lossy(c.cmd_value(&["GET", key]).as_bytes().unwrap_or_default()).into_owned(),
+        "list" => format!("{:?}", c.cmd_value(&["LRANGE", key, "0", "-1"])),
+        "set" => sorted(&c.cmd_value(&["SMEMBERS", key])),
+        "hash" => sorted(&c.cmd_value(&["HGETALL", key])),
+        "zset" => format!("{:?}", c.cmd_value(&["ZRANGE", key, "0", "-1", "WITHSCORES"])),
+        other => panic!("unexpected type {other}"),
+    };
+    format!("{t}:{body}")
+}
+
+fn snapshot(c: &mut Client, dbs: &[usize]) -> Data {
+    let mut out = BTreeMap::new();
+    for &db in dbs {
+        assert_eq!(c.cmd(&["SELECT", &db.to_string()]), b"+OK\r\n");
+        let keys = c.cmd_value(&["KEYS", "*"]);
+        for k in keys.as_array().unwrap() {
+            let k = String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap();
+            let ttl = c.cmd_value(&["PTTL", &k]).as_int().unwrap();
+            out.insert((db, k.clone()), (describe(c, &k), ttl));
+        }
+    }
+    assert_eq!(c.cmd(&["SELECT", "0"]), b"+OK\r\n");
+    out
+}
+
+fn assert_same(got: &Data, want: &Data, what: &str) {
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}: the same keys");
+    for (k, (d, ttl)) in want {
+        let (gd, gttl) = &got[k];
+        assert_eq!(gd, d, "{what}: {k:?}");
+        if *ttl < 0 {
+            assert_eq!(gttl, ttl, "{what}: {k:?} has no TTL");
+        } else {
+            assert!((gttl - ttl).abs() < 20_000 && *gttl > 0, "{what}: {k:?} TTL {gttl} vs {ttl}");
+        }
+    }
+}
+
+fn ok(c: &mut Client, args: &[&str]) {
+    let r = c.cmd(args);
+    assert!(!r.starts_with(b"-"), "{args:?} -> {}", String::from_utf8_lossy(&r));
+}
+
+/// Every type, TTLs, several databases, and the commands Redis rewrites.
+fn populate(c: &mut Client) {
+    for db in ["0", "3"] {
+        ok(c, &["SELECT", db]);
+        ok(c, &["SET", "s:plain", "hello"]);
+        ok(c, &["SET", "s:ex", "v", "EX", "1000"]);
+        ok(c, &["SETEX", "s:setex", "2000", "v"]);
+        ok(c, &["SET", "s:f", "1.5"]);
+        ok(c, &["INCRBYFLOAT", "s:f", "0.25"]);
+        ok(c, &["INCR", "s:n"]);
+        ok(c, &["RPUSH", "l", "a", "b", "c", "d"]);
+        ok(c, &["LPOP", "l"]);
+        ok(c, &["HSET", "h", "f1", "v1", "f2", "2"]);
+        ok(c, &["HINCRBYFLOAT", "h", "f2", "0.5"]);
+        ok(c, &["SADD", "set", "m1", "m2", "m3", "m4"]);
+        ok(c, &["SPOP", "set"]);
+        ok(c, &["SADD", "iset", "1", "2", "3"]);
+        ok(c, &["ZADD", "z", "1", "one", "2.5", "two", "3", "three"]);
+        ok(c, &["ZINCRBY", "z", "1", "one"]);
+        ok(c, &["EXPIRE", "h", "3000"]);
+        ok(c, &["MSET", "{a}m", "1", "{b}m", "2", "{c}m", "3"]);
+        ok(c, &["DEL", "{a}gone", "{b}gone"]);
+        ok(c, &["RENAME", "{a}m", "{b}renamed"]);
+        ok(
+            c,
+            &[
+                "EVAL",
+                "redis.call('set', KEYS[1], ARGV[1]); redis.call('rpush', KEYS[2], ARGV[1]); return 1",
+                "2",
+                "{x}k",
+                "{x}l",
+                "lua",
+            ],
+        );
+        ok(c, &["SET", "gone", "x"]);
+        ok(c, &["PEXPIRE", "gone", "1"]);
+    }
+    ok(c, &["SELECT", "0"]);
+    c.send_raw(b"MULTI\r\nSET {a}tx 1\r\nSET {b}tx 2\r\nINCR {c}tx\r\nEXEC\r\n");
+    for _ in 0..5 {
+        c.read_reply_raw();
+    }
+    std::thread::sleep(Duration::from_millis(20));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn check_aof(dir: &Path) -> String {
+    let out = run_to_exit(
+        "redis-check-aof",
+        &["appendonlydir/appendonly.aof.manifest".to_string()],
+        dir,
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(0), "redis-check-aof: {}{}", out.stdout, out.stderr);
+    out.stdout
+}
+
+#[test]
+fn tessera_aof_is_valid_for_redis_check_aof_and_loads_in_redis_server() {
+    let mut t = TesseraServer::start(2, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut c = t.client();
+    // FLUSHALL / FLUSHDB over both shards propagate too.
+    ok(&mut c, &["MSET", "{a}pre", "1", "{b}pre", "2"]);
+    ok(&mut c, &["FLUSHALL"]);
+    ok(&mut c, &["SELECT", "3"]);
+    ok(&mut c, &["MSET", "{a}pre", "1", "{b}pre", "2"]);
+    ok(&mut c, &["FLUSHDB"]);
+    ok(&mut c, &["SELECT", "0"]);
+    populate(&mut c);
+    // A rewrite in the middle: the base holds the data so far, the new incr the rest.
+    assert_eq!(c.cmd(&["BGREWRITEAOF"]), b"+Background append only file rewriting started\r\n");
+    for _ in 0..200 {
+        if info_field(&String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])), "aof_rewrite_in_progress").as_deref() == Some("0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ok(&mut c, &["SELECT", "3"]);
+    ok(&mut c, &["RPUSH", "after", "x", "y"]);
+    ok(&mut c, &["SELECT", "0"]);
+    ok(&mut c, &["ZADD", "after", "5", "e"]);
+    let want = snapshot(&mut c, &[0, 3]);
+    assert!(want.contains_key(&(0, "{a}tx".into())) && want.contains_key(&(3, "{x}l".into())));
+    let dir = t.dir.clone();
+    t.stop();
+    let report = check_aof(&dir);
+    assert!(report.contains("All AOF files and manifest are valid"), "{report}");
+    let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert_eq!(
+        manifest,
+        "file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+    );
+
+    let rdir = temp_dir("aof-into-redis");
+    copy_dir(&dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    let got = snapshot(&mut redis.client(), &[0, 3]);
+    assert_same(&got, &want, "redis-server loading Tessera's AOF");
+
+    // And Tessera itself restarts from it (4 shards this time).
+    let tdir = temp_dir("aof-again");
+    copy_dir(&dir.join("appendonlydir"), &tdir.join("appendonlydir"));
+    let again = TesseraServer::start(4, &["--dir", &tdir.display().to_string(), "--appendonly", "yes"]);
+    assert_same(&snapshot(&mut again.client(), &[0, 3]), &want, "Tessera reloading its AOF");
+}
+
+#[test]
+fn tessera_loads_redis_aof_with_and_without_rdb_preamble() {
+    for preamble in ["yes", "no"] {
+        let mut redis = RedisServer::start(&["--appendonly", "yes", "--aof-use-rdb-preamble", preamble]);
+        let mut r = redis.client();
+        populate(&mut r);
+        assert_eq!(r.cmd(&["BGREWRITEAOF"]), b"+Background append only file rewriting started\r\n");
+        for _ in 0..200 {
+            if info_field(&String::from_utf8_lossy(&r.cmd(&["INFO", "persistence"])), "aof_rewrite_in_progress").as_deref() == Some("0") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ok(&mut r, &["HSET", "later", "k", "v"]);
+        ok(&mut r, &["SELECT", "3"]);
+        ok(&mut r, &["SADD", "later", "a"]);
+        ok(&mut r, &["SELECT", "0"]);
+        let want = snapshot(&mut r, &[0, 3]);
+        let rdir = redis.dir.clone();
+        drop(r);
+        redis.stop();
+        let tdir = temp_dir("redis-aof-into-tessera");
+        copy_dir(&rdir.join("appendonlydir"), &tdir.join("appendonlydir"));
+        drop(redis);
+        let t = TesseraServer::start(2, &["--dir", &tdir.display().to_string(), "--appendonly", "yes"]);
+        assert_same(&snapshot(&mut t.client(), &[0, 3]), &want, &format!("preamble {preamble}"));
+    }
+}
+
+#[test]
+fn truncated_tail_is_trimmed_or_refused_as_aof_load_truncated_says() {
+    let mut t = TesseraServer::start(2, &["--appendonly", "yes"]);
+    let mut c = t.client();
+    // A FLUSHALL over both shards is in the file (replayed, it removes these).
+    ok(&mut c, &["MSET", "{a}old", "1", "{b}old", "2"]);
+    ok(&mut c, &["FLUSHALL"]);
+    ok(&mut c, &["SET", "kept", "1"]);
+    ok(&mut c, &["RPUSH", "list", "a"]);
+    let dir = t.dir.clone();
+    t.stop();
+    let incr = dir.join("appendonlydir/appendonly.aof.1.incr.aof");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&incr)
+        .unwrap()
+        .write_all(b"*3\r\n$3\r\nSET\r\n$4\r\nlost\r\n$2\r\nv")
+        .unwrap();
+
+    let refused = run_tessera_to_exit(
+        &[
+            "--port",
+            &free_port().to_string(),
+            "--dir",
+            &dir.display().to_string(),
+            "--appendonly",
+            "yes",
+            "--aof-load-truncated",
+            "no",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(refused.status.and_then(|s| s.code()), Some(1));
+    let all = format!("{}{}", refused.stdout, refused.stderr);
+    assert!(
+        all.contains("Unexpected end of file reading the append only file appendonly.aof.1.incr.aof"),
+        "{all}"
+    );
+
+    let t = TesseraServer::start(2, &["--dir", &dir.display().to_string(), "--appendonly", "yes", "--aof-load-truncated", "yes"]);
+    let mut c = t.client();
+    assert_eq!(c.cmd(&["GET", "kept"]), b"$1\r\n1\r\n");
+    assert_eq!(c.cmd(&["EXISTS", "lost", "{a}old", "{b}old"]), b":0\r\n");
+    assert_eq!(c.cmd(&["LLEN", "list"]), b":1\r\n");
+    let log = t.log();
+    assert!(
+        log.contains("!!! Warning: short read while loading the AOF file appendonly.aof.1.incr.aof!!!"),
+        "{log}"
+    );
+    assert!(
+        log.contains("AOF appendonly.aof.1.incr.aof loaded anyway because aof-load-truncated is enabled"),
+        "{log}"
+    );
+}
+
+#[test]
+fn kill_9_under_appendfsync_always_loses_no_acknowledged_write_and_no_half_mset() {
+    let dir = temp_dir("aof-crash");
+    let dir_s = dir.display().to_string();
+    let mut acked: Vec<BTreeMap<String, u64>> = vec![BTreeMap::new(); 6];
+    for round in 0..4u64 {
+        let mut t = TesseraServer::start(2, &["--dir", &dir_s, "--appendonly", "yes", "--appendfsync", "always"]);
+        // What earlier rounds acknowledged is all there.
+        let mut c = t.client();
+        for (w, keys) in acked.iter().enumerate() {
+            for (k, v) in keys {
+                let a = c.cmd_value(&["GET", &format!("{{a}}{k}")]);
+                let b = c.cmd_value(&["GET", &format!("{{b}}{k}")]);
+                let (a, b) = (
+                    String::from_utf8_lossy(a.as_bytes().unwrap_or(b"")).into_owned(),
+                    String::from_utf8_lossy(b.as_bytes().unwrap_or(b"")).into_owned(),
+                );
+                assert_eq!(a, b, "round {round} writer {w}: MSET half recovered for {k}");
+                let got: u64 = a.parse().unwrap_or(0);
+                assert!(got >= *v, "round {round} writer {w}: {k} acknowledged {v}, found {got}");
+            }
+        }
+        let port = t.port;
+        let handles: Vec<_> = (0..6)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(port);
+                    c.set_timeout(Duration::from_secs(5));
+                    let mut mine = BTreeMap::new();
+                    let start = round * 1_000_000;
+                    for i in 0..100_000u64 {
+                        let k = format!("w{w}:{}", i % 10);
+                        let v = (start + i).to_string();
+                        let mut batch = Vec::new();
+                        for _ in 0..8 {
+                            batch.extend(encode_command(&[
+                                b"MSET",
+                                format!("{{a}}{k}").as_bytes(),
+                                v.as_bytes(),
+                                format!("{{b}}{k}").as_bytes(),
+                                v.as_bytes(),
+                            ]));
+                        }
+                        if c.try_send_raw(&batch).is_err() {
+                            break;
+                        }
+                        let mut all = true;
+                        for _ in 0..8 {
+                            match c.try_read_reply_raw() {
+                                Ok(r) if r == b"+OK\r\n" => {}
+                                _ => {
+                                    all = false;
+                                    break;
+                                }
+                            }
+                        }
+                        if !all {
+                            break;
+                        }
+                        mine.insert(k, start + i);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300 + 150 * round));
+        t.signal(9);
+        for (w, h) in handles.into_iter().enumerate() {
+            acked[w].extend(h.join().unwrap());
+        }
+        let _ = t.wait_exit(Duration::from_secs(5));
+    }
+    let t = TesseraServer::start(2, &["--dir", &dir_s, "--appendonly", "yes"]);
+    let mut c = t.client();
+    let mut checked = 0;
+    for keys in &acked {
+        for (k, v) in keys {
+            let a: u64 = String::from_utf8_lossy(c.cmd_value(&["GET", &format!("{{a}}{k}")]).as_bytes().unwrap_or(b"0"))
+                .parse()
+                .unwrap();
+            let b: u64 = String::from_utf8_lossy(c.cmd_value(&["GET", &format!("{{b}}{k}")]).as_bytes().unwrap_or(b"0"))
+                .parse()
+                .unwrap();
+            assert_eq!(a, b, "MSET half recovered for {k}");
+            assert!(a >= *v, "{k}: acknowledged {v}, found {a}");
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+    let report = check_aof(&dir);
+    assert!(
+        report.contains("All AOF files and manifest are valid") || report.contains("truncated"),
+        "{report}"
+    );
+}
+
+fn wait_rewrite(c: &mut Client) {
+    for _ in 0..250 {
+        let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+        if info_field(&info, "aof_rewrite_in_progress").as_deref() == Some("0") && info_field(&info, "aof_rewrites").as_deref() != Some("0") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the rewrite did not finish");
+}
+
+#[test]
+fn config_set_appendonly_yes_starts_with_a_rewrite_of_the_current_data() {
+    let mut t = TesseraServer::start(2, &[]);
+    let mut c = t.client();
+    ok(&mut c, &["MSET", "{a}x", "1", "{b}y", "2"]);
+    ok(&mut c, &["SADD", "s", "a", "b"]);
+    assert_eq!(
+        info_field(&String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])), "aof_enabled").as_deref(),
+        Some("0")
+    );
+    assert_eq!(c.cmd(&["CONFIG", "SET", "appendonly", "yes"]), b"+OK\r\n");
+    wait_rewrite(&mut c);
+    ok(&mut c, &["LPUSH", "l", "after"]);
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    assert_eq!(info_field(&info, "aof_enabled").as_deref(), Some("1"));
+    assert_eq!(info_field(&info, "aof_last_bgrewrite_status").as_deref(), Some("ok"));
+    assert!(info_field(&info, "aof_base_size").unwrap().parse::<u64>().unwrap() > 0);
+    let want = snapshot(&mut c, &[0]);
+    let dir = t.dir.clone();
+    t.stop();
+    check_aof(&dir);
+    let rdir = temp_dir("aof-runtime-into-redis");
+    copy_dir(&dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    assert_same(&snapshot(&mut redis.client(), &[0]), &want, "after CONFIG SET appendonly yes");
+}
+
+#[test]
+fn auto_rewrite_starts_once_the_file_grew_past_min_size_and_percentage() {
+    let t = TesseraServer::start(
+        2,
+        &[
+            "--appendonly",
+            "yes",
+            "--auto-aof-rewrite-min-size",
+            "4096",
+            "--auto-aof-rewrite-percentage",
+            "100",
+        ],
+    );
+    let mut c = t.client();
+    let v = "x".repeat(200);
+    for i in 0..40 {
+        ok(&mut c, &["SET", &format!("k{i}"), &v]);
+    }
+    wait_rewrite(&mut c);
+    assert!(t.log().contains("Starting automatic rewriting of AOF on"), "{}", t.log());
+    for i in 0..40 {
+        assert_eq!(describe(&mut c, &format!("k{i}")), format!("string:{v}"));
+    }
+}
+
+#[test]
+fn served_blocking_pops_and_moves_propagate_as_their_non_blocking_forms() {
+    let mut t = TesseraServer::start(2, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let port = t.port;
+    let mut c = t.client();
+    ok(&mut c, &["RPUSH", "{a}now", "1", "2"]);
+    assert_eq!(c.cmd(&["BLPOP", "{a}now", "1"]), b"*2\r\n$6\r\n{a}now\r\n$1\r\n1\r\n");
+    // Served later: a pop on the key's shard, a move across shards.
+    let waiter = std::thread::spawn(move || {
+        let mut w = Client::connect(port);
+        let pop = w.cmd(&["BLPOP", "{a}q", "10"]);
+        let mv = w.cmd(&["BLMOVE", "{a}src", "{b}dst", "LEFT", "RIGHT", "10"]);
+        let in_exec = w.cmd(&["BRPOP", "{a}m", "10"]);
+        (pop, mv, in_exec)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&mut c, &["RPUSH", "{a}q", "x", "y"]);
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&mut c, &["RPUSH", "{a}src", "e1", "e2"]);
+    std::thread::sleep(Duration::from_millis(200));
+    // Pushed by an EXEC: the pop it serves follows it in the file.
+    c.send_raw(b"MULTI\r\nRPUSH {a}m p1 p2\r\nSET {a}k v\r\nEXEC\r\n");
+    for _ in 0..4 {
+        c.read_reply_raw();
+    }
+    let (pop, mv, in_exec) = waiter.join().unwrap();
+    assert_eq!(in_exec, b"*2\r\n$4\r\n{a}m\r\n$2\r\np2\r\n");
+    assert_eq!(pop, b"*2\r\n$4\r\n{a}q\r\n$1\r\nx\r\n");
+    assert_eq!(mv, b"$2\r\ne1\r\n");
+    let want = snapshot(&mut c, &[0]);
+    let dir = t.dir.clone();
+    t.stop();
+    check_aof(&dir);
+    let rdir = temp_dir("aof-blocking-into-redis");
+    copy_dir(&dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    assert_same(&snapshot(&mut redis.client(), &[0]), &want, "served blocking commands");
+}
