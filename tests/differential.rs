@@ -187,9 +187,7 @@ fn script_server(d: &mut Diff) {
         "CONFIG GET nosuch",
         "CONFIG GET MAXMEMORY",
     ]);
-    // Tessera refuses a non-default maxmemory / maxmemory-policy (ignored
-    // directives: tests/info.rs config_set_refuses_ignored_directives); memory
-    // values are exercised on proto-max-bulk-len, which it implements.
+    // Memory values (maxmemory is exercised with eviction in tests/memory.rs).
     d.ss(&[
         "CONFIG SET proto-max-bulk-len 100mb",
         "CONFIG GET proto-max-bulk-len",

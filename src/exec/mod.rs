@@ -123,6 +123,10 @@ pub async fn wait_turn(cmd: &Command, args: &Args<'_>, keys: &[KeyArg], db: usiz
 /// Runs a command whose keys are all on `s` (the calling shard).
 #[inline]
 pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
+    // Redis's performEvictions before a command, on the shard owning its keys.
+    if crate::keyspace::evict::over_limit() {
+        s.evict();
+    }
     let mark = out.buf.len();
     let t0 = runtime::clock::ticks();
     // A handler bug must not take the shard (and every connection on it) down.

@@ -64,6 +64,11 @@ impl Queue {
         self.cmds.len()
     }
 
+    /// Whether a queued command has flag `f` (Redis's `mstate.cmd_flags`).
+    pub fn any_flag(&self, f: u32) -> bool {
+        self.cmds.iter().any(|q| q.cmd.has(f))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
     }

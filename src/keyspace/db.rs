@@ -17,6 +17,7 @@
 
 use super::access;
 use super::dict::Dict;
+use super::lazyfree;
 use super::value::{Entry, Value};
 
 /// Whether a key expiring at `at` (0 = never) is expired at `now_ms`.
@@ -57,6 +58,8 @@ pub enum WriteKind {
     Expired,
     /// Added by loading an RDB file (not a command's change: `dirty` stays).
     Load,
+    /// Deleted by maxmemory eviction (`Db::evict`; no command's change).
+    Evicted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,7 +128,7 @@ pub struct Watcher {
 impl WriteHook {
     #[inline]
     fn fire(&mut self, key: &[u8], kind: WriteKind) {
-        if !matches!(kind, WriteKind::Expired | WriteKind::Load) {
+        if !matches!(kind, WriteKind::Expired | WriteKind::Load | WriteKind::Evicted) {
             self.dirty += 1;
         }
         if let Some(l) = self.log.as_mut() {
@@ -138,7 +141,7 @@ impl WriteHook {
             self.expired_keys.push(key.into());
         }
         if RECORD_CHANGED.load(std::sync::atomic::Ordering::Relaxed) {
-            self.changed.push((key.into(), kind == WriteKind::Expired));
+            self.changed.push((key.into(), matches!(kind, WriteKind::Expired | WriteKind::Evicted)));
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -154,7 +157,7 @@ impl WriteHook {
     #[cold]
     fn touch_watched(&mut self, key: &[u8], kind: WriteKind) {
         let Some(ws) = self.watched.get_mut(key) else { return };
-        let gone = matches!(kind, WriteKind::Delete | WriteKind::Expired);
+        let gone = matches!(kind, WriteKind::Delete | WriteKind::Expired | WriteKind::Evicted);
         for w in ws {
             if w.expired && gone {
                 w.expired = false;
@@ -343,6 +346,11 @@ impl Db {
         self.keys.overhead_bytes() + self.volatile.overhead_bytes()
     }
 
+    /// Table structure bytes of (the key table, the TTL table): MEMORY STATS.
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (self.keys.overhead_bytes(), self.volatile.overhead_bytes())
+    }
+
     /// The key's absolute expiry in Unix ms; 0 = none (or no such key).
     #[inline]
     pub fn expire_at(&self, key: &[u8]) -> u64 {
@@ -364,7 +372,9 @@ impl Db {
     fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
         let expired = self.is_expired(key, now_ms);
         if expired {
-            self.unlink(key);
+            if let Some((e, _)) = self.unlink(key) {
+                lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
+            }
             self.expired += 1;
             self.hook.fire(key, WriteKind::Expired);
         }
@@ -465,7 +475,7 @@ impl Db {
     pub fn set_entry(&mut self, key: &[u8], entry: Entry, expire_at: u64) {
         match self.keys.get_mut(key) {
             Some(e) => {
-                *e = entry;
+                lazyfree::free_server_del(std::mem::replace(e, entry));
                 self.put_ttl(key, expire_at);
             }
             None => {
@@ -513,8 +523,9 @@ impl Db {
     pub fn set_keep_ttl(&mut self, key: &[u8], val: Value, now_ms: u64) {
         match self.keys.get_mut(key) {
             Some(e) => {
-                e.val = val;
+                let old = std::mem::replace(&mut e.val, val);
                 access::touch(e, now_ms, &mut self.rng);
+                lazyfree::free_server_del(Entry { val: old, lru: 0, lfu: 0 });
                 self.hook.fire(key, WriteKind::Set);
             }
             None => self.set(key, val, 0, now_ms),
@@ -563,6 +574,13 @@ impl Db {
 
     /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
     pub fn clear(&mut self) {
+        self.clear_events();
+        self.keys.clear();
+        self.volatile.clear();
+    }
+
+    /// The hook's side of a flush: the deletions it logs, `dirty`, the watches.
+    fn clear_events(&mut self) {
         if self.hook.log.is_some() {
             let keys: Vec<Box<[u8]>> = self.keys.iter().map(|(k, _)| k.into()).collect();
             for k in keys {
@@ -578,8 +596,61 @@ impl Db {
                 }
             }
         }
-        self.keys.clear();
-        self.volatile.clear();
+    }
+
+    /// FLUSHDB / FLUSHALL ASYNC (emptyDbAsync): what `clear` does, but the
+    /// old tables are freed by the lazyfree thread.
+    pub fn clear_async(&mut self) {
+        self.clear_events();
+        let n = self.keys.len();
+        let keys = std::mem::take(&mut self.keys);
+        let volatile = std::mem::take(&mut self.volatile);
+        lazyfree::free_tables(Box::new((keys, volatile)), n);
+    }
+
+    /// The maxmemory eviction of a key (the one way evict.rs deletes):
+    /// the hook fires `Evicted` (WATCH, tracking; AOF/replicas will
+    /// propagate a DEL from here); the value goes to the lazyfree thread under
+    /// `lazyfree-lazy-eviction`.
+    pub fn evict(&mut self, key: &[u8]) -> bool {
+        let Some((e, _)) = self.unlink(key) else { return false };
+        lazyfree::free_entry(e, lazyfree::LAZY_EVICTION.load(std::sync::atomic::Ordering::Relaxed));
+        self.hook.fire(key, WriteKind::Evicted);
+        true
+    }
+
+    /// Calls `f(key, entry, expire_at)` for up to `n` random keys of the key
+    /// table, or (`volatile`) of the keys with a TTL: eviction's sampling.
+    pub(super) fn sample(&self, volatile: bool, n: usize, rand: &mut dyn FnMut() -> u64, mut f: impl FnMut(&[u8], &Entry, u64)) {
+        for _ in 0..n {
+            if volatile {
+                let Some((k, &at)) = self.volatile.random(&mut *rand) else { return };
+                if let Some(e) = self.keys.get(k) {
+                    f(k, e, at);
+                }
+            } else {
+                let Some((k, e)) = self.keys.random(&mut *rand) else { return };
+                f(k, e, self.expire_at(k));
+            }
+        }
+    }
+
+    /// A random key of the key table or (`volatile`) of the keys with a TTL.
+    pub(super) fn random_key(&self, volatile: bool, rand: &mut dyn FnMut() -> u64) -> Option<Box<[u8]>> {
+        if volatile {
+            self.volatile.random(rand).map(|(k, _)| k.into())
+        } else {
+            self.keys.random(rand).map(|(k, _)| k.into())
+        }
+    }
+
+    /// Whether the key is (still) in the key table or (`volatile`) has a TTL.
+    pub(super) fn holds(&self, volatile: bool, key: &[u8]) -> bool {
+        if volatile {
+            self.volatile.contains(key)
+        } else {
+            self.keys.contains(key)
+        }
     }
 
     /// One round of Redis-style active expiry: sample up to `samples` keys with
@@ -598,7 +669,9 @@ impl Db {
         }
         let expired = victims.len();
         for k in victims {
-            self.unlink(&k);
+            if let Some((e, _)) = self.unlink(&k) {
+                lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
+            }
             self.hook.fire(&k, WriteKind::Expired);
         }
         self.expired += expired as u64;

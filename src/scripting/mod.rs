@@ -122,6 +122,27 @@ fn shebang(body: &[u8]) -> Result<(usize, bool, bool), String> {
     Ok((end, no_writes, true))
 }
 
+/// processCommand's flags for a script (scriptFlagsToCmdFlags): one with a
+/// shebang is `denyoom` unless flagged `no-writes` or `allow-oom`; one
+/// without (compatibility mode) is not.
+pub fn denyoom_body(body: &[u8]) -> bool {
+    if !body.starts_with(b"#!") {
+        return false;
+    }
+    let (_, no_writes, _) = shebang(body).unwrap_or((0, true, false));
+    !no_writes && !allow_oom_flag(body)
+}
+
+/// Whether a shebang line lists `allow-oom`.
+fn allow_oom_flag(body: &[u8]) -> bool {
+    let end = body.iter().position(|&c| c == b'\n').unwrap_or(body.len());
+    crate::util::sds::split_args(&body[..end])
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.strip_prefix(b"flags="))
+        .any(|l| l.split(|&c| c == b',').any(|f| f == b"allow-oom"))
+}
+
 /// Adds a body to the cache after compiling it on this shard's VM (so a
 /// syntax error is reported and nothing is cached). Returns its SHA1.
 pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {

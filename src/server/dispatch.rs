@@ -369,6 +369,15 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // maxmemory (processCommand's performEvictions and OOM rule).
+    if crate::keyspace::evict::maxmemory() != 0 && oom_refuses(c, cmd, args) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::keyspace::evict::OOM_ERR);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // RESP2 subscribed mode runs only the subscription commands (RESP3 has no limit).
     if !c.resp3 && c.shared.subscribed() && !crate::commands::pubsub::allowed_in_subscribed_mode(cmd.meta.name) {
         let mark = pipe.sink(out).buf.len();
@@ -412,6 +421,29 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         sh.stats.cmd_mut(cmd.id).calls += 1;
     });
     Some((cmd, keep))
+}
+
+/// Evicts (on this shard) when over `maxmemory`, then whether Redis would
+/// refuse `cmd` with -OOM: the process is still over the limit with nothing
+/// evictable (`noeviction`, or every shard's last attempt failed), and the
+/// command is `denyoom`, an EXEC with a queued `denyoom` command, or
+/// anything but EXEC / DISCARD / QUIT / RESET inside MULTI.
+#[cold]
+fn oom_refuses(c: &Client, cmd: &'static Command, args: &Args<'_>) -> bool {
+    use crate::keyspace::evict;
+    if !evict::over_limit() {
+        return false;
+    }
+    let oom = match with_shard(|sh| sh.evict()) {
+        evict::Outcome::Fail => evict::policy() == evict::Policy::NoEviction || evict::all_failing(runtime::nshards()),
+        _ => false,
+    };
+    let name = cmd.meta.name;
+    let reject = cmd.has(flags::DENYOOM)
+        || (name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_flag(flags::DENYOOM)))
+        || (c.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"))
+        || crate::commands::scripting::denyoom_script(cmd, args);
+    oom && reject
 }
 
 /// rejectCommand inside MULTI: a refused command dooms the transaction
