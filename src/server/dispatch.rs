@@ -423,21 +423,20 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
     Some((cmd, keep))
 }
 
-/// Evicts (on this shard) when over `maxmemory`, then whether Redis would
-/// refuse `cmd` with -OOM: the process is still over the limit with nothing
-/// evictable (`noeviction`, or every shard's last attempt failed), and the
-/// command is `denyoom`, an EXEC with a queued `denyoom` command, or
-/// anything but EXEC / DISCARD / QUIT / RESET inside MULTI.
+/// Whether Redis would refuse `cmd` with -OOM: the process is over the
+/// limit with nothing evictable (`noeviction`, or every shard's last
+/// eviction attempt failed), and the command is `denyoom`, an EXEC with a
+/// queued `denyoom` command, or anything but EXEC / DISCARD / QUIT / RESET
+/// inside MULTI. The evictions themselves run on the shards owning the keys
+/// (`exec::execute`, the cron): evicting here would make the connection's
+/// shard pay for every shard's writes.
 #[cold]
 fn oom_refuses(c: &Client, cmd: &'static Command, args: &Args<'_>) -> bool {
     use crate::keyspace::evict;
     if !evict::over_limit() {
         return false;
     }
-    let oom = match with_shard(|sh| sh.evict()) {
-        evict::Outcome::Fail => evict::policy() == evict::Policy::NoEviction || evict::all_failing(runtime::nshards()),
-        _ => false,
-    };
+    let oom = evict::policy() == evict::Policy::NoEviction || evict::all_failing(runtime::nshards());
     let name = cmd.meta.name;
     let reject = cmd.has(flags::DENYOOM)
         || (name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_flag(flags::DENYOOM)))

@@ -236,7 +236,7 @@ const MEMORY_STATS: AsyncFn = |c, args, out| Box::pin(memory_stats(c, args, out)
 /// links, AOF buffer or jemalloc figures), in Redis's order.
 async fn memory_stats(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     let Some(mh) = overhead().await else { return out.error(err::SHARD_LOST) };
-    out.map_len(12 + mh.dbs.len());
+    out.map_len(11 + mh.dbs.len());
     let int = |out: &mut Reply, k: &str, v: u64| {
         out.bulk(k.as_bytes());
         out.int(v as i64);
