@@ -1295,8 +1295,13 @@ fn script_memory(d: &mut Diff) {
         "#!lua\nreturn 1",
         "#!lua flags=no-writes\nreturn 1",
         "#!lua flags=allow-oom\nreturn 1",
+        // Compatibility mode: the first denyoom call before any write is refused.
+        "return redis.call('set', KEYS[1], 'b')",
+        "return redis.pcall('set', KEYS[1], 'b')",
+        "return redis.call('get', KEYS[1])",
+        "#!lua flags=allow-oom\nreturn redis.call('set', KEYS[1], 'b')",
     ] {
-        d.c(&["EVAL", body, "0"]);
+        d.c(&["EVAL", body, "1", "ev:k"]);
     }
     d.ss(&[
         "CONFIG SET maxmemory-policy volatile-lru",

@@ -149,6 +149,13 @@ pub fn all_failing(nshards: usize) -> bool {
     FAILING.load(Relaxed) & want == want
 }
 
+/// Over the limit with nothing evictable (`noeviction`, or every shard's
+/// last attempt failed): the OOM rule's condition (performEvictions ==
+/// EVICT_FAIL as processCommand sees it).
+pub fn out_of_memory(nshards: usize) -> bool {
+    over_limit() && (policy() == Policy::NoEviction || all_failing(nshards))
+}
+
 /// performEvictions' result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

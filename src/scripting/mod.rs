@@ -756,6 +756,10 @@ struct Run {
     /// The declared keys (db, key) of a Local run.
     declared: Vec<Vec<u8>>,
     wrote: bool,
+    /// Out of memory when the script started and it may not ignore it
+    /// (Redis's pre_command_oom_state without `allow-oom`): its first
+    /// `denyoom` command, before any write, answers -OOM (scriptVerifyOOM).
+    oom: bool,
     /// The run met an undeclared key before writing: it is to be restarted globally.
     aborted: bool,
     /// The tracking client the script runs for: its declared keys become
@@ -802,6 +806,14 @@ impl Target {
         match self {
             Target::Script { script, .. } => &script.global,
             Target::Function { lib, index, .. } => &lib.functions[*index].global,
+        }
+    }
+
+    /// Flagged `allow-oom` (a script with a shebang, or a function).
+    fn allow_oom(&self) -> bool {
+        match self {
+            Target::Script { script, .. } => script.flagged && allow_oom_flag(&script.body),
+            Target::Function { lib, index, .. } => lib.functions[*index].flags & (1 << 1) != 0,
         }
     }
 
@@ -880,6 +892,7 @@ pub fn run(
                 read_only,
                 declared: keys.to_vec(),
                 wrote: false,
+                oom: crate::keyspace::evict::out_of_memory(runtime::nshards()) && !target.allow_oom(),
                 aborted: false,
                 track: crate::runtime::track::caller().filter(|c| c.remember),
                 argv: argv as *const [Vec<u8>],
@@ -1076,6 +1089,10 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
     let write = cmd.has(flags::WRITE);
     if run.read_only && (write || cmd.meta.flags.contains(&"may_replicate")) {
         return Err("Write commands are not allowed from read-only scripts.".into());
+    }
+    if run.oom && !run.wrote && cmd.has(flags::DENYOOM) {
+        // As the command's own error reply: redis.call raises it, pcall returns it.
+        return Ok(Some(format!("-{}\r\n", crate::keyspace::evict::OOM_ERR).into_bytes()));
     }
     let mut out = Reply::new(run.resp3);
     // SAFETY: `run.shard` is this thread's shard, borrowed by the caller of

@@ -432,17 +432,14 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
 /// shard pay for every shard's writes.
 #[cold]
 fn oom_refuses(c: &Client, cmd: &'static Command, args: &Args<'_>) -> bool {
-    use crate::keyspace::evict;
-    if !evict::over_limit() {
+    if !crate::keyspace::evict::out_of_memory(runtime::nshards()) {
         return false;
     }
-    let oom = evict::policy() == evict::Policy::NoEviction || evict::all_failing(runtime::nshards());
     let name = cmd.meta.name;
-    let reject = cmd.has(flags::DENYOOM)
+    cmd.has(flags::DENYOOM)
         || (name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_flag(flags::DENYOOM)))
         || (c.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"))
-        || crate::commands::scripting::denyoom_script(cmd, args);
-    oom && reject
+        || crate::commands::scripting::denyoom_script(cmd, args)
 }
 
 /// rejectCommand inside MULTI: a refused command dooms the transaction
