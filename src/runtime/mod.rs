@@ -280,19 +280,26 @@ impl Shard {
     /// holds; notifies `evicted`, and records the outcome for the OOM rule.
     #[cold]
     pub fn evict(&mut self) -> crate::keyspace::evict::Outcome {
+        self.evict_as(false)
+    }
+
+    /// `evict`, `force`d when another shard deferred to this one.
+    fn evict_as(&mut self, force: bool) -> crate::keyspace::evict::Outcome {
         let now = now_ms();
         let locks = &self.locks;
         let free = |dbi: usize, k: &[u8]| locks.is_empty() || !locks.must_wait(0, std::iter::once((locks::fingerprint(dbi, k), locks::Mode::Exclusive)), None);
         let notes = notify::wanted(notify::NOTIFY_EVICTED);
-        let r = crate::keyspace::evict::perform(&mut self.dbs, now, &free, &mut |dbi, k| {
+        let r = crate::keyspace::evict::perform(&mut self.dbs, self.id, nshards(), force, now, &free, &mut |dbi, k| {
             if notes {
                 notify::note(dbi, notify::NOTIFY_EVICTED, "evicted", k);
             }
         });
         crate::keyspace::evict::note_outcome(self.id, r);
         self.after_write();
-        if r == crate::keyspace::evict::Outcome::Running {
-            schedule_eviction(self.id);
+        match r {
+            crate::keyspace::evict::Outcome::Running => schedule_eviction(self.id),
+            crate::keyspace::evict::Outcome::Deferred(j) => request_eviction(j),
+            _ => {}
         }
         r
     }
@@ -347,6 +354,25 @@ pub fn schedule_eviction(shard: usize) {
             EVICTION_QUEUED.with(|q| q.set(false));
             if crate::keyspace::evict::over_limit() {
                 with_shard(|s| s.evict());
+            }
+        }),
+    );
+}
+
+/// Per shard: another shard asked it to evict and the job is queued.
+static EVICTION_REQUESTED: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
+
+/// Asks `shard` to evict its idler keys (one queued request at a time).
+fn request_eviction(shard: usize) {
+    if EVICTION_REQUESTED[shard % 64].swap(true, Ordering::AcqRel) {
+        return;
+    }
+    send(
+        shard,
+        Box::new(move || {
+            EVICTION_REQUESTED[shard % 64].store(false, Ordering::Release);
+            if crate::keyspace::evict::over_limit() {
+                with_shard(|s| s.evict_as(true));
             }
         }),
     );
