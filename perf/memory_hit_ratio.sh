@@ -11,7 +11,10 @@
 # (hits + misses), the throughput, and the peak used_memory sampled every
 # 50 ms against maxmemory.
 #
-# Usage: perf/memory_hit_ratio.sh [KEYS] [REQUESTS] [THETA]
+# The LRU clock counts seconds, so LRU's hit ratio also depends on how long
+# the run lasts: RATE=OPS paces both servers (open loop) to the same wall time.
+#
+# Usage: [RATE=OPS] [SHARDS=N] perf/memory_hit_ratio.sh [KEYS] [REQUESTS] [THETA]
 # Needs release builds: cargo build --release -p tessera -p tessera-loadgen
 set -euo pipefail
 KEYS=${1:-200000}
@@ -45,7 +48,7 @@ run_one() { # name policy
   local sampler=$!
   local json
   json=$("$T/tessera-loadgen" --port "$PORT" --keys "$KEYS" -d "$DATA" --distribution "zipf:$THETA" --ratio 1:10 \
-    -n "$REQS" -c 10 -P 8 --seed 7 --json --no-progress)
+    -n "$REQS" -c 10 -P 8 --seed 7 ${RATE:+--rate "$RATE"} --json --no-progress)
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   peak=$(sort -n /tmp/hit-samples.$name | tail -1)

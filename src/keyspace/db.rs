@@ -467,7 +467,14 @@ impl Db {
 
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        self.set_entry(key, Entry::new(val, now_ms), expire_at);
+        let mut e = Entry::new(val, now_ms);
+        // dbOverwrite: under an LFU policy the new value keeps the old one's counter.
+        if access::lfu_policy() {
+            if let Some(old) = self.keys.get(key) {
+                e.lfu = old.lfu;
+            }
+        }
+        self.set_entry(key, e, expire_at);
     }
 
     /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
