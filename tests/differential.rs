@@ -187,9 +187,7 @@ fn script_server(d: &mut Diff) {
         "CONFIG GET nosuch",
         "CONFIG GET MAXMEMORY",
     ]);
-    // Tessera refuses a non-default maxmemory / maxmemory-policy (ignored
-    // directives: tests/info.rs config_set_refuses_ignored_directives); memory
-    // values are exercised on proto-max-bulk-len, which it implements.
+    // Memory values (maxmemory is exercised with eviction in tests/memory.rs).
     d.ss(&[
         "CONFIG SET proto-max-bulk-len 100mb",
         "CONFIG GET proto-max-bulk-len",
@@ -1229,6 +1227,95 @@ fn script_strings(d: &mut Diff) {
         "LCS k0 k1 MINMATCHLEN 9223372036854775807 IDX",
     ]);
     d.s("DBSIZE");
+}
+
+/// MEMORY (sizes and reports by the `memory-usage` / `memory-report`
+/// rules, errors exactly) and the OOM rule with `maxmemory 1`: every denyoom
+/// command refused, reads served, MULTI doomed, EXEC refused with a queued
+/// write, flagged scripts refused unless `no-writes` / `allow-oom`.
+fn script_memory(d: &mut Diff) {
+    d.ss(&[
+        "SET s:1 0123456789abcdef",
+        "SET n:1 12345",
+        "SET big:1 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        "RPUSH l:1 a b c d e f g h i j",
+        "HSET h:1 f1 v1 f2 v2 f3 v3 f4 v4 f5 v5",
+        "SADD st:1 1 2 3 4 5 6 7 8 9 10",
+        "ZADD z:1 1 a 2 b 3 c 4 d 5 e",
+        "SET t:1 v EX 100",
+        "MEMORY USAGE s:1",
+        "MEMORY USAGE n:1",
+        "MEMORY USAGE big:1",
+        "MEMORY USAGE l:1",
+        "MEMORY USAGE h:1 SAMPLES 0",
+        "MEMORY USAGE st:1 SAMPLES 5",
+        "MEMORY USAGE z:1",
+        "MEMORY USAGE t:1",
+        "MEMORY USAGE nosuch",
+        "MEMORY USAGE s:1 SAMPLES -1",
+        "MEMORY USAGE s:1 SAMPLES x",
+        "MEMORY USAGE s:1 SAMPLES",
+        "MEMORY USAGE s:1 FOO 1",
+        "MEMORY USAGE",
+        "MEMORY HELP",
+        "MEMORY STATS",
+        "MEMORY STATS x",
+        "MEMORY DOCTOR",
+        "MEMORY MALLOC-STATS",
+        "MEMORY PURGE",
+        "MEMORY PURGE x",
+        "MEMORY FOO",
+        "MEMORY",
+        "OBJECT FREQ s:1",
+        "OBJECT IDLETIME s:1",
+    ]);
+    d.ss(&[
+        "CONFIG SET maxmemory 1",
+        "CONFIG GET maxmemory",
+        "SET k v",
+        "APPEND s:1 x",
+        "GET s:1",
+        "DEL s:1",
+        "UNLINK n:1",
+        "EXISTS s:1 n:1",
+        "LPUSH l:1 x",
+        "LRANGE l:1 0 -1",
+        "MULTI",
+        "GET h:1",
+        "EXEC",
+        "MULTI",
+        "SET a b",
+        "EXEC",
+        "MULTI",
+        "DEL a",
+        "EXEC",
+    ]);
+    for body in [
+        "return 1",
+        "#!lua\nreturn 1",
+        "#!lua flags=no-writes\nreturn 1",
+        "#!lua flags=allow-oom\nreturn 1",
+        // Compatibility mode: the first denyoom call before any write is refused.
+        "return redis.call('set', KEYS[1], 'b')",
+        "return redis.pcall('set', KEYS[1], 'b')",
+        "return redis.call('get', KEYS[1])",
+        "#!lua flags=allow-oom\nreturn redis.call('set', KEYS[1], 'b')",
+    ] {
+        d.c(&["EVAL", body, "1", "ev:k"]);
+    }
+    d.ss(&[
+        "CONFIG SET maxmemory-policy volatile-lru",
+        "SET k v",
+        "CONFIG SET maxmemory-policy noeviction",
+        "CONFIG SET maxmemory 0",
+        "SET k v",
+        "GET k",
+    ]);
+}
+
+#[test]
+fn scripted_memory() {
+    run_scripted("memory", script_memory);
 }
 
 #[test]

@@ -31,7 +31,7 @@ const LFU_SELECTED: &str = "ERR An LFU maxmemory policy is selected, idle time n
 
 pub fn register(t: &mut Table) {
     t.keyed_split("del", del, Combine::Sum);
-    t.keyed_split("unlink", del, Combine::Sum);
+    t.keyed_split("unlink", unlink, Combine::Sum);
     t.keyed_split("exists", exists, Combine::Sum);
     t.keyed_split("touch", touch, Combine::Sum);
     t.keyed("type", type_cmd);
@@ -92,11 +92,19 @@ fn error_fmt(out: &mut Reply, msg: &[u8]) {
 }
 
 /// dbSyncDelete after expireIfNeeded: an already expired key counts as absent.
-fn delete_key(db: &mut Db, key: &[u8], now: u64) -> bool {
+/// DEL / UNLINK of one key; the value is freed in the background when
+/// `lazy` and it is big (keyspace/lazyfree.rs).
+fn delete_key(db: &mut Db, key: &[u8], now: u64, lazy: bool) -> bool {
     if db.has_volatile() && db.peek(key, now).is_none() {
         return false;
     }
-    db.remove(key).is_some()
+    match db.remove(key) {
+        Some(e) => {
+            crate::keyspace::lazyfree::free_entry(e, lazy);
+            true
+        }
+        None => false,
+    }
 }
 
 /// getIntFromObjectOrReply(c, o, &v, NULL).
@@ -135,11 +143,24 @@ fn reply_status_or_int(out: &mut Reply, nx: bool, ok: bool) {
 // ---------------------------------------------------------------------------
 
 fn del(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    del_generic(
+        ctx,
+        args,
+        out,
+        crate::keyspace::lazyfree::LAZY_USER_DEL.load(std::sync::atomic::Ordering::Relaxed),
+    );
+}
+
+fn unlink(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    del_generic(ctx, args, out, true);
+}
+
+fn del_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, lazy: bool) {
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     let mut n = 0;
     for k in args.iter().skip(1) {
-        if delete_key(db, k, now) {
+        if delete_key(db, k, now, lazy) {
             n += 1;
             note(dbi, NOTIFY_GENERIC, "del", k);
         }

@@ -59,6 +59,29 @@ async fn eval(c: &mut Client, args: Args<'_>, out: &mut Reply, by_sha: bool, ro:
     execute(c, &args, out, c_cmd(by_sha, ro), Target::Script { sha, script }, numkeys as usize, read_only).await
 }
 
+/// Whether EVAL / EVALSHA / FCALL (and their _RO forms) count as `denyoom`
+/// for the OOM rule: scripts with a shebang and functions are, unless
+/// flagged `no-writes` or `allow-oom` (scriptFlagsToCmdFlags).
+pub fn denyoom_script(cmd: &Command, args: &Args) -> bool {
+    match cmd.meta.name {
+        "eval" | "eval_ro" => scripting::denyoom_body(args.get(1)),
+        "evalsha" | "evalsha_ro" => {
+            let sha = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+            (sha.len() == 40)
+                .then(|| scripting::lookup(&sha))
+                .flatten()
+                .is_some_and(|s| scripting::denyoom_body(&s.body))
+        }
+        "fcall" | "fcall_ro" => scripting::functions::lookup(args.get(1)).is_some_and(|(lib, i)| {
+            let allow_oom = 1 << 1;
+            lib.functions
+                .get(i)
+                .is_some_and(|f| f.flags & (scripting::functions::NO_WRITES | allow_oom) == 0)
+        }),
+        _ => false,
+    }
+}
+
 /// Runs an EVAL script or a function (FCALL) whose numkeys was checked:
 /// where it runs, which locks it takes, and the restart in the global mode.
 ///

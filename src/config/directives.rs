@@ -36,10 +36,19 @@ pub const IMPLEMENTED: &[&str] = &[
     "threads",
     "pipeline-ordering",
     "net-engine",
-    // The access clock OBJECT FREQ / IDLETIME report (keyspace/access.rs).
+    // The access clock OBJECT FREQ / IDLETIME report (keyspace/access.rs),
+    // maxmemory eviction (keyspace/evict.rs), lazy freeing (keyspace/lazyfree.rs).
+    "maxmemory",
     "maxmemory-policy",
+    "maxmemory-samples",
+    "maxmemory-eviction-tenacity",
     "lfu-log-factor",
     "lfu-decay-time",
+    "lazyfree-lazy-eviction",
+    "lazyfree-lazy-expire",
+    "lazyfree-lazy-server-del",
+    "lazyfree-lazy-user-del",
+    "lazyfree-lazy-user-flush",
     "io-threads", // has its own dedicated warning
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",

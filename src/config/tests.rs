@@ -801,7 +801,7 @@ fn warnings_for_ignored_directives() {
         "",
         "--maxmemory",
         "0",
-        "--lazyfree-lazy-expire",
+        "--replica-lazy-flush",
         "yes",
     ]);
     let w = c.warnings();
@@ -811,7 +811,7 @@ fn warnings_for_ignored_directives() {
     // One line naming every non-default unsupported directive; defaults (maxmemory 0) are not listed.
     assert_eq!(
         w[2],
-        "Directives not supported yet, accepted and ignored: lazyfree-lazy-expire, aof-timestamp-enabled"
+        "Directives not supported yet, accepted and ignored: aof-timestamp-enabled, replica-lazy-flush"
     );
     let c = cfg(&["--io-threads", "1"]);
     assert_eq!(c.warnings().len(), 1);

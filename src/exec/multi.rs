@@ -64,8 +64,8 @@ impl Queue {
         self.cmds.len()
     }
 
-    /// Whether a queued command has `flag` (EXEC counts as a write when
-    /// one of its commands is: processCommand's mstate.cmd_flags).
+    /// Whether a queued command has `flag` (EXEC counts as a write, or as
+    /// denyoom, when one of its commands is: processCommand's mstate.cmd_flags).
     pub fn any_has(&self, flag: u32) -> bool {
         self.cmds.iter().any(|q| q.cmd.has(flag))
     }

@@ -70,7 +70,7 @@ fn ci(a: &[u8], b: &str) -> bool {
 }
 
 fn del_verb() -> Vec<u8> {
-    if propagate::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed) {
+    if crate::keyspace::lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed) {
         b"UNLINK".to_vec()
     } else {
         b"DEL".to_vec()

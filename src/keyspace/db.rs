@@ -18,6 +18,7 @@
 use super::access;
 use super::cow::{Cow, PointStats, SnapshotSink, Step};
 use super::dict::Dict;
+use super::lazyfree;
 use super::value::{Entry, Value};
 
 /// Whether a key expiring at `at` (0 = never) is expired at `now_ms`.
@@ -58,6 +59,8 @@ pub enum WriteKind {
     Expired,
     /// Added by loading an RDB file (not a command's change: `dirty` stays).
     Load,
+    /// Deleted by maxmemory eviction (`Db::evict`; no command's change).
+    Evicted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,9 +98,10 @@ pub struct WriteHook {
     /// keys (signalModifiedKey's trackingInvalidateKey), each with whether it
     /// expired (an expiry has no client, as Redis's).
     changed: Vec<(Box<[u8]>, bool)>,
-    /// Keys expired since the propagation stream last looked (while it is on):
-    /// they propagate as DEL / UNLINK, as Redis's deleteExpiredKeyAndPropagate.
-    propagate_expired: Vec<Box<[u8]>>,
+    /// Keys expired or evicted (true) since the propagation stream last
+    /// looked (while it is on): they propagate as DEL / UNLINK, as Redis's
+    /// deleteExpiredKeyAndPropagate and performEvictions' propagateDeletion.
+    propagate_expired: Vec<(Box<[u8]>, bool)>,
 }
 
 /// The propagation stream (AOF) wants expired keys.
@@ -132,7 +136,7 @@ pub struct Watcher {
 impl WriteHook {
     #[inline]
     fn fire(&mut self, key: &[u8], kind: WriteKind) {
-        if !matches!(kind, WriteKind::Expired | WriteKind::Load) {
+        if !matches!(kind, WriteKind::Expired | WriteKind::Load | WriteKind::Evicted) {
             self.dirty += 1;
         }
         if let Some(l) = self.log.as_mut() {
@@ -145,10 +149,10 @@ impl WriteHook {
             self.expired_keys.push(key.into());
         }
         if RECORD_CHANGED.load(std::sync::atomic::Ordering::Relaxed) {
-            self.changed.push((key.into(), kind == WriteKind::Expired));
+            self.changed.push((key.into(), matches!(kind, WriteKind::Expired | WriteKind::Evicted)));
         }
-        if kind == WriteKind::Expired && PROPAGATE_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
-            self.propagate_expired.push(key.into());
+        if matches!(kind, WriteKind::Expired | WriteKind::Evicted) && PROPAGATE_EXPIRED.load(std::sync::atomic::Ordering::Relaxed) {
+            self.propagate_expired.push((key.into(), kind == WriteKind::Evicted));
         }
         if !self.blocked.is_empty()
             && matches!(kind, WriteKind::Set | WriteKind::Modify)
@@ -164,7 +168,7 @@ impl WriteHook {
     #[cold]
     fn touch_watched(&mut self, key: &[u8], kind: WriteKind) {
         let Some(ws) = self.watched.get_mut(key) else { return };
-        let gone = matches!(kind, WriteKind::Delete | WriteKind::Expired);
+        let gone = matches!(kind, WriteKind::Delete | WriteKind::Expired | WriteKind::Evicted);
         for w in ws {
             if w.expired && gone {
                 w.expired = false;
@@ -218,7 +222,7 @@ impl WriteHook {
     }
 
     /// The keys changed since the last call (while [`RECORD_CHANGED`]).
-    pub fn take_propagate_expired(&mut self) -> Vec<Box<[u8]>> {
+    pub fn take_propagate_expired(&mut self) -> Vec<(Box<[u8]>, bool)> {
         std::mem::take(&mut self.propagate_expired)
     }
 
@@ -429,6 +433,11 @@ impl Db {
         self.keys.overhead_bytes() + self.volatile.overhead_bytes()
     }
 
+    /// Table structure bytes of (the key table, the TTL table): MEMORY STATS.
+    pub fn table_bytes(&self) -> (usize, usize) {
+        (self.keys.overhead_bytes(), self.volatile.overhead_bytes())
+    }
+
     /// The key's absolute expiry in Unix ms; 0 = none (or no such key).
     #[inline]
     pub fn expire_at(&self, key: &[u8]) -> u64 {
@@ -452,6 +461,9 @@ impl Db {
         if expired {
             let gone = self.unlink(key);
             self.signal_deleted_stream(key, gone.as_ref().map(|g| &g.0));
+            if let Some((e, _)) = gone {
+                lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
+            }
             self.expired += 1;
             self.hook.fire(key, WriteKind::Expired);
         }
@@ -550,7 +562,14 @@ impl Db {
 
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        self.set_entry(key, Entry::new(val, now_ms), expire_at);
+        let mut e = Entry::new(val, now_ms);
+        // dbOverwrite: under an LFU policy the new value keeps the old one's counter.
+        if access::lfu_policy() {
+            if let Some(old) = self.keys.get(key) {
+                e.lfu = old.lfu;
+            }
+        }
+        self.set_entry(key, e, expire_at);
     }
 
     /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
@@ -559,7 +578,7 @@ impl Db {
         self.pre_write(key);
         match self.keys.get_mut(key) {
             Some(e) => {
-                *e = entry;
+                lazyfree::free_server_del(std::mem::replace(e, entry));
                 self.put_ttl(key, expire_at);
             }
             None => {
@@ -609,8 +628,9 @@ impl Db {
         self.pre_write(key);
         match self.keys.get_mut(key) {
             Some(e) => {
-                e.val = val;
+                let old = std::mem::replace(&mut e.val, val);
                 access::touch(e, now_ms, &mut self.rng);
+                lazyfree::free_server_del(Entry { val: old, lru: 0, lfu: 0 });
                 self.hook.fire(key, WriteKind::Set);
             }
             None => self.set(key, val, 0, now_ms),
@@ -673,6 +693,20 @@ impl Db {
 
     /// FLUSHDB: every key is deleted (one event per key while a consumer logs).
     pub fn clear(&mut self) {
+        self.clear_events();
+        self.clear_tables(false);
+    }
+
+    /// FLUSHDB / FLUSHALL ASYNC (emptyDbAsync): what `clear` does, but the
+    /// old tables are freed by the lazyfree thread.
+    pub fn clear_async(&mut self) {
+        self.clear_events();
+        self.clear_tables(true);
+    }
+
+    /// The hook's side of a flush: the deletions it logs, `dirty`, the watches,
+    /// the blocked readers of streams.
+    fn clear_events(&mut self) {
         if !self.hook.blocked.is_empty() {
             // Clients blocked in XREADGROUP on a stream that goes learn it
             // (emptyDbStructure's signalDeletedKeyAsReady).
@@ -702,16 +736,72 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// The tables' side of a flush; `lazy`: freed by the lazyfree thread.
+    fn clear_tables(&mut self, lazy: bool) {
         match self.cow.as_deref_mut() {
             // A snapshot still walking keeps the point's tables (copy-on-write
             // of the whole database); the new tables are all after the point.
             Some(c) if c.pos.is_some() && c.detached.is_none() => {
                 c.detached = Some(Box::new((std::mem::take(&mut self.keys), std::mem::take(&mut self.volatile))));
             }
+            _ if lazy => {
+                let n = self.keys.len();
+                let keys = std::mem::take(&mut self.keys);
+                let volatile = std::mem::take(&mut self.volatile);
+                lazyfree::free_tables(Box::new((keys, volatile)), n);
+            }
             _ => {
                 self.keys.clear();
                 self.volatile.clear();
             }
+        }
+    }
+
+    /// The maxmemory eviction of a key (the one way evict.rs deletes):
+    /// the hook fires `Evicted` (WATCH, tracking, the propagation stream's
+    /// DEL / UNLINK); the value goes to the lazyfree thread under
+    /// `lazyfree-lazy-eviction`.
+    pub fn evict(&mut self, key: &[u8]) -> bool {
+        let Some((e, _)) = self.unlink(key) else { return false };
+        self.signal_deleted_stream(key, Some(&e));
+        lazyfree::free_entry(e, lazyfree::LAZY_EVICTION.load(std::sync::atomic::Ordering::Relaxed));
+        self.hook.fire(key, WriteKind::Evicted);
+        true
+    }
+
+    /// Calls `f(key, entry, expire_at)` for up to `n` random keys of the key
+    /// table, or (`volatile`) of the keys with a TTL: eviction's sampling.
+    pub(super) fn sample(&self, volatile: bool, n: usize, rand: &mut dyn FnMut() -> u64, mut f: impl FnMut(&[u8], &Entry, u64)) {
+        for _ in 0..n {
+            if volatile {
+                let Some((k, &at)) = self.volatile.random(&mut *rand) else { return };
+                if let Some(e) = self.keys.get(k) {
+                    f(k, e, at);
+                }
+            } else {
+                let Some((k, e)) = self.keys.random(&mut *rand) else { return };
+                f(k, e, self.expire_at(k));
+            }
+        }
+    }
+
+    /// A random key of the key table or (`volatile`) of the keys with a TTL.
+    pub(super) fn random_key(&self, volatile: bool, rand: &mut dyn FnMut() -> u64) -> Option<Box<[u8]>> {
+        if volatile {
+            self.volatile.random(rand).map(|(k, _)| k.into())
+        } else {
+            self.keys.random(rand).map(|(k, _)| k.into())
+        }
+    }
+
+    /// Whether the key is (still) in the key table or (`volatile`) has a TTL.
+    pub(super) fn holds(&self, volatile: bool, key: &[u8]) -> bool {
+        if volatile {
+            self.volatile.contains(key)
+        } else {
+            self.keys.contains(key)
         }
     }
 
@@ -733,6 +823,9 @@ impl Db {
         for k in victims {
             let gone = self.unlink(&k);
             self.signal_deleted_stream(&k, gone.as_ref().map(|g| &g.0));
+            if let Some((e, _)) = gone {
+                lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
+            }
             self.hook.fire(&k, WriteKind::Expired);
         }
         self.expired += expired as u64;

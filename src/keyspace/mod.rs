@@ -3,6 +3,8 @@ pub mod access;
 pub mod cow;
 pub mod db;
 pub mod dict;
+pub mod evict;
+pub mod lazyfree;
 pub mod types;
 pub mod value;
 

@@ -279,6 +279,35 @@ impl Shard {
         }
     }
 
+    /// maxmemory (keyspace/evict.rs): evicts this shard's keys while the
+    /// process is over the limit, skipping keys an in-flight transaction
+    /// holds; notifies `evicted`, and records the outcome for the OOM rule.
+    #[cold]
+    pub fn evict(&mut self) -> crate::keyspace::evict::Outcome {
+        self.evict_as(false)
+    }
+
+    /// `evict`, `force`d when another shard deferred to this one.
+    fn evict_as(&mut self, force: bool) -> crate::keyspace::evict::Outcome {
+        let now = now_ms();
+        let locks = &self.locks;
+        let free = |dbi: usize, k: &[u8]| locks.is_empty() || !locks.must_wait(0, std::iter::once((locks::fingerprint(dbi, k), locks::Mode::Exclusive)), None);
+        let notes = notify::wanted(notify::NOTIFY_EVICTED);
+        let r = crate::keyspace::evict::perform(&mut self.dbs, self.id, nshards(), force, now, &free, &mut |dbi, k| {
+            if notes {
+                notify::note(dbi, notify::NOTIFY_EVICTED, "evicted", k);
+            }
+        });
+        crate::keyspace::evict::note_outcome(self.id, r);
+        self.after_write();
+        match r {
+            crate::keyspace::evict::Outcome::Running => schedule_eviction(self.id),
+            crate::keyspace::evict::Outcome::Deferred(j) => request_eviction(j),
+            _ => {}
+        }
+        r
+    }
+
     /// xorshift64*: cheap randomness for sampling (RANDOMKEY, active expiry).
     pub fn rand(&mut self) -> u64 {
         crate::util::rand::next(&mut self.rng)
@@ -309,6 +338,48 @@ impl Shard {
         self.stats.expire_cycles += 1;
         self.after_write();
     }
+}
+
+thread_local! {
+    /// An eviction job is queued in this shard's inbox (evictionTimeProc).
+    static EVICTION_QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Redis's evictionTimeProc: an eviction that ran out of its time budget
+/// goes on from the shard's inbox (after the work already queued) until the
+/// process is under the limit; queues one job at a time.
+pub fn schedule_eviction(shard: usize) {
+    if EVICTION_QUEUED.with(|q| q.replace(true)) {
+        return;
+    }
+    send(
+        shard,
+        Box::new(|| {
+            EVICTION_QUEUED.with(|q| q.set(false));
+            if crate::keyspace::evict::over_limit() {
+                with_shard(|s| s.evict());
+            }
+        }),
+    );
+}
+
+/// Per shard: another shard asked it to evict and the job is queued.
+static EVICTION_REQUESTED: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
+
+/// Asks `shard` to evict its idler keys (one queued request at a time).
+fn request_eviction(shard: usize) {
+    if EVICTION_REQUESTED[shard % 64].swap(true, Ordering::AcqRel) {
+        return;
+    }
+    send(
+        shard,
+        Box::new(move || {
+            EVICTION_REQUESTED[shard % 64].store(false, Ordering::Release);
+            if crate::keyspace::evict::over_limit() {
+                with_shard(|s| s.evict_as(true));
+            }
+        }),
+    );
 }
 
 thread_local! {

@@ -29,9 +29,6 @@ use std::sync::OnceLock;
 /// is recorded and a write costs one relaxed load.
 pub static ON: AtomicBool = AtomicBool::new(false);
 
-/// `lazyfree-lazy-expire`: expired keys propagate as UNLINK instead of DEL.
-pub static LAZY_EXPIRE: AtomicBool = AtomicBool::new(false);
-
 /// The consumer of flushed logs (the AOF writer), set at start-up.
 pub static SINK: OnceLock<fn(&Log)> = OnceLock::new();
 
@@ -217,10 +214,13 @@ pub fn submit(l: &Log) {
 /// before the command that met them: the hooks are drained right after it
 /// ran, before its own record).
 pub fn drain_expired(s: &mut super::Shard) {
-    let verb: &[u8] = if LAZY_EXPIRE.load(Ordering::Relaxed) { b"UNLINK" } else { b"DEL" };
+    use crate::keyspace::lazyfree::{LAZY_EVICTION, LAZY_EXPIRE};
     for (dbi, db) in s.dbs.iter_mut().enumerate() {
         if db.hook.has_propagate_expired() {
-            for k in db.hook.take_propagate_expired() {
+            for (k, evicted) in db.hook.take_propagate_expired() {
+                // lazyfree-lazy-expire / lazyfree-lazy-eviction: UNLINK instead of DEL.
+                let lazy = if evicted { &LAZY_EVICTION } else { &LAZY_EXPIRE };
+                let verb: &[u8] = if lazy.load(Ordering::Relaxed) { b"UNLINK" } else { b"DEL" };
                 record(dbi, &[verb, &k]);
             }
         }

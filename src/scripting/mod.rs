@@ -122,6 +122,27 @@ fn shebang(body: &[u8]) -> Result<(usize, bool, bool), String> {
     Ok((end, no_writes, true))
 }
 
+/// processCommand's flags for a script (scriptFlagsToCmdFlags): one with a
+/// shebang is `denyoom` unless flagged `no-writes` or `allow-oom`; one
+/// without (compatibility mode) is not.
+pub fn denyoom_body(body: &[u8]) -> bool {
+    if !body.starts_with(b"#!") {
+        return false;
+    }
+    let (_, no_writes, _) = shebang(body).unwrap_or((0, true, false));
+    !no_writes && !allow_oom_flag(body)
+}
+
+/// Whether a shebang line lists `allow-oom`.
+fn allow_oom_flag(body: &[u8]) -> bool {
+    let end = body.iter().position(|&c| c == b'\n').unwrap_or(body.len());
+    crate::util::sds::split_args(&body[..end])
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.strip_prefix(b"flags="))
+        .any(|l| l.split(|&c| c == b',').any(|f| f == b"allow-oom"))
+}
+
 /// Adds a body to the cache after compiling it on this shard's VM (so a
 /// syntax error is reported and nothing is cached). Returns its SHA1.
 pub fn load(body: &[u8]) -> Result<(String, Arc<Script>), String> {
@@ -780,6 +801,10 @@ struct Run {
     /// The declared keys (db, key) of a Local run.
     declared: Vec<Vec<u8>>,
     wrote: bool,
+    /// Out of memory when the script started and it may not ignore it
+    /// (Redis's pre_command_oom_state without `allow-oom`): its first
+    /// `denyoom` command, before any write, answers -OOM (scriptVerifyOOM).
+    oom: bool,
     /// The run met an undeclared key before writing: it is to be restarted globally.
     aborted: bool,
     /// The tracking client the script runs for: its declared keys become
@@ -826,6 +851,14 @@ impl Target {
         match self {
             Target::Script { script, .. } => &script.global,
             Target::Function { lib, index, .. } => &lib.functions[*index].global,
+        }
+    }
+
+    /// Flagged `allow-oom` (a script with a shebang, or a function).
+    fn allow_oom(&self) -> bool {
+        match self {
+            Target::Script { script, .. } => script.flagged && allow_oom_flag(&script.body),
+            Target::Function { lib, index, .. } => lib.functions[*index].flags & (1 << 1) != 0,
         }
     }
 
@@ -904,6 +937,7 @@ pub fn run(
                 read_only,
                 declared: keys.to_vec(),
                 wrote: false,
+                oom: crate::keyspace::evict::out_of_memory(runtime::nshards()) && !target.allow_oom(),
                 aborted: false,
                 track: crate::runtime::track::caller().filter(|c| c.remember),
                 argv: argv as *const [Vec<u8>],
@@ -1105,6 +1139,10 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
     let write = cmd.has(flags::WRITE);
     if run.read_only && (write || cmd.meta.flags.contains(&"may_replicate")) {
         return Err("Write commands are not allowed from read-only scripts.".into());
+    }
+    if run.oom && !run.wrote && cmd.has(flags::DENYOOM) {
+        // As the command's own error reply: redis.call raises it, pcall returns it.
+        return Ok(Some(format!("-{}\r\n", crate::keyspace::evict::OOM_ERR).into_bytes()));
     }
     let mut out = Reply::new(run.resp3);
     // SAFETY: `run.shard` is this thread's shard, borrowed by the caller of

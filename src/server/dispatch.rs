@@ -382,6 +382,15 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         finish_local(c, pipe, out, mark, keep);
         return None;
     }
+    // maxmemory (processCommand's performEvictions and OOM rule), before the disk check as in Redis.
+    if crate::keyspace::evict::maxmemory() != 0 && oom_refuses(c, cmd, args) {
+        let mark = pipe.sink(out).buf.len();
+        pipe.sink(out).error(crate::keyspace::evict::OOM_ERR);
+        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+        finish_local(c, pipe, out, mark, keep);
+        return None;
+    }
     // writeCommandsDeniedByDiskError: after a failed background save, writes
     // (and PING) get MISCONF while stop-writes-on-bgsave-error says so.
     if crate::persistence::save::writes_denied()
@@ -446,6 +455,25 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         sh.stats.cmd_mut(cmd.id).calls += 1;
     });
     Some((cmd, keep))
+}
+
+/// Whether Redis would refuse `cmd` with -OOM: the process is over the
+/// limit with nothing evictable (`noeviction`, or every shard's last
+/// eviction attempt failed), and the command is `denyoom`, an EXEC with a
+/// queued `denyoom` command, or anything but EXEC / DISCARD / QUIT / RESET
+/// inside MULTI. The evictions themselves run on the shards owning the keys
+/// (`exec::execute`, the cron): evicting here would make the connection's
+/// shard pay for every shard's writes.
+#[cold]
+fn oom_refuses(c: &Client, cmd: &'static Command, args: &Args<'_>) -> bool {
+    if !crate::keyspace::evict::out_of_memory(runtime::nshards()) {
+        return false;
+    }
+    let name = cmd.meta.name;
+    cmd.has(flags::DENYOOM)
+        || (name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_has(flags::DENYOOM)))
+        || (c.multi.is_some() && !matches!(name, "exec" | "discard" | "quit" | "reset"))
+        || crate::commands::scripting::denyoom_script(cmd, args)
 }
 
 /// rejectCommand inside MULTI: a refused command dooms the transaction

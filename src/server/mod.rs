@@ -379,6 +379,10 @@ async fn cron() {
         if runtime::with_shard(crate::persistence::save::cron) {
             crate::persistence::save::bgsave_from_cron();
         }
+        // maxmemory: idle shards give back their share too (keyspace/evict.rs).
+        if crate::keyspace::evict::over_limit() {
+            runtime::with_shard(|s| s.evict());
+        }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));
@@ -624,14 +628,7 @@ pub fn run(cfg: Config) -> i32 {
     let nshards = if cfg.threads() > 0 { cfg.threads() } else { cpus.len() };
     let _ = log::set_file(&cfg.logfile());
     log::set_level(log::level_code(cfg.loglevel()));
-    {
-        use crate::config::MaxmemoryPolicy::*;
-        crate::keyspace::access::configure(
-            matches!(cfg.maxmemory_policy(), VolatileLfu | AllkeysLfu),
-            cfg.lfu_log_factor(),
-            cfg.lfu_decay_time(),
-        );
-    }
+    crate::commands::server::configure_memory(&cfg);
     crate::commands::server::configure_encodings(&cfg);
     crate::persistence::configure(&cfg);
     runtime::notify::configure(cfg.notify_keyspace_events());

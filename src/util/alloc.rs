@@ -18,17 +18,28 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 const SLOTS: usize = 256;
 
 /// One cache line (two on CPUs that prefetch pairs) per slot: no false sharing.
+/// `.0` is the thread's exact net bytes; `.1` what it has not yet published
+/// to [`APPROX`].
 #[repr(align(128))]
-struct Slot(AtomicIsize);
+struct Slot(AtomicIsize, AtomicIsize);
 
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY: Slot = Slot(AtomicIsize::new(0));
+const EMPTY: Slot = Slot(AtomicIsize::new(0), AtomicIsize::new(0));
 static SLOT: [Slot; SLOTS] = [EMPTY; SLOTS];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 /// Shared by threads beyond `SLOTS` (fetch_add: several writers).
 static OVERFLOW: AtomicIsize = AtomicIsize::new(0);
 /// Set once the wrapper has counted anything: lets INFO tell "not installed" from zero.
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// The process's net bytes, published by each thread once its unpublished
+/// change reaches [`PUBLISH_BYTES`]: what maxmemory checks before every
+/// command read with one relaxed load of a line that is rarely written
+/// (summing every slot would touch one remote cache line per thread). It
+/// lags the exact sum by less than `PUBLISH_BYTES` per thread.
+static APPROX: AtomicIsize = AtomicIsize::new(0);
+/// 8 KiB: a shared write every ~80 small allocations at most.
+pub const PUBLISH_BYTES: isize = 8 << 10;
 
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 static STARTUP: AtomicUsize = AtomicUsize::new(0);
@@ -55,10 +66,19 @@ fn add(delta: isize) {
         v
     });
     if i <= SLOTS {
-        let a = &SLOT[i - 1].0;
+        let slot = &SLOT[i - 1];
+        let a = &slot.0;
         a.store(a.load(Relaxed).wrapping_add(delta), Relaxed);
+        let p = slot.1.load(Relaxed).wrapping_add(delta);
+        if p >= PUBLISH_BYTES || p <= -PUBLISH_BYTES {
+            APPROX.fetch_add(p, Relaxed);
+            slot.1.store(0, Relaxed);
+        } else {
+            slot.1.store(p, Relaxed);
+        }
     } else {
         OVERFLOW.fetch_add(delta, Relaxed);
+        APPROX.fetch_add(delta, Relaxed);
     }
 }
 
@@ -143,6 +163,26 @@ pub fn used_memory() -> usize {
         sum = sum.wrapping_add(s.0.load(Relaxed));
     }
     sum.max(0) as usize
+}
+
+/// `used_memory` within `PUBLISH_BYTES` per thread, for one relaxed load:
+/// the figure eviction compares with `maxmemory` on the command path.
+#[inline]
+pub fn used_memory_fast() -> usize {
+    APPROX.load(Relaxed).max(0) as usize
+}
+
+/// The exact net bytes this thread allocated minus those it freed: the
+/// difference of two readings is what code in between freed on this thread
+/// (eviction counts what a deletion released with it, as Redis does with
+/// `zmalloc_used_memory` around dbSyncDelete).
+#[inline]
+pub fn thread_net() -> isize {
+    let v = MY_SLOT.with(|s| s.get());
+    if v == 0 || v > SLOTS {
+        return 0;
+    }
+    SLOT[v - 1].0.load(Relaxed)
 }
 
 /// Reads `used_memory` and raises the peak: called by INFO and by shard 0's cron every 100 ms,

@@ -102,6 +102,21 @@ pub static RULES: &[Rule] = &[
         compare: cmp_config_get,
     },
     Rule {
+        name: "memory-usage",
+        what: "MEMORY USAGE -> nil on both sides, or integers with Tessera's within [Redis/2, 2*Redis+64] \
+               (different allocators and layouts: its table node, name and value sizes, not jemalloc's)",
+        applies: |a| is_sub(a, "MEMORY", "USAGE"),
+        compare: cmp_memory_usage,
+    },
+    Rule {
+        name: "memory-report",
+        what: "MEMORY STATS -> maps whose Tessera keys are Redis's keys in Redis's order (a subset: it leaves out \
+               replication, cluster, AOF and jemalloc figures), integer/double values; MEMORY DOCTOR / \
+               MALLOC-STATS -> both text replies of the same type (process figures and allocator reports differ)",
+        applies: |a| is_sub(a, "MEMORY", "STATS") || is_sub(a, "MEMORY", "DOCTOR") || is_sub(a, "MEMORY", "MALLOC-STATS"),
+        compare: cmp_memory_report,
+    },
+    Rule {
         name: "monitor",
         what: "MONITOR feed lines -> timestamp and client address replaced (checked for shape), rest exact",
         applies: |_| false, // applied explicitly to lines read from a MONITOR connection
@@ -378,6 +393,47 @@ pub fn cmp_object_timing(_: &mut Client, _: &mut Client, ta: &[Vec<u8>], _: &[Ve
         }
     } else if (a - b).abs() > 2 || a < 0 || b < 0 {
         return Err(format!("idle times {a} vs {b}"));
+    }
+    Ok(())
+}
+
+pub fn cmp_memory_usage(_: &mut Client, _: &mut Client, _: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {
+    let (tv, rv) = (parse(t)?, parse(r)?);
+    if tv.is_null() || rv.is_null() {
+        return if t == r { Ok(()) } else { Err("nil on one side only".into()) };
+    }
+    let (Value::Int(a), Value::Int(b)) = (tv, rv) else {
+        return Err("expected integers".into());
+    };
+    if a * 2 < b || a > 2 * b + 64 {
+        return Err(format!("MEMORY USAGE {a} (Tessera) vs {b} (Redis)"));
+    }
+    Ok(())
+}
+
+pub fn cmp_memory_report(_: &mut Client, _: &mut Client, ta: &[Vec<u8>], _: &[Vec<u8>], t: &[u8], r: &[u8]) -> Result<(), String> {
+    if !is_sub(ta, "MEMORY", "STATS") {
+        let (tk, _) = text_reply(t)?;
+        let (rk, _) = text_reply(r)?;
+        return if tk == rk { Ok(()) } else { Err(format!("reply types {tk} vs {rk}")) };
+    }
+    let (tv, rv) = (parse(t)?, parse(r)?);
+    let (Some(tp), Some(rp)) = (tv.as_pairs(), rv.as_pairs()) else {
+        return Err("expected maps".into());
+    };
+    let names = |p: &[(Value, Value)]| p.iter().map(|(k, _)| k.as_str().unwrap_or_default()).collect::<Vec<_>>();
+    let (tn, rn) = (names(&tp), names(&rp));
+    let mut it = rn.iter();
+    for n in &tn {
+        if !it.any(|x| x == n) {
+            return Err(format!("MEMORY STATS field {n} not in Redis's, or out of Redis's order: {tn:?} vs {rn:?}"));
+        }
+    }
+    for (k, v) in &tp {
+        let ok = matches!(v, Value::Int(_) | Value::Double(_) | Value::Bulk(_)) || (k.as_str().is_some_and(|n| n.starts_with("db.")) && v.as_pairs().is_some());
+        if !ok {
+            return Err(format!("MEMORY STATS {k:?} has value {v:?}"));
+        }
     }
     Ok(())
 }

@@ -60,8 +60,7 @@ pub fn apply_runtime_config(c: &crate::config::Config) {
     rt.timeout_secs.store(c.timeout_secs(), Ordering::Relaxed);
     rt.maxclients.store(c.maxclients(), Ordering::Relaxed);
     crate::server::log::set_level(crate::server::log::level_code(c.loglevel()));
-    use crate::config::MaxmemoryPolicy::*;
-    crate::keyspace::access::configure(matches!(c.maxmemory_policy(), VolatileLfu | AllkeysLfu), c.lfu_log_factor(), c.lfu_decay_time());
+    super::memory::configure_memory(c);
     runtime::notify::configure(c.notify_keyspace_events());
     runtime::track::MAX_KEYS.store(c.tracking_table_max_keys(), Ordering::Relaxed);
 }
@@ -106,6 +105,7 @@ fn config_set(_c: &mut Client, args: Args, out: &mut Reply) {
                     }
                 }
                 apply_runtime_config(&c);
+                super::memory::maxmemory_changed(before.maxmemory(), c.maxmemory());
                 Ok(())
             })
         }
@@ -126,6 +126,8 @@ async fn config_resetstat(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
         for db in s.dbs.iter_mut() {
             db.expired = 0;
         }
+        crate::keyspace::evict::reset_stats();
+        crate::keyspace::lazyfree::reset_stats();
     })
     .await
     {

@@ -211,7 +211,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                 let pubsub = crate::server::pubsub::sizes();
                 let _ = write!(
                     s,
-                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:0\r\nevicted_clients:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
+                    "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\ninstantaneous_ops_per_sec:{}\r\ntotal_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\ninstantaneous_input_kbps:{:.2}\r\ninstantaneous_output_kbps:{:.2}\r\nrejected_connections:{}\r\nsync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\nexpired_keys:{}\r\nevicted_keys:{}\r\ntotal_eviction_exceeded_time:{}\r\ncurrent_eviction_exceeded_time:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\npubsub_channels:{}\r\npubsub_patterns:{}\r\npubsubshard_channels:{}\r\nlatest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\nslave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\nactive_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\nunexpected_error_replies:0\r\ntotal_error_replies:{}\r\ndump_payload_sanitizations:0\r\nio_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\nio_uring_socket_shards:{}\r\nio_uring_enters:{}\r\nio_uring_loop_passes:{}\r\nio_uring_spin_hits:{}\r\nio_uring_msg_ring_wakes:{}\r\nio_uring_ring_waits:{}\r\nio_uring_ring_wait_timeouts:{}\r\nio_uring_idle_waits:{}\r\nio_uring_completions:{}\r\nio_uring_connection_migrations:{}\r\nwatchdog_rescues:{}\r\n",
                     total.connections_received,
                     total.commands,
                     inst[metrics::OPS],
@@ -221,6 +221,9 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     inst[metrics::NET_OUTPUT] as f64 / 1024.0,
                     total.rejected_connections,
                     expired as u64,
+                    crate::keyspace::evict::evicted_keys(),
+                    crate::keyspace::evict::exceeded_ms(now).0,
+                    crate::keyspace::evict::exceeded_ms(now).1,
                     total.keyspace_hits,
                     total.keyspace_misses,
                     pubsub[0],
@@ -351,7 +354,7 @@ fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str
     let h = human_bytes;
     let _ = write!(
         s,
-        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{total_mem}\r\ntotal_system_memory_human:{}\r\nnumber_of_cached_scripts:{scripts}\r\nnumber_of_functions:{functions}\r\nnumber_of_libraries:{libraries}\r\nmaxmemory:{maxmem_n}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:0\r\nlazyfreed_objects:0\r\n",
+        "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{peak}\r\nused_memory_peak_human:{}\r\nused_memory_peak_perc:{:.2}%\r\nused_memory_overhead:{overhead}\r\nused_memory_startup:{startup}\r\nused_memory_dataset:{dataset}\r\nused_memory_dataset_perc:{:.2}%\r\ntotal_system_memory:{total_mem}\r\ntotal_system_memory_human:{}\r\nnumber_of_cached_scripts:{scripts}\r\nnumber_of_functions:{functions}\r\nnumber_of_libraries:{libraries}\r\nmaxmemory:{maxmem_n}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{policy}\r\nmem_fragmentation_ratio:{:.2}\r\nmem_fragmentation_bytes:{}\r\nmem_not_counted_for_evict:{}\r\nmem_allocator:{}\r\nactive_defrag_running:0\r\nlazyfree_pending_objects:{}\r\nlazyfreed_objects:{}\r\n",
         h(used),
         h(rss),
         h(peak),
@@ -361,7 +364,10 @@ fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str
         h(maxmem_n),
         rss as f64 / used.max(1) as f64,
         rss as i64 - used as i64,
+        crate::keyspace::evict::NOT_COUNTED.load(Ordering::Relaxed),
         alloc::allocator_name(),
+        crate::keyspace::lazyfree::pending(),
+        crate::keyspace::lazyfree::freed(),
     );
 }
 

@@ -1,14 +1,17 @@
 //! Server commands, one file per concern: `command.rs` (COMMAND), `info.rs`
-//! (INFO), `config.rs` (CONFIG), `debug.rs` (DEBUG), `monitor.rs` (MONITOR);
+//! (INFO), `config.rs` (CONFIG), `debug.rs` (DEBUG), `monitor.rs` (MONITOR),
+//! `memory.rs` (MEMORY, the maxmemory / lazyfree directives);
 //! DBSIZE, FLUSHDB, FLUSHALL, TIME, SAVE, LASTSAVE and SHUTDOWN live here.
 
 mod command;
 mod config;
 mod debug;
 mod info;
+mod memory;
 mod monitor;
 
 pub use config::{apply_runtime_config, configure_encodings};
+pub use memory::configure_memory;
 
 use crate::commands::table::{AsyncFn, Table};
 use crate::exec::on_every_shard;
@@ -35,6 +38,7 @@ pub fn register(t: &mut Table) {
     config::register(t);
     monitor::register(t);
     debug::register(t);
+    memory::register(t);
 }
 
 // ---------------------------------------------------------------- DBSIZE, FLUSH*
@@ -58,6 +62,15 @@ fn flush_flags_ok(args: &Args) -> bool {
     }
 }
 
+/// getFlushCommandFlags: ASYNC, SYNC, or `lazyfree-lazy-user-flush`.
+fn flush_async(args: &Args) -> bool {
+    if args.len() == 2 {
+        args.is(1, "async")
+    } else {
+        crate::keyspace::lazyfree::LAZY_USER_FLUSH.load(Ordering::Relaxed)
+    }
+}
+
 const FLUSHDB: AsyncFn = |c, args, out| Box::pin(flushdb(c, args, out));
 
 async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
@@ -65,8 +78,13 @@ async fn flushdb(c: &mut Client, args: Args<'_>, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     let db = c.db;
+    let lazy = flush_async(&args);
     match on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| {
-        ctx.shard.dbs[db].clear();
+        if lazy {
+            ctx.shard.dbs[db].clear_async();
+        } else {
+            ctx.shard.dbs[db].clear();
+        }
         crate::server::tracking::flushed(ctx.shard);
     })
     .await
@@ -82,8 +100,13 @@ async fn flushall(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
     if !flush_flags_ok(&args) {
         return out.error(err::SYNTAX);
     }
-    match on_every_shard(0, Mode::Exclusive, |ctx: &mut Ctx| {
-        ctx.shard.dbs.iter_mut().for_each(|d| d.clear());
+    let lazy = flush_async(&args);
+    match on_every_shard(0, Mode::Exclusive, move |ctx: &mut Ctx| {
+        if lazy {
+            ctx.shard.dbs.iter_mut().for_each(|d| d.clear_async());
+        } else {
+            ctx.shard.dbs.iter_mut().for_each(|d| d.clear());
+        }
         crate::server::tracking::flushed(ctx.shard);
     })
     .await
