@@ -469,3 +469,104 @@ fn served_blocking_pops_and_moves_propagate_as_their_non_blocking_forms() {
     let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
     assert_same(&snapshot(&mut redis.client(), &[0]), &want, "served blocking commands");
 }
+
+/// A stream's state after a replay: entries, groups (last ID, entries-read,
+/// lag), every pending entry's consumer and delivery count, the consumers
+/// (idle times left out). `core`: only what replay must give back exactly
+/// (entries, groups' last IDs, who holds each pending entry); Redis's own
+/// replay loses the rest too (entries-read after XCLAIM LASTID, delivery
+/// counts of history reads: both checked against redis-server below).
+fn stream_state(c: &mut Client, key: &str, groups: &[&str], core: bool) -> String {
+    let mut s = String::from_utf8_lossy(&c.cmd(&["XRANGE", key, "-", "+"])).into_owned();
+    for g in c.cmd_value(&["XINFO", "GROUPS", key]).as_array().unwrap() {
+        let f = g.as_array().unwrap();
+        let text = |v: &Value| match v {
+            Value::Int(i) => i.to_string(),
+            Value::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => "nil".into(),
+        };
+        let shown = if core { 8 } else { f.len() };
+        s.push_str(&format!("\n{}", f[..shown].iter().map(text).collect::<Vec<_>>().join(" ")));
+    }
+    for g in groups {
+        let pending = c.cmd_value(&["XPENDING", key, g, "-", "+", "100"]);
+        for p in pending.as_array().unwrap() {
+            let f = p.as_array().unwrap();
+            s.push_str(&format!(
+                "\n{g} {} {}",
+                String::from_utf8_lossy(f[0].as_bytes().unwrap()),
+                String::from_utf8_lossy(f[1].as_bytes().unwrap())
+            ));
+            if !core {
+                s.push_str(&format!(" {}", f[3].as_int().unwrap()));
+            }
+        }
+        for cons in c.cmd_value(&["XINFO", "CONSUMERS", key, g]).as_array().unwrap() {
+            let f = cons.as_array().unwrap();
+            s.push_str(&format!(" {}:{}", String::from_utf8_lossy(f[1].as_bytes().unwrap()), f[3].as_int().unwrap()));
+        }
+    }
+    s
+}
+
+#[test]
+fn streams_propagate_as_redis_does_and_replay_to_the_same_ids_and_groups() {
+    let mut t = TesseraServer::start(2, &["--appendonly", "yes", "--stream-node-max-entries", "2"]);
+    let mut c = t.client();
+    // Generated IDs, an approximate trim (whole nodes of 2), explicit-ms IDs.
+    for i in 0..7 {
+        ok(&mut c, &["XADD", "{a}s", "*", "f", &i.to_string()]);
+    }
+    ok(&mut c, &["XADD", "{a}s", "MAXLEN", "~", "3", "*", "f", "7"]);
+    ok(&mut c, &["XADD", "{a}s", "99999999999999-*", "f", "8"]);
+    ok(&mut c, &["XTRIM", "{a}s", "MINID", "~", "0-1"]);
+    ok(&mut c, &["XGROUP", "CREATE", "{a}s", "g", "0"]);
+    ok(&mut c, &["XGROUP", "CREATE", "{a}s", "n", "0"]);
+    // Deliveries, then claims that depend on idle time (replay must not re-decide them).
+    ok(&mut c, &["XREADGROUP", "GROUP", "g", "alice", "COUNT", "3", "STREAMS", "{a}s", ">"]);
+    std::thread::sleep(Duration::from_millis(30));
+    let first = c.cmd_value(&["XRANGE", "{a}s", "-", "+", "COUNT", "1"]);
+    let first_id = String::from_utf8_lossy(first.as_array().unwrap()[0].as_array().unwrap()[0].as_bytes().unwrap()).into_owned();
+    ok(&mut c, &["XCLAIM", "{a}s", "g", "bob", "20", &first_id]);
+    ok(&mut c, &["XAUTOCLAIM", "{a}s", "g", "carol", "20", "0-0", "COUNT", "1"]);
+    ok(&mut c, &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{a}s", "0"]);
+    // NOACK: only the group's last ID and the consumer propagate.
+    ok(&mut c, &["XREADGROUP", "GROUP", "n", "dave", "NOACK", "COUNT", "2", "STREAMS", "{a}s", ">"]);
+    // The other shard, and an XREADGROUP that reads nothing.
+    ok(&mut c, &["XADD", "{b}t", "*", "x", "1"]);
+    ok(&mut c, &["XGROUP", "CREATE", "{b}t", "g", "$"]);
+    ok(&mut c, &["XREADGROUP", "GROUP", "g", "erin", "STREAMS", "{b}t", ">"]);
+    let want = (stream_state(&mut c, "{a}s", &["g", "n"], true), stream_state(&mut c, "{b}t", &["g"], true));
+    assert!(want.0.contains("bob") && want.0.contains("carol") && want.0.contains("dave"), "{}", want.0);
+    let dir = t.dir.clone();
+    t.stop();
+    let incr = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    assert!(!incr.contains("XREADGROUP") && !incr.contains("XAUTOCLAIM"), "{incr}");
+    assert!(incr.contains("XCLAIM") && incr.contains("SETID") && incr.contains("CREATECONSUMER"), "{incr}");
+    assert!(
+        !incr.contains("\r\n*\r\n") && !incr.contains("~"),
+        "generated IDs and approximate trims are made explicit: {incr}"
+    );
+    let report = check_aof(&dir);
+    assert!(report.contains("All AOF files and manifest are valid"), "{report}");
+
+    let tdir = temp_dir("aof-streams-again");
+    copy_dir(&dir.join("appendonlydir"), &tdir.join("appendonlydir"));
+    let restarted = TesseraServer::start(2, &["--dir", &tdir.display().to_string(), "--appendonly", "yes"]);
+    let mut again = restarted.client();
+    let core = (
+        stream_state(&mut again, "{a}s", &["g", "n"], true),
+        stream_state(&mut again, "{b}t", &["g"], true),
+    );
+    assert_eq!(core, want, "Tessera replaying its AOF");
+    let full = (
+        stream_state(&mut again, "{a}s", &["g", "n"], false),
+        stream_state(&mut again, "{b}t", &["g"], false),
+    );
+    let rdir = temp_dir("aof-streams-into-redis");
+    copy_dir(&dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes", "--stream-node-max-entries", "2"]);
+    let mut r = redis.client();
+    let got = (stream_state(&mut r, "{a}s", &["g", "n"], false), stream_state(&mut r, "{b}t", &["g"], false));
+    assert_eq!(got, full, "redis-server loading Tessera's AOF");
+}

@@ -10,9 +10,11 @@
 //! client blocked on `$` waits for IDs past the last ID at the moment it
 //! blocked ([`pin_ids`] rewrites `$` before the waiter is registered).
 //!
-//! State changes that Redis propagates as other commands (XREADGROUP and
-//! XCLAIM as `XCLAIM ... FORCE JUSTID LASTID`, NOACK reads as `XGROUP SETID`)
-//! can be rebuilt with [`xclaim_argv`] / [`setid_argv`].
+//! State changes that Redis propagates as other commands are handed to the
+//! propagation stream as those (`runtime::propagate::also`): XADD with the
+//! ID it generated, approximate trims as exact ones, XREADGROUP / XCLAIM /
+//! XAUTOCLAIM as `XCLAIM ... FORCE JUSTID LASTID` per entry ([`xclaim_argv`]),
+//! NOACK reads as `XGROUP SETID` ([`setid_argv`]) and CREATECONSUMER.
 
 use super::hashes::{cstr, opt_is};
 use super::table::{BlockResult, Ctx, HopLost, Table, Tx};
@@ -242,6 +244,23 @@ struct TrimArgs {
     id: Option<(StreamId, bool)>,
     nomkstream: bool,
     idpos: usize,
+    /// Where `~` and the threshold are (the propagated form rewrites them).
+    approx_pos: usize,
+    thresh_pos: usize,
+}
+
+/// streamRewriteApproxSpecifier + streamRewriteTrimArgument: an approximate
+/// trim propagates as the exact one it amounted to (`=` and the length, or
+/// the first ID left), so replaying it cannot trim differently.
+fn propagate_trim(t: &TrimArgs, s: &Stream, argv: &mut [Vec<u8>]) {
+    if !t.approx {
+        return;
+    }
+    argv[t.approx_pos] = b"=".to_vec();
+    argv[t.thresh_pos] = match t.by {
+        Some(TrimBy::MaxLen(_)) => s.length.to_string().into_bytes(),
+        _ => s.edge_id(true).unwrap_or(StreamId::MAX).to_bytes(),
+    };
 }
 
 /// streamParseAddOrTrimArgsOrReply.
@@ -253,6 +272,8 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
         id: None,
         nomkstream: false,
         idpos: 0,
+        approx_pos: 0,
+        thresh_pos: 0,
     };
     let argc = args.len();
     let mut i = 2;
@@ -271,9 +292,11 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
             if moreargs >= 2 && cstr(next) == b"~" {
                 t.approx = true;
                 i += 1;
+                t.approx_pos = i;
             } else if moreargs >= 2 && cstr(next) == b"=" {
                 i += 1;
             }
+            t.thresh_pos = i + 1;
             let v = parse_ll(args.get(i + 1), None)?;
             if v < 0 {
                 return Err("ERR The MAXLEN argument must be >= 0.".into());
@@ -289,9 +312,11 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
             if moreargs >= 2 && cstr(next) == b"~" {
                 t.approx = true;
                 i += 1;
+                t.approx_pos = i;
             } else if moreargs >= 2 && cstr(next) == b"=" {
                 i += 1;
             }
+            t.thresh_pos = i + 1;
             let id = parse_strict(args.get(i + 1), 0)?;
             i += 1;
             t.by = Some(TrimBy::MinId(id));
@@ -321,7 +346,11 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
     if !xadd && t.by.is_none() {
         return Err("ERR syntax error, XTRIM must be called with a trimming strategy".into());
     }
-    if limit_given {
+    if !crate::persistence::aof::LOADED.load(std::sync::atomic::Ordering::Acquire) {
+        // mustObeyClient: the AOF's trims were made exact when written (see
+        // `propagate_trim`); no limit, whatever it says.
+        t.limit = 0;
+    } else if limit_given {
         if !t.approx {
             return Err("ERR syntax error, LIMIT cannot be used without the special ~ option".into());
         }
@@ -400,6 +429,13 @@ fn xadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         Some(by) => s.trim(by, t.approx, t.limit),
         None => 0,
     };
+    if crate::runtime::propagate::on() && (!matches!(t.id, Some((_, true))) || t.approx) {
+        let mut argv: Vec<Vec<u8>> = (0..argc).map(|i| args.get(i).to_vec()).collect();
+        // The ID it generated (XADD's rewriteClientCommandArgument).
+        argv[t.idpos] = id.to_bytes();
+        propagate_trim(&t, s, &mut argv);
+        crate::runtime::propagate::also(args.get(0).as_ptr(), argv);
+    }
     drop(e);
     ctx.notify(NOTIFY_STREAM, "xadd", key);
     if trimmed > 0 {
@@ -421,7 +457,13 @@ fn xtrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let by = t.by.expect("XTRIM has a strategy");
     let deleted = {
         let s = stream_of(&mut e, false);
-        s.trim(by, t.approx, t.limit)
+        let n = s.trim(by, t.approx, t.limit);
+        if crate::runtime::propagate::on() && t.approx {
+            let mut argv: Vec<Vec<u8>> = (0..args.len()).map(|i| args.get(i).to_vec()).collect();
+            propagate_trim(&t, s, &mut argv);
+            crate::runtime::propagate::also(args.get(0).as_ptr(), argv);
+        }
+        n
     };
     if deleted > 0 {
         e.mark_modified();
@@ -749,7 +791,7 @@ fn serve_one(ctx: &mut Ctx, args: &Args, o: &XreadOpts, i: usize, want: Want, ou
         }
         Some((g, c)) => {
             let (gname, cname) = (args.get(g), args.get(c));
-            let created = read_group(ctx, key, gname, cname, start, o.count, o.noack, history, now, out);
+            let created = read_group(ctx, key, gname, cname, start, o.count, o.noack, history, now, out, args.get(0).as_ptr());
             add_dirty(ctx, 1 + created as u64);
             if created {
                 ctx.notify(NOTIFY_STREAM, "xgroup-createconsumer", key);
@@ -773,7 +815,9 @@ fn read_group(
     history: bool,
     now: u64,
     out: &mut Reply,
+    origin: *const u8,
 ) -> bool {
+    let prop = crate::runtime::propagate::on();
     let Ok(Some(mut e)) = write_stream(ctx, key) else {
         out.array_len(0);
         return false;
@@ -789,6 +833,13 @@ fn read_group(
         pel: Default::default(),
     });
     consumer.seen_time = now;
+    if created && noack && prop {
+        // streamPropagateConsumerCreation: no XCLAIM will create it.
+        crate::runtime::propagate::also(
+            origin,
+            vec![b"XGROUP".to_vec(), b"CREATECONSUMER".to_vec(), key.to_vec(), gname.to_vec(), cname.to_vec()],
+        );
+    }
     let mut body = Reply::new(out.resp3());
     let mut n = 0usize;
     if history {
@@ -814,6 +865,7 @@ fn read_group(
             count == 0 || ids.len() < count
         });
         n = ids.len();
+        let last_before = g.last_id;
         for id in ids {
             s.advance_group(&mut g, id);
             if !noack {
@@ -834,7 +886,14 @@ fn read_group(
                         c.pel.insert(id);
                     }
                 }
+                if prop {
+                    // Each delivery as streamPropagateXCLAIM (LASTID: the group's, now).
+                    crate::runtime::propagate::also(origin, xclaim_argv(key, gname, g.last_id, id, &g.pel[&id]));
+                }
             }
+        }
+        if noack && prop && g.last_id != last_before {
+            crate::runtime::propagate::also(origin, setid_argv(key, gname, &g));
         }
     }
     s.groups.insert(gname.into(), g);
@@ -855,6 +914,11 @@ fn xread(ctx: &mut Ctx, args: Args, only: Option<usize>, out: &mut Reply) -> Blo
             return BlockResult::Wait { deadline_ms: 0 };
         }
     };
+    // XREADGROUP propagates only what its reads did, as XCLAIM / XGROUP
+    // (preventCommandPropagation; read_group adds them).
+    if o.group.is_some() && crate::runtime::propagate::on() {
+        crate::runtime::propagate::prevent(args.get(0).as_ptr());
+    }
     if let Some(pos) = only {
         return serve_blocked(ctx, &args, &o, pos, out);
     }
@@ -943,7 +1007,7 @@ fn serve_blocked(ctx: &mut Ctx, args: &Args, o: &XreadOpts, pos: usize, out: &mu
             reply_range(out, s, start, StreamId::MAX, count, false);
         }
         Some((g, c)) => {
-            let created = read_group(ctx, key, args.get(g), args.get(c), start, count, o.noack, false, now, out);
+            let created = read_group(ctx, key, args.get(g), args.get(c), start, count, o.noack, false, now, out, args.get(0).as_ptr());
             add_dirty(ctx, 1 + created as u64);
             if created {
                 ctx.notify(NOTIFY_STREAM, "xgroup-createconsumer", key);
@@ -1493,10 +1557,21 @@ fn xclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut have_consumer = false;
     let mut body = Reply::new(out.resp3());
     let mut n = 0;
+    let prop = crate::runtime::propagate::on();
+    let origin = args.get(0).as_ptr();
+    if prop {
+        crate::runtime::propagate::prevent(origin);
+    }
+    let mut claims = 0usize;
     for id in ids {
         let in_pel = g.pel.contains_key(&id);
         if !s.exists(id) {
             if in_pel {
+                if prop {
+                    // The NACK's deletion, as the XCLAIM that makes it (streamPropagateXCLAIM).
+                    crate::runtime::propagate::also(origin, xclaim_argv(key, gname, g.last_id, id, &g.pel[&id]));
+                }
+                claims += 1;
                 g.ack(&id);
                 dirty += 1;
             }
@@ -1545,12 +1620,19 @@ fn xclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         } else {
             reply_one(&mut body, s, id);
         }
+        if prop {
+            crate::runtime::propagate::also(origin, xclaim_argv(key, gname, g.last_id, id, &g.pel[&id]));
+        }
+        claims += 1;
         n += 1;
         dirty += 1;
     }
-    if lastid_changed && dirty == 0 {
-        // Propagated as XGROUP SETID when nothing else carried it.
-        dirty = 1;
+    if lastid_changed && claims == 0 {
+        // Propagated as XGROUP SETID when no XCLAIM carried it.
+        if prop {
+            crate::runtime::propagate::also(origin, setid_argv(key, gname, &g));
+        }
+        dirty += 1;
     }
     s.groups.insert(gname.into(), g);
     drop(e);
@@ -1622,11 +1704,19 @@ fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut have_consumer = false;
     let mut cursor = start;
     let mut next: Option<StreamId> = g.pel.range(cursor..).next().map(|(k, _)| *k);
+    let prop = crate::runtime::propagate::on();
+    let origin = args.get(0).as_ptr();
+    if prop {
+        crate::runtime::propagate::prevent(origin);
+    }
     while attempts > 0 && count > 0 {
         attempts -= 1;
         let Some(id) = next else { break };
         cursor = id;
         if !s.exists(id) {
+            if prop {
+                crate::runtime::propagate::also(origin, xclaim_argv(key, gname, g.last_id, id, &g.pel[&id]));
+            }
             g.ack(&id);
             deleted.push(id);
             dirty += 1;
@@ -1655,6 +1745,9 @@ fn xautoclaim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             put_id(&mut body, id);
         } else {
             reply_one(&mut body, s, id);
+        }
+        if prop {
+            crate::runtime::propagate::also(origin, xclaim_argv(key, gname, g.last_id, id, &g.pel[&id]));
         }
         n += 1;
         count -= 1;

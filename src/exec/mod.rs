@@ -138,6 +138,9 @@ pub fn execute_top(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, 
 pub fn execute(s: &mut Shard, cmd: &'static Command, args: Args, db: usize, now: u64, out: &mut Reply) {
     // Taken first: a nested execute (inside a handler) is not a top-level command.
     let top = propagate::TOP.take();
+    if runtime::propagate::on() {
+        runtime::propagate::clear_also();
+    }
     // Redis's performEvictions before a command, on the shard owning its keys
     // (evictions change no `dirty`; their DELs are recorded before the command).
     if crate::keyspace::evict::over_limit() {

@@ -19,8 +19,20 @@ thread_local! {
 /// forwarded batch) if it changed data (`dirty` moved, as Redis's call()).
 #[inline]
 pub fn record_top(cmd: &Command, args: &Args, db: usize, now: u64, reply: &[u8], dirtied: bool) {
+    // What the handler propagates instead of itself goes out even when it
+    // changed no `dirty` (alsoPropagate is independent of it in Redis).
+    if let Some(cmds) = propagate::take_also(args.get(0).as_ptr()) {
+        return put_all(db, cmds, propagate::record);
+    }
     if dirtied {
         record(cmd, args, db, now, reply, propagate::record);
+    }
+}
+
+fn put_all(db: usize, cmds: Vec<Vec<Vec<u8>>>, mut put: impl FnMut(usize, &[&[u8]])) {
+    for c in cmds {
+        let v: Vec<&[u8]> = c.iter().map(|a| &a[..]).collect();
+        put(db, &v);
     }
 }
 
@@ -38,6 +50,9 @@ pub fn succeeded(reply: &[u8]) -> bool {
 
 /// Hands the command's propagated form to `put` (zero or more commands).
 pub fn record(cmd: &Command, args: &Args, db: usize, now: u64, reply: &[u8], mut put: impl FnMut(usize, &[&[u8]])) {
+    if let Some(cmds) = propagate::take_also(args.get(0).as_ptr()) {
+        return put_all(db, cmds, put);
+    }
     if !REWRITTEN.contains(&cmd.meta.name) {
         // Verbatim (most writes): no allocation for up to 16 arguments.
         let n = args.len();

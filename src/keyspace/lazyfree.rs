@@ -40,6 +40,7 @@ fn queue() -> &'static Sender<Job> {
         let _ = std::thread::Builder::new().name("lazyfree".into()).spawn(move || {
             while let Ok(Job(garbage, n)) = rx.recv() {
                 drop(garbage);
+                crate::util::alloc::publish_pending();
                 PENDING.fetch_sub(n, Relaxed);
                 FREED.fetch_add(n, Relaxed);
             }

@@ -413,6 +413,7 @@ fn writer_loop() {
         let (mut buf, switch_at, seq) = {
             let mut st = w.st.lock().unwrap_or_else(|e| e.into_inner());
             while st.buf.is_empty() && st.switch_at.is_none() && !st.stop {
+                crate::util::alloc::publish_pending();
                 st.idle = true;
                 let (g, to) = w.cv.wait_timeout(st, Duration::from_millis(1000)).unwrap_or_else(|e| e.into_inner());
                 st = g;

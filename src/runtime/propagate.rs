@@ -129,10 +129,68 @@ impl Log {
 }
 
 thread_local! {
+    /// alsoPropagate + preventCommandPropagation for the command running on
+    /// this thread: what its handler asked to propagate instead of itself
+    /// (XADD with the ID it generated, XREADGROUP as XCLAIMs...), with the
+    /// address of the command's arguments, so that only the record of that
+    /// very command takes it (see `exec::propagate::record`).
+    static ALSO: RefCell<(usize, Vec<Vec<Vec<u8>>>)> = const { RefCell::new((0, Vec::new())) };
     static ROUND: RefCell<Log> = RefCell::new(Log::default());
     /// Nesting of explicit blocks on this thread (EXEC run here, a script):
     /// records go to the innermost one.
     static BLOCKS: RefCell<Vec<Log>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A handler's `alsoPropagate`: `argv` goes to the stream in the place of
+/// the command whose arguments start at `origin` (several calls add up).
+pub fn also(origin: *const u8, argv: Vec<Vec<u8>>) {
+    ALSO.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 != origin as usize {
+            a.1.clear();
+            a.0 = origin as usize;
+        }
+        a.1.push(argv);
+    });
+}
+
+/// A handler's `preventCommandPropagation`: the command at `origin`
+/// propagates only what [`also`] gave (maybe nothing).
+pub fn prevent(origin: *const u8) {
+    ALSO.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 != origin as usize {
+            a.1.clear();
+            a.0 = origin as usize;
+        }
+    });
+}
+
+/// What the handler of the command at `origin` asked to propagate instead
+/// of it; anything left by another command is dropped.
+pub fn take_also(origin: *const u8) -> Option<Vec<Vec<Vec<u8>>>> {
+    ALSO.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 == 0 {
+            return None;
+        }
+        let mine = a.0 == origin as usize;
+        a.0 = 0;
+        let cmds = std::mem::take(&mut a.1);
+        mine.then_some(cmds)
+    })
+}
+
+/// Forgets what an earlier command left (each `execute` starts clean).
+#[inline]
+pub fn clear_also() {
+    ALSO.with(|a| {
+        let mut a = a.borrow_mut();
+        if a.0 != 0 {
+            a.0 = 0;
+            a.1.clear();
+        }
+    });
 }
 
 /// Records a command on this thread: into the innermost open block, or the

@@ -104,6 +104,7 @@ fn run() {
     let mut held: Vec<Held> = Vec::new();
     loop {
         if held.is_empty() {
+            crate::util::alloc::publish_pending();
             crate::scripting::wait_busy(Duration::from_secs(1));
         }
         let rt = runtime::rt_ref();

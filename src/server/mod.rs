@@ -371,6 +371,7 @@ async fn cron() {
         if shard0 {
             crate::persistence::aof::auto_rewrite_check();
         }
+        crate::util::alloc::publish_pending();
         if shard0 {
             // Redis samples the peak in serverCron; one shard is enough (the figure is process-wide).
             crate::util::alloc::sample();
@@ -379,9 +380,10 @@ async fn cron() {
         if runtime::with_shard(crate::persistence::save::cron) {
             crate::persistence::save::bgsave_from_cron();
         }
-        // maxmemory: idle shards give back their share too (keyspace/evict.rs).
-        if crate::keyspace::evict::over_limit() {
-            runtime::with_shard(|s| s.evict());
+        // maxmemory: idle shards give back their share too (keyspace/evict.rs),
+        // by the exact figure (the command path's lags by a few KiB per thread).
+        if crate::keyspace::evict::over_limit_exact() {
+            runtime::with_shard(|s| s.evict_exact());
         }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
@@ -850,12 +852,15 @@ pub fn run(cfg: Config) -> i32 {
     std::thread::Builder::new()
         .name("watchdog".into())
         .spawn(|| loop {
+            crate::util::alloc::publish_pending();
             std::thread::sleep(Duration::from_millis(50));
             for inbox in runtime::rt_ref().inboxes.iter() {
                 inbox.watch();
             }
         })
         .ok();
+    // Start-up's allocations on this thread count before it waits.
+    crate::util::alloc::publish_pending();
     let mut code = 0;
     for (id, h) in handles.into_iter().enumerate() {
         if let Err(e) = h.join() {

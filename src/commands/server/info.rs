@@ -115,14 +115,17 @@ async fn info(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
         .copied()
         .filter(|s| every || (default && !matches!(*s, "commandstats" | "latencystats")) || want.iter().any(|w| w == s))
         .collect();
+    // Sampled before the shards' figures are gathered: INFO's own
+    // temporaries (tens of KiB of per-command stats) are not the dataset's.
+    let used = alloc::sample() as u64;
     let Ok(infos) = runtime::broadcast(shard_info).await else {
         return out.error(crate::protocol::reply::err::SHARD_LOST);
     };
-    let text = render_info(&sections, &infos);
+    let text = render_info(&sections, &infos, used);
     out.verbatim(text.as_bytes());
 }
 
-fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
+fn render_info(sections: &[&str], infos: &[ShardInfo], used: u64) -> String {
     let rt = runtime::rt_ref();
     let now = now_ms();
     let mut s = String::with_capacity(4096);
@@ -193,7 +196,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
                     runtime::track::CLIENTS.load(Ordering::Relaxed)
                 );
             }
-            "memory" => render_memory(&mut s, infos, &maxmem, &policy),
+            "memory" => render_memory(&mut s, infos, &maxmem, &policy, used),
             "persistence" => {
                 let _ = write!(
                     s,
@@ -337,8 +340,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo]) -> String {
 
 /// INFO memory, in Redis 7.0's field order. Fields Tessera cannot measure
 /// (jemalloc's allocator_*, Lua VM, replication and client buffers) are left out.
-fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str) {
-    let used = alloc::sample() as u64;
+fn render_memory(s: &mut String, infos: &[ShardInfo], maxmem: &str, policy: &str, used: u64) {
     let peak = (alloc::peak() as u64).max(used);
     let startup = alloc::startup() as u64;
     // Redis: startup + buffers + the key tables' structure; Tessera's client buffers are not counted.
