@@ -125,6 +125,8 @@ fn bgsave_is_one_point(shards: usize) {
     assert_eq!(c.cmd(&["BGSAVE"]), b"+Background saving started\r\n");
     let t1 = Instant::now();
     let during = c.cmd_value(&["INFO", "persistence"]).as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(400));
+    let mid = c.cmd_value(&["INFO", "persistence"]).as_str().unwrap().to_string();
     let info = bgsave_done(&mut c);
     stop.store(true, Ordering::Relaxed);
     let times: Vec<Times> = writers.into_iter().map(|h| h.join().unwrap()).collect();
@@ -139,6 +141,18 @@ fn bgsave_is_one_point(shards: usize) {
     let cow: u64 = info_field(&info, "rdb_last_cow_size").unwrap().parse().unwrap();
     if acked_during >= 30 {
         assert!(cow > 0, "writes during the walk were copied first ({acked_during} transactions): {info}");
+    }
+    // The fork fields describe the walk while it runs, and are zero after.
+    let num = |i: &str, f: &str| info_field(i, f).unwrap().parse::<f64>().unwrap();
+    if info_field(&mid, "rdb_bgsave_in_progress").as_deref() == Some("1") {
+        let (done, total) = (num(&mid, "current_save_keys_processed"), num(&mid, "current_save_keys_total"));
+        assert!(total > 0.0 && done <= total, "{mid}");
+        assert!((num(&mid, "current_fork_perc") - done * 100.0 / total).abs() < 0.01, "{mid}");
+        assert!(num(&mid, "current_cow_peak") >= num(&mid, "current_cow_size"), "{mid}");
+        assert!(num(&mid, "current_cow_size") <= cow as f64, "{mid}");
+    }
+    for f in ["current_cow_peak", "current_cow_size", "current_fork_perc", "current_save_keys_total"] {
+        assert_eq!(num(&info, f), 0.0, "{f} after the save: {info}");
     }
     assert!(tessera.log().contains("Background saving terminated with success"));
 

@@ -84,6 +84,14 @@ fn ci(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
 
+/// The payload of a bulk-string reply (`$n\r\n...\r\n`).
+fn bulk_of(reply: &[u8]) -> Option<Vec<u8>> {
+    let rest = reply.strip_prefix(b"$")?;
+    let nl = memchr::memchr(b'\n', rest)?;
+    let n: usize = std::str::from_utf8(&rest[..nl.checked_sub(1)?]).ok()?.parse().ok()?;
+    rest.get(nl + 1..nl + 1 + n).map(|b| b.to_vec())
+}
+
 fn del_verb() -> Vec<u8> {
     if crate::keyspace::lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed) {
         b"UNLINK".to_vec()
@@ -152,6 +160,7 @@ const REWRITTEN: &[&str] = &[
     "incrbyfloat",
     "hincrbyfloat",
     "spop",
+    "xadd",
     "blpop",
     "brpop",
     "bzpopmin",
@@ -264,6 +273,31 @@ fn rewrite(name: &str, a: &[&[u8]], now: u64, reply: &[u8]) -> Option<Cmds> {
             Some(vec![vec![v(b"HSET"), v(a[1]), v(a[2]), r.pop()?]])
         }
         // SPOP: the members it popped, as SREM.
+        // XADD with `*` or `ms-*` where its handler's own record is not at
+        // hand (a coordinator's): the ID from its reply.
+        "xadd" => {
+            let id = bulk_of(reply)?;
+            let mut i = 2;
+            while i < a.len() {
+                let o = a[i];
+                if ci(o, "maxlen") || ci(o, "minid") {
+                    i += if a.get(i + 1).is_some_and(|n| *n == b"~" || *n == b"=") { 3 } else { 2 };
+                } else if ci(o, "limit") {
+                    i += 2;
+                } else if ci(o, "nomkstream") {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            let pos = i;
+            if pos >= a.len() || !(a[pos] == b"*" || a[pos].ends_with(b"-*")) {
+                return None;
+            }
+            let mut c: Vec<Vec<u8>> = a.iter().map(|x| v(x)).collect();
+            c[pos] = id;
+            Some(vec![c])
+        }
         "spop" => {
             let mut r = Vec::new();
             bulks(reply, &mut r)?;
@@ -344,6 +378,22 @@ mod tests {
         c.iter()
             .map(|x| x.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" "))
             .collect()
+    }
+
+    #[test]
+    fn xadd_without_its_handlers_record_takes_the_id_from_its_reply() {
+        let r = b"$15\r\n1700000000000-3\r\n";
+        assert_eq!(
+            s(&rewrite("xadd", &[b"XADD", b"s", b"MAXLEN", b"=", b"5", b"*", b"f", b"v"], 0, r).unwrap()),
+            ["XADD s MAXLEN = 5 1700000000000-3 f v"]
+        );
+        assert_eq!(
+            s(&rewrite("xadd", &[b"XADD", b"s", b"NOMKSTREAM", b"1700000000000-*", b"f", b"v"], 0, r).unwrap()),
+            ["XADD s NOMKSTREAM 1700000000000-3 f v"]
+        );
+        // An explicit ID, or a null reply (NOMKSTREAM on a missing key): as it was.
+        assert!(rewrite("xadd", &[b"XADD", b"s", b"1-1", b"f", b"v"], 0, b"$3\r\n1-1\r\n").is_none());
+        assert!(rewrite("xadd", &[b"XADD", b"s", b"*", b"f", b"v"], 0, b"$-1\r\n").is_none());
     }
 
     #[test]

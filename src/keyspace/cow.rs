@@ -57,6 +57,11 @@ pub struct Step {
     pub cow_bytes: u64,
 }
 
+/// Bytes the pre-write hooks of every database serialized during the
+/// snapshot in progress (one relaxed add per saved key, only while one
+/// runs): the figure INFO's current_cow_size samples.
+pub static COW_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A database's snapshot in progress.
 pub struct Cow {
     /// Walk position (see `Dict::snapshot_step`); `None` once the walk is over.
@@ -97,7 +102,9 @@ impl Cow {
             let before = self.sink.pending();
             let at = if volatile.is_empty() { 0 } else { volatile.get(key).copied().unwrap_or(0) };
             self.sink.put(key, e, at);
-            self.cow_bytes += (self.sink.pending() - before) as u64;
+            let n = (self.sink.pending() - before) as u64;
+            self.cow_bytes += n;
+            COW_NOW.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             self.keys += 1;
         }
         self.handled.insert(key.into());

@@ -84,12 +84,43 @@ pub struct Outcome {
 /// Progress of the snapshot in flight, for INFO (current_save_keys_*).
 pub static KEYS_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 pub static KEYS_DONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// INFO's current_save_keys_processed / current_save_keys_total (0 when no save runs).
+/// The copy-on-write figure as the walk last sampled it (after each step,
+/// as Redis's child reports its COW), when, and its peak.
+static COW_SAMPLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COW_SAMPLE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COW_PEAK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Samples the hooks' copy-on-write bytes (after each step of the walk).
+fn sample_cow() {
+    let v = crate::keyspace::cow::COW_NOW.load(Ordering::Relaxed);
+    COW_SAMPLE.store(v, Ordering::Relaxed);
+    COW_SAMPLE_MS.store(runtime::now_ms(), Ordering::Relaxed);
+    COW_PEAK.fetch_max(v, Ordering::Relaxed);
+}
+
+/// Back to "no snapshot running" (all zero, as Redis without a child).
+fn reset_progress() {
+    KEYS_TOTAL.store(0, Ordering::Relaxed);
+    KEYS_DONE.store(0, Ordering::Relaxed);
+    crate::keyspace::cow::COW_NOW.store(0, Ordering::Relaxed);
+    COW_SAMPLE.store(0, Ordering::Relaxed);
+    COW_SAMPLE_MS.store(0, Ordering::Relaxed);
+    COW_PEAK.store(0, Ordering::Relaxed);
+}
+
+/// INFO's fields for the snapshot in flight (Redis's fork fields, all zero
+/// when none runs): current_cow_peak, current_cow_size, current_cow_size_age
+/// (seconds since the last sample), current_fork_perc (keys written of the
+/// point's keys), current_save_keys_processed / current_save_keys_total.
 pub fn progress_fields() -> String {
+    let (done, total) = (KEYS_DONE.load(Ordering::Relaxed), KEYS_TOTAL.load(Ordering::Relaxed));
+    let at = COW_SAMPLE_MS.load(Ordering::Relaxed);
+    let age = if at == 0 { 0 } else { runtime::now_ms().saturating_sub(at) / 1000 };
+    let perc = if total == 0 { 0.0 } else { done as f64 * 100.0 / total as f64 };
     format!(
-        "current_save_keys_processed:{}\r\ncurrent_save_keys_total:{}\r\n",
-        KEYS_DONE.load(Ordering::Relaxed),
-        KEYS_TOTAL.load(Ordering::Relaxed)
+        "current_cow_peak:{}\r\ncurrent_cow_size:{}\r\ncurrent_cow_size_age:{age}\r\ncurrent_fork_perc:{perc:.2}\r\ncurrent_save_keys_processed:{done}\r\ncurrent_save_keys_total:{total}\r\n",
+        COW_PEAK.load(Ordering::Relaxed),
+        COW_SAMPLE.load(Ordering::Relaxed),
     )
 }
 
@@ -229,8 +260,9 @@ pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) 
         libs.put_u8(opcode::FUNCTION2);
         libs.put_string(&lib.code);
     }
+    reset_progress();
     KEYS_TOTAL.store(points.iter().flatten().map(|p| p.keys).sum(), Ordering::Relaxed);
-    KEYS_DONE.store(0, Ordering::Relaxed);
+    COW_SAMPLE_MS.store(runtime::now_ms(), Ordering::Relaxed);
     Ok(Point {
         points,
         functions: libs.buf,
@@ -279,8 +311,7 @@ async fn write_point(
     // 2. + 3. The walk, streamed to the temp file.
     let r = stream(tmp, &functions, &points, checksum, delay, aof_base, background).await;
     abort.now().await;
-    KEYS_TOTAL.store(0, Ordering::Relaxed);
-    KEYS_DONE.store(0, Ordering::Relaxed);
+    reset_progress();
     let outcome = match r {
         Ok(o) => o,
         Err((op, e)) => {
@@ -395,6 +426,7 @@ async fn stream(
                 out.write(&step.bytes).await.map_err(io)?;
                 outcome.keys += step.keys;
                 KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
+                sample_cow();
                 if let Some(d) = sleep {
                     glommio::timer::sleep(d * step.keys.max(1) as u32).await;
                 } else {
@@ -493,6 +525,7 @@ async fn parallel(
         out.write(&step.bytes).await.map_err(io)?;
         outcome.keys += step.keys;
         KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
+        sample_cow();
         let rest = match sleep {
             Some(d) => d * step.keys.max(1) as u32,
             None => took * BACKGROUND_REST,

@@ -200,7 +200,7 @@ fn render_info(sections: &[&str], infos: &[ShardInfo], used: u64) -> String {
             "persistence" => {
                 let _ = write!(
                     s,
-                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\ncurrent_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n",
+                    "# Persistence\r\nloading:{}\r\nasync_loading:0\r\n{}{}rdb_last_load_keys_expired:{}\r\nrdb_last_load_keys_loaded:{}\r\n",
                     crate::persistence::load::LOADING.load(Ordering::Relaxed) as u8,
                     crate::persistence::snapshot::progress_fields(),
                     crate::persistence::save::info_fields(infos.iter().map(|i| i.dirty).sum::<u64>()),
