@@ -453,8 +453,12 @@ fn bitop_at_dst(ctx: &mut Ctx, op: BitOp, dst: &[u8], local: &[Vec<u8>], partial
             }
         }
     }
-    if op == BitOp::Not && local.is_empty() {
+    // NOT's result, or one shard's result with nothing to fold in: stored as
+    // it came (no second 64 MiB allocation for the common two-shard case).
+    if local.is_empty() && partials.len() == 1 {
         let res = partials.into_iter().next().flatten().unwrap_or_default();
+        // AND with a missing key's shard is all zeros of no length here: the
+        // only partial is the whole result either way.
         return bitop_store(ctx, dst, res, out);
     }
     let db = ctx.db();
@@ -513,7 +517,7 @@ async fn bitop_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply) -> Result<
     }
     let mut partials: Vec<Option<Vec<u8>>> = Vec::new();
     if !remote.is_empty() {
-        let groups = crate::util::group_by_shard(remote.into_iter());
+        let groups = crate::util::group_by_shard(remote);
         let parts: Vec<_> = groups
             .into_iter()
             .map(|(s, ks)| {
