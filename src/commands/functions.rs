@@ -168,6 +168,12 @@ fn function_list(_c: &mut Client, args: Args, out: &mut Reply) {
 }
 
 fn function_stats(_c: &mut Client, _args: Args, out: &mut Reply) {
+    write_function_stats(out)
+}
+
+/// FUNCTION STATS's reply, from process-wide state only (the busy responder
+/// answers it too, from its own thread, while a function is slow).
+pub fn write_function_stats(out: &mut Reply) {
     let running = match scripting::running_function() {
         Ok(r) => r,
         Err(e) => return out.error(e),

@@ -11,9 +11,9 @@
 //! gets the connection, the shard's ring then finds nothing) and answers the
 //! requests as processCommand would while a script is slow: lookup, arity
 //! and auth errors, BUSY for what is not `allow_busy`, and it runs SCRIPT
-//! KILL, FUNCTION KILL, AUTH, QUIT and SHUTDOWN NOSAVE itself (they touch no
-//! shard state). Any other `allow_busy` command (MULTI, WATCH, HELLO,
-//! FUNCTION STATS...) and everything after it waits, unparsed, for the
+//! KILL, FUNCTION KILL, FUNCTION STATS, AUTH, QUIT and SHUTDOWN NOSAVE itself
+//! (they touch no shard state). Any other `allow_busy` command (MULTI, WATCH,
+//! HELLO...) and everything after it waits, unparsed, for the
 //! shard: the connection is then handed to it like a migrating connection
 //! (`migrate::adopt_accepted`), with its unparsed bytes, its AUTH state and
 //! the statistics of what was answered here, so its order is kept.
@@ -401,6 +401,7 @@ fn respond(args: &Args<'_>, authed: &mut bool) -> Answer {
         return Answer::Reply(out.buf, id, true);
     }
     match cmd.meta.name {
+        "function|stats" => crate::commands::functions::write_function_stats(&mut out),
         "script|kill" | "function|kill" => match crate::scripting::kill(cmd.meta.name == "script|kill") {
             Ok(()) => out.ok(),
             Err(e) => out.error(e),
