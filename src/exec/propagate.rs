@@ -80,6 +80,21 @@ fn num(v: &[u8]) -> Option<i64> {
     crate::util::num::string2ll(v)
 }
 
+/// SET's and GETEX's expiry options: (ms per unit, absolute).
+fn expire_unit(o: &[u8]) -> Option<(i64, bool)> {
+    if ci(o, "ex") {
+        Some((1000, false))
+    } else if ci(o, "px") {
+        Some((1, false))
+    } else if ci(o, "exat") {
+        Some((1000, true))
+    } else if ci(o, "pxat") {
+        Some((1, true))
+    } else {
+        None
+    }
+}
+
 fn ci(a: &[u8], b: &str) -> bool {
     a.eq_ignore_ascii_case(b.as_bytes())
 }
@@ -189,17 +204,7 @@ fn rewrite(name: &str, a: &[&[u8]], now: u64, reply: &[u8]) -> Option<Cmds> {
             let mut i = 3;
             while i < a.len() {
                 let o = a[i];
-                let unit = if ci(o, "ex") {
-                    Some((1000, false))
-                } else if ci(o, "px") {
-                    Some((1, false))
-                } else if ci(o, "exat") {
-                    Some((1000, true))
-                } else if ci(o, "pxat") {
-                    Some((1, true))
-                } else {
-                    None
-                };
+                let unit = expire_unit(o);
                 if let (Some((u, abs)), Some(t)) = (unit, a.get(i + 1).and_then(|t| num(t))) {
                     at = Some(abs_expire(u, abs, t));
                     i += 1;
@@ -239,17 +244,7 @@ fn rewrite(name: &str, a: &[&[u8]], now: u64, reply: &[u8]) -> Option<Cmds> {
                 if ci(o, "persist") {
                     return Some(vec![vec![v(b"PERSIST"), v(a[1])]]);
                 }
-                let unit = if ci(o, "ex") {
-                    Some((1000, false))
-                } else if ci(o, "px") {
-                    Some((1, false))
-                } else if ci(o, "exat") {
-                    Some((1000, true))
-                } else if ci(o, "pxat") {
-                    Some((1, true))
-                } else {
-                    None
-                };
+                let unit = expire_unit(o);
                 if let (Some((u, abs)), Some(t)) = (unit, a.get(i + 1).and_then(|t| num(t))) {
                     let at = abs_expire(u, abs, t);
                     if at <= now as i64 {

@@ -149,7 +149,8 @@ impl Elem<'_> {
     }
 }
 
-/// The listpack byte layout (6-byte header, entries, 0xFF), as listpack.c.
+/// The listpack byte layout (6-byte header, entries, 0xFF), as listpack.c:
+/// the one encoder of entries (the RDB's `listpack::Builder` writes with it).
 pub mod lp {
     use super::Elem;
     use crate::util::num::string2ll;

@@ -10,6 +10,7 @@
 //! a listpack completely (header, every entry inside the buffer, backlens,
 //! count) before anything is built from it.
 
+use crate::keyspace::types::stream::lp;
 use crate::util::num::string2ll;
 
 const HDR: usize = 6;
@@ -128,81 +129,13 @@ impl Builder {
 
     /// lpAppend of a string (an integer-looking string is stored as an integer).
     pub fn push(&mut self, e: &[u8]) {
-        match string2ll(e) {
-            Some(v) => self.push_int(v),
-            None => self.push_str(e),
-        }
+        lp::encode_str(e, &mut self.buf);
+        self.count += 1;
     }
 
     /// lpAppendInteger.
     pub fn push_int(&mut self, v: i64) {
-        let start = self.buf.len();
-        let b = &mut self.buf;
-        match v {
-            0..=127 => b.push(v as u8),
-            -4096..=4095 => {
-                let u = if v < 0 { (1i64 << 13) + v } else { v } as u64;
-                b.push((u >> 8) as u8 | 0xC0);
-                b.push(u as u8);
-            }
-            -32768..=32767 => {
-                b.push(0xF1);
-                b.extend_from_slice(&(v as i16).to_le_bytes());
-            }
-            -8388608..=8388607 => {
-                b.push(0xF2);
-                b.extend_from_slice(&(v as i32).to_le_bytes()[..3]);
-            }
-            -2147483648..=2147483647 => {
-                b.push(0xF3);
-                b.extend_from_slice(&(v as i32).to_le_bytes());
-            }
-            _ => {
-                b.push(0xF4);
-                b.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        self.backlen(start);
-    }
-
-    fn push_str(&mut self, s: &[u8]) {
-        let start = self.buf.len();
-        let n = s.len();
-        let b = &mut self.buf;
-        if n < 64 {
-            b.push(0x80 | n as u8);
-        } else if n < 4096 {
-            b.push(0xE0 | (n >> 8) as u8);
-            b.push(n as u8);
-        } else {
-            b.push(0xF0);
-            b.extend_from_slice(&(n as u32).to_le_bytes());
-        }
-        b.extend_from_slice(s);
-        self.backlen(start);
-    }
-
-    fn backlen(&mut self, start: usize) {
-        let l = (self.buf.len() - start) as u64;
-        let b = &mut self.buf;
-        match backlen_len(l as usize) {
-            1 => b.push(l as u8),
-            2 => b.extend_from_slice(&[(l >> 7) as u8, (l & 127) as u8 | 128]),
-            3 => b.extend_from_slice(&[(l >> 14) as u8, ((l >> 7) & 127) as u8 | 128, (l & 127) as u8 | 128]),
-            4 => b.extend_from_slice(&[
-                (l >> 21) as u8,
-                ((l >> 14) & 127) as u8 | 128,
-                ((l >> 7) & 127) as u8 | 128,
-                (l & 127) as u8 | 128,
-            ]),
-            _ => b.extend_from_slice(&[
-                (l >> 28) as u8,
-                ((l >> 21) & 127) as u8 | 128,
-                ((l >> 14) & 127) as u8 | 128,
-                ((l >> 7) & 127) as u8 | 128,
-                (l & 127) as u8 | 128,
-            ]),
-        }
+        lp::encode_int(v, &mut self.buf);
         self.count += 1;
     }
 
