@@ -298,6 +298,8 @@ fn failed_bgsave_denies_writes_like_redis() {
     for (s, dir) in [(&tessera.0, &tessera.dir), (&redis.0, &redis.dir)] {
         let mut c = s.client();
         assert_eq!(c.cmd(&["SET", "k", "v"]), b"+OK\r\n");
+        let lib = "#!lua name=lib\nredis.register_function('w', function() return 1 end)\nredis.register_function{function_name='r', callback=function() return 2 end, flags={'no-writes'}}";
+        assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), b"$3\r\nlib\r\n");
         // A transaction queued before the failure, executed after it.
         let mut queued = s.client();
         assert_eq!(queued.cmd(&["MULTI"]), b"+OK\r\n");
@@ -324,6 +326,16 @@ fn failed_bgsave_denies_writes_like_redis() {
             &["SET", "k", "x"],
             &["GET", "k"],
             &["EXEC"],
+            // Scripts: a shebang script that may write is a write command; a
+            // compatibility-mode one fails at its first write, not after one.
+            &["EVAL", "return redis.call('GET', 'k')", "0"],
+            &["EVAL", "return redis.call('SET', 'k', 's')", "0"],
+            &["EVAL", "return redis.pcall('SET', 'k', 's')", "0"],
+            &["EVAL", "#!lua\nreturn redis.call('GET', 'k')", "0"],
+            &["EVAL", "#!lua flags=no-writes\nreturn redis.call('GET', 'k')", "0"],
+            &["FCALL", "w", "0"],
+            &["FCALL", "r", "0"],
+            &["FCALL_RO", "r", "0"],
             &["CONFIG", "SET", "stop-writes-on-bgsave-error", "no"],
             &["SET", "k", "y"],
             &["CONFIG", "SET", "stop-writes-on-bgsave-error", "yes"],

@@ -82,6 +82,26 @@ pub fn denyoom_script(cmd: &Command, args: &Args) -> bool {
     }
 }
 
+/// getCommandFlags' CMD_WRITE for a script (scriptFlagsToCmdFlags): one
+/// with a shebang, or a function, writes unless flagged `no-writes`; one in
+/// compatibility mode is checked at its first write instead.
+pub fn write_script(cmd: &Command, args: &Args) -> bool {
+    let shebang_writes = scripting::writes_body;
+    match cmd.meta.name {
+        "eval" | "eval_ro" => shebang_writes(args.get(1)),
+        "evalsha" | "evalsha_ro" => {
+            let sha = String::from_utf8_lossy(args.get(1)).to_ascii_lowercase();
+            (sha.len() == 40)
+                .then(|| scripting::lookup(&sha))
+                .flatten()
+                .is_some_and(|s| shebang_writes(&s.body))
+        }
+        "fcall" | "fcall_ro" => scripting::functions::lookup(args.get(1))
+            .is_some_and(|(lib, i)| lib.functions.get(i).is_some_and(|f| f.flags & scripting::functions::NO_WRITES == 0)),
+        _ => false,
+    }
+}
+
 /// Runs an EVAL script or a function (FCALL) whose numkeys was checked:
 /// where it runs, which locks it takes, and the restart in the global mode.
 ///

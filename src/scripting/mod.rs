@@ -133,6 +133,12 @@ pub fn denyoom_body(body: &[u8]) -> bool {
     !no_writes && !allow_oom_flag(body)
 }
 
+/// processCommand's CMD_WRITE for a script: one with a shebang writes unless
+/// flagged `no-writes`; one without (compatibility mode) does not.
+pub fn writes_body(body: &[u8]) -> bool {
+    body.starts_with(b"#!") && !shebang(body).map(|(_, no_writes, _)| no_writes).unwrap_or(true)
+}
+
 /// Whether a shebang line lists `allow-oom`.
 fn allow_oom_flag(body: &[u8]) -> bool {
     let end = body.iter().position(|&c| c == b'\n').unwrap_or(body.len());
@@ -1139,6 +1145,11 @@ fn call(run: &mut Run, argv: &[Vec<u8>]) -> Result<Option<Vec<u8>>, String> {
     let write = cmd.has(flags::WRITE);
     if run.read_only && (write || cmd.meta.flags.contains(&"may_replicate")) {
         return Err("Write commands are not allowed from read-only scripts.".into());
+    }
+    // scriptVerifyWriteCommandAllow: after a failed background save, the
+    // first write (none made yet) fails as its own error reply, as OOM does.
+    if write && !run.wrote && crate::persistence::save::writes_denied() {
+        return Ok(Some(format!("-{}\r\n", crate::persistence::save::MISCONF).into_bytes()));
     }
     if run.oom && !run.wrote && cmd.has(flags::DENYOOM) {
         // As the command's own error reply: redis.call raises it, pcall returns it.

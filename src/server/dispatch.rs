@@ -394,7 +394,10 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
     // writeCommandsDeniedByDiskError: after a failed background save, writes
     // (and PING) get MISCONF while stop-writes-on-bgsave-error says so.
     if crate::persistence::save::writes_denied()
-        && (cmd.has(flags::WRITE) || cmd.meta.name == "ping" || (cmd.meta.name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_has(flags::WRITE))))
+        && (cmd.has(flags::WRITE)
+            || cmd.meta.name == "ping"
+            || (cmd.meta.name == "exec" && c.multi.as_ref().is_some_and(|q| q.any_has(flags::WRITE)))
+            || crate::commands::scripting::write_script(cmd, args))
     {
         let mark = pipe.sink(out).buf.len();
         pipe.sink(out).error(crate::persistence::save::MISCONF);
