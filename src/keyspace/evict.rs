@@ -118,19 +118,6 @@ pub fn used() -> u64 {
     (alloc::used_memory_fast() as u64).saturating_sub(NOT_COUNTED.load(Relaxed))
 }
 
-/// [`used`] from the exact sum of every thread's count (one cache line per
-/// thread): what the cron checks, so the process ends under the limit even
-/// when idle threads keep part of their count unpublished.
-pub fn used_exact() -> u64 {
-    (alloc::used_memory() as u64).saturating_sub(NOT_COUNTED.load(Relaxed))
-}
-
-/// [`over_limit`] with [`used_exact`].
-pub fn over_limit_exact() -> bool {
-    let m = maxmemory();
-    m != 0 && used_exact() > m
-}
-
 /// Whether maxmemory is set and the process is over it: the command path's
 /// check (two relaxed loads while under the limit).
 #[inline]
@@ -377,15 +364,13 @@ fn pick(dbs: &[Db], policy: Policy, now_ms: u64, may_delete: &dyn Fn(usize, &[u8
 /// `me` is the shard's id among `nshards`; an LRU / LFU / TTL eviction
 /// defers to another shard holding an idler candidate ([`Outcome::Deferred`])
 /// unless `force` (the eviction that shard was asked for evicts at least one
-/// key of its own, so deferrals cannot bounce). `exact`: measured with
-/// [`used_exact`] (the cron) rather than the command path's figure.
+/// key of its own, so deferrals cannot bounce).
 #[allow(clippy::too_many_arguments)]
 pub fn perform(
     dbs: &mut [Db],
     me: usize,
     nshards: usize,
     mut force: bool,
-    exact: bool,
     now_ms: u64,
     may_delete: &dyn Fn(usize, &[u8]) -> bool,
     on_evict: &mut dyn FnMut(usize, &[u8]),
@@ -394,8 +379,7 @@ pub fn perform(
     if max == 0 {
         return Outcome::Ok;
     }
-    let over_limit = if exact { over_limit_exact } else { over_limit };
-    let used = if exact { used_exact() } else { used() };
+    let used = used();
     if used <= max {
         note_exceeded(false, now_ms);
         return Outcome::Ok;

@@ -284,21 +284,16 @@ impl Shard {
     /// holds; notifies `evicted`, and records the outcome for the OOM rule.
     #[cold]
     pub fn evict(&mut self) -> crate::keyspace::evict::Outcome {
-        self.evict_as(false, false)
-    }
-
-    /// `evict` measured with the exact figure (`evict::used_exact`): the cron's.
-    pub fn evict_exact(&mut self) -> crate::keyspace::evict::Outcome {
-        self.evict_as(false, true)
+        self.evict_as(false)
     }
 
     /// `evict`, `force`d when another shard deferred to this one.
-    fn evict_as(&mut self, force: bool, exact: bool) -> crate::keyspace::evict::Outcome {
+    fn evict_as(&mut self, force: bool) -> crate::keyspace::evict::Outcome {
         let now = now_ms();
         let locks = &self.locks;
         let free = |dbi: usize, k: &[u8]| locks.is_empty() || !locks.must_wait(0, std::iter::once((locks::fingerprint(dbi, k), locks::Mode::Exclusive)), None);
         let notes = notify::wanted(notify::NOTIFY_EVICTED);
-        let r = crate::keyspace::evict::perform(&mut self.dbs, self.id, nshards(), force, exact, now, &free, &mut |dbi, k| {
+        let r = crate::keyspace::evict::perform(&mut self.dbs, self.id, nshards(), force, now, &free, &mut |dbi, k| {
             if notes {
                 notify::note(dbi, notify::NOTIFY_EVICTED, "evicted", k);
             }
@@ -381,7 +376,7 @@ fn request_eviction(shard: usize) {
         Box::new(move || {
             EVICTION_REQUESTED[shard % 64].store(false, Ordering::Release);
             if crate::keyspace::evict::over_limit() {
-                with_shard(|s| s.evict_as(true, false));
+                with_shard(|s| s.evict_as(true));
             }
         }),
     );

@@ -380,10 +380,9 @@ async fn cron() {
         if runtime::with_shard(crate::persistence::save::cron) {
             crate::persistence::save::bgsave_from_cron();
         }
-        // maxmemory: idle shards give back their share too (keyspace/evict.rs),
-        // by the exact figure (the command path's lags by a few KiB per thread).
-        if crate::keyspace::evict::over_limit_exact() {
-            runtime::with_shard(|s| s.evict_exact());
+        // maxmemory: idle shards give back their share too (keyspace/evict.rs).
+        if crate::keyspace::evict::over_limit() {
+            runtime::with_shard(|s| s.evict());
         }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
@@ -435,7 +434,6 @@ static URING_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases: usize, load: Option<crate::persistence::load::ShardLoad>) {
     runtime::install_shard(Shard::new(id, databases));
     crate::exec::block::install();
-    SHARDS_INSTALLED.fetch_add(1, Ordering::Relaxed);
     let rt = runtime::rt_ref();
     let inbox: &'static Inbox = &rt.inboxes[id];
     let want_uring = rt.config.read().map(|c| c.net_engine_uring()).unwrap_or(true);
@@ -452,6 +450,10 @@ async fn shard_main(id: usize, listeners: Vec<std::net::TcpListener>, databases:
                 false
             }
         };
+    // Counted once the ring and its provided buffers (8 MiB a shard) exist:
+    // used_memory_startup is sampled after every shard got here (measured
+    // before them under load, it made maxmemory tests evict nearly everything).
+    SHARDS_INSTALLED.fetch_add(1, Ordering::Relaxed);
     // appendonly yes with files to load (aof::LOADED false): the RDB base
     // first, then shard 0 replays the commands; clients wait in the listen
     // backlog meanwhile, as the replay answers no one.
