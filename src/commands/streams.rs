@@ -283,7 +283,7 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
         let opt = args.get(i);
         if xadd && opt == b"*" {
             break;
-        } else if opt_is(opt, "maxlen") && moreargs > 0 {
+        } else if (opt_is(opt, "maxlen") || opt_is(opt, "minid")) && moreargs > 0 {
             if t.by.is_some() {
                 return Err("ERR syntax error, MAXLEN and MINID options at the same time are not compatible".into());
             }
@@ -297,29 +297,17 @@ fn parse_add_trim(args: &Args, xadd: bool) -> Result<TrimArgs, String> {
                 i += 1;
             }
             t.thresh_pos = i + 1;
-            let v = parse_ll(args.get(i + 1), None)?;
-            if v < 0 {
-                return Err("ERR The MAXLEN argument must be >= 0.".into());
-            }
+            let thresh = args.get(i + 1);
             i += 1;
-            t.by = Some(TrimBy::MaxLen(v as u64));
-        } else if opt_is(opt, "minid") && moreargs > 0 {
-            if t.by.is_some() {
-                return Err("ERR syntax error, MAXLEN and MINID options at the same time are not compatible".into());
-            }
-            t.approx = false;
-            let next = args.get(i + 1);
-            if moreargs >= 2 && cstr(next) == b"~" {
-                t.approx = true;
-                i += 1;
-                t.approx_pos = i;
-            } else if moreargs >= 2 && cstr(next) == b"=" {
-                i += 1;
-            }
-            t.thresh_pos = i + 1;
-            let id = parse_strict(args.get(i + 1), 0)?;
-            i += 1;
-            t.by = Some(TrimBy::MinId(id));
+            t.by = Some(if opt_is(opt, "maxlen") {
+                let v = parse_ll(thresh, None)?;
+                if v < 0 {
+                    return Err("ERR The MAXLEN argument must be >= 0.".into());
+                }
+                TrimBy::MaxLen(v as u64)
+            } else {
+                TrimBy::MinId(parse_strict(thresh, 0)?)
+            });
         } else if opt_is(opt, "limit") && moreargs > 0 {
             let v = parse_ll(args.get(i + 1), None)?;
             if v < 0 {
