@@ -4,7 +4,7 @@
 
 use crate::commands::table::Table;
 use crate::keyspace::access::set_hint;
-use crate::keyspace::Entry;
+use crate::keyspace::Item;
 use crate::persistence::rdb::decode::{payload_value, verify_payload};
 use crate::persistence::rdb::encode::dump_payload;
 use crate::persistence::rdb::Limits;
@@ -105,7 +105,7 @@ fn restore(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         }
         return out.ok();
     }
-    let mut entry = Entry::new(val, now);
+    let mut entry = Item::new(val, now);
     set_hint(&mut entry, idle.map(|v| v as u64), freq.map(|v| v as u8), now);
     ctx.db().set_entry(key, entry, ttl as u64);
     ctx.notify(NOTIFY_GENERIC, "restore", key);

@@ -32,7 +32,10 @@ pub fn register(t: &mut Table) {
 /// The HLL bytes of a value, or why it is not one (isHLLObjectOrReply).
 fn hll_bytes(v: &Value) -> Result<&[u8], NotHll> {
     match v {
-        Value::Str { data, .. } => hll::check(Some(data)).map(|_| data.as_slice()),
+        Value::Small(_) | Value::Str { .. } => {
+            let data = v.as_bytes().unwrap_or_default();
+            hll::check(Some(data)).map(|_| data)
+        }
         Value::Int(_) => Err(NotHll::Invalid),
         _ => Err(NotHll::WrongType),
     }
@@ -48,13 +51,7 @@ fn not_hll_msg(e: NotHll) -> &'static str {
 /// dbUnshareStringValue on a checked HLL: the value becomes a raw string
 /// (a representation change: nothing is signalled).
 fn unshared(v: &mut Value) -> &mut Vec<u8> {
-    match v {
-        Value::Str { data, raw } => {
-            *raw = true;
-            data
-        }
-        _ => unreachable!("checked as an HLL string"),
-    }
+    v.make_raw().expect("checked as an HLL string")
 }
 
 // ---------------------------------------------------------------------------

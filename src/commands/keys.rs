@@ -714,7 +714,7 @@ fn object_refcount(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 fn object_idletime(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let now = ctx.now;
     if let Some(e) = object_lookup(ctx, &args, out) {
-        let lru = e.lru;
+        let lru = e.lru();
         if lfu_policy() {
             out.error(LFU_SELECTED);
             return;
@@ -730,7 +730,7 @@ fn object_freq(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             out.error(LFU_NOT_SELECTED);
             return;
         }
-        out.int(crate::keyspace::access::lfu_counter(e.lfu, now) as i64);
+        out.int(crate::keyspace::access::lfu_counter(e.lfu(), now) as i64);
     }
 }
 

@@ -51,6 +51,7 @@ use crate::util::num::i64_to_buf as int_str;
 pub(super) fn str_of<'a>(v: &'a Value, buf: &'a mut [u8; 20]) -> Option<&'a [u8]> {
     match v {
         Value::Int(i) => Some(int_str(*i, buf)),
+        Value::Small(s) => Some(s.as_bytes()),
         Value::Str { data, .. } => Some(data),
         _ => None,
     }
@@ -483,7 +484,7 @@ fn incr_decr(ctx: &mut Ctx, key: &[u8], incr: i64, out: &mut Reply) {
     if let Some(mut e) = db.lookup_write(key, now) {
         let old = match &e.val {
             Value::Int(v) => *v,
-            Value::Str { data, .. } => match string2ll(data) {
+            Value::Small(_) | Value::Str { .. } => match e.val.as_bytes().and_then(string2ll) {
                 Some(v) => v,
                 None => return out.error(err::NOT_INT),
             },

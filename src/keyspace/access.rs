@@ -7,7 +7,8 @@
 //! lfu-decay-time store it here), read with one relaxed load per access.
 
 use super::db::lru_clock;
-use super::value::Entry;
+use super::table::Entry;
+use super::value::Item;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// Redis's LFU_INIT_VAL: the counter of a new object.
@@ -41,6 +42,17 @@ pub fn lfu_init(now_ms: u64) -> u32 {
     (minutes(now_ms) << 8) | LFU_INIT_VAL
 }
 
+/// A new object's access clock (createObject): the LFU word under an LFU
+/// policy, the LRU clock otherwise.
+#[inline]
+pub fn init(now_ms: u64) -> u32 {
+    if lfu_policy() {
+        lfu_init(now_ms)
+    } else {
+        lru_clock(now_ms)
+    }
+}
+
 /// LFUDecrAndReturn: the counter after the decay of the minutes since its last access.
 pub fn lfu_counter(lfu: u32, now_ms: u64) -> u32 {
     let ldt = lfu >> 8;
@@ -71,10 +83,10 @@ fn lfu_log_incr(counter: u32, rng: &mut u64) -> u32 {
 #[inline]
 pub fn touch(e: &mut Entry, now_ms: u64, rng: &mut u64) {
     if lfu_policy() {
-        let c = lfu_log_incr(lfu_counter(e.lfu, now_ms), rng);
-        e.lfu = (minutes(now_ms) << 8) | c;
+        let c = lfu_log_incr(lfu_counter(e.lfu(), now_ms), rng);
+        e.set_meta((minutes(now_ms) << 8) | c);
     } else {
-        e.lru = lru_clock(now_ms);
+        e.set_meta(lru_clock(now_ms));
     }
 }
 
@@ -82,10 +94,10 @@ pub fn touch(e: &mut Entry, now_ms: u64, rng: &mut u64) {
 /// FREQ) or an RDB file (IDLE / FREQ opcodes) describes. Under an LFU policy
 /// the counter is set when given; otherwise the LRU clock is moved back by
 /// the idle seconds (wrapping as Redis's 24-bit clock does).
-pub fn set_hint(e: &mut Entry, idle_secs: Option<u64>, freq: Option<u8>, now_ms: u64) {
+pub fn set_hint(e: &mut Item, idle_secs: Option<u64>, freq: Option<u8>, now_ms: u64) {
     if lfu_policy() {
         if let Some(f) = freq {
-            e.lfu = (minutes(now_ms) << 8) | f as u32;
+            e.meta = (minutes(now_ms) << 8) | f as u32;
         }
     } else if let Some(idle) = idle_secs {
         let max = super::db::LRU_CLOCK_MAX as i64;
@@ -93,7 +105,7 @@ pub fn set_hint(e: &mut Entry, idle_secs: Option<u64>, freq: Option<u8>, now_ms:
         if abs < 0 {
             abs += max;
         }
-        e.lru = (abs as u64 & max as u64) as u32;
+        e.meta = (abs as u64 & max as u64) as u32;
     }
 }
 
@@ -119,10 +131,10 @@ mod tests {
     #[test]
     fn hints_set_the_idle_time() {
         let now = 10_000_000;
-        let mut e = Entry::new(crate::keyspace::Value::Int(1), now);
+        let mut e = Item::new(crate::keyspace::Value::Int(1), now);
         set_hint(&mut e, Some(100), None, now);
-        assert_eq!(super::super::db::idle_secs(e.lru, now), 100);
+        assert_eq!(super::super::db::idle_secs(e.meta, now), 100);
         set_hint(&mut e, Some(20_000), None, now);
-        assert_eq!(super::super::db::idle_secs(e.lru, now), 20_000, "wraps below zero");
+        assert_eq!(super::super::db::idle_secs(e.meta, now), 20_000, "wraps below zero");
     }
 }

@@ -25,7 +25,7 @@
 //! [`Dict::snapshot_step`]: super::dict::Dict::snapshot_step
 
 use super::dict::Dict;
-use super::value::Entry;
+use super::table::{Entry, KeyTable};
 
 /// Where a snapshot's keys are encoded (the RDB encoder, in `persistence`).
 pub trait SnapshotSink {
@@ -69,7 +69,7 @@ pub struct Cow {
     /// Keys the walk must skip: serialized early by the hook, or absent at the point.
     pub(super) handled: std::collections::HashSet<Box<[u8]>, ahash::RandomState>,
     /// The point's tables, moved aside by a FLUSH during the walk.
-    pub(super) detached: Option<Box<(Dict<Entry>, Dict<u64>)>>,
+    pub(super) detached: Option<Box<(KeyTable, Dict<u64>)>>,
     pub(super) sink: Box<dyn SnapshotSink>,
     /// Bytes serialized by the hook (Redis's rdb_last_cow_size counterpart).
     pub(super) cow_bytes: u64,
@@ -93,7 +93,7 @@ impl Cow {
 
     /// The pre-write hook: `key` of the live tables is about to change.
     #[inline]
-    pub(super) fn before_change(&mut self, key: &[u8], keys: &Dict<Entry>, volatile: &Dict<u64>) {
+    pub(super) fn before_change(&mut self, key: &[u8], keys: &KeyTable, volatile: &Dict<u64>) {
         let Some(pos) = self.pos else { return };
         if self.detached.is_some() || keys.snapshot_pos(key) < pos || self.handled.contains(key) {
             return;
@@ -111,7 +111,7 @@ impl Cow {
     }
 
     /// Walks until `budget` bytes are pending or `max_keys` keys are written.
-    pub(super) fn walk(&mut self, live: (&Dict<Entry>, &Dict<u64>), budget: usize, max_keys: u64) {
+    pub(super) fn walk(&mut self, live: (&KeyTable, &Dict<u64>), budget: usize, max_keys: u64) {
         let Cow {
             pos,
             handled,
@@ -143,7 +143,8 @@ impl Cow {
 #[cfg(test)]
 mod tests {
     use super::super::db::Db;
-    use super::super::value::{Entry, Value};
+    use super::super::table::Entry;
+    use super::super::value::Value;
     use super::SnapshotSink;
     use std::collections::HashMap;
 

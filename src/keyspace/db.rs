@@ -19,7 +19,8 @@ use super::access;
 use super::cow::{Cow, PointStats, SnapshotSink, Step};
 use super::dict::Dict;
 use super::lazyfree;
-use super::value::{Entry, Value};
+use super::table::{Entry, KeyTable};
+use super::value::{Item, Value};
 
 /// Whether a key expiring at `at` (0 = never) is expired at `now_ms`.
 #[inline]
@@ -334,7 +335,7 @@ impl Drop for EntryMut<'_> {
 
 #[derive(Default)]
 pub struct Db {
-    keys: Dict<Entry>,
+    keys: KeyTable,
     /// Keys that have a TTL, with their absolute expiry in Unix ms.
     volatile: Dict<u64>,
     /// Keys removed by lazy or active expiry since the last read of this counter.
@@ -562,11 +563,11 @@ impl Db {
 
     /// Stores a value with the given expiry (0 = none), replacing any old key.
     pub fn set(&mut self, key: &[u8], val: Value, expire_at: u64, now_ms: u64) {
-        let mut e = Entry::new(val, now_ms);
+        let mut e = Item::new(val, now_ms);
         // dbOverwrite: under an LFU policy the new value keeps the old one's counter.
         if access::lfu_policy() {
             if let Some(old) = self.keys.get(key) {
-                e.lfu = old.lfu;
+                e.meta = old.lfu();
             }
         }
         self.set_entry(key, e, expire_at);
@@ -574,15 +575,17 @@ impl Db {
 
     /// Stores an entry (a new one, or one moved by RENAME / MOVE with its
     /// access clock) with the given expiry (0 = none), replacing any old key.
-    pub fn set_entry(&mut self, key: &[u8], entry: Entry, expire_at: u64) {
+    pub fn set_entry(&mut self, key: &[u8], entry: Item, expire_at: u64) {
         self.pre_write(key);
         match self.keys.get_mut(key) {
             Some(e) => {
-                lazyfree::free_server_del(std::mem::replace(e, entry));
+                let old = std::mem::replace(&mut e.val, entry.val);
+                e.set_meta(entry.meta);
+                lazyfree::free_server_del(Item { val: old, meta: 0 });
                 self.put_ttl(key, expire_at);
             }
             None => {
-                self.keys.insert_new(key.into(), entry);
+                self.keys.insert_new(key, entry);
                 if expire_at != 0 {
                     self.volatile.insert_new(key.into(), expire_at);
                 }
@@ -597,7 +600,7 @@ impl Db {
 
     /// dbAddRDBLoad: adds a key read from an RDB file with its expiry (0 =
     /// none); the key back (and nothing changed) if it already exists.
-    pub fn add_loaded(&mut self, key: Box<[u8]>, entry: Entry, expire_at: u64) -> Result<(), Box<[u8]>> {
+    pub fn add_loaded(&mut self, key: Box<[u8]>, entry: Item, expire_at: u64) -> Result<(), Box<[u8]>> {
         if self.keys.contains(&key) {
             return Err(key);
         }
@@ -606,7 +609,7 @@ impl Db {
             self.volatile.insert_new(key.clone(), expire_at);
         }
         self.hook.fire(&key, WriteKind::Load);
-        self.keys.insert_new(key, entry);
+        self.keys.insert_new(&key, entry);
         Ok(())
     }
 
@@ -630,7 +633,7 @@ impl Db {
             Some(e) => {
                 let old = std::mem::replace(&mut e.val, val);
                 access::touch(e, now_ms, &mut self.rng);
-                lazyfree::free_server_del(Entry { val: old, lru: 0, lfu: 0 });
+                lazyfree::free_server_del(Item { val: old, meta: 0 });
                 self.hook.fire(key, WriteKind::Set);
             }
             None => self.set(key, val, 0, now_ms),
@@ -638,9 +641,9 @@ impl Db {
     }
 
     /// Removes the key from both tables without telling the hook: the entry and its expiry.
-    fn unlink(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
+    fn unlink(&mut self, key: &[u8]) -> Option<(Item, u64)> {
         self.pre_write(key);
-        let (_, e) = self.keys.remove(key)?;
+        let e = self.keys.remove(key)?;
         let at = if self.volatile.is_empty() {
             0
         } else {
@@ -650,12 +653,12 @@ impl Db {
     }
 
     /// Deletes a key (a command's DEL, RENAME's source, MOVE...).
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+    pub fn remove(&mut self, key: &[u8]) -> Option<Item> {
         self.take(key).map(|(e, _)| e)
     }
 
     /// Deletes a key, returning its entry and expiry (RENAME and MOVE carry both).
-    pub fn take(&mut self, key: &[u8]) -> Option<(Entry, u64)> {
+    pub fn take(&mut self, key: &[u8]) -> Option<(Item, u64)> {
         let r = self.unlink(key)?;
         self.signal_deleted_stream(key, Some(&r.0));
         self.hook.fire(key, WriteKind::Delete);
@@ -665,7 +668,7 @@ impl Db {
     /// signalDeletedKeyAsReady: a deleted stream wakes its XREADGROUP
     /// waiters (they are told the key is gone); other types wake nobody.
     #[inline]
-    fn signal_deleted_stream(&mut self, key: &[u8], e: Option<&Entry>) {
+    fn signal_deleted_stream(&mut self, key: &[u8], e: Option<&Item>) {
         if !self.hook.blocked.is_empty() && matches!(e.map(|e| &e.val), Some(Value::Stream(_))) {
             self.hook.signal_ready(key);
         }
@@ -884,7 +887,7 @@ mod tests {
         assert!(db.lookup_read(b"a", 0).is_some());
         assert!(db.peek(b"a", 0).is_some());
         // A write lookup that only reads changes nothing ...
-        assert_eq!(db.lookup_write(b"a", 0).map(|e| e.lru), db.entry(b"a").map(|e| e.lru));
+        assert_eq!(db.lookup_write(b"a", 0).map(|e| e.lru()), db.entry(b"a").map(|e| e.lru()));
         // ... an in-place change fires once, when the handle is dropped.
         if let Some(mut e) = db.lookup_write(b"a", 0) {
             *e.val_mut() = Value::Int(2);

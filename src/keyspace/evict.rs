@@ -232,13 +232,13 @@ fn pool_insert(pool: &mut Vec<Candidate>, idle: u64, db: usize, key: &[u8]) {
 /// order as Redis's idle at any one instant, but a score does not age, so
 /// candidates sampled at different times (in the pool, and across shards in
 /// `BEST`) compare right.
-fn score(policy: Policy, e: &super::value::Entry, expire_at: u64, now_ms: u64) -> u64 {
+fn score(policy: Policy, e: &super::table::Entry, expire_at: u64, now_ms: u64) -> u64 {
     match policy {
         Policy::AllkeysLru | Policy::VolatileLru => {
-            let accessed = (now_ms / 1000).saturating_sub(super::db::idle_secs(e.lru, now_ms));
+            let accessed = (now_ms / 1000).saturating_sub(super::db::idle_secs(e.lru(), now_ms));
             (u64::MAX >> 1) - accessed
         }
-        Policy::AllkeysLfu | Policy::VolatileLfu => 255 - access::lfu_counter(e.lfu, now_ms) as u64,
+        Policy::AllkeysLfu | Policy::VolatileLfu => 255 - access::lfu_counter(e.lfu(), now_ms) as u64,
         _ => u64::MAX - expire_at,
     }
 }

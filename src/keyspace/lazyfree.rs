@@ -9,7 +9,7 @@
 //! counts them: one object per value, or the number of keys of a flushed
 //! database.
 
-use super::value::{Entry, Value};
+use super::value::{Item, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::OnceLock;
@@ -100,14 +100,14 @@ fn send(garbage: Box<dyn Send>, objects: usize) -> bool {
 
 /// Frees a deleted key's value: in the background when `lazy` and its free
 /// effort is above the threshold (freeObjAsync), here otherwise.
-pub fn free_entry(e: Entry, lazy: bool) {
+pub fn free_entry(e: Item, lazy: bool) {
     if lazy && free_effort(&e.val) > LAZYFREE_THRESHOLD {
         send(Box::new(e), 1);
     }
 }
 
 /// Frees a replaced value (SET over a big key...): `lazyfree-lazy-server-del`.
-pub fn free_server_del(e: Entry) {
+pub fn free_server_del(e: Item) {
     free_entry(e, LAZY_SERVER_DEL.load(Relaxed));
 }
 
@@ -138,13 +138,13 @@ mod tests {
         for i in 0..1000 {
             s.add(format!("m{i}").as_bytes(), 512);
         }
-        let big = Entry::new(Value::Set(Box::new(s)), 0);
+        let big = Item::new(Value::Set(Box::new(s)), 0);
         assert!(free_effort(&big.val) > LAZYFREE_THRESHOLD);
         let before = freed();
         free_entry(big, true);
         drain();
         assert!(freed() > before, "counted once the thread dropped it");
-        let small = Entry::new(Value::Int(5), 0);
+        let small = Item::new(Value::Int(5), 0);
         assert_eq!(free_effort(&small.val), 1);
         let before = freed();
         free_entry(small, true);

@@ -5,8 +5,10 @@ pub mod db;
 pub mod dict;
 pub mod evict;
 pub mod lazyfree;
+pub mod table;
 pub mod types;
 pub mod value;
 
 pub use db::Db;
-pub use value::{Entry, Value};
+pub use table::Entry;
+pub use value::{Item, Value};

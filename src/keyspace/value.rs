@@ -8,12 +8,54 @@ use crate::util::num::{string2ll, write_i64};
 pub const SHARED_INTEGERS: i64 = 10000;
 /// Redis's OBJ_ENCODING_EMBSTR_SIZE_LIMIT.
 pub const EMBSTR_LIMIT: usize = 44;
+/// Strings up to this length that were not modified in place live inside
+/// the value (no allocation of their own): a `key:N -> 16-byte value` key
+/// costs its table node and nothing else.
+pub const SMALL_MAX: usize = 30;
+
+/// A short string stored inline (reported as "embstr", as Redis would).
+#[derive(Clone, Copy)]
+pub struct Small {
+    len: u8,
+    buf: [u8; SMALL_MAX],
+}
+
+impl Small {
+    #[inline]
+    pub fn new(b: &[u8]) -> Option<Small> {
+        if b.len() > SMALL_MAX {
+            return None;
+        }
+        let mut buf = [0u8; SMALL_MAX];
+        buf[..b.len()].copy_from_slice(b);
+        Some(Small { len: b.len() as u8, buf })
+    }
+
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+impl PartialEq for Small {
+    fn eq(&self, o: &Small) -> bool {
+        self.as_bytes() == o.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Small {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
 
 /// Values must be Send: cross-shard RENAME/COPY move them between shards.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A string holding a canonical 64-bit integer ("int" encoding).
     Int(i64),
+    /// A string of at most [`SMALL_MAX`] bytes, inline.
+    Small(Small),
     /// Any other string; `raw` is true once it was modified in place (APPEND,
     /// SETRANGE) or created raw, which Redis reports as "raw" even when short.
     Str { data: Vec<u8>, raw: bool },
@@ -39,17 +81,34 @@ impl Value {
                 return Value::Int(v);
             }
         }
-        Value::Str { data: b.to_vec(), raw: false }
+        match Small::new(b) {
+            Some(s) => Value::Small(s),
+            None => Value::Str { data: b.to_vec(), raw: false },
+        }
     }
 
     /// A string that Redis creates without trying the int encoding (e.g. INCRBYFLOAT's result).
     pub fn plain(data: Vec<u8>) -> Value {
-        Value::Str { data, raw: false }
+        match Small::new(&data) {
+            Some(s) => Value::Small(s),
+            None => Value::Str { data, raw: false },
+        }
+    }
+
+    /// The bytes of a string that is not int-encoded; None for ints and
+    /// non-string types.
+    #[inline]
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Small(s) => Some(s.as_bytes()),
+            Value::Str { data, .. } => Some(data),
+            _ => None,
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
         match self {
-            Value::Int(_) | Value::Str { .. } => "string",
+            Value::Int(_) | Value::Small(_) | Value::Str { .. } => "string",
             Value::List(_) => "list",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
@@ -59,12 +118,13 @@ impl Value {
     }
 
     pub fn is_string(&self) -> bool {
-        matches!(self, Value::Int(_) | Value::Str { .. })
+        matches!(self, Value::Int(_) | Value::Small(_) | Value::Str { .. })
     }
 
     pub fn encoding(&self) -> &'static str {
         match self {
             Value::Int(_) => "int",
+            Value::Small(_) => "embstr",
             Value::Str { data, raw } => {
                 if *raw || data.len() > EMBSTR_LIMIT {
                     "raw"
@@ -95,6 +155,7 @@ impl Value {
                 write_i64(&mut b, *v);
                 Some(std::borrow::Cow::Owned(b))
             }
+            Value::Small(s) => Some(std::borrow::Cow::Borrowed(s.as_bytes())),
             Value::Str { data, .. } => Some(std::borrow::Cow::Borrowed(data)),
             _ => None,
         }
@@ -108,6 +169,7 @@ impl Value {
                 write_i64(&mut b, *v);
                 Some(b.len())
             }
+            Value::Small(s) => Some(s.len as usize),
             Value::Str { data, .. } => Some(data.len()),
             _ => None,
         }
@@ -119,6 +181,11 @@ impl Value {
             let mut b = Vec::with_capacity(20);
             write_i64(&mut b, *v);
             *self = Value::Str { data: b, raw: true };
+        } else if let Value::Small(s) = self {
+            *self = Value::Str {
+                data: s.as_bytes().to_vec(),
+                raw: true,
+            };
         }
         match self {
             Value::Str { data, raw } => {
@@ -150,7 +217,7 @@ impl Value {
     /// Rough heap footprint, for INFO memory.
     pub fn mem_usage(&self) -> usize {
         match self {
-            Value::Int(_) => 0,
+            Value::Int(_) | Value::Small(_) => 0,
             Value::Str { data, .. } => data.capacity(),
             Value::List(l) => std::mem::size_of::<List>() + l.mem_usage(),
             Value::Hash(h) => h.mem_usage(),
@@ -161,23 +228,22 @@ impl Value {
     }
 }
 
-/// A key's slot in the keyspace. Its TTL is kept by the `Db` (see db.rs).
+/// A key's entry out of its table (the table keeps it as an
+/// [`Entry`](super::table::Entry) beside the key): what a deletion returns
+/// and RENAME, MOVE, RESTORE and loading hand to the table.
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub struct Item {
     pub val: Value,
-    /// LRU clock (seconds, 24 bits as Redis) of the last access, for OBJECT IDLETIME.
-    pub lru: u32,
-    /// LFU word (16 bits of minutes, 8 bits of counter), for OBJECT FREQ under LFU.
-    pub lfu: u32,
+    /// The access clock: LRU clock, or the LFU word under an LFU policy.
+    pub meta: u32,
 }
 
-impl Entry {
+impl Item {
     /// A new object created at `now_ms` (createObject's access clock).
-    pub fn new(val: Value, now_ms: u64) -> Entry {
-        Entry {
+    pub fn new(val: Value, now_ms: u64) -> Item {
+        Item {
             val,
-            lru: super::db::lru_clock(now_ms),
-            lfu: super::access::lfu_init(now_ms),
+            meta: super::access::init(now_ms),
         }
     }
 }
@@ -186,11 +252,10 @@ impl Entry {
 mod tests {
     use super::*;
 
-    /// A key's footprint is dominated by its table node: keep the value and
-    /// the entry at these sizes (hashes live inline in the value).
+    /// A key's footprint is its table node: keep the value at this size
+    /// (hashes, zsets and strings up to SMALL_MAX bytes live inline in it).
     #[test]
-    fn value_and_entry_stay_small() {
+    fn value_stays_small() {
         assert_eq!(std::mem::size_of::<Value>(), 32);
-        assert_eq!(std::mem::size_of::<Entry>(), 40);
     }
 }

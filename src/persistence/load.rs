@@ -13,7 +13,7 @@
 use super::rdb::decode::{FileParser, LoadError, Reader, Record};
 use super::rdb::Limits;
 use crate::keyspace::access::set_hint;
-use crate::keyspace::Entry;
+use crate::keyspace::Item as KeyItem;
 use crate::runtime::{self, shard_of_key, Shard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -393,7 +393,7 @@ fn insert(shard: &mut Shard, file: &[u8], it: Item, now: u64, lim: &Limits, out:
             return Ok(());
         }
     }
-    let mut entry = Entry::new(val, now);
+    let mut entry = KeyItem::new(val, now);
     set_hint(&mut entry, it.idle, it.freq, now);
     let expire = it.expire_ms.map_or(0, |at| at.max(1) as u64);
     if let Err(key) = shard.dbs[it.db].add_loaded(it.key, entry, expire) {

@@ -59,8 +59,8 @@ impl SnapshotSink for RdbSink {
     fn put(&mut self, key: &[u8], entry: &Entry, expire_at: u64) {
         let hint = match self.hints {
             Hints::None => AccessHint::None,
-            Hints::Lru => AccessHint::Idle(crate::keyspace::db::idle_secs(entry.lru, self.now)),
-            Hints::Lfu => AccessHint::Freq(crate::keyspace::access::lfu_counter(entry.lfu, self.now) as u8),
+            Hints::Lru => AccessHint::Idle(crate::keyspace::db::idle_secs(entry.lru(), self.now)),
+            Hints::Lfu => AccessHint::Freq(crate::keyspace::access::lfu_counter(entry.lfu(), self.now) as u8),
         };
         self.enc.put_key_value(key, &entry.val, expire_at, hint);
     }

@@ -104,7 +104,7 @@ const MEASURE_UP_TO: usize = 4096;
 /// own accounting.
 fn value_bytes(v: &Value, all: bool) -> usize {
     let len = match v {
-        Value::Int(_) => return 0,
+        Value::Int(_) | Value::Small(_) => return 0,
         Value::Str { data, .. } => {
             if data.capacity() == 0 {
                 return 0;
@@ -156,9 +156,9 @@ fn memory_usage(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(2);
     let db = ctx.db();
     let Some(e) = db.entry(key) else { return out.null() };
-    // Node: the name's box, the entry and the chain pointer.
-    let node = good_size(std::mem::size_of::<(Box<[u8]>, crate::keyspace::Entry, usize)>());
-    let mut usage = node + good_size(key.len()) + value_bytes(&e.val, all);
+    // The table node (entry, value struct and name in one block).
+    let node = good_size(crate::keyspace::table::node_size(key.len()));
+    let mut usage = node + value_bytes(&e.val, all);
     if db.expire_at(key) != 0 {
         usage += good_size(std::mem::size_of::<(Box<[u8]>, u64, usize)>()) + good_size(key.len());
     }

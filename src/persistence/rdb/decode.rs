@@ -743,10 +743,7 @@ fn string_value(s: Cow<'_, [u8]>) -> Value {
             return Value::Int(v);
         }
     }
-    Value::Str {
-        data: s.into_owned(),
-        raw: false,
-    }
+    Value::plain(s.into_owned())
 }
 
 /// C `strtod` on the bytes (as `sscanf("%lg")` / zzlStrtod read a score):

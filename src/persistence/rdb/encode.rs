@@ -131,6 +131,7 @@ impl Encoder {
     pub fn put_value(&mut self, v: &Value) {
         match v {
             Value::Int(i) => self.put_int_string(*i),
+            Value::Small(s) => self.put_string(s.as_bytes()),
             Value::Str { data, .. } => self.put_string(data),
             Value::List(l) => self.put_list(l),
             Value::Set(s) => self.put_set(s),
@@ -347,7 +348,7 @@ fn allow_insert(node_bytes: usize, count: usize, fill: i64, sz: usize) -> bool {
 /// rdbSaveObjectType: the type byte of a value's current encoding.
 pub fn value_type(v: &Value) -> u8 {
     match v {
-        Value::Int(_) | Value::Str { .. } => types::STRING,
+        Value::Int(_) | Value::Small(_) | Value::Str { .. } => types::STRING,
         Value::List(_) => types::LIST_QUICKLIST_2,
         Value::Set(s) if s.is_intset() => types::SET_INTSET,
         Value::Set(_) => types::SET,
