@@ -2,7 +2,7 @@
 //!
 //! At the snapshot's point the database gets a [`Cow`]; from then on the
 //! snapshot is written incrementally by [`Db::snapshot_step`] (a walk of the
-//! key table in [`Dict::snapshot_step`] order) while commands keep changing
+//! key table in [`KeyTable::snapshot_step`] order) while commands keep changing
 //! the table. The **pre-write hook** (`Db::pre_write`, called by every
 //! mutating path of `db.rs` before it changes anything) keeps the snapshot
 //! the point's: the first time a key is about to change after the point,
@@ -22,9 +22,8 @@
 //! encoding is the [`SnapshotSink`] the persistence layer installs.
 //!
 //! [`Db::snapshot_step`]: super::db::Db::snapshot_step
-//! [`Dict::snapshot_step`]: super::dict::Dict::snapshot_step
+//! [`KeyTable::snapshot_step`]: super::table::KeyTable::snapshot_step
 
-use super::dict::Dict;
 use super::table::{Entry, KeyTable};
 
 /// Where a snapshot's keys are encoded (the RDB encoder, in `persistence`).
@@ -64,12 +63,12 @@ pub static COW_NOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 
 /// A database's snapshot in progress.
 pub struct Cow {
-    /// Walk position (see `Dict::snapshot_step`); `None` once the walk is over.
+    /// Walk position (see `KeyTable::snapshot_step`); `None` once the walk is over.
     pub(super) pos: Option<u64>,
     /// Keys the walk must skip: serialized early by the hook, or absent at the point.
     pub(super) handled: std::collections::HashSet<Box<[u8]>, ahash::RandomState>,
     /// The point's tables, moved aside by a FLUSH during the walk.
-    pub(super) detached: Option<Box<(KeyTable, Dict<u64>)>>,
+    pub(super) detached: Option<Box<KeyTable>>,
     pub(super) sink: Box<dyn SnapshotSink>,
     /// Bytes serialized by the hook (Redis's rdb_last_cow_size counterpart).
     pub(super) cow_bytes: u64,
@@ -93,15 +92,14 @@ impl Cow {
 
     /// The pre-write hook: `key` of the live tables is about to change.
     #[inline]
-    pub(super) fn before_change(&mut self, key: &[u8], keys: &KeyTable, volatile: &Dict<u64>) {
+    pub(super) fn before_change(&mut self, key: &[u8], keys: &KeyTable) {
         let Some(pos) = self.pos else { return };
         if self.detached.is_some() || keys.snapshot_pos(key) < pos || self.handled.contains(key) {
             return;
         }
         if let Some(e) = keys.get(key) {
             let before = self.sink.pending();
-            let at = if volatile.is_empty() { 0 } else { volatile.get(key).copied().unwrap_or(0) };
-            self.sink.put(key, e, at);
+            self.sink.put(key, e, e.expire_at());
             let n = (self.sink.pending() - before) as u64;
             self.cow_bytes += n;
             COW_NOW.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
@@ -111,7 +109,7 @@ impl Cow {
     }
 
     /// Walks until `budget` bytes are pending or `max_keys` keys are written.
-    pub(super) fn walk(&mut self, live: (&KeyTable, &Dict<u64>), budget: usize, max_keys: u64) {
+    pub(super) fn walk(&mut self, live: &KeyTable, budget: usize, max_keys: u64) {
         let Cow {
             pos,
             handled,
@@ -120,10 +118,7 @@ impl Cow {
             keys,
             ..
         } = self;
-        let (table, volatile) = match detached.as_deref() {
-            Some((k, v)) => (k, v),
-            None => live,
-        };
+        let table = detached.as_deref().unwrap_or(live);
         while let Some(p) = *pos {
             if sink.pending() >= budget || *keys >= max_keys {
                 break;
@@ -132,8 +127,7 @@ impl Cow {
                 if !handled.is_empty() && handled.remove(k) {
                     return;
                 }
-                let at = if volatile.is_empty() { 0 } else { volatile.get(k).copied().unwrap_or(0) };
-                sink.put(k, e, at);
+                sink.put(k, e, e.expire_at());
                 *keys += 1;
             });
         }

@@ -1,8 +1,7 @@
-//! One logical database (SELECT index) on one shard: the key table plus a
-//! second table of the keys that carry a TTL, with their expiry times (Redis's
-//! `db->expires`), sampled by active expiry. The TTL lives only there, not in
-//! the entry: most keys have none, and 8 bytes less per entry make a key's
-//! table node 64 bytes, a size class of its own.
+//! One logical database (SELECT index) on one shard: the key table
+//! (keyspace/table.rs), which also keeps each key's TTL in its node and the
+//! keys that have one in an array that active expiry samples (Redis's
+//! `db->expires`, without a second copy of every name).
 //!
 //! **The write path.** The tables are private. Reads go through
 //! [`Db::lookup_read`] / [`Db::peek`] (shared references only; the first
@@ -17,7 +16,6 @@
 
 use super::access;
 use super::cow::{Cow, PointStats, SnapshotSink, Step};
-use super::dict::Dict;
 use super::lazyfree;
 use super::table::{Entry, KeyTable};
 use super::value::{Item, Value};
@@ -336,8 +334,6 @@ impl Drop for EntryMut<'_> {
 #[derive(Default)]
 pub struct Db {
     keys: KeyTable,
-    /// Keys that have a TTL, with their absolute expiry in Unix ms.
-    volatile: Dict<u64>,
     /// Keys removed by lazy or active expiry since the last read of this counter.
     pub expired: u64,
     pub hook: WriteHook,
@@ -356,7 +352,7 @@ impl Db {
     #[inline]
     fn pre_write(&mut self, key: &[u8]) {
         if let Some(c) = self.cow.as_deref_mut() {
-            c.before_change(key, &self.keys, &self.volatile);
+            c.before_change(key, &self.keys);
         }
     }
 
@@ -365,7 +361,7 @@ impl Db {
     pub fn snapshot_begin(&mut self, sink: Box<dyn SnapshotSink>) -> PointStats {
         let point = PointStats {
             keys: self.keys.len() as u64,
-            expires: self.volatile.len() as u64,
+            expires: self.keys.volatile_len() as u64,
             dirty: self.hook.dirty,
         };
         // An empty database has nothing to preserve: no hook state at all.
@@ -385,7 +381,7 @@ impl Db {
                 cow_bytes: 0,
             };
         };
-        c.walk((&self.keys, &self.volatile), budget, max_keys);
+        c.walk(&self.keys, budget, max_keys);
         let step = Step {
             bytes: c.sink.take(),
             keys: std::mem::take(&mut c.keys),
@@ -417,35 +413,35 @@ impl Db {
     }
 
     pub fn expires_len(&self) -> usize {
-        self.volatile.len()
+        self.keys.volatile_len()
     }
 
     /// Whether the TTL index lists `key` (tests of the index's consistency).
     pub fn in_volatile(&self, key: &[u8]) -> bool {
-        self.volatile.contains(key)
+        self.expire_at(key) != 0
     }
 
     pub fn has_volatile(&self) -> bool {
-        !self.volatile.is_empty()
+        self.keys.volatile_len() != 0
     }
 
     /// Bytes of table structure (buckets and nodes) of both tables: INFO's overhead.
     pub fn overhead_bytes(&self) -> usize {
-        self.keys.overhead_bytes() + self.volatile.overhead_bytes()
+        self.keys.overhead_bytes() + self.keys.ttl_bytes()
     }
 
     /// Table structure bytes of (the key table, the TTL table): MEMORY STATS.
     pub fn table_bytes(&self) -> (usize, usize) {
-        (self.keys.overhead_bytes(), self.volatile.overhead_bytes())
+        (self.keys.overhead_bytes(), self.keys.ttl_bytes())
     }
 
     /// The key's absolute expiry in Unix ms; 0 = none (or no such key).
     #[inline]
     pub fn expire_at(&self, key: &[u8]) -> u64 {
-        if self.volatile.is_empty() {
+        if self.keys.volatile_len() == 0 {
             return 0;
         }
-        self.volatile.get(key).copied().unwrap_or(0)
+        self.keys.get(key).map_or(0, |e| e.expire_at())
     }
 
     /// Redis's keyIsExpired: a key lives through its expiry millisecond (`now > when`).
@@ -474,7 +470,7 @@ impl Db {
     /// Redis's lookupKeyRead: lazy expiry, then the access clock (LRU or LFU).
     #[inline]
     pub fn lookup_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        if !self.volatile.is_empty() {
+        if self.keys.volatile_len() != 0 {
             self.expire_if_needed(key, now_ms);
         }
         let e = self.keys.get_mut(key)?;
@@ -486,7 +482,7 @@ impl Db {
     /// through the returned handle fire the hook.
     #[inline]
     pub fn lookup_write<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
-        if !self.volatile.is_empty() {
+        if self.keys.volatile_len() != 0 {
             self.expire_if_needed(key, now_ms);
         }
         if self.cow.is_some() && self.keys.contains(key) {
@@ -506,7 +502,7 @@ impl Db {
     /// with `lookup_read`: no second access-clock touch (PFCOUNT writing
     /// its cached cardinality).
     pub fn lookup_write_untouched<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
-        if !self.volatile.is_empty() {
+        if self.keys.volatile_len() != 0 {
             self.expire_if_needed(key, now_ms);
         }
         if self.cow.is_some() && self.keys.contains(key) {
@@ -523,7 +519,7 @@ impl Db {
 
     /// Lazy expiry without touching the access clock (OBJECT, TTL-style peeks).
     pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        if !self.volatile.is_empty() {
+        if self.keys.volatile_len() != 0 {
             self.expire_if_needed(key, now_ms);
         }
         self.keys.get(key)
@@ -551,7 +547,7 @@ impl Db {
         self.keys.iter()
     }
 
-    /// One SCAN step over the key table (see `Dict::scan`).
+    /// One SCAN step over the key table (see `KeyTable::scan`).
     pub fn scan(&self, cursor: u64, f: impl FnMut(&[u8], &Entry)) -> u64 {
         self.keys.scan(cursor, f)
     }
@@ -582,13 +578,10 @@ impl Db {
                 let old = std::mem::replace(&mut e.val, entry.val);
                 e.set_meta(entry.meta);
                 lazyfree::free_server_del(Item { val: old, meta: 0 });
-                self.put_ttl(key, expire_at);
+                self.keys.set_expire(key, expire_at);
             }
             None => {
-                self.keys.insert_new(key, entry);
-                if expire_at != 0 {
-                    self.volatile.insert_new(key.into(), expire_at);
-                }
+                self.keys.insert_new(key, entry, expire_at);
                 if RECORD_NEW.load(std::sync::atomic::Ordering::Relaxed) {
                     let i = self.index;
                     CREATED.with(|c| c.borrow_mut().push((i, key.into())));
@@ -605,25 +598,9 @@ impl Db {
             return Err(key);
         }
         self.pre_write(&key);
-        if expire_at != 0 {
-            self.volatile.insert_new(key.clone(), expire_at);
-        }
         self.hook.fire(&key, WriteKind::Load);
-        self.keys.insert_new(&key, entry);
+        self.keys.insert_new(&key, entry, expire_at);
         Ok(())
-    }
-
-    /// Sets (or, with 0, clears) the TTL of a key that exists.
-    fn put_ttl(&mut self, key: &[u8], expire_at: u64) {
-        if expire_at == 0 {
-            if !self.volatile.is_empty() {
-                self.volatile.remove(key);
-            }
-        } else if let Some(at) = self.volatile.get_mut(key) {
-            *at = expire_at;
-        } else {
-            self.volatile.insert_new(key.into(), expire_at);
-        }
     }
 
     /// Replaces only the value of an existing or new key, keeping any TTL (KEEPTTL).
@@ -643,13 +620,7 @@ impl Db {
     /// Removes the key from both tables without telling the hook: the entry and its expiry.
     fn unlink(&mut self, key: &[u8]) -> Option<(Item, u64)> {
         self.pre_write(key);
-        let e = self.keys.remove(key)?;
-        let at = if self.volatile.is_empty() {
-            0
-        } else {
-            self.volatile.remove(key).map_or(0, |(_, at)| at)
-        };
-        Some((e, at))
+        self.keys.remove(key)
     }
 
     /// Deletes a key (a command's DEL, RENAME's source, MOVE...).
@@ -678,18 +649,18 @@ impl Db {
     pub fn set_expire(&mut self, key: &[u8], at: u64) {
         if self.keys.contains(key) {
             self.pre_write(key);
-            self.put_ttl(key, at);
+            self.keys.set_expire(key, at);
             self.hook.fire(key, WriteKind::Ttl);
         }
     }
 
     /// Removes the TTL; true if there was one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        if self.volatile.is_empty() || !self.volatile.contains(key) {
+        if self.expire_at(key) == 0 {
             return false;
         }
         self.pre_write(key);
-        self.volatile.remove(key);
+        self.keys.set_expire(key, 0);
         self.hook.fire(key, WriteKind::Ttl);
         true
     }
@@ -747,17 +718,14 @@ impl Db {
             // A snapshot still walking keeps the point's tables (copy-on-write
             // of the whole database); the new tables are all after the point.
             Some(c) if c.pos.is_some() && c.detached.is_none() => {
-                c.detached = Some(Box::new((std::mem::take(&mut self.keys), std::mem::take(&mut self.volatile))));
+                c.detached = Some(Box::new(std::mem::take(&mut self.keys)));
             }
             _ if lazy => {
                 let n = self.keys.len();
-                let keys = std::mem::take(&mut self.keys);
-                let volatile = std::mem::take(&mut self.volatile);
-                lazyfree::free_tables(Box::new((keys, volatile)), n);
+                lazyfree::free_tables(Box::new(std::mem::take(&mut self.keys)), n);
             }
             _ => {
                 self.keys.clear();
-                self.volatile.clear();
             }
         }
     }
@@ -778,22 +746,20 @@ impl Db {
     /// table, or (`volatile`) of the keys with a TTL: eviction's sampling.
     pub(super) fn sample(&self, volatile: bool, n: usize, rand: &mut dyn FnMut() -> u64, mut f: impl FnMut(&[u8], &Entry, u64)) {
         for _ in 0..n {
-            if volatile {
-                let Some((k, &at)) = self.volatile.random(&mut *rand) else { return };
-                if let Some(e) = self.keys.get(k) {
-                    f(k, e, at);
-                }
+            let picked = if volatile {
+                self.keys.random_volatile(&mut *rand)
             } else {
-                let Some((k, e)) = self.keys.random(&mut *rand) else { return };
-                f(k, e, self.expire_at(k));
-            }
+                self.keys.random(&mut *rand)
+            };
+            let Some((k, e)) = picked else { return };
+            f(k, e, e.expire_at());
         }
     }
 
     /// A random key of the key table or (`volatile`) of the keys with a TTL.
     pub(super) fn random_key(&self, volatile: bool, rand: &mut dyn FnMut() -> u64) -> Option<Box<[u8]>> {
         if volatile {
-            self.volatile.random(rand).map(|(k, _)| k.into())
+            self.keys.random_volatile(rand).map(|(k, _)| k.into())
         } else {
             self.keys.random(rand).map(|(k, _)| k.into())
         }
@@ -802,7 +768,7 @@ impl Db {
     /// Whether the key is (still) in the key table or (`volatile`) has a TTL.
     pub(super) fn holds(&self, volatile: bool, key: &[u8]) -> bool {
         if volatile {
-            self.volatile.contains(key)
+            self.expire_at(key) != 0
         } else {
             self.keys.contains(key)
         }
@@ -814,9 +780,10 @@ impl Db {
     pub fn expire_sample(&mut self, samples: usize, now_ms: u64, mut rand: impl FnMut() -> u64, may_delete: impl Fn(&[u8]) -> bool) -> (usize, usize) {
         let mut sampled = 0;
         let mut victims: Vec<Box<[u8]>> = Vec::new();
-        let n = samples.min(self.volatile.len());
+        let n = samples.min(self.keys.volatile_len());
         for _ in 0..n {
-            let Some((k, &at)) = self.volatile.random(&mut rand) else { break };
+            let Some((k, e)) = self.keys.random_volatile(&mut rand) else { break };
+            let at = e.expire_at();
             sampled += 1;
             if expired_at(at, now_ms) && !victims.iter().any(|v| &**v == k) && may_delete(k) {
                 victims.push(k.into());
@@ -839,7 +806,8 @@ impl Db {
     pub fn avg_ttl(&self, now_ms: u64) -> u64 {
         let mut sum = 0u64;
         let mut n = 0u64;
-        for (_, &at) in self.volatile.iter().take(64) {
+        for (_, e) in self.keys.iter_volatile().take(64) {
+            let at = e.expire_at();
             sum += at.saturating_sub(now_ms);
             n += 1;
         }

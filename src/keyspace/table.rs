@@ -16,6 +16,12 @@
 //! reverse-binary cursor then works on homes exactly as Redis's dictScan
 //! works on buckets, across resizes (both are powers of two).
 //!
+//! A key's TTL lives in its node too (8 bytes after the name, only for keys
+//! that have one), with its index in `volatile`, the array of the nodes of
+//! keys with a TTL that active expiry and the volatile-* policies sample
+//! (uniformly: a random index). Setting or removing a TTL reallocates the
+//! node (one size more or less); nothing else ever moves one.
+//!
 //! A slot is `node pointer (48 bits) | displacement (8) | hash tag (8)`:
 //! a lookup compares tags before it touches a node. Displacement is capped
 //! at 255; a run that would exceed it grows the table (it does not happen
@@ -35,7 +41,9 @@ pub struct Entry {
     /// The access clock: the LRU clock under LRU and the other policies,
     /// the LFU word under an LFU policy (one field, as Redis's `robj.lru`).
     meta: u32,
-    /// `klen` (one byte, or 255 and four more) then the key bytes.
+    /// The header (bit 7: the key has a TTL; bits 0-6: the key's length,
+    /// or 127 and four bytes of length), the key bytes, then for a key with
+    /// a TTL its expiry (u64, Unix ms) and its index in `volatile` (u32).
     tail: [u8],
 }
 
@@ -72,13 +80,47 @@ impl Entry {
         let (h, n) = hdr(&self.tail);
         &self.tail[h..h + n]
     }
+
+    /// The key's absolute expiry in Unix ms; 0 = none.
+    #[inline]
+    pub fn expire_at(&self) -> u64 {
+        if self.tail[0] & TTL_FLAG == 0 {
+            return 0;
+        }
+        let (h, n) = hdr(&self.tail);
+        u64::from_le_bytes(self.tail[h + n..h + n + 8].try_into().expect("8 bytes"))
+    }
+
+    #[inline]
+    fn set_expire_in_place(&mut self, at: u64) {
+        let (h, n) = hdr(&self.tail);
+        self.tail[h + n..h + n + 8].copy_from_slice(&at.to_le_bytes());
+    }
+
+    /// Index in `volatile` (a key with a TTL).
+    #[inline]
+    fn vol_idx(&self) -> usize {
+        let (h, n) = hdr(&self.tail);
+        u32::from_le_bytes(self.tail[h + n + 8..h + n + 12].try_into().expect("4 bytes")) as usize
+    }
+
+    #[inline]
+    fn set_vol_idx(&mut self, i: usize) {
+        let (h, n) = hdr(&self.tail);
+        self.tail[h + n + 8..h + n + 12].copy_from_slice(&(i as u32).to_le_bytes());
+    }
 }
+
+const TTL_FLAG: u8 = 0x80;
+const LONG_KEY: u8 = 0x7F;
+/// Expiry (8) and `volatile` index (4).
+const TTL_BYTES: usize = 12;
 
 /// The length header of a tail: (header bytes, key length).
 #[inline]
 fn hdr(tail: &[u8]) -> (usize, usize) {
-    let b = tail[0];
-    if b < 255 {
+    let b = tail[0] & !TTL_FLAG;
+    if b < LONG_KEY {
         (1, b as usize)
     } else {
         (5, u32::from_le_bytes([tail[1], tail[2], tail[3], tail[4]]) as usize)
@@ -87,11 +129,17 @@ fn hdr(tail: &[u8]) -> (usize, usize) {
 
 #[inline]
 fn hdr_len(klen: usize) -> usize {
-    if klen < 255 {
+    if klen < LONG_KEY as usize {
         1
     } else {
         5
     }
+}
+
+/// A node's tail length.
+#[inline]
+fn tail_size(klen: usize, ttl: bool) -> usize {
+    hdr_len(klen) + klen + if ttl { TTL_BYTES } else { 0 }
 }
 
 #[inline]
@@ -100,9 +148,10 @@ fn layout(tail: usize) -> Layout {
     Layout::from_size_align((TAIL_OFF + tail + 7) & !7, 8).expect("node layout")
 }
 
-/// The bytes a key of `klen` bytes takes as a node (before allocator rounding).
-pub fn node_size(klen: usize) -> usize {
-    layout(hdr_len(klen) + klen).size()
+/// The bytes a key of `klen` bytes takes as a node, with or without a TTL
+/// (before allocator rounding).
+pub fn node_size(klen: usize, ttl: bool) -> usize {
+    layout(tail_size(klen, ttl)).size()
 }
 
 /// The tail length of the node at `p`.
@@ -111,12 +160,14 @@ pub fn node_size(klen: usize) -> usize {
 #[inline]
 unsafe fn tail_len(p: *const u8) -> usize {
     let b = *p.add(TAIL_OFF);
-    if b < 255 {
-        1 + b as usize
+    let ttl = if b & TTL_FLAG != 0 { TTL_BYTES } else { 0 };
+    let b = b & !TTL_FLAG;
+    if b < LONG_KEY {
+        1 + b as usize + ttl
     } else {
         let mut l = [0u8; 4];
         std::ptr::copy_nonoverlapping(p.add(TAIL_OFF + 1), l.as_mut_ptr(), 4);
-        5 + u32::from_le_bytes(l) as usize
+        5 + u32::from_le_bytes(l) as usize + ttl
     }
 }
 
@@ -132,9 +183,10 @@ unsafe fn entry_ref<'a>(p: *const u8) -> &'a Entry {
     &*(std::ptr::slice_from_raw_parts(p, tail_len(p)) as *const Entry)
 }
 
-fn new_node(key: &[u8], item: Item) -> NonNull<u8> {
+/// A node for `key`; with `ttl`, its expiry and `volatile` index.
+fn new_node(key: &[u8], item: Item, ttl: Option<(u64, usize)>) -> NonNull<u8> {
     let h = hdr_len(key.len());
-    let lay = layout(h + key.len());
+    let lay = layout(tail_size(key.len(), ttl.is_some()));
     // SAFETY: a non-zero size; every field is written before the node is read.
     unsafe {
         let p = alloc(lay);
@@ -144,13 +196,19 @@ fn new_node(key: &[u8], item: Item) -> NonNull<u8> {
         std::ptr::write(p as *mut Value, item.val);
         std::ptr::write(p.add(TAIL_OFF - 4) as *mut u32, item.meta);
         let t = p.add(TAIL_OFF);
+        let flag = if ttl.is_some() { TTL_FLAG } else { 0 };
         if h == 1 {
-            *t = key.len() as u8;
+            *t = key.len() as u8 | flag;
         } else {
-            *t = 255;
+            *t = LONG_KEY | flag;
             std::ptr::copy_nonoverlapping((key.len() as u32).to_le_bytes().as_ptr(), t.add(1), 4);
         }
         std::ptr::copy_nonoverlapping(key.as_ptr(), t.add(h), key.len());
+        if let Some((at, vi)) = ttl {
+            let x = t.add(h + key.len());
+            std::ptr::copy_nonoverlapping(at.to_le_bytes().as_ptr(), x, 8);
+            std::ptr::copy_nonoverlapping((vi as u32).to_le_bytes().as_ptr(), x.add(8), 4);
+        }
         NonNull::new_unchecked(p)
     }
 }
@@ -202,6 +260,8 @@ const MIN_SLOTS: usize = 8;
 pub struct KeyTable {
     slots: Vec<u64>,
     len: usize,
+    /// The nodes of the keys that have a TTL (each knows its index here).
+    volatile: Vec<NonNull<u8>>,
     /// Sum of the nodes' sizes minus their key bytes: the table's share of
     /// INFO's used_memory_overhead (with the slot array).
     node_bytes: usize,
@@ -218,6 +278,7 @@ impl Default for KeyTable {
         KeyTable {
             slots: Vec::new(),
             len: 0,
+            volatile: Vec::new(),
             node_bytes: 0,
             hasher: ahash::RandomState::new(),
         }
@@ -241,9 +302,22 @@ impl KeyTable {
     }
 
     /// Bytes of table structure: the slot array and each node minus its key
-    /// bytes (the entry header and the value struct), for INFO's overhead.
+    /// bytes and TTL bytes (the entry header and the value struct), for
+    /// INFO's overhead and MEMORY STATS' `overhead.hashtable.main`.
     pub fn overhead_bytes(&self) -> usize {
         self.slots.capacity() * 8 + self.node_bytes
+    }
+
+    /// What the TTLs cost: the `volatile` array and each TTL's bytes in its
+    /// node (MEMORY STATS' `overhead.hashtable.expires`).
+    pub fn ttl_bytes(&self) -> usize {
+        self.volatile.capacity() * 8 + self.volatile.len() * TTL_BYTES
+    }
+
+    /// Keys with a TTL.
+    #[inline]
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
     }
 
     #[inline]
@@ -299,18 +373,81 @@ impl KeyTable {
         self.find(key).is_some()
     }
 
-    /// Inserts a key known to be absent; returns its entry.
-    pub fn insert_new(&mut self, key: &[u8], item: Item) -> &mut Entry {
+    /// Inserts a key known to be absent, with its expiry (0 = none).
+    pub fn insert_new(&mut self, key: &[u8], item: Item, expire_at: u64) {
         if (self.len + 1) * 8 > self.slots.len() * 7 {
             self.resize((self.slots.len() * 2).max(MIN_SLOTS));
         }
-        let p = new_node(key, item).as_ptr();
+        let ttl = (expire_at != 0).then_some((expire_at, self.volatile.len()));
+        let node = new_node(key, item, ttl);
+        if ttl.is_some() {
+            self.volatile.push(node);
+        }
         self.len += 1;
-        self.node_bytes += node_size(key.len()) - key.len();
+        self.node_bytes += node_size(key.len(), false) - key.len();
         let h = self.hash(key);
-        self.place(p, h);
-        // SAFETY: just inserted; borrowed mutably with the table.
-        unsafe { entry_mut(p) }
+        self.place(node.as_ptr(), h);
+    }
+
+    /// Sets (`at` != 0) or removes the TTL of a stored key; false if absent.
+    /// Adding or removing one reallocates the node at its size.
+    pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
+        let Some(i) = self.find(key) else { return false };
+        let s = self.slots[i];
+        let p = sptr(s);
+        // SAFETY: a live node, borrowed with the table.
+        let e = unsafe { entry_mut(p) };
+        let had = e.expire_at() != 0;
+        if had && at != 0 {
+            e.set_expire_in_place(at);
+            return true;
+        }
+        if !had && at == 0 {
+            return true;
+        }
+        let ttl = if had {
+            self.unvolatile(e.vol_idx());
+            None
+        } else {
+            Some((at, self.volatile.len()))
+        };
+        // SAFETY: the node is unlinked below (its slot is overwritten).
+        let item = unsafe { take_node(p) };
+        let node = new_node(key, item, ttl);
+        if ttl.is_some() {
+            self.volatile.push(node);
+        }
+        self.slots[i] = (s & !PTR_MASK) | node.as_ptr() as usize as u64;
+        true
+    }
+
+    /// Removes entry `vi` of `volatile` (the last one takes its place).
+    fn unvolatile(&mut self, vi: usize) {
+        self.volatile.swap_remove(vi);
+        if let Some(&moved) = self.volatile.get(vi) {
+            // SAFETY: a live node of this table.
+            unsafe { entry_mut(moved.as_ptr()) }.set_vol_idx(vi);
+        }
+    }
+
+    /// A random key with a TTL, uniform over them.
+    pub fn random_volatile(&self, mut rand: impl FnMut() -> u64) -> Option<(&[u8], &Entry)> {
+        if self.volatile.is_empty() {
+            return None;
+        }
+        let p = self.volatile[(rand() % self.volatile.len() as u64) as usize];
+        // SAFETY: a live node, borrowed with the table.
+        let e = unsafe { entry_ref(p.as_ptr()) };
+        Some((e.key(), e))
+    }
+
+    /// The keys that have a TTL.
+    pub fn iter_volatile(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
+        self.volatile.iter().map(|p| {
+            // SAFETY: a live node, borrowed with the table.
+            let e = unsafe { entry_ref(p.as_ptr()) };
+            (e.key(), e)
+        })
     }
 
     /// Places a node (already counted in `len`), growing the table if a
@@ -352,15 +489,22 @@ impl KeyTable {
         }
     }
 
-    /// Removes the key; its entry back.
-    pub fn remove(&mut self, key: &[u8]) -> Option<Item> {
+    /// Removes the key; its entry and expiry (0 = none) back.
+    pub fn remove(&mut self, key: &[u8]) -> Option<(Item, u64)> {
         let i = self.find(key)?;
         let p = sptr(self.slots[i]);
+        // SAFETY: a live node.
+        let e = unsafe { entry_ref(p) };
+        let at = e.expire_at();
+        if at != 0 {
+            let vi = e.vol_idx();
+            self.unvolatile(vi);
+        }
         self.unslot(i);
-        self.node_bytes -= node_size(key.len()) - key.len();
+        self.node_bytes -= node_size(key.len(), false) - key.len();
         self.maybe_shrink();
         // SAFETY: unlinked from the table: nothing refers to it.
-        Some(unsafe { take_node(p) })
+        Some((unsafe { take_node(p) }, at))
     }
 
     /// Backward-shift deletion of slot `i`.
@@ -402,6 +546,7 @@ impl KeyTable {
         }
         self.len = 0;
         self.node_bytes = 0;
+        self.volatile = Vec::new();
     }
 
     /// Calls `f` for every key whose home is slot `b`.
@@ -545,24 +690,29 @@ mod tests {
         let mut t = KeyTable::default();
         let long = vec![b'x'; 300];
         for i in 0..5000i64 {
-            t.insert_new(format!("k{i}").as_bytes(), item(i));
+            t.insert_new(format!("k{i}").as_bytes(), item(i), if i % 3 == 0 { 1000 + i as u64 } else { 0 });
         }
-        t.insert_new(&long, item(-2));
+        t.insert_new(&long, item(-2), 0);
+        assert_eq!(t.volatile_len(), 1667);
         assert_eq!(t.len(), 5001);
         assert_eq!(t.get(&long).map(|e| e.key().len()), Some(300));
         for i in 0..5000i64 {
             let e = t.get(format!("k{i}").as_bytes()).expect("present");
             assert_eq!((int(e), e.key(), e.meta()), (i, format!("k{i}").as_bytes(), 7));
+            assert_eq!(e.expire_at(), if i % 3 == 0 { 1000 + i as u64 } else { 0 });
         }
         t.get_mut(b"k3").expect("present").val = Value::Int(33);
         assert_eq!(t.get(b"k3").map(int), Some(33));
         assert!(t.get(b"nope").is_none());
         for i in 0..5000i64 {
-            assert_eq!(t.remove(format!("k{i}").as_bytes()).map(|x| x.val), Some(Value::Int(if i == 3 { 33 } else { i })));
+            let (x, at) = t.remove(format!("k{i}").as_bytes()).expect("present");
+            assert_eq!(x.val, Value::Int(if i == 3 { 33 } else { i }));
+            assert_eq!(at, if i % 3 == 0 { 1000 + i as u64 } else { 0 });
             assert!(!t.contains(format!("k{i}").as_bytes()));
         }
         assert!(t.remove(&long).is_some());
         assert!(t.is_empty());
+        assert_eq!(t.volatile_len(), 0);
         assert_eq!(t.capacity(), 0);
         assert_eq!(t.overhead_bytes(), 0);
     }
@@ -571,7 +721,7 @@ mod tests {
     fn scan_returns_every_key_present_throughout_despite_resizes() {
         let mut t = KeyTable::default();
         for i in 0..500 {
-            t.insert_new(format!("stable{i}").as_bytes(), item(i));
+            t.insert_new(format!("stable{i}").as_bytes(), item(i), 0);
         }
         let mut seen = HashSet::new();
         let mut cursor = 0;
@@ -584,7 +734,7 @@ mod tests {
             if step.is_multiple_of(3) {
                 for j in 0..200 {
                     let k = format!("tmp{step}-{j}");
-                    t.insert_new(k.as_bytes(), item(0));
+                    t.insert_new(k.as_bytes(), item(0), 0);
                 }
             } else {
                 let tmp: Vec<Vec<u8>> = t.iter().filter(|(k, _)| k.starts_with(b"tmp")).map(|(k, _)| k.to_vec()).collect();
@@ -605,7 +755,7 @@ mod tests {
     fn snapshot_walk_visits_every_stable_key_exactly_once_despite_resizes() {
         let mut t = KeyTable::default();
         for i in 0..2000 {
-            t.insert_new(format!("stable{i}").as_bytes(), item(i));
+            t.insert_new(format!("stable{i}").as_bytes(), item(i), 0);
         }
         let mut seen: HashMap<Vec<u8>, u32> = Default::default();
         let mut pos = Some(0u64);
@@ -617,7 +767,7 @@ mod tests {
             step += 1;
             if step % 50 == 1 {
                 for j in 0..5000 {
-                    t.insert_new(format!("tmp{step}-{j}").as_bytes(), item(0));
+                    t.insert_new(format!("tmp{step}-{j}").as_bytes(), item(0), 0);
                 }
             } else if step % 50 == 25 {
                 let tmp: Vec<Vec<u8>> = t.iter().filter(|(k, _)| k.starts_with(b"tmp")).map(|(k, _)| k.to_vec()).collect();
@@ -636,21 +786,33 @@ mod tests {
     #[test]
     fn probe_runs_stay_sorted_by_home_under_random_inserts_and_removes() {
         let mut t = KeyTable::default();
-        let mut model: HashSet<u32> = HashSet::new();
+        let mut model: HashMap<u32, u64> = HashMap::new();
         let mut x = 0x2545F4914F6CDD1Du64;
         for _ in 0..60_000 {
             let r = crate::util::rand::next(&mut x);
             let k = (r % 3000) as u32;
             let key = format!("k{k}");
             if r & (1 << 40) == 0 {
-                if model.insert(k) {
-                    t.insert_new(key.as_bytes(), item(k as i64));
+                if model.insert(k, 0).is_none() {
+                    t.insert_new(key.as_bytes(), item(k as i64), 0);
+                } else {
+                    // Add, change or remove its TTL: the node moves.
+                    let at = (r >> 20) % 3;
+                    assert!(t.set_expire(key.as_bytes(), at));
+                    model.insert(k, at);
                 }
-            } else if model.remove(&k) {
-                assert!(t.remove(key.as_bytes()).is_some());
+            } else if let Some(at) = model.remove(&k) {
+                assert_eq!(t.remove(key.as_bytes()).map(|x| x.1), Some(at));
             }
         }
         assert_eq!(t.len(), model.len());
+        assert_eq!(t.volatile_len(), model.values().filter(|a| **a != 0).count());
+        for (k, at) in &model {
+            assert_eq!(t.get(format!("k{k}").as_bytes()).map(|e| e.expire_at()), Some(*at));
+        }
+        for (i, (_, e)) in t.iter_volatile().enumerate() {
+            assert_eq!(e.vol_idx(), i);
+        }
         let mask = t.mask();
         for (i, &s) in t.slots.iter().enumerate() {
             if s == 0 {
@@ -664,7 +826,7 @@ mod tests {
                 assert!(prev != 0 && sdist(prev) + 1 >= sdist(s), "a gap or an unsorted run before slot {i}");
             }
         }
-        for k in &model {
+        for k in model.keys() {
             assert!(t.contains(format!("k{k}").as_bytes()));
         }
     }
@@ -673,19 +835,22 @@ mod tests {
     fn random_returns_members() {
         let mut t = KeyTable::default();
         assert!(t.random(|| 7).is_none());
-        t.insert_new(b"a", item(1));
-        t.insert_new(b"b", item(2));
+        t.insert_new(b"a", item(1), 0);
+        t.insert_new(b"b", item(2), 5);
         let mut x = 0x9E3779B97F4A7C15u64;
         for _ in 0..50 {
             let (k, _) = t.random(|| crate::util::rand::next(&mut x)).unwrap();
             assert!(k == b"a" || k == b"b");
+            assert_eq!(t.random_volatile(|| crate::util::rand::next(&mut x)).map(|(k, _)| k), Some(&b"b"[..]));
         }
     }
 
-    /// `key:N` with a 16-byte value: one 48-byte node, nothing else.
+    /// `key:N` with a 16-byte value: one 48-byte node, nothing else (64
+    /// with a TTL).
     #[test]
     fn a_short_key_with_a_short_string_is_one_48_byte_node() {
-        assert_eq!(node_size(b"key:1234567".len()), 48);
+        assert_eq!(node_size(b"key:1234567".len(), false), 48);
+        assert_eq!(node_size(b"key:1234567".len(), true), 64);
         assert!(matches!(Value::from_bytes(&[b'v'; 16]), Value::Small(_)));
     }
 }

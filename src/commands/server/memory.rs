@@ -156,13 +156,9 @@ fn memory_usage(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(2);
     let db = ctx.db();
     let Some(e) = db.entry(key) else { return out.null() };
-    // The table node (entry, value struct and name in one block).
-    let node = good_size(crate::keyspace::table::node_size(key.len()));
-    let mut usage = node + value_bytes(&e.val, all);
-    if db.expire_at(key) != 0 {
-        usage += good_size(std::mem::size_of::<(Box<[u8]>, u64, usize)>()) + good_size(key.len());
-    }
-    out.int(usage as i64);
+    // The table node: entry, value struct, name and TTL in one block.
+    let node = good_size(crate::keyspace::table::node_size(key.len(), e.expire_at() != 0));
+    out.int((node + value_bytes(&e.val, all)) as i64);
 }
 
 // ---------------------------------------------------------------- STATS, DOCTOR
