@@ -13,11 +13,15 @@ data (socket buffers, allocator caches: about 6 MB for Tessera here, seen as
 the same excess in every case), so it is fair only for the large cases. (A
 warm-up load does not help: mimalloc keeps and reuses the freed pages, so
 Tessera's RSS then does not grow at all.)
-Cases: one key of 1M elements of each type, and 100K keys of 10 elements
-each (keys included in the cost).
+Cases: one key of 1M elements of each type, 100K keys of 10 elements
+each (keys included in the cost), and string keys (`key:N` -> 16-byte
+values, the issue's case): loaded with SET, with SET ... EX on every key,
+and with DEBUG POPULATE N key 16 (both servers run with
+enable-debug-command). `--string-keys` sets their number (1M by default;
+10M for the README's figures).
 
 Usage: perf/memory_per_element.py [--tessera target/release/tessera] [--big 1000000]
-       [--small-keys 100000] [--json out.json]
+       [--small-keys 100000] [--string-keys 1000000] [--no-rss] [--json out.json]
 """
 import argparse, json, os, socket, subprocess, sys, time
 
@@ -76,12 +80,14 @@ class Conn:
         raise RuntimeError(f"bad reply {self.buf[i:i+40]!r}")
 
     def cmds(self, reqs, window=200):
-        """Sends requests pipelined, `window` at a time; returns the replies."""
+        """Sends requests pipelined, `window` at a time; returns the replies.
+        A request may be a `(bytes, count)` pair: `count` commands at once."""
         out = []
         for i in range(0, len(reqs), window):
             part = reqs[i:i + window]
-            self.s.sendall(b"".join(part))
-            out.extend(self._reply() for _ in part)
+            self.s.sendall(b"".join(r[0] if isinstance(r, tuple) else r for r in part))
+            for r in part:
+                out.extend(self._reply() for _ in range(r[1] if isinstance(r, tuple) else 1))
         return out
 
     def used_memory(self):
@@ -92,9 +98,28 @@ class Conn:
         raise RuntimeError("no used_memory")
 
 
-def load(kind, big, small_keys):
+def strings(n, ttl):
+    """SET key:N <16 bytes> [EX 100000] for N < n, 1000 commands a request."""
+    reqs = []
+    for s in range(0, n, 1000):
+        part = []
+        for i in range(s, min(n, s + 1000)):
+            k, v = b"key:%d" % i, (b"value:%d" % i).ljust(16, b"\0")
+            if ttl:
+                part.append(b"*5\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n$2\r\nEX\r\n$6\r\n100000\r\n" % (len(k), k, v))
+            else:
+                part.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$16\r\n%s\r\n" % (len(k), k, v))
+        reqs.append((b"".join(part), len(part)))
+    return reqs
+
+
+def load(kind, big, small_keys, string_keys):
     """(name, elements, requests) for every case."""
     cases = []
+    if string_keys:
+        cases.append(("string", string_keys, strings(string_keys, False)))
+        cases.append(("string+ttl", string_keys, strings(string_keys, True)))
+        cases.append(("populate", string_keys, [enc("DEBUG", "POPULATE", string_keys, "key", 16)]))
     chunk = 1000
     def one_key(name, cmd, elem):
         reqs = []
@@ -146,7 +171,7 @@ def measure(cmdline, cases, rss=False):
             before = rss_kb(p.pid) * 1024 if rss else c.used_memory()
             c.s.close()
             loader = Conn(port)
-            for r in loader.cmds(reqs):
+            for r in loader.cmds(reqs, window=200 if len(reqs) > 1 else 1):
                 if isinstance(r, bytes) and r.startswith(b"ERR"):
                     raise RuntimeError(f"{name}: {r!r}")
             loader.s.close()
@@ -171,14 +196,20 @@ def main():
     ap.add_argument("--tessera", default="target/release/tessera")
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--small-keys", type=int, default=100_000)
+    ap.add_argument("--string-keys", type=int, default=1_000_000)
+    ap.add_argument("--no-rss", action="store_true", help="skip the RSS pass (fresh server per case)")
     ap.add_argument("--json")
     a = ap.parse_args()
     tessera = os.path.abspath(a.tessera)
-    cases = load("x", a.big, a.small_keys)
-    redis = ["redis-server", "--save", "", "--appendonly", "no"]
-    ours = [tessera, "--threads", "1"]
+    cases = load("x", a.big, a.small_keys, a.string_keys)
+    debug = ["--enable-debug-command", "yes"]
+    redis = ["redis-server", "--save", "", "--appendonly", "no"] + debug
+    ours = [tessera, "--threads", "1"] + debug
     r, t = measure(redis, cases), measure(ours, cases)
-    rr, tr = measure(redis, cases, rss=True), measure(ours, cases, rss=True)
+    if a.no_rss:
+        rr, tr = {k: float("nan") for k in r}, {k: float("nan") for k in t}
+    else:
+        rr, tr = measure(redis, cases, rss=True), measure(ours, cases, rss=True)
     print(f"{'':10} {'used_memory B/elem':^32} {'RSS B/elem (fresh server)':^32}")
     print(f"{'case':10} {'redis':>10} {'tessera':>10} {'ratio':>8} {'redis':>10} {'tessera':>10} {'ratio':>8}")
     for name, _, _ in cases:

@@ -70,7 +70,10 @@ fn used_memory_follows_the_dataset() {
     // Redis's figure: used_memory * 100 / peak, both from the same INFO.
     let used2: u64 = info_field(&text, "used_memory").unwrap().parse().unwrap();
     let want = used2 as f64 * 100.0 / peak2 as f64;
-    assert!((perc - want).abs() < 0.01, "used_memory_peak_perc {perc}% is not used/peak ({want:.2}%)\n{text}");
+    assert!(
+        (perc - want).abs() < 0.01,
+        "used_memory_peak_perc {perc}% is not used/peak ({want:.2}%)\n{text}"
+    );
     assert!(perc < 75.0, "used/peak after FLUSHALL is {perc}%\n{text}");
 }
 

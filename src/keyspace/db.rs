@@ -451,29 +451,34 @@ impl Db {
         expired_at(self.expire_at(key), now_ms)
     }
 
-    /// Deletes the key if its TTL has passed; true when it did.
-    #[inline]
-    fn expire_if_needed(&mut self, key: &[u8], now_ms: u64) -> bool {
-        let expired = self.is_expired(key, now_ms);
-        if expired {
-            let gone = self.unlink(key);
-            self.signal_deleted_stream(key, gone.as_ref().map(|g| &g.0));
-            if let Some((e, _)) = gone {
-                lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
-            }
-            self.expired += 1;
-            self.hook.fire(key, WriteKind::Expired);
+    /// Deletes a key whose TTL has passed (lazy expiry).
+    fn expire_now(&mut self, key: &[u8]) {
+        let gone = self.unlink(key);
+        self.signal_deleted_stream(key, gone.as_ref().map(|g| &g.0));
+        if let Some((e, _)) = gone {
+            lazyfree::free_entry(e, lazyfree::LAZY_EXPIRE.load(std::sync::atomic::Ordering::Relaxed));
         }
-        expired
+        self.expired += 1;
+        self.hook.fire(key, WriteKind::Expired);
+    }
+
+    /// The key's slot in the table after lazy expiry (None: absent, or it
+    /// has just expired): one probe, since the TTL is in the node.
+    #[inline]
+    fn live_slot(&mut self, key: &[u8], now_ms: u64) -> Option<usize> {
+        let i = self.keys.slot_of(key)?;
+        if self.keys.volatile_len() != 0 && expired_at(self.keys.at(i).expire_at(), now_ms) {
+            self.expire_now(key);
+            return None;
+        }
+        Some(i)
     }
 
     /// Redis's lookupKeyRead: lazy expiry, then the access clock (LRU or LFU).
     #[inline]
     pub fn lookup_read(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        if self.keys.volatile_len() != 0 {
-            self.expire_if_needed(key, now_ms);
-        }
-        let e = self.keys.get_mut(key)?;
+        let i = self.live_slot(key, now_ms)?;
+        let e = self.keys.at_mut(i);
         access::touch(e, now_ms, &mut self.rng);
         Some(e)
     }
@@ -482,13 +487,11 @@ impl Db {
     /// through the returned handle fire the hook.
     #[inline]
     pub fn lookup_write<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
-        if self.keys.volatile_len() != 0 {
-            self.expire_if_needed(key, now_ms);
-        }
-        if self.cow.is_some() && self.keys.contains(key) {
+        let i = self.live_slot(key, now_ms)?;
+        if self.cow.is_some() {
             self.pre_write(key);
         }
-        let e = self.keys.get_mut(key)?;
+        let e = self.keys.at_mut(i);
         access::touch(e, now_ms, &mut self.rng);
         Some(EntryMut {
             entry: e,
@@ -502,15 +505,12 @@ impl Db {
     /// with `lookup_read`: no second access-clock touch (PFCOUNT writing
     /// its cached cardinality).
     pub fn lookup_write_untouched<'a>(&'a mut self, key: &'a [u8], now_ms: u64) -> Option<EntryMut<'a>> {
-        if self.keys.volatile_len() != 0 {
-            self.expire_if_needed(key, now_ms);
-        }
-        if self.cow.is_some() && self.keys.contains(key) {
+        let i = self.live_slot(key, now_ms)?;
+        if self.cow.is_some() {
             self.pre_write(key);
         }
-        let e = self.keys.get_mut(key)?;
         Some(EntryMut {
-            entry: e,
+            entry: self.keys.at_mut(i),
             key,
             hook: &mut self.hook,
             modified: false,
@@ -519,10 +519,8 @@ impl Db {
 
     /// Lazy expiry without touching the access clock (OBJECT, TTL-style peeks).
     pub fn peek(&mut self, key: &[u8], now_ms: u64) -> Option<&Entry> {
-        if self.keys.volatile_len() != 0 {
-            self.expire_if_needed(key, now_ms);
-        }
-        self.keys.get(key)
+        let i = self.live_slot(key, now_ms)?;
+        Some(self.keys.at(i))
     }
 
     /// The value for a change of representation only (an encoding conversion,

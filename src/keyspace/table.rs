@@ -358,6 +358,30 @@ impl KeyTable {
         }
     }
 
+    /// The slot holding `key`, for [`KeyTable::at`] / [`KeyTable::at_mut`]
+    /// (valid until the table is next changed).
+    #[inline]
+    pub fn slot_of(&self, key: &[u8]) -> Option<usize> {
+        self.find(key)
+    }
+
+    /// The entry in an occupied slot (from [`KeyTable::slot_of`]).
+    #[inline]
+    pub fn at(&self, i: usize) -> &Entry {
+        let s = self.slots[i];
+        assert!(s != 0, "an empty slot");
+        // SAFETY: an occupied slot points at a live node, borrowed with the table.
+        unsafe { entry_ref(sptr(s)) }
+    }
+
+    #[inline]
+    pub fn at_mut(&mut self, i: usize) -> &mut Entry {
+        let s = self.slots[i];
+        assert!(s != 0, "an empty slot");
+        // SAFETY: as `at`, borrowed mutably with the table.
+        unsafe { entry_mut(sptr(s)) }
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
         // SAFETY: a live node, borrowed with the table.
         self.find(key).map(|i| unsafe { entry_ref(sptr(self.slots[i])) })
