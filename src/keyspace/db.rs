@@ -60,6 +60,10 @@ pub enum WriteKind {
     Load,
     /// Deleted by maxmemory eviction (`Db::evict`; no command's change).
     Evicted,
+    /// Added by DEBUG POPULATE (`Db::populate`): a change WATCH, tracking,
+    /// blocked clients and `new` events see, but not counted in `dirty`, as
+    /// debug.c never bumps server.dirty (nothing propagates, no save is due).
+    Populate,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,7 +139,7 @@ pub struct Watcher {
 impl WriteHook {
     #[inline]
     fn fire(&mut self, key: &[u8], kind: WriteKind) {
-        if !matches!(kind, WriteKind::Expired | WriteKind::Load | WriteKind::Evicted) {
+        if !matches!(kind, WriteKind::Expired | WriteKind::Load | WriteKind::Evicted | WriteKind::Populate) {
             self.dirty += 1;
         }
         if let Some(l) = self.log.as_mut() {
@@ -154,7 +158,7 @@ impl WriteHook {
             self.propagate_expired.push((key.into(), kind == WriteKind::Evicted));
         }
         if !self.blocked.is_empty()
-            && matches!(kind, WriteKind::Set | WriteKind::Modify)
+            && matches!(kind, WriteKind::Set | WriteKind::Modify | WriteKind::Populate)
             && self.blocked.contains_key(key)
             && !self.ready.iter().any(|k| &**k == key)
         {
@@ -578,15 +582,41 @@ impl Db {
                 lazyfree::free_server_del(Item { val: old, meta: 0 });
                 self.keys.set_expire(key, expire_at);
             }
-            None => {
-                self.keys.insert_new(key, entry, expire_at);
-                if RECORD_NEW.load(std::sync::atomic::Ordering::Relaxed) {
-                    let i = self.index;
-                    CREATED.with(|c| c.borrow_mut().push((i, key.into())));
-                }
-            }
+            None => self.insert_absent(key, entry, expire_at),
         }
         self.hook.fire(key, WriteKind::Set);
+    }
+
+    /// DEBUG POPULATE's step for one key (debug.c): lookupKeyWrite (a key
+    /// whose TTL passed is deleted first; a live one is touched and kept:
+    /// `Ok(false)`), else dbAdd of `val()` without a TTL (nothing added if
+    /// it fails). The hook fires [`WriteKind::Populate`]: everything a `Set`
+    /// tells but `dirty`.
+    pub fn populate<E>(&mut self, key: &[u8], now_ms: u64, val: impl FnOnce() -> Result<Value, E>) -> Result<bool, E> {
+        if self.lookup_write(key, now_ms).is_some() {
+            return Ok(false);
+        }
+        let entry = Item::new(val()?, now_ms);
+        self.pre_write(key);
+        self.insert_absent(key, entry, 0);
+        self.hook.fire(key, WriteKind::Populate);
+        Ok(true)
+    }
+
+    /// dbAdd's table side for a key known to be absent (the caller ran the
+    /// pre-write hook and fires the post-write one).
+    fn insert_absent(&mut self, key: &[u8], entry: Item, expire_at: u64) {
+        self.keys.insert_new(key, entry, expire_at);
+        if RECORD_NEW.load(std::sync::atomic::Ordering::Relaxed) {
+            let i = self.index;
+            CREATED.with(|c| c.borrow_mut().push((i, key.into())));
+        }
+    }
+
+    /// Sizes the key table for `additional` more keys (dictTryExpand);
+    /// false if the slot array cannot be allocated (nothing changed).
+    pub fn try_reserve(&mut self, additional: usize) -> bool {
+        self.keys.try_reserve(self.keys.len().saturating_add(additional))
     }
 
     /// dbAddRDBLoad: adds a key read from an RDB file with its expiry (0 =
@@ -888,6 +918,42 @@ mod tests {
         fn take_events_for_test(&mut self) -> Vec<KeyEvent> {
             self.hook.take_events()
         }
+    }
+
+    #[test]
+    fn populate_adds_only_absent_keys_and_counts_no_dirty() {
+        let mut db = Db::default();
+        db.set(b"live", Value::from_bytes(b"old"), 0, 0);
+        db.set(b"gone", Value::from_bytes(b"old"), 10, 0);
+        let dirty = db.hook.dirty;
+        db.hook.set_logging(true);
+        let v = |s: &str| -> Result<Value, ()> { Ok(Value::plain(s.as_bytes().to_vec())) };
+        assert_eq!(db.populate(b"live", 100, || v("new")), Ok(false), "an existing key is kept");
+        assert_eq!(db.populate(b"gone", 100, || v("new")), Ok(true), "an expired one is replaced");
+        assert_eq!(db.populate(b"fresh", 100, || v("new")), Ok(true));
+        assert_eq!(db.populate(b"failed", 100, || Err::<Value, _>(7)), Err(7));
+        assert!(db.entry(b"failed").is_none(), "a failed value adds nothing");
+        assert_eq!(db.entry(b"live").map(|e| e.val.clone()), Some(Value::from_bytes(b"old")));
+        assert_eq!(db.entry(b"gone").map(|e| e.val.clone()), Some(Value::plain(b"new".to_vec())));
+        assert_eq!(db.expires_len(), 0);
+        assert_eq!(
+            db.take_events_for_test(),
+            vec![
+                KeyEvent {
+                    key: (*b"gone").into(),
+                    kind: WriteKind::Expired
+                },
+                KeyEvent {
+                    key: (*b"gone").into(),
+                    kind: WriteKind::Populate
+                },
+                KeyEvent {
+                    key: (*b"fresh").into(),
+                    kind: WriteKind::Populate
+                },
+            ]
+        );
+        assert_eq!(db.hook.dirty, dirty, "DEBUG POPULATE counts no change");
     }
 
     #[test]

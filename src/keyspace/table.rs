@@ -491,6 +491,24 @@ impl KeyTable {
         }
     }
 
+    /// Sizes the table for `total` keys; false if the slot array cannot be
+    /// allocated (the table is then unchanged).
+    pub fn try_reserve(&mut self, total: usize) -> bool {
+        let Some(want) = total.checked_mul(8).map(|x| x / 7 + 1).and_then(usize::checked_next_power_of_two) else {
+            return false;
+        };
+        if want <= self.slots.len() {
+            return true;
+        }
+        let mut probe: Vec<u64> = Vec::new();
+        if probe.try_reserve_exact(want).is_err() {
+            return false;
+        }
+        drop(probe);
+        self.resize(want);
+        true
+    }
+
     /// Rebuilds the slots at `n` (a power of two) positions.
     fn resize(&mut self, mut n: usize) {
         loop {

@@ -2,8 +2,12 @@
 
 use crate::commands::connection::write_help;
 use crate::commands::table::{AsyncFn, Table};
+use crate::exec::on_every_shard;
+use crate::keyspace::Value;
+use crate::protocol::reply::err;
 use crate::protocol::{Args, Reply};
-use crate::runtime::{self};
+use crate::runtime::locks::Mode;
+use crate::runtime::{self, Ctx};
 use crate::server::client::Client;
 use std::sync::atomic::Ordering;
 
@@ -25,6 +29,11 @@ fn debug_allowed(c: &Client) -> bool {
 
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "POPULATE <count> [<prefix>] [<size>]",
+    "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+    "    it is used instead of the 'key' prefix. These are not propagated to",
+    "    replicas. Cluster slots are not respected so keys not belonging to the",
+    "    current node can be created in cluster mode.",
     "RELOAD [option ...]",
     "    Save the RDB on disk and reload it back to memory. Valid <option> values:",
     "    * MERGE: conflicting keys will be loaded from RDB.",
@@ -73,6 +82,9 @@ async fn debug(c: &mut Client, args: Args<'_>, out: &mut Reply) {
             std::thread::sleep(d);
         }
         return out.ok();
+    }
+    if (3..=5).contains(&args.len()) && args.is(1, "populate") {
+        return populate(c.db, &args, out).await;
     }
     if args.len() >= 2 && args.is(1, "reload") {
         return reload(&args, out).await;
@@ -124,6 +136,118 @@ async fn reload(args: &Args<'_>, out: &mut Reply) {
     }
     crate::log_warning!("DB reloaded by DEBUG RELOAD");
     out.ok();
+}
+
+/// DEBUG POPULATE <count> [<prefix>] [<size>] (debug.c): string keys
+/// `<prefix>:<j>` for j in 0..count (prefix "key"; the key snprintf'd into
+/// 128 bytes, so cut at 127, and the prefix taken as a C string, so cut at
+/// its first NUL), each holding `value:<j>`, or with a size, exactly `size`
+/// bytes of that text cut or padded with NULs; a key that exists is kept.
+/// Values are created as createStringObject does (embstr / raw, never int).
+/// Every shard walks all of 0..count and adds the keys it owns, in the
+/// client's db, under a whole-shard lock of every shard (as FLUSHDB), so no
+/// cross-shard transaction sees it half done. Not counted in `dirty`, so not
+/// propagated (debug.c never bumps server.dirty).
+async fn populate(db: usize, args: &Args<'_>, out: &mut Reply) {
+    // getPositiveLongFromObjectOrReply passes its message down, so a
+    // non-integer gets the range error too (verified against redis-server).
+    const RANGE: &str = "ERR value is out of range, must be positive";
+    let positive = |b: &[u8]| crate::util::num::string2ll(b).filter(|v| *v >= 0);
+    let Some(count) = positive(args.get(2)) else {
+        return out.error(RANGE);
+    };
+    let size = if args.len() == 5 {
+        match positive(args.get(4)) {
+            Some(s) => s as u64,
+            None => return out.error(RANGE),
+        }
+    } else {
+        0
+    };
+    let prefix: std::sync::Arc<[u8]> = if args.len() == 3 {
+        b"key"[..].into()
+    } else {
+        let p = args.get(3);
+        p[..memchr::memchr(0, p).unwrap_or(p.len())].into()
+    };
+    let count = count as u64;
+    let r = on_every_shard(db, Mode::Exclusive, move |ctx: &mut Ctx| populate_shard(ctx, &prefix, count, size)).await;
+    match r {
+        Ok(parts) => match parts.into_iter().find_map(|p| p.err()) {
+            None => out.ok(),
+            Some(PopulateError::Expand) => out.error("ERR OOM in dictTryExpand"),
+            Some(PopulateError::Value(size)) => out.error(&format!("ERR DEBUG POPULATE could not allocate a value of {size} bytes")),
+        },
+        Err(_) => out.error(err::SHARD_LOST),
+    }
+}
+
+/// Why a shard's part of DEBUG POPULATE failed.
+enum PopulateError {
+    /// The key table could not be grown for the count (dictTryExpand).
+    Expand,
+    /// A value of this many bytes could not be allocated (Redis aborts on
+    /// it; here the keys added so far stay and the command fails).
+    Value(u64),
+}
+
+/// This shard's part of DEBUG POPULATE: the table is first sized for its
+/// share of the keys, as dictTryExpand sizes Redis's for all of them.
+fn populate_shard(ctx: &mut Ctx, prefix: &[u8], count: u64, size: u64) -> Result<(), PopulateError> {
+    // snprintf(buf, 128, "%s:%lu", ...): at most 127 bytes.
+    const KEY_MAX: usize = 127;
+    let (n, me, now) = (runtime::nshards(), ctx.shard.id, ctx.now);
+    let db = ctx.db();
+    let share = usize::try_from(count / n as u64).unwrap_or(usize::MAX);
+    if !db.try_reserve(share) {
+        return Err(PopulateError::Expand);
+    }
+    let mut key = Vec::with_capacity(prefix.len() + 22);
+    key.extend_from_slice(prefix);
+    key.push(b':');
+    let base = key.len();
+    let mut text = b"value:".to_vec();
+    for j in 0..count {
+        key.truncate(base);
+        crate::util::num::write_u64(&mut key, j);
+        let k = &key[..key.len().min(KEY_MAX)];
+        if runtime::shard_of_key(k, n) != me {
+            continue;
+        }
+        db.populate(k, now, || -> Result<Value, PopulateError> {
+            text.truncate(6);
+            crate::util::num::write_u64(&mut text, j);
+            if size == 0 {
+                return Ok(Value::plain(text.clone()));
+            }
+            // createStringObject(NULL, size) is zeroed; the text is copied over its start.
+            let mut v = zeroed(size).ok_or(PopulateError::Value(size))?;
+            let n = text.len().min(v.len());
+            v[..n].copy_from_slice(&text[..n]);
+            Ok(Value::plain(v))
+        })?;
+    }
+    Ok(())
+}
+
+/// `len` zero bytes, or None if the allocator refuses them (zcalloc would
+/// abort). Zeroed by the allocator, so the pages of a large value are not
+/// touched here (fresh pages from the OS are zero already).
+fn zeroed(len: u64) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok()?;
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size (checked above).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` is a live block of the global allocator with `layout`
+    // (size `len`, align 1, as Vec<u8> allocates), and all `len` bytes are
+    // initialised (zero): a Vec of that length and capacity owns it.
+    Some(unsafe { Vec::from_raw_parts(p, len, len) })
 }
 
 /// strtod on the longest numeric prefix (Redis's DEBUG SLEEP ignores trailing junk).
