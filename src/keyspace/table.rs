@@ -22,11 +22,17 @@
 //! (uniformly: a random index). Setting or removing a TTL reallocates the
 //! node (one size more or less); nothing else ever moves one.
 //!
-//! A slot is `node pointer (48 bits) | displacement (8) | hash tag (8)`:
-//! a lookup compares tags before it touches a node. Displacement is capped
-//! at 255; a run that would exceed it grows the table (it does not happen
-//! at these loads with a keyed hash). Resizes are done at once, as the
-//! chained table's.
+//! A slot is `node address / 8 (45 bits) | displacement (7) | next (12)`,
+//! where *next* holds the hash bits just above the home bits: a lookup
+//! compares them before it touches a node, and a resize moves slots
+//! without touching nodes (doubling takes a key's next bit as its new home
+//! bit, halving gives the dropped home bit back), so growing a table of
+//! millions of keys is one pass over the slot array. `valid` counts the
+//! next bits still known (a doubling uses one, a halving returns one);
+//! only a doubling with none left reads every node to rehash, which with 12
+//! bits happens at 2^15 slots and next at 2^27. Displacement is capped at
+//! 127; a run that would exceed it grows the table (it does not happen at
+//! these loads with a keyed hash). Resizes are done at once.
 
 use super::value::{Item, Value};
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
@@ -224,35 +230,52 @@ unsafe fn take_node(p: *mut u8) -> Item {
     Item { val, meta }
 }
 
-const PTR_BITS: u32 = 48;
-const PTR_MASK: u64 = (1 << PTR_BITS) - 1;
-const MAX_DIST: u32 = 255;
+const ADDR_BITS: u32 = 45;
+const ADDR_MASK: u64 = (1 << ADDR_BITS) - 1;
+const DIST_SHIFT: u32 = ADDR_BITS;
+const DIST_ONE: u64 = 1 << DIST_SHIFT;
+const MAX_DIST: u32 = 127;
+const NEXT_SHIFT: u32 = 52;
+/// Hash bits kept above the home bits.
+const NEXT_BITS: u32 = 12;
+const NEXT_MASK: u64 = (1 << NEXT_BITS) - 1;
 
 #[inline]
 fn sptr(s: u64) -> *mut u8 {
-    (s & PTR_MASK) as usize as *mut u8
+    ((s & ADDR_MASK) << 3) as usize as *mut u8
 }
 
 #[inline]
 fn sdist(s: u64) -> u32 {
-    ((s >> PTR_BITS) & 0xFF) as u32
+    ((s >> DIST_SHIFT) & 0x7F) as u32
 }
 
 #[inline]
-fn tag_of(h: u64) -> u64 {
-    h >> 56
+fn snext(s: u64) -> u64 {
+    s >> NEXT_SHIFT
 }
 
 #[inline]
-fn stag(s: u64) -> u64 {
-    s >> 56
-}
-
-#[inline]
-fn mk(p: *mut u8, dist: u32, tag: u64) -> u64 {
+fn mk(p: *mut u8, dist: u32, next: u64) -> u64 {
     let a = p as usize as u64;
-    assert!(a >> PTR_BITS == 0, "node address above 2^48");
-    a | ((dist as u64) << PTR_BITS) | (tag << 56)
+    assert!(a >> (ADDR_BITS + 3) == 0 && a & 7 == 0, "node address above 2^48 or unaligned");
+    (a >> 3) | ((dist as u64) << DIST_SHIFT) | ((next & NEXT_MASK) << NEXT_SHIFT)
+}
+
+/// The slot word `s` moved to a table of `2^bits` slots: its home there
+/// and its next bits, given the old table's `2^old_bits` slots and its
+/// home `home` in it. Needs `bits - old_bits` known next bits to grow.
+#[inline]
+fn rehome(s: u64, home: usize, old_bits: u32, bits: u32) -> (usize, u64) {
+    let next = snext(s);
+    if bits >= old_bits {
+        let k = bits - old_bits;
+        (home | (((next & ((1 << k) - 1)) as usize) << old_bits), next >> k)
+    } else {
+        let k = old_bits - bits;
+        let dropped = (home >> bits) as u64;
+        (home & ((1 << bits) - 1), ((next << k) | dropped) & NEXT_MASK)
+    }
 }
 
 const MIN_SLOTS: usize = 8;
@@ -260,6 +283,9 @@ const MIN_SLOTS: usize = 8;
 pub struct KeyTable {
     slots: Vec<u64>,
     len: usize,
+    /// How many low bits of every slot's `next` are the key's hash bits
+    /// just above its home bits (the rest is unknown).
+    valid: u32,
     /// The nodes of the keys that have a TTL (each knows its index here).
     volatile: Vec<NonNull<u8>>,
     /// Sum of the nodes' sizes minus their key bytes: the table's share of
@@ -278,6 +304,7 @@ impl Default for KeyTable {
         KeyTable {
             slots: Vec::new(),
             len: 0,
+            valid: NEXT_BITS,
             volatile: Vec::new(),
             node_bytes: 0,
             hasher: ahash::RandomState::new(),
@@ -330,16 +357,28 @@ impl KeyTable {
         self.slots.len().wrapping_sub(1)
     }
 
+    #[inline]
+    fn bits(&self) -> u32 {
+        self.slots.len().trailing_zeros()
+    }
+
+    /// (home, next bits) of hash `h` at the current size.
+    #[inline]
+    fn split(&self, h: u64) -> (usize, u64) {
+        (h as usize & self.mask(), (h >> self.bits()) & NEXT_MASK)
+    }
+
     /// The slot index holding `key`.
     #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
         if self.len == 0 {
             return None;
         }
-        let h = self.hash(key);
+        let (home, next) = self.split(self.hash(key));
         let mask = self.mask();
-        let tag = tag_of(h);
-        let mut i = h as usize & mask;
+        let vmask = (1u64 << self.valid) - 1;
+        let tag = next & vmask;
+        let mut i = home;
         let mut d = 0u32;
         loop {
             let s = self.slots[i];
@@ -347,7 +386,7 @@ impl KeyTable {
                 return None;
             }
             // SAFETY: occupied slots point at live nodes.
-            if sdist(s) == d && stag(s) == tag && unsafe { entry_ref(sptr(s)) }.key() == key {
+            if sdist(s) == d && snext(s) & vmask == tag && unsafe { entry_ref(sptr(s)) }.key() == key {
                 return Some(i);
             }
             d += 1;
@@ -441,7 +480,7 @@ impl KeyTable {
         if ttl.is_some() {
             self.volatile.push(node);
         }
-        self.slots[i] = (s & !PTR_MASK) | node.as_ptr() as usize as u64;
+        self.slots[i] = (s & !ADDR_MASK) | (mk(node.as_ptr(), 0, 0) & ADDR_MASK);
         true
     }
 
@@ -476,16 +515,17 @@ impl KeyTable {
 
     /// Places a node (already counted in `len`), growing the table if a
     /// probe run would exceed the displacement cap.
-    fn place(&mut self, mut p: *mut u8, mut h: u64) {
+    fn place(&mut self, mut p: *mut u8, h: u64) {
+        let (mut home, mut next) = self.split(h);
         loop {
-            match place_into(&mut self.slots, p, h) {
+            match place_into(&mut self.slots, mk(p, 0, next), home) {
                 Ok(()) => return,
                 Err(homeless) => {
                     // Another node was displaced out of the cap: grow, then place it.
                     self.resize(self.slots.len() * 2);
                     p = homeless;
                     // SAFETY: a live node.
-                    h = self.hash(unsafe { entry_ref(p) }.key());
+                    (home, next) = self.split(self.hash(unsafe { entry_ref(p) }.key()));
                 }
             }
         }
@@ -509,21 +549,39 @@ impl KeyTable {
         true
     }
 
-    /// Rebuilds the slots at `n` (a power of two) positions.
+    /// Rebuilds the slots at `n` (a power of two) positions: from the
+    /// slots alone while enough next bits are known, else by rehashing
+    /// every name (and then all next bits are known again).
     fn resize(&mut self, mut n: usize) {
+        let old_bits = self.bits();
+        let old_mask = self.mask();
         loop {
+            let bits = n.trailing_zeros();
             let mut new = vec![0u64; n];
+            advise_huge(&new);
+            let fast = self.slots.is_empty() || bits < old_bits || bits - old_bits <= self.valid;
             let mut ok = true;
-            for &s in self.slots.iter().filter(|s| **s != 0) {
-                let p = sptr(s);
-                // SAFETY: a live node.
-                let h = self.hasher.hash_one(unsafe { entry_ref(p) }.key());
-                if place_into(&mut new, p, h).is_err() {
+            for (i, &s) in self.slots.iter().enumerate().filter(|(_, s)| **s != 0) {
+                let (home, next) = if fast {
+                    rehome(s, (i.wrapping_sub(sdist(s) as usize)) & old_mask, old_bits, bits)
+                } else {
+                    // SAFETY: a live node.
+                    let h = self.hasher.hash_one(unsafe { entry_ref(sptr(s)) }.key());
+                    (h as usize & (n - 1), (h >> bits) & NEXT_MASK)
+                };
+                if place_into(&mut new, (s & ADDR_MASK) | (next << NEXT_SHIFT), home).is_err() {
                     ok = false;
                     break;
                 }
             }
             if ok {
+                self.valid = if self.slots.is_empty() || !fast {
+                    NEXT_BITS
+                } else if bits >= old_bits {
+                    self.valid - (bits - old_bits)
+                } else {
+                    (self.valid + (old_bits - bits)).min(NEXT_BITS)
+                };
                 self.slots = new;
                 return;
             }
@@ -559,7 +617,7 @@ impl KeyTable {
                 self.slots[i] = 0;
                 break;
             }
-            self.slots[i] = s - (1 << PTR_BITS);
+            self.slots[i] = s - DIST_ONE;
             i = n;
         }
         self.len -= 1;
@@ -570,6 +628,7 @@ impl KeyTable {
         let cap = self.slots.len();
         if self.len == 0 {
             self.slots = Vec::new();
+            self.valid = NEXT_BITS;
         } else if cap > MIN_SLOTS && self.len * 8 < cap {
             let want = (self.len * 8 / 7 + 1).next_power_of_two().max(MIN_SLOTS);
             if want < cap {
@@ -589,6 +648,7 @@ impl KeyTable {
         self.len = 0;
         self.node_bytes = 0;
         self.volatile = Vec::new();
+        self.valid = NEXT_BITS;
     }
 
     /// Calls `f` for every key whose home is slot `b`.
@@ -681,12 +741,27 @@ impl KeyTable {
     }
 }
 
-/// Robin Hood insertion of node `p` (hash `h`) into `slots`; the node left
-/// without a place if a run would exceed [`MAX_DIST`].
-fn place_into(slots: &mut [u64], p: *mut u8, h: u64) -> Result<(), *mut u8> {
+/// Asks for transparent huge pages under a big slot array (before its pages
+/// are first touched): a lookup is a random access into it, and 4 KiB pages
+/// would cost a TLB miss on most of them and a page fault per 512 slots as
+/// a resize fills a new array. Advisory: without THP nothing changes.
+fn advise_huge(slots: &[u64]) {
+    const HUGE: usize = 2 << 20;
+    let start = slots.as_ptr() as usize;
+    let end = start + std::mem::size_of_val(slots);
+    let (a, b) = ((start + HUGE - 1) & !(HUGE - 1), end & !(HUGE - 1));
+    if b > a {
+        // SAFETY: madvise only advises on pages of this live allocation.
+        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// Robin Hood insertion of slot word `cur` (displacement 0) at its `home`
+/// in `slots`; the node left without a place if a run would exceed
+/// [`MAX_DIST`].
+fn place_into(slots: &mut [u64], mut cur: u64, home: usize) -> Result<(), *mut u8> {
     let mask = slots.len() - 1;
-    let mut cur = mk(p, 0, tag_of(h));
-    let mut i = h as usize & mask;
+    let mut i = home;
     loop {
         let s = slots[i];
         if s == 0 {
@@ -700,7 +775,7 @@ fn place_into(slots: &mut [u64], p: *mut u8, h: u64) -> Result<(), *mut u8> {
         if sdist(cur) == MAX_DIST {
             return Err(sptr(cur));
         }
-        cur += 1 << PTR_BITS;
+        cur += DIST_ONE;
         i = (i + 1) & mask;
     }
 }
@@ -855,22 +930,58 @@ mod tests {
         for (i, (_, e)) in t.iter_volatile().enumerate() {
             assert_eq!(e.vol_idx(), i);
         }
+        check_runs(&t);
+        for k in model.keys() {
+            assert!(t.contains(format!("k{k}").as_bytes()));
+        }
+    }
+
+    /// Each node at its home plus its displacement, each run sorted by home,
+    /// the known next bits equal to the hash's.
+    fn check_runs(t: &KeyTable) {
         let mask = t.mask();
         for (i, &s) in t.slots.iter().enumerate() {
             if s == 0 {
                 continue;
             }
             let e = unsafe { entry_ref(sptr(s)) };
-            let home = t.hash(e.key()) as usize & mask;
+            let h = t.hash(e.key());
+            let home = h as usize & mask;
             assert_eq!((home + sdist(s) as usize) & mask, i);
+            let vmask = (1u64 << t.valid) - 1;
+            assert_eq!(snext(s) & vmask, (h >> t.bits()) & vmask, "next bits of slot {i}");
             let prev = t.slots[(i + mask) & mask];
             if sdist(s) > 0 {
                 assert!(prev != 0 && sdist(prev) + 1 >= sdist(s), "a gap or an unsorted run before slot {i}");
             }
         }
-        for k in model.keys() {
-            assert!(t.contains(format!("k{k}").as_bytes()));
+    }
+
+    /// Growth and shrinking by several sizes at once move slots by their
+    /// next bits (and rehash when none are left): every key stays findable.
+    #[test]
+    fn resizes_from_the_slots_alone_keep_every_key_findable() {
+        let mut t = KeyTable::default();
+        let key = |i: u32| format!("key:{i}");
+        for i in 0..200_000 {
+            t.insert_new(key(i).as_bytes(), item(i as i64), 0);
         }
+        check_runs(&t);
+        for i in 0..199_000 {
+            assert!(t.remove(key(i).as_bytes()).is_some());
+        }
+        check_runs(&t);
+        assert!(t.capacity() <= 8192, "shrunk: {}", t.capacity());
+        assert!(t.try_reserve(300_000));
+        check_runs(&t);
+        for i in 0..100_000 {
+            t.insert_new(key(i).as_bytes(), item(i as i64), 0);
+        }
+        check_runs(&t);
+        for i in (0..100_000).chain(199_000..200_000) {
+            assert_eq!(t.get(key(i).as_bytes()).map(int), Some(i as i64), "key:{i}");
+        }
+        assert_eq!(t.len(), 101_000);
     }
 
     #[test]
