@@ -570,3 +570,162 @@ fn streams_propagate_as_redis_does_and_replay_to_the_same_ids_and_groups() {
     let got = (stream_state(&mut r, "{a}s", &["g", "n"], false), stream_state(&mut r, "{b}t", &["g"], false));
     assert_eq!(got, full, "redis-server loading Tessera's AOF");
 }
+
+/// The files of `appenddirname`, sorted (none: the directory does not exist).
+fn aof_files(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir.join("appendonlydir")) else {
+        return vec!["<no appendonlydir>".into()];
+    };
+    let mut v: Vec<String> = rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Waits until `n` rewrites are done (aof_rewrites counts them; Redis at the start).
+fn wait_rewrites(c: &mut Client, n: u64) {
+    for _ in 0..500 {
+        let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+        let done = info_field(&info, "aof_rewrites").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if info_field(&info, "aof_rewrite_in_progress").as_deref() == Some("0") && done >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("rewrite {n} did not finish");
+}
+
+/// INFO persistence's aof fields a client compares (the rewrite's duration
+/// only as "ran": Redis counts whole seconds of wall clock).
+fn aof_info(c: &mut Client) -> String {
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    let mut out = Vec::new();
+    for f in [
+        "aof_enabled",
+        "aof_rewrite_in_progress",
+        "aof_rewrite_scheduled",
+        "aof_last_bgrewrite_status",
+        "aof_rewrites",
+        "aof_last_write_status",
+    ] {
+        out.push(format!("{f}:{}", info_field(&info, f).unwrap_or_default()));
+    }
+    let secs = info_field(&info, "aof_last_rewrite_time_sec").unwrap_or_default();
+    out.push(format!("rewrite ran:{}", secs != "-1"));
+    out.push(format!("aof_current_size shown:{}", info_field(&info, "aof_current_size").is_some()));
+    out.join(" ")
+}
+
+/// BGREWRITEAOF with appendonly no, twice, then CONFIG SET appendonly yes,
+/// a restart with appendonly yes, a restart with appendonly no and one more
+/// BGREWRITEAOF then appendonly yes: what a client and the directory show
+/// at each step. `start(args)` starts the server under test.
+fn aof_off_transcript(start: &dyn Fn(&[&str]) -> ServerProcess) -> (Vec<String>, Data, ServerProcess) {
+    let mut t = Vec::new();
+    let mut s = start(&["--appendonly", "no"]);
+    let dir = s.dir.clone();
+    let d = dir.display().to_string();
+    let mut c = s.client();
+    populate(&mut c);
+    t.push(format!("before: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 1: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 1);
+    t.push(format!("after 1: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 1: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    ok(&mut c, &["SET", "between", "1"]);
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 2: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 2);
+    t.push(format!("after 2: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 2: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    t.push(format!("check-aof 2: {}", check_aof(&dir).contains("All AOF files and manifest are valid")));
+    let r = c.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+    t.push(format!("config set: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 3);
+    t.push(format!("after yes: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest yes: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    ok(&mut c, &["SELECT", "3"]);
+    ok(&mut c, &["RPUSH", "after-yes", "x", "y"]);
+    ok(&mut c, &["SELECT", "0"]);
+    ok(&mut c, &["SET", "after-yes", "v"]);
+    let want = snapshot(&mut c, &[0, 3]);
+    drop(c);
+    s.stop();
+    t.push(format!("check-aof yes: {}", check_aof(&dir).contains("All AOF files and manifest are valid")));
+
+    // A restart with appendonly yes loads the base and the incr file.
+    let mut again = start(&["--appendonly", "yes", "--dir", &d]);
+    let got = snapshot(&mut again.client(), &[0, 3]);
+    let same = got.len() == want.len()
+        && want.iter().all(|(k, (d, ttl))| {
+            got.get(k)
+                .is_some_and(|(gd, gttl)| gd == d && (if *ttl < 0 { gttl == ttl } else { (gttl - ttl).abs() < 20_000 && *gttl > 0 }))
+        });
+    t.push(format!("restart yes: same data {same} {:?}", aof_files(&dir)));
+    again.stop();
+
+    // A restart with appendonly no (nothing loaded), one BGREWRITEAOF: the
+    // manifest's sequence numbers go on, the incr file becomes history.
+    let mut off = start(&["--appendonly", "no", "--dir", &d]);
+    let mut c = off.client();
+    t.push(format!("restart no: dbsize {:?}", c.cmd_value(&["DBSIZE"])));
+    ok(&mut c, &["SET", "third", "3"]);
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 3: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 1);
+    t.push(format!("after 3: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 3: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    assert_eq!(c.cmd(&["CONFIG", "SET", "appendonly", "yes"]), b"+OK\r\n");
+    wait_rewrites(&mut c, 2);
+    t.push(format!("after yes 2: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest yes 2: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    drop(c);
+    off.stop();
+    (t, want, s)
+}
+
+#[test]
+fn bgrewriteaof_with_appendonly_no_writes_a_base_and_manifest_as_redis() {
+    let (want_t, want_data, redis) = aof_off_transcript(&|args| RedisServer::start(args).0);
+    let (got_t, got_data, tessera) = aof_off_transcript(&|args| TesseraServer::start(2, args).0);
+    for (i, w) in want_t.iter().enumerate() {
+        assert_eq!(got_t.get(i), Some(w), "step {i}\nredis:   {want_t:#?}\ntessera: {got_t:#?}");
+    }
+    assert_eq!(got_t.len(), want_t.len());
+    // SPOP picks at random: the same keys (each server's own contents are
+    // compared with what it reloads, in the transcript's "same data").
+    assert_eq!(got_data.keys().collect::<Vec<_>>(), want_data.keys().collect::<Vec<_>>());
+    // Tessera's directory (after CONFIG SET appendonly yes and the last
+    // rewrite) is accepted by redis-check-aof and loaded by redis-server.
+    check_aof(&tessera.dir);
+    let rdir = temp_dir("aof-off-into-redis");
+    copy_dir(&tessera.dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let r = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    let mut rc = r.client();
+    let mut t = TesseraServer::start(2, &["--dir", &tessera.dir.display().to_string(), "--appendonly", "yes"]);
+    let mut tc = t.client();
+    assert_same(
+        &snapshot(&mut rc, &[0, 3]),
+        &snapshot(&mut tc, &[0, 3]),
+        "redis-server and Tessera loading Tessera's directory",
+    );
+    assert_eq!(rc.cmd(&["GET", "third"]), b"$1\r\n3\r\n");
+    drop(tc);
+    t.stop();
+    drop(redis);
+}
