@@ -729,3 +729,161 @@ fn bgrewriteaof_with_appendonly_no_writes_a_base_and_manifest_as_redis() {
     t.stop();
     drop(redis);
 }
+
+/// Sleeps until 100 ms into the next wall-clock second (so that what
+/// follows falls within one second on both servers).
+fn next_second() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let into = now.subsec_millis() as u64;
+    std::thread::sleep(Duration::from_millis(1000 - into + 100));
+}
+
+/// `#TS:<digits>` annotations with the digits replaced, and the seconds in order.
+fn normalize_ts(b: &[u8]) -> (String, Vec<u64>) {
+    let text = String::from_utf8_lossy(b).into_owned();
+    let mut out = String::new();
+    let mut secs = Vec::new();
+    for l in text.split_inclusive('\n') {
+        if let Some(r) = l.strip_prefix("#TS:") {
+            secs.push(r.trim_end().parse::<u64>().unwrap());
+            out.push_str("#TS:<secs>\r\n");
+        } else {
+            out.push_str(l);
+        }
+    }
+    (out, secs)
+}
+
+/// CONFIG SET aof-timestamp-enabled yes, then writes in three seconds: the
+/// incr file as the server wrote it.
+fn timestamped_incr(s: &ServerProcess) -> Vec<u8> {
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "aof-timestamp-enabled"]),
+        b"*2\r\n$21\r\naof-timestamp-enabled\r\n$2\r\nno\r\n"
+    );
+    assert_eq!(c.cmd(&["CONFIG", "SET", "aof-timestamp-enabled", "yes"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "aof-timestamp-enabled"]),
+        b"*2\r\n$21\r\naof-timestamp-enabled\r\n$3\r\nyes\r\n"
+    );
+    next_second();
+    ok(&mut c, &["SET", "a", "1"]);
+    ok(&mut c, &["SELECT", "2"]);
+    ok(&mut c, &["RPUSH", "l", "x"]);
+    next_second();
+    ok(&mut c, &["SET", "b", "2"]);
+    ok(&mut c, &["MSET", "{a}m", "1", "{b}m", "2"]);
+    next_second();
+    ok(&mut c, &["SELECT", "0"]);
+    ok(&mut c, &["SET", "c", "3"]);
+    std::fs::read(s.dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap()
+}
+
+#[test]
+fn aof_timestamp_annotations_as_redis_writes_and_reads_them() {
+    let mut redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut tessera = TesseraServer::start(2, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let want = timestamped_incr(&redis);
+    let got = timestamped_incr(&tessera);
+    let (want_n, want_secs) = normalize_ts(&want);
+    let (got_n, got_secs) = normalize_ts(&got);
+    assert_eq!(got_n, want_n, "the incr file, annotations normalized");
+    assert_eq!(got_secs.len(), 3);
+    assert!(got_secs.windows(2).all(|w| w[1] == w[0] + 1), "{got_secs:?}");
+    assert_eq!(want_secs.len(), 3);
+    redis.stop();
+    tessera.stop();
+    let report = check_aof(&tessera.dir);
+    assert!(report.contains("All AOF files and manifest are valid"), "{report}");
+
+    let data = |c: &mut Client| {
+        let mut v = Vec::new();
+        for (db, k) in [("0", "a"), ("2", "l"), ("2", "b"), ("2", "{a}m"), ("2", "{b}m"), ("0", "c")] {
+            ok(c, &["SELECT", db]);
+            if c.cmd(&["EXISTS", k]) == b":1\r\n" {
+                v.push(format!("{db}/{k}={}", describe(c, k)));
+            }
+        }
+        v
+    };
+    let full = vec![
+        "0/a=string:1".to_string(),
+        "2/l=list:Array([Bulk([120])])".into(),
+        "2/b=string:2".into(),
+        "2/{a}m=string:1".into(),
+        "2/{b}m=string:2".into(),
+        "0/c=string:3".into(),
+    ];
+    // redis-server loads Tessera's annotated AOF; Tessera loads Redis's and its own.
+    for (from, what) in [(&tessera.dir, "redis-server loading Tessera's"), (&redis.dir, "")] {
+        let d = temp_dir("aof-ts");
+        copy_dir(&from.join("appendonlydir"), &d.join("appendonlydir"));
+        if what.is_empty() {
+            let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+            assert_eq!(data(&mut t.client()), full, "Tessera loading Redis's annotated AOF");
+        } else {
+            let r = RedisServer::start(&["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+            assert_eq!(data(&mut r.client()), full, "{what}");
+        }
+    }
+    let d = temp_dir("aof-ts-self");
+    copy_dir(&tessera.dir.join("appendonlydir"), &d.join("appendonlydir"));
+    {
+        let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes", "--aof-timestamp-enabled", "yes"]);
+        assert_eq!(data(&mut t.client()), full, "Tessera reloading its annotated AOF");
+    }
+
+    // redis-check-aof --truncate-to-timestamp on Tessera's file: what
+    // follows the first second's records goes; both servers load the rest.
+    let d = temp_dir("aof-ts-trunc");
+    copy_dir(&tessera.dir.join("appendonlydir"), &d.join("appendonlydir"));
+    let out = run_to_exit(
+        "redis-check-aof",
+        &[
+            "--truncate-to-timestamp".to_string(),
+            got_secs[0].to_string(),
+            "appendonlydir/appendonly.aof.manifest".to_string(),
+        ],
+        &d,
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Successfully truncated AOF"), "{}", out.stdout);
+    let cut = std::fs::read(d.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    let at = got.windows(4).enumerate().filter(|(_, w)| w == b"#TS:").nth(1).unwrap().0;
+    assert_eq!(cut, got[..at].to_vec());
+    let first = &full[..2];
+    let d2 = temp_dir("aof-ts-trunc-redis");
+    copy_dir(&d.join("appendonlydir"), &d2.join("appendonlydir"));
+    let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+    let r = RedisServer::start(&["--dir", &d2.display().to_string(), "--appendonly", "yes"]);
+    for (c, who) in [(&mut t.client(), "Tessera"), (&mut r.client(), "redis-server")] {
+        assert_eq!(data(c), first, "{who} after the truncation");
+    }
+}
+
+#[test]
+fn aof_timestamp_in_an_aof_base_as_redis_writes_it() {
+    // aof-use-rdb-preamble no: the fresh base is an AOF holding the rewrite's annotation.
+    let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no", "--aof-timestamp-enabled", "yes"];
+    let redis = RedisServer::start(&args);
+    let tessera = TesseraServer::start(2, &args);
+    let base = |s: &ServerProcess| std::fs::read(s.dir.join("appendonlydir/appendonly.aof.1.base.aof")).unwrap();
+    let (rb, rs) = normalize_ts(&base(&redis));
+    let (tb, ts) = normalize_ts(&base(&tessera));
+    assert_eq!(tb, rb);
+    assert_eq!((ts.len(), rs.len()), (1, 1));
+    assert!(!tessera.log().contains("accepted and ignored"), "{}", tessera.log());
+    let mut c = tessera.client();
+    ok(&mut c, &["SET", "k", "v"]);
+    drop(c);
+    let dir = tessera.dir.clone();
+    let mut tessera = tessera;
+    tessera.stop();
+    check_aof(&dir);
+    let d = temp_dir("aof-ts-base");
+    copy_dir(&dir.join("appendonlydir"), &d.join("appendonlydir"));
+    let r = RedisServer::start(&["--dir", &d.display().to_string(), "--appendonly", "yes", "--aof-use-rdb-preamble", "no"]);
+    assert_eq!(r.client().cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+}

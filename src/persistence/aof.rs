@@ -198,7 +198,7 @@ struct Writer {
 static WRITER: OnceLock<Writer> = OnceLock::new();
 static WRITER_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
 
-/// Publishes `appendfsync` and `aof-use-rdb-preamble` (start-up, CONFIG SET).
+/// Publishes `appendfsync`, `aof-use-rdb-preamble` and `aof-timestamp-enabled` (start-up, CONFIG SET).
 pub fn configure(c: &crate::config::Config) {
     let f = match c.get_value(b"appendfsync").as_deref() {
         Some(b"always") => ALWAYS,
@@ -208,6 +208,7 @@ pub fn configure(c: &crate::config::Config) {
     FSYNC.store(f, Ordering::Relaxed);
     propagate::FSYNC.store(f, Ordering::Relaxed);
     PREAMBLE.store(c.bool_value("aof-use-rdb-preamble"), Ordering::Relaxed);
+    TIMESTAMPS.store(c.bool_value("aof-timestamp-enabled"), Ordering::Relaxed);
     let num = |n: &[u8]| c.get_value(n).and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u64>().ok()));
     if let Some(p) = num(b"auto-aof-rewrite-percentage") {
         AUTO_PCT.store(p, Ordering::Relaxed);
