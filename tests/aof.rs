@@ -570,3 +570,320 @@ fn streams_propagate_as_redis_does_and_replay_to_the_same_ids_and_groups() {
     let got = (stream_state(&mut r, "{a}s", &["g", "n"], false), stream_state(&mut r, "{b}t", &["g"], false));
     assert_eq!(got, full, "redis-server loading Tessera's AOF");
 }
+
+/// The files of `appenddirname`, sorted (none: the directory does not exist).
+fn aof_files(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir.join("appendonlydir")) else {
+        return vec!["<no appendonlydir>".into()];
+    };
+    let mut v: Vec<String> = rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+/// Waits until `n` rewrites are done (aof_rewrites counts them; Redis at the start).
+fn wait_rewrites(c: &mut Client, n: u64) {
+    for _ in 0..500 {
+        let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+        let done = info_field(&info, "aof_rewrites").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        if info_field(&info, "aof_rewrite_in_progress").as_deref() == Some("0") && done >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("rewrite {n} did not finish");
+}
+
+/// INFO persistence's aof fields a client compares (the rewrite's duration
+/// only as "ran": Redis counts whole seconds of wall clock).
+fn aof_info(c: &mut Client) -> String {
+    let info = String::from_utf8_lossy(&c.cmd(&["INFO", "persistence"])).into_owned();
+    let mut out = Vec::new();
+    for f in [
+        "aof_enabled",
+        "aof_rewrite_in_progress",
+        "aof_rewrite_scheduled",
+        "aof_last_bgrewrite_status",
+        "aof_rewrites",
+        "aof_last_write_status",
+    ] {
+        out.push(format!("{f}:{}", info_field(&info, f).unwrap_or_default()));
+    }
+    let secs = info_field(&info, "aof_last_rewrite_time_sec").unwrap_or_default();
+    out.push(format!("rewrite ran:{}", secs != "-1"));
+    out.push(format!("aof_current_size shown:{}", info_field(&info, "aof_current_size").is_some()));
+    out.join(" ")
+}
+
+/// BGREWRITEAOF with appendonly no, twice, then CONFIG SET appendonly yes,
+/// a restart with appendonly yes, a restart with appendonly no and one more
+/// BGREWRITEAOF then appendonly yes: what a client and the directory show
+/// at each step. `start(args)` starts the server under test.
+fn aof_off_transcript(start: &dyn Fn(&[&str]) -> ServerProcess) -> (Vec<String>, Data, ServerProcess) {
+    let mut t = Vec::new();
+    let mut s = start(&["--appendonly", "no"]);
+    let dir = s.dir.clone();
+    let d = dir.display().to_string();
+    let mut c = s.client();
+    populate(&mut c);
+    t.push(format!("before: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 1: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 1);
+    t.push(format!("after 1: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 1: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    ok(&mut c, &["SET", "between", "1"]);
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 2: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 2);
+    t.push(format!("after 2: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 2: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    t.push(format!("check-aof 2: {}", check_aof(&dir).contains("All AOF files and manifest are valid")));
+    let r = c.cmd(&["CONFIG", "SET", "appendonly", "yes"]);
+    t.push(format!("config set: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 3);
+    t.push(format!("after yes: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest yes: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    ok(&mut c, &["SELECT", "3"]);
+    ok(&mut c, &["RPUSH", "after-yes", "x", "y"]);
+    ok(&mut c, &["SELECT", "0"]);
+    ok(&mut c, &["SET", "after-yes", "v"]);
+    let want = snapshot(&mut c, &[0, 3]);
+    drop(c);
+    s.stop();
+    t.push(format!("check-aof yes: {}", check_aof(&dir).contains("All AOF files and manifest are valid")));
+
+    // A restart with appendonly yes loads the base and the incr file.
+    let mut again = start(&["--appendonly", "yes", "--dir", &d]);
+    let got = snapshot(&mut again.client(), &[0, 3]);
+    let same = got.len() == want.len()
+        && want.iter().all(|(k, (d, ttl))| {
+            got.get(k)
+                .is_some_and(|(gd, gttl)| gd == d && (if *ttl < 0 { gttl == ttl } else { (gttl - ttl).abs() < 20_000 && *gttl > 0 }))
+        });
+    t.push(format!("restart yes: same data {same} {:?}", aof_files(&dir)));
+    again.stop();
+
+    // A restart with appendonly no (nothing loaded), one BGREWRITEAOF: the
+    // manifest's sequence numbers go on, the incr file becomes history.
+    let mut off = start(&["--appendonly", "no", "--dir", &d]);
+    let mut c = off.client();
+    t.push(format!("restart no: dbsize {:?}", c.cmd_value(&["DBSIZE"])));
+    ok(&mut c, &["SET", "third", "3"]);
+    let r = c.cmd(&["BGREWRITEAOF"]);
+    t.push(format!("reply 3: {}", String::from_utf8_lossy(&r)));
+    wait_rewrites(&mut c, 1);
+    t.push(format!("after 3: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest 3: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    assert_eq!(c.cmd(&["CONFIG", "SET", "appendonly", "yes"]), b"+OK\r\n");
+    wait_rewrites(&mut c, 2);
+    t.push(format!("after yes 2: {} {:?}", aof_info(&mut c), aof_files(&dir)));
+    t.push(format!(
+        "manifest yes 2: {:?}",
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest"))
+    ));
+    drop(c);
+    off.stop();
+    (t, want, s)
+}
+
+#[test]
+fn bgrewriteaof_with_appendonly_no_writes_a_base_and_manifest_as_redis() {
+    let (want_t, want_data, redis) = aof_off_transcript(&|args| RedisServer::start(args).0);
+    let (got_t, got_data, tessera) = aof_off_transcript(&|args| TesseraServer::start(2, args).0);
+    for (i, w) in want_t.iter().enumerate() {
+        assert_eq!(got_t.get(i), Some(w), "step {i}\nredis:   {want_t:#?}\ntessera: {got_t:#?}");
+    }
+    assert_eq!(got_t.len(), want_t.len());
+    // SPOP picks at random: the same keys (each server's own contents are
+    // compared with what it reloads, in the transcript's "same data").
+    assert_eq!(got_data.keys().collect::<Vec<_>>(), want_data.keys().collect::<Vec<_>>());
+    // Tessera's directory (after CONFIG SET appendonly yes and the last
+    // rewrite) is accepted by redis-check-aof and loaded by redis-server.
+    check_aof(&tessera.dir);
+    let rdir = temp_dir("aof-off-into-redis");
+    copy_dir(&tessera.dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let r = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    let mut rc = r.client();
+    let mut t = TesseraServer::start(2, &["--dir", &tessera.dir.display().to_string(), "--appendonly", "yes"]);
+    let mut tc = t.client();
+    assert_same(
+        &snapshot(&mut rc, &[0, 3]),
+        &snapshot(&mut tc, &[0, 3]),
+        "redis-server and Tessera loading Tessera's directory",
+    );
+    assert_eq!(rc.cmd(&["GET", "third"]), b"$1\r\n3\r\n");
+    drop(tc);
+    t.stop();
+    drop(redis);
+}
+
+/// Sleeps until 100 ms into the next wall-clock second (so that what
+/// follows falls within one second on both servers).
+fn next_second() {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let into = now.subsec_millis() as u64;
+    std::thread::sleep(Duration::from_millis(1000 - into + 100));
+}
+
+/// `#TS:<digits>` annotations with the digits replaced, and the seconds in order.
+fn normalize_ts(b: &[u8]) -> (String, Vec<u64>) {
+    let text = String::from_utf8_lossy(b).into_owned();
+    let mut out = String::new();
+    let mut secs = Vec::new();
+    for l in text.split_inclusive('\n') {
+        if let Some(r) = l.strip_prefix("#TS:") {
+            secs.push(r.trim_end().parse::<u64>().unwrap());
+            out.push_str("#TS:<secs>\r\n");
+        } else {
+            out.push_str(l);
+        }
+    }
+    (out, secs)
+}
+
+/// CONFIG SET aof-timestamp-enabled yes, then writes in three seconds: the
+/// incr file as the server wrote it.
+fn timestamped_incr(s: &ServerProcess) -> Vec<u8> {
+    let mut c = s.client();
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "aof-timestamp-enabled"]),
+        b"*2\r\n$21\r\naof-timestamp-enabled\r\n$2\r\nno\r\n"
+    );
+    assert_eq!(c.cmd(&["CONFIG", "SET", "aof-timestamp-enabled", "yes"]), b"+OK\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "aof-timestamp-enabled"]),
+        b"*2\r\n$21\r\naof-timestamp-enabled\r\n$3\r\nyes\r\n"
+    );
+    next_second();
+    ok(&mut c, &["SET", "a", "1"]);
+    ok(&mut c, &["SELECT", "2"]);
+    ok(&mut c, &["RPUSH", "l", "x"]);
+    next_second();
+    ok(&mut c, &["SET", "b", "2"]);
+    ok(&mut c, &["MSET", "{a}m", "1", "{b}m", "2"]);
+    next_second();
+    ok(&mut c, &["SELECT", "0"]);
+    ok(&mut c, &["SET", "c", "3"]);
+    std::fs::read(s.dir.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap()
+}
+
+#[test]
+fn aof_timestamp_annotations_as_redis_writes_and_reads_them() {
+    let mut redis = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut tessera = TesseraServer::start(2, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let want = timestamped_incr(&redis);
+    let got = timestamped_incr(&tessera);
+    let (want_n, want_secs) = normalize_ts(&want);
+    let (got_n, got_secs) = normalize_ts(&got);
+    assert_eq!(got_n, want_n, "the incr file, annotations normalized");
+    assert_eq!(got_secs.len(), 3);
+    assert!(got_secs.windows(2).all(|w| w[1] == w[0] + 1), "{got_secs:?}");
+    assert_eq!(want_secs.len(), 3);
+    redis.stop();
+    tessera.stop();
+    let report = check_aof(&tessera.dir);
+    assert!(report.contains("All AOF files and manifest are valid"), "{report}");
+
+    let data = |c: &mut Client| {
+        let mut v = Vec::new();
+        for (db, k) in [("0", "a"), ("2", "l"), ("2", "b"), ("2", "{a}m"), ("2", "{b}m"), ("0", "c")] {
+            ok(c, &["SELECT", db]);
+            if c.cmd(&["EXISTS", k]) == b":1\r\n" {
+                v.push(format!("{db}/{k}={}", describe(c, k)));
+            }
+        }
+        v
+    };
+    let full = vec![
+        "0/a=string:1".to_string(),
+        "2/l=list:Array([Bulk([120])])".into(),
+        "2/b=string:2".into(),
+        "2/{a}m=string:1".into(),
+        "2/{b}m=string:2".into(),
+        "0/c=string:3".into(),
+    ];
+    // redis-server loads Tessera's annotated AOF; Tessera loads Redis's and its own.
+    for (from, what) in [(&tessera.dir, "redis-server loading Tessera's"), (&redis.dir, "")] {
+        let d = temp_dir("aof-ts");
+        copy_dir(&from.join("appendonlydir"), &d.join("appendonlydir"));
+        if what.is_empty() {
+            let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+            assert_eq!(data(&mut t.client()), full, "Tessera loading Redis's annotated AOF");
+        } else {
+            let r = RedisServer::start(&["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+            assert_eq!(data(&mut r.client()), full, "{what}");
+        }
+    }
+    let d = temp_dir("aof-ts-self");
+    copy_dir(&tessera.dir.join("appendonlydir"), &d.join("appendonlydir"));
+    {
+        let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes", "--aof-timestamp-enabled", "yes"]);
+        assert_eq!(data(&mut t.client()), full, "Tessera reloading its annotated AOF");
+    }
+
+    // redis-check-aof --truncate-to-timestamp on Tessera's file: what
+    // follows the first second's records goes; both servers load the rest.
+    let d = temp_dir("aof-ts-trunc");
+    copy_dir(&tessera.dir.join("appendonlydir"), &d.join("appendonlydir"));
+    let out = run_to_exit(
+        "redis-check-aof",
+        &[
+            "--truncate-to-timestamp".to_string(),
+            got_secs[0].to_string(),
+            "appendonlydir/appendonly.aof.manifest".to_string(),
+        ],
+        &d,
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.status.and_then(|s| s.code()), Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Successfully truncated AOF"), "{}", out.stdout);
+    let cut = std::fs::read(d.join("appendonlydir/appendonly.aof.1.incr.aof")).unwrap();
+    let at = got.windows(4).enumerate().filter(|(_, w)| w == b"#TS:").nth(1).unwrap().0;
+    assert_eq!(cut, got[..at].to_vec());
+    let first = &full[..2];
+    let d2 = temp_dir("aof-ts-trunc-redis");
+    copy_dir(&d.join("appendonlydir"), &d2.join("appendonlydir"));
+    let t = TesseraServer::start(2, &["--dir", &d.display().to_string(), "--appendonly", "yes"]);
+    let r = RedisServer::start(&["--dir", &d2.display().to_string(), "--appendonly", "yes"]);
+    for (c, who) in [(&mut t.client(), "Tessera"), (&mut r.client(), "redis-server")] {
+        assert_eq!(data(c), first, "{who} after the truncation");
+    }
+}
+
+#[test]
+fn aof_timestamp_in_an_aof_base_as_redis_writes_it() {
+    // aof-use-rdb-preamble no: the fresh base is an AOF holding the rewrite's annotation.
+    let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no", "--aof-timestamp-enabled", "yes"];
+    let redis = RedisServer::start(&args);
+    let tessera = TesseraServer::start(2, &args);
+    let base = |s: &ServerProcess| std::fs::read(s.dir.join("appendonlydir/appendonly.aof.1.base.aof")).unwrap();
+    let (rb, rs) = normalize_ts(&base(&redis));
+    let (tb, ts) = normalize_ts(&base(&tessera));
+    assert_eq!(tb, rb);
+    assert_eq!((ts.len(), rs.len()), (1, 1));
+    assert!(!tessera.log().contains("accepted and ignored"), "{}", tessera.log());
+    let mut c = tessera.client();
+    ok(&mut c, &["SET", "k", "v"]);
+    drop(c);
+    let dir = tessera.dir.clone();
+    let mut tessera = tessera;
+    tessera.stop();
+    check_aof(&dir);
+    let d = temp_dir("aof-ts-base");
+    copy_dir(&dir.join("appendonlydir"), &d.join("appendonlydir"));
+    let r = RedisServer::start(&["--dir", &d.display().to_string(), "--appendonly", "yes", "--aof-use-rdb-preamble", "no"]);
+    assert_eq!(r.client().cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+}

@@ -81,13 +81,14 @@ pub const IMPLEMENTED: &[&str] = &[
     "stop-writes-on-bgsave-error",
     "rdb-key-save-delay",
     "key-load-delay",
-    // The AOF (persistence/aof.rs); aof-timestamp-enabled is not built.
+    // The AOF (persistence/aof.rs).
     "appendonly",
     "appendfsync",
     "appendfilename",
     "appenddirname",
     "aof-use-rdb-preamble",
     "aof-load-truncated",
+    "aof-timestamp-enabled",
     "auto-aof-rewrite-percentage",
     "auto-aof-rewrite-min-size",
 ];

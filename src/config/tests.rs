@@ -809,10 +809,7 @@ fn warnings_for_ignored_directives() {
     assert!(w[0].starts_with("io-threads 4 is ignored: Tessera is thread-per-core"), "{w:?}");
     assert!(w[1].starts_with("daemonize yes is not supported"), "{w:?}");
     // One line naming every non-default unsupported directive; defaults (maxmemory 0) are not listed.
-    assert_eq!(
-        w[2],
-        "Directives not supported yet, accepted and ignored: aof-timestamp-enabled, replica-lazy-flush"
-    );
+    assert_eq!(w[2], "Directives not supported yet, accepted and ignored: replica-lazy-flush");
     let c = cfg(&["--io-threads", "1"]);
     assert_eq!(c.warnings().len(), 1);
 }

@@ -46,16 +46,29 @@ static AUTO_PCT: AtomicU64 = AtomicU64::new(100);
 static AUTO_MIN: AtomicU64 = AtomicU64::new(64 << 20);
 static GROWTH_BASE: AtomicU64 = AtomicU64::new(0);
 static PREAMBLE: AtomicBool = AtomicBool::new(true);
+/// aof-timestamp-enabled: a `#TS:<unix seconds>` line before the records of a new second.
+static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 pub const ALWAYS: u8 = 0;
 pub const EVERYSEC: u8 = 1;
 pub const NO: u8 = 2;
 
-/// The manifest: the base file, then the incr files in order.
+/// The manifest: the base file, then the incr files in order, and the
+/// last sequence numbers given (aofManifest's curr_base_file_seq and
+/// curr_incr_file_seq: a new base or incr file takes the next one).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Manifest {
     pub base: Option<(String, u64)>,
     pub incrs: Vec<(String, u64)>,
+    pub base_seq: u64,
+    pub incr_seq: u64,
 }
 
 impl Manifest {
@@ -79,7 +92,7 @@ impl Manifest {
                     _ => {}
                 }
             }
-            let (Some(name), Some(seq), Some(ty)) = (name, seq, ty) else {
+            let (Some(name), Some(seq), Some(ty)) = (name, seq.filter(|q| *q != 0), ty) else {
                 return Err("Invalid AOF manifest file format".into());
             };
             match ty {
@@ -87,9 +100,16 @@ impl Manifest {
                     if m.base.is_some() {
                         return Err("Found duplicate base file information".into());
                     }
+                    m.base_seq = seq;
                     m.base = Some((name, seq));
                 }
-                'i' => m.incrs.push((name, seq)),
+                'i' => {
+                    if seq <= m.incr_seq {
+                        return Err("Found a non-monotonic sequence number".into());
+                    }
+                    m.incr_seq = seq;
+                    m.incrs.push((name, seq));
+                }
                 'h' => {}
                 _ => return Err("Unknown AOF file type".into()),
             }
@@ -108,7 +128,27 @@ impl Manifest {
         }
         s
     }
+
+    /// getNewBaseFileNameAndMarkPreAsHistory's name: the next base sequence.
+    fn next_base_name(&mut self, filename: &str, preamble: bool) -> (String, u64) {
+        self.base_seq += 1;
+        let n = format!("{}.{}.base.{}", filename, self.base_seq, if preamble { "rdb" } else { "aof" });
+        (n, self.base_seq)
+    }
+
+    /// getNewIncrAofName: the next incr sequence, appended to the incr files.
+    fn next_incr_name(&mut self, filename: &str) -> (String, u64) {
+        self.incr_seq += 1;
+        let n = format!("{}.{}.incr.aof", filename, self.incr_seq);
+        self.incrs.push((n.clone(), self.incr_seq));
+        (n, self.incr_seq)
+    }
 }
+
+/// The manifest while no writer exists (`appendonly no` since start-up):
+/// read at start-up as aofLoadManifestFromDisk does, updated by BGREWRITEAOF,
+/// and taken by the writer when CONFIG SET appendonly yes opens it.
+static OFF_MANIFEST: Mutex<Option<Manifest>> = Mutex::new(None);
 
 #[derive(Clone)]
 pub struct Settings {
@@ -129,12 +169,19 @@ struct Pending {
     /// The writer sleeps on the condvar: only then does a submit wake it (a
     /// futex call per submit otherwise).
     idle: bool,
+    /// aof_cur_timestamp: the second of the last `#TS:` annotation written.
+    cur_ts: u64,
 }
 
 struct Files {
     manifest: Manifest,
     incr: std::fs::File,
+    /// The sequence of the incr file being written (0 while `wait_rewrite`).
     incr_seq: u64,
+    /// AOF_WAIT_REWRITE: CONFIG SET appendonly yes opened the writer on
+    /// `temp-<appendfilename>.incr`, outside the manifest, until the first
+    /// rewrite names it as the next incr file next to its base.
+    wait_rewrite: bool,
 }
 
 struct Writer {
@@ -151,7 +198,7 @@ struct Writer {
 static WRITER: OnceLock<Writer> = OnceLock::new();
 static WRITER_THREAD: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
 
-/// Publishes `appendfsync` and `aof-use-rdb-preamble` (start-up, CONFIG SET).
+/// Publishes `appendfsync`, `aof-use-rdb-preamble` and `aof-timestamp-enabled` (start-up, CONFIG SET).
 pub fn configure(c: &crate::config::Config) {
     let f = match c.get_value(b"appendfsync").as_deref() {
         Some(b"always") => ALWAYS,
@@ -161,6 +208,7 @@ pub fn configure(c: &crate::config::Config) {
     FSYNC.store(f, Ordering::Relaxed);
     propagate::FSYNC.store(f, Ordering::Relaxed);
     PREAMBLE.store(c.bool_value("aof-use-rdb-preamble"), Ordering::Relaxed);
+    TIMESTAMPS.store(c.bool_value("aof-timestamp-enabled"), Ordering::Relaxed);
     let num = |n: &[u8]| c.get_value(n).and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u64>().ok()));
     if let Some(p) = num(b"auto-aof-rewrite-percentage") {
         AUTO_PCT.store(p, Ordering::Relaxed);
@@ -173,14 +221,18 @@ pub fn configure(c: &crate::config::Config) {
 /// serverCron's automatic rewrite: once the AOF is past the minimum size and
 /// has grown by the percentage since the last rewrite (or start-up).
 pub fn auto_rewrite_check() {
-    if !ENABLED.load(Ordering::Relaxed) || REWRITING.load(Ordering::Relaxed) || super::save::bgsave_in_progress() {
+    if REWRITING.load(Ordering::Relaxed) || super::save::bgsave_in_progress() {
         return;
     }
+    // A scheduled rewrite starts whatever appendonly says (serverCron).
     if REWRITE_SCHEDULED.load(Ordering::Relaxed) {
         if !REWRITING.swap(true, Ordering::AcqRel) {
             REWRITE_SCHEDULED.store(false, Ordering::Relaxed);
             spawn_rewrite();
         }
+        return;
+    }
+    if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
     let (pct, min) = (AUTO_PCT.load(Ordering::Relaxed), AUTO_MIN.load(Ordering::Relaxed));
@@ -204,10 +256,29 @@ pub fn spawn_rewrite() {
         futures_lite::future::yield_now().await;
         let ok = rewrite().await.is_ok();
         LAST_REWRITE_OK.store(ok, Ordering::Relaxed);
+        // AOF_WAIT_REWRITE until a rewrite succeeds: the cron tries again.
+        let waiting = WRITER.get().is_some_and(|w| w.files.lock().unwrap_or_else(|e| e.into_inner()).wait_rewrite);
+        if !ok && waiting && ENABLED.load(Ordering::Relaxed) {
+            REWRITE_SCHEDULED.store(true, Ordering::Relaxed);
+        }
         REWRITES.fetch_add(1, Ordering::Relaxed);
         REWRITING.store(false, Ordering::Release);
     })
     .detach();
+}
+
+/// dirCreateIfMissing(appenddirname), as rewriteAppendOnlyFileBackground
+/// does first; Err: Redis's log line.
+pub fn ensure_dir() -> Result<(), String> {
+    let dir = match WRITER.get() {
+        Some(w) => w.settings.dirname.clone(),
+        None => runtime::rt_ref()
+            .config
+            .read()
+            .map(|c| settings_of(&c).dirname)
+            .map_err(|_| "config lock poisoned".to_string())?,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("Can't open or create append-only dir {dir}: {e}"))
 }
 
 fn path(s: &Settings, name: &str) -> String {
@@ -242,60 +313,115 @@ pub struct LoadPlan {
     pub incrs: Vec<String>,
 }
 
+fn settings_of(c: &crate::config::Config) -> Settings {
+    Settings {
+        dirname: String::from_utf8_lossy(&c.str_value("appenddirname").unwrap_or_else(|| b"appendonlydir".to_vec())).into_owned(),
+        filename: String::from_utf8_lossy(&c.str_value("appendfilename").unwrap_or_else(|| b"appendonly.aof".to_vec())).into_owned(),
+        load_truncated: c.bool_value("aof-load-truncated"),
+    }
+}
+
+/// aofLoadManifestFromDisk: the manifest if the directory and the file
+/// exist (an empty one otherwise); a manifest that does not parse is fatal.
+fn read_manifest(settings: &Settings) -> Result<Manifest, String> {
+    let mpath = path(settings, &format!("{}.manifest", settings.filename));
+    match std::fs::read_to_string(&mpath) {
+        Ok(t) => Manifest::parse(&t).map_err(|e| format!("\n*** FATAL AOF MANIFEST FILE ERROR ***\n{e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
+        Err(e) => Err(format!("Fatal error: can't open the AOF manifest {mpath} for reading: {e}")),
+    }
+}
+
+/// Start-up with `appendonly no`: the manifest is read all the same (Redis
+/// reads it before loading), so that BGREWRITEAOF and a later CONFIG SET
+/// appendonly yes continue its sequence numbers.
+pub fn load_manifest_off(c: &crate::config::Config) -> Result<(), String> {
+    let m = read_manifest(&settings_of(c))?;
+    *OFF_MANIFEST.lock().unwrap_or_else(|e| e.into_inner()) = Some(m);
+    Ok(())
+}
+
 /// Start-up with `appendonly yes`: reads the manifest (or creates the
 /// directory, an empty base and the first incr file as Redis does) and opens
 /// the last incr file for appending. Returns what to load.
 pub fn open(c: &crate::config::Config, nshards: usize) -> Result<LoadPlan, String> {
-    let settings = Settings {
-        dirname: String::from_utf8_lossy(&c.str_value("appenddirname").unwrap_or_else(|| b"appendonlydir".to_vec())).into_owned(),
-        filename: String::from_utf8_lossy(&c.str_value("appendfilename").unwrap_or_else(|| b"appendonly.aof".to_vec())).into_owned(),
-        load_truncated: c.bool_value("aof-load-truncated"),
-    };
+    open_with(c, nshards, false)
+}
+
+/// [`open`], or with `wait_rewrite` (CONFIG SET appendonly yes, as
+/// startAppendOnly + openNewIncrAofForAppend in AOF_WAIT_REWRITE): the
+/// manifest known so far, no base created, and the writes going to
+/// `temp-<appendfilename>.incr` until the rewrite that follows ends.
+fn open_with(c: &crate::config::Config, nshards: usize, wait_rewrite: bool) -> Result<LoadPlan, String> {
+    let settings = settings_of(c);
     configure(c);
     if let Err(e) = std::fs::create_dir_all(&settings.dirname) {
         return Err(format!("Can't open or create append-only dir {}: {}", settings.dirname, e));
     }
-    let mpath = path(&settings, &format!("{}.manifest", settings.filename));
-    let (mut manifest, fresh) = match std::fs::read_to_string(&mpath) {
-        Ok(t) => (Manifest::parse(&t).map_err(|e| format!("\n*** FATAL AOF MANIFEST FILE ERROR ***\n{e}"))?, false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Manifest::default(), true),
-        Err(e) => return Err(format!("Fatal error: can't open the AOF manifest {mpath} for reading: {e}")),
+    let known = if wait_rewrite {
+        OFF_MANIFEST.lock().unwrap_or_else(|e| e.into_inner()).take()
+    } else {
+        None
+    };
+    let mut manifest = match known {
+        Some(m) => m,
+        None => read_manifest(&settings)?,
     };
     let plan = LoadPlan {
         base: manifest.base.as_ref().map(|(n, _)| (path(&settings, n), n.ends_with(".rdb"))),
         incrs: manifest.incrs.iter().map(|(n, _)| path(&settings, n)).collect(),
     };
-    if fresh {
-        let name = format!("{}.1.base.{}", settings.filename, if PREAMBLE.load(Ordering::Relaxed) { "rdb" } else { "aof" });
-        crate::log_notice!("Creating AOF base file {} on server start", name);
-        let bytes = if PREAMBLE.load(Ordering::Relaxed) { empty_rdb() } else { Vec::new() };
-        write_synced(&path(&settings, &name), &bytes).map_err(|e| format!("Can't open the append-only file {name}: {e}"))?;
-        manifest.base = Some((name, 1));
-    }
-    let (incr, incr_seq) = match manifest.incrs.last() {
-        Some((n, q)) => {
-            crate::log_notice!("Opening AOF incr file {} on server start", n);
-            let f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path(&settings, n))
-                .map_err(|e| format!("Can't open the append-only file {n}: {e}"))?;
-            (f, *q)
+    let mut cur_ts = 0;
+    let (incr, incr_seq) = if wait_rewrite {
+        let n = format!("temp-{}.incr", settings.filename);
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path(&settings, &n))
+            .and_then(|f| f.set_len(0).map(|_| f))
+            .map_err(|e| format!("Can't open the append-only file {n}: {e}"))?;
+        crate::log_notice!("Creating AOF incr file {} on background rewrite", n);
+        (f, 0)
+    } else {
+        // An empty data set: a base file is created first (aofOpenIfNeededOnServerStart).
+        if manifest.base.is_none() && manifest.incrs.is_empty() {
+            let preamble = PREAMBLE.load(Ordering::Relaxed);
+            let (name, seq) = manifest.next_base_name(&settings.filename, preamble);
+            let bytes = if preamble {
+                empty_rdb()
+            } else {
+                // rewriteAppendOnlyFileRio of nothing: its timestamp annotation only.
+                let mut b = Vec::new();
+                if TIMESTAMPS.load(Ordering::Relaxed) {
+                    cur_ts = unix_now();
+                    b.extend_from_slice(format!("#TS:{cur_ts}\r\n").as_bytes());
+                }
+                b
+            };
+            write_synced(&path(&settings, &name), &bytes).map_err(|e| format!("Can't open the append-only file {name}: {e}"))?;
+            crate::log_notice!("Creating AOF base file {} on server start", name);
+            manifest.base = Some((name, seq));
         }
-        None => {
-            let seq = manifest.base.as_ref().map(|b| b.1).unwrap_or(1);
-            let n = format!("{}.{}.incr.aof", settings.filename, seq);
+        let (n, q, new) = match manifest.incrs.last() {
+            Some((n, q)) => (n.clone(), *q, false),
+            None => {
+                let (n, q) = manifest.next_incr_name(&settings.filename);
+                (n, q, true)
+            }
+        };
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path(&settings, &n))
+            .map_err(|e| format!("Can't open the append-only file {n}: {e}"))?;
+        persist_manifest(&settings, &manifest)?;
+        if new {
             crate::log_notice!("Creating AOF incr file {} on server start", n);
-            let f = std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(path(&settings, &n))
-                .map_err(|e| format!("Can't open the append-only file {n}: {e}"))?;
-            manifest.incrs.push((n, seq));
-            (f, seq)
+        } else {
+            crate::log_notice!("Opening AOF incr file {} on server start", n);
         }
+        (f, q)
     };
-    persist_manifest(&settings, &manifest)?;
     let w = Writer {
         st: Mutex::new(Pending {
             buf: Vec::new(),
@@ -305,11 +431,17 @@ pub fn open(c: &crate::config::Config, nshards: usize) -> Result<LoadPlan, Strin
             switch_at: None,
             stop: false,
             idle: false,
+            cur_ts,
         }),
         cv: Condvar::new(),
         synced: AtomicU64::new(0),
         submitted: AtomicU64::new(0),
-        files: Mutex::new(Files { manifest, incr, incr_seq }),
+        files: Mutex::new(Files {
+            manifest,
+            incr,
+            incr_seq,
+            wait_rewrite,
+        }),
         settings,
         waiting: (0..nshards).map(|_| AtomicBool::new(false)).collect(),
     };
@@ -341,12 +473,16 @@ pub fn start_propagating() {
 pub fn switch(c: &crate::config::Config) -> Result<(), String> {
     if c.bool_value("appendonly") {
         if WRITER.get().is_none() {
-            open(c, runtime::nshards())?;
+            open_with(c, runtime::nshards(), true)?;
         }
         ENABLED.store(true, Ordering::Relaxed);
         start_propagating();
         if !REWRITING.swap(true, Ordering::AcqRel) {
             spawn_rewrite();
+        } else {
+            // The running one (appendonly no) is dropped when it ends; a new one follows.
+            crate::log_warning!("AOF was enabled but there is already an AOF rewriting in background. Stopping background AOF and starting a rewrite now.");
+            REWRITE_SCHEDULED.store(true, Ordering::Relaxed);
         }
     } else {
         propagate::flush_round();
@@ -373,6 +509,15 @@ fn submit(l: &propagate::Log) {
     let Some(w) = WRITER.get() else { return };
     let Some(first) = l.first_db else { return };
     let mut st = w.st.lock().unwrap_or_else(|e| e.into_inner());
+    // genAofTimestampAnnotationIfNeeded: the first records of a new second
+    // are preceded by its annotation (before their SELECT, as feedAppendOnlyFile).
+    if TIMESTAMPS.load(Ordering::Relaxed) {
+        let now = runtime::now_ms() / 1000;
+        if st.cur_ts < now {
+            st.cur_ts = now;
+            st.buf.extend_from_slice(format!("#TS:{now}\r\n").as_bytes());
+        }
+    }
     if st.file_db != first as i64 {
         propagate::encode(&mut st.buf, &[b"SELECT", first.to_string().as_bytes()]);
     }
@@ -437,21 +582,33 @@ fn writer_loop() {
         let split = switch_at.unwrap_or(buf.len());
         let mut ok = files.incr.write_all(&buf[..split]).is_ok();
         if let Some(_at) = switch_at {
-            ok &= files.incr.sync_data().is_ok();
-            let seq_new = files.incr_seq + 1;
-            let name = format!("{}.{}.incr.aof", w.settings.filename, seq_new);
-            crate::log_notice!("Creating AOF incr file {} on background rewrite", name);
-            match std::fs::OpenOptions::new().append(true).create(true).open(path(&w.settings, &name)) {
-                Ok(f) => {
-                    files.incr = f;
-                    files.incr_seq = seq_new;
-                    files.manifest.incrs.push((name, seq_new));
-                    let m = files.manifest.clone();
-                    ok &= persist_manifest(&w.settings, &m).is_ok();
+            if files.wait_rewrite || !ENABLED.load(Ordering::Relaxed) {
+                // AOF_WAIT_REWRITE: what came before the point is in the
+                // snapshot; the temp incr file starts at the point. AOF off
+                // (a writer left from an earlier appendonly yes): nothing
+                // is recorded, no new incr file (openNewIncrAofForAppend).
+                if files.wait_rewrite {
+                    ok &= files.incr.set_len(0).is_ok();
                 }
-                Err(e) => {
-                    crate::log_warning!("Can't open the append-only file {}: {}", name, e);
-                    ok = false;
+            } else {
+                ok &= files.incr.sync_data().is_ok();
+                let mut m = files.manifest.clone();
+                let (name, seq_new) = m.next_incr_name(&w.settings.filename);
+                match std::fs::OpenOptions::new().append(true).create(true).open(path(&w.settings, &name)) {
+                    Ok(f) => {
+                        if persist_manifest(&w.settings, &m).is_ok() {
+                            crate::log_notice!("Creating AOF incr file {} on background rewrite", name);
+                            files.incr = f;
+                            files.incr_seq = seq_new;
+                            files.manifest = m;
+                        } else {
+                            ok = false;
+                        }
+                    }
+                    Err(e) => {
+                        crate::log_warning!("Can't open the append-only file {}: {}", name, e);
+                        ok = false;
+                    }
                 }
             }
             ok &= files.incr.write_all(&buf[split..]).is_ok();
@@ -586,46 +743,110 @@ fn update_sizes() {
 /// point, then streamed), a new incr file for the writes after the point
 /// (switched at the same instant, see [`cut`]), the manifest updated
 /// atomically, the old files deleted.
+///
+/// With `appendonly no` (rewriteAppendOnlyFileBackground in AOF_OFF) the
+/// same snapshot makes the next base file and no incr file is opened: the
+/// manifest then names the base alone, every earlier file is history and
+/// removed (backgroundRewriteDoneHandler with no incr file open).
 pub async fn rewrite() -> Result<(), String> {
-    let Some(w) = WRITER.get() else { return Err("AOF off".into()) };
+    let writer = WRITER.get();
+    let on = writer.is_some() && ENABLED.load(Ordering::Relaxed);
+    let settings = match writer {
+        Some(w) => w.settings.clone(),
+        None => runtime::rt_ref()
+            .config
+            .read()
+            .map(|c| settings_of(&c))
+            .map_err(|_| "config lock poisoned".to_string())?,
+    };
+    if let Err(e) = std::fs::create_dir_all(&settings.dirname) {
+        let m = format!("Can't open or create append-only dir {}: {}", settings.dirname, e);
+        crate::log_warning!("{}", m);
+        return Err(m);
+    }
     let t0 = Instant::now();
     let n = runtime::nshards();
     let (_turn, point) = super::save::aof_point(move || {
-        propagate::flush_round();
-        cut(n);
+        if on {
+            propagate::flush_round();
+            cut(n);
+        }
     })
     .await?;
-    // The new incr file exists once the writer has passed the cut.
-    while w.st.lock().unwrap_or_else(|e| e.into_inner()).switch_at.is_some() {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
+    if let (true, Some(w)) = (on, writer) {
+        // The new incr file exists once the writer has passed the cut.
+        while w.st.lock().unwrap_or_else(|e| e.into_inner()).switch_at.is_some() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        let wait_seq = w.st.lock().unwrap_or_else(|e| e.into_inner()).submitted;
+        while w.synced.load(Ordering::SeqCst) < wait_seq {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
     }
-    let wait_seq = w.st.lock().unwrap_or_else(|e| e.into_inner()).submitted;
-    while w.synced.load(Ordering::SeqCst) < wait_seq {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
-    let seq = w.files.lock().unwrap_or_else(|e| e.into_inner()).incr_seq;
-    let name = format!("{}.{}.base.rdb", w.settings.filename, seq);
+    // The incr files the snapshot covers: those before the one opened at
+    // the cut (every one when no file was opened for the writes after it).
+    let (mut manifest, keep_from) = match writer {
+        Some(w) => {
+            let f = w.files.lock().unwrap_or_else(|e| e.into_inner());
+            let keep = if on && !f.wait_rewrite { f.incr_seq } else { u64::MAX };
+            (f.manifest.clone(), keep)
+        }
+        None => (OFF_MANIFEST.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(), u64::MAX),
+    };
+    // Tessera's rewrite writes an RDB base (the snapshot writer), so `.rdb`.
+    let (name, seq) = manifest.next_base_name(&settings.filename, true);
     let tmp_name = format!("temp-rewriteaof-bg-{}.aof", std::process::id());
     // Written to the temp file, then renamed into place (the snapshot writer's own steps).
-    point.write(&path(&w.settings, &name), &path(&w.settings, &tmp_name), true).await?;
+    point.write(&path(&settings, &name), &path(&settings, &tmp_name), true).await?;
     crate::log_notice!("Successfully renamed the temporary AOF base file {} into {}", tmp_name, name);
-    let old = {
-        let mut files = w.files.lock().unwrap_or_else(|e| e.into_inner());
-        let mut old: Vec<String> = files.manifest.incrs.iter().filter(|(_, q)| *q < seq).map(|(n, _)| n.clone()).collect();
-        if let Some((b, _)) = files.manifest.base.take() {
-            old.push(b);
+    if ENABLED.load(Ordering::Relaxed) != on {
+        // appendonly changed while it ran: Redis kills that child and starts
+        // over (startAppendOnly) or stops (stopAppendOnly); nothing is kept.
+        let _ = std::fs::remove_file(path(&settings, &name));
+        return Ok(());
+    }
+    let mut old: Vec<String> = manifest.incrs.iter().rev().filter(|(_, q)| *q < keep_from).map(|(n, _)| n.clone()).collect();
+    if let Some((b, _)) = manifest.base.take() {
+        old.push(b);
+    }
+    manifest.base = Some((name, seq));
+    manifest.incrs.retain(|(_, q)| *q >= keep_from);
+    match writer {
+        Some(w) => {
+            let mut files = w.files.lock().unwrap_or_else(|e| e.into_inner());
+            // The manifest may have moved on while the base was written (a
+            // cut of a later rewrite cannot happen: one rewrite at a time).
+            if on && files.wait_rewrite {
+                // AOF_WAIT_REWRITE ends: the temp incr file is named as the next incr.
+                let temp = format!("temp-{}.incr", settings.filename);
+                let (incr_name, incr_seq) = manifest.next_incr_name(&settings.filename);
+                if let Err(e) = std::fs::rename(path(&settings, &temp), path(&settings, &incr_name)) {
+                    let m = format!("Error trying to rename the temporary AOF incr file {temp} into {incr_name}: {e}");
+                    crate::log_warning!("{}", m);
+                    let _ = std::fs::remove_file(path(&settings, &manifest.base.as_ref().map(|b| b.0.clone()).unwrap_or_default()));
+                    return Err(m);
+                }
+                crate::log_notice!("Successfully renamed the temporary AOF incr file {} into {}", temp, incr_name);
+                persist_manifest(&settings, &manifest)?;
+                files.wait_rewrite = false;
+                files.incr_seq = incr_seq;
+            } else {
+                persist_manifest(&settings, &manifest)?;
+            }
+            files.manifest = manifest;
         }
-        files.manifest.base = Some((name, seq));
-        files.manifest.incrs.retain(|(_, q)| *q >= seq);
-        let m = files.manifest.clone();
-        persist_manifest(&w.settings, &m)?;
-        old
-    };
+        None => {
+            persist_manifest(&settings, &manifest)?;
+            *OFF_MANIFEST.lock().unwrap_or_else(|e| e.into_inner()) = Some(manifest);
+        }
+    }
     for f in old {
         crate::log_notice!("Removing the history file {} in the background", f);
-        let _ = std::fs::remove_file(path(&w.settings, &f));
+        let _ = std::fs::remove_file(path(&settings, &f));
     }
-    update_sizes();
+    if on {
+        update_sizes();
+    }
     LAST_REWRITE_SECS.store(t0.elapsed().as_secs(), Ordering::Relaxed);
     crate::log_notice!("Background AOF rewrite finished successfully");
     Ok(())
@@ -776,7 +997,10 @@ mod tests {
         let t = "file appendonly.aof.2.base.rdb seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\nfile appendonly.aof.3.incr.aof seq 3 type i\n";
         let m = Manifest::parse(t).unwrap();
         assert_eq!(m.render(), t);
+        assert_eq!((m.base_seq, m.incr_seq), (2, 3));
         assert!(Manifest::parse("file x seq 1 type z\n").is_err());
+        assert!(Manifest::parse("file a seq 2 type i\nfile b seq 2 type i\n").is_err());
+        assert!(Manifest::parse("file a seq 0 type b\n").is_err());
     }
 
     #[test]

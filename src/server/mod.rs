@@ -776,6 +776,16 @@ pub fn run(cfg: Config) -> i32 {
                 return 1;
             }
         }
+    } else {
+        // aofLoadManifestFromDisk runs whatever appendonly says.
+        let read = match runtime::rt_ref().config.read() {
+            Ok(c) => crate::persistence::aof::load_manifest_off(&c),
+            Err(_) => Err("config lock poisoned".into()),
+        };
+        if let Err(e) = read {
+            log_warning!("{}", e);
+            return 1;
+        }
     }
     let (loading, mut shard_loads): (Option<crate::persistence::load::Loading>, Vec<Option<crate::persistence::load::ShardLoad>>) =
         match crate::persistence::load::open(&db_path, nshards) {

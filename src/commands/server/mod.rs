@@ -178,14 +178,11 @@ async fn bgsave(_c: &mut Client, args: Args<'_>, out: &mut Reply) {
 const BGREWRITEAOF: AsyncFn = |c, args, out| Box::pin(bgrewriteaof(c, args, out));
 
 /// BGREWRITEAOF: the rewrite runs in the background (its own task on this
-/// shard); the reply comes at once, as Redis's.
+/// shard); the reply comes at once, as Redis's. With `appendonly no` it
+/// writes a new base file and the manifest only (as Redis 7.0).
 async fn bgrewriteaof(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     use crate::persistence::aof;
     use std::sync::atomic::Ordering;
-    if !aof::ENABLED.load(Ordering::Relaxed) {
-        // Redis with appendonly no writes a base file only; not built yet: refused plainly.
-        return out.error("ERR Background append only file rewriting is only supported with appendonly yes");
-    }
     if aof::REWRITING.load(Ordering::Acquire) {
         return out.error("ERR Background append only file rewriting already in progress");
     }
@@ -193,6 +190,13 @@ async fn bgrewriteaof(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     if crate::persistence::save::bgsave_in_progress() {
         aof::REWRITE_SCHEDULED.store(true, Ordering::Relaxed);
         return out.status(b"Background append only file rewriting scheduled");
+    }
+    // rewriteAppendOnlyFileBackground's one early failure: the directory
+    // (with appendonly no it may not exist yet: the rewrite makes a base there).
+    if let Err(e) = aof::ensure_dir() {
+        crate::log_warning!("{}", e);
+        aof::LAST_REWRITE_OK.store(false, Ordering::Relaxed);
+        return out.error("ERR Can't execute an AOF background rewriting. Please check the server logs for more information.");
     }
     if aof::REWRITING.swap(true, Ordering::AcqRel) {
         return out.error("ERR Background append only file rewriting already in progress");
