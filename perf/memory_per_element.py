@@ -216,7 +216,7 @@ def main():
         print(f"{name:10} {r[name]:10.2f} {t[name]:10.2f} {t[name] / r[name]:8.3f} {rr[name]:10.2f} {tr[name]:10.2f} {tr[name] / rr[name]:8.3f}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"used_memory": {"redis": r, "tessera": t}, "rss": {"redis": rr, "tessera": tr}}, f, indent=1)
+            json.dump({"used_memory": {"redis": r, "tessera": t}, "rss": None if a.no_rss else {"redis": rr, "tessera": tr}}, f, indent=1)
 
 
 if __name__ == "__main__":
