@@ -195,10 +195,7 @@ impl<V> Dict<V> {
             f(&n.key, &n.val);
             cur = n.next.as_deref();
         }
-        let mut v = cursor | !m0;
-        v = v.reverse_bits();
-        v = v.wrapping_add(1);
-        v.reverse_bits()
+        scan_next(cursor, m0)
     }
 
     /// A key's position in snapshot order: its hash with the bits reversed.
@@ -232,8 +229,7 @@ impl<V> Dict<V> {
             }
             cur = n.next.as_deref();
         }
-        let start = (idx as u64).reverse_bits();
-        start.checked_add(1u64 << (64 - bits))
+        snapshot_next(idx, bits)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
@@ -279,6 +275,20 @@ impl<V> Drop for Dict<V> {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// The SCAN cursor after bucket `cursor & mask`: the reverse-binary
+/// increment of Redis's dictScan (shared with the key table's homes).
+#[inline]
+pub(super) fn scan_next(cursor: u64, mask: u64) -> u64 {
+    (cursor | !mask).reverse_bits().wrapping_add(1).reverse_bits()
+}
+
+/// Where a snapshot walk goes after bucket `idx` of a `2^bits` table: the
+/// first position past the bucket's range (`None`: the walk is over).
+#[inline]
+pub(super) fn snapshot_next(idx: usize, bits: u32) -> Option<u64> {
+    (idx as u64).reverse_bits().checked_add(1u64 << (64 - bits))
 }
 
 #[cfg(test)]

@@ -681,10 +681,7 @@ impl KeyTable {
         }
         let m0 = self.mask() as u64;
         self.visit_home((cursor & m0) as usize, |e| f(e.key(), e));
-        let mut v = cursor | !m0;
-        v = v.reverse_bits();
-        v = v.wrapping_add(1);
-        v.reverse_bits()
+        super::dict::scan_next(cursor, m0)
     }
 
     /// A key's position in snapshot order: its hash with the bits reversed
@@ -711,8 +708,7 @@ impl KeyTable {
                 f(e.key(), e);
             }
         });
-        let start = (idx as u64).reverse_bits();
-        start.checked_add(1u64 << (64 - bits))
+        super::dict::snapshot_next(idx, bits)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
