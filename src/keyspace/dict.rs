@@ -198,40 +198,6 @@ impl<V> Dict<V> {
         scan_next(cursor, m0)
     }
 
-    /// A key's position in snapshot order: its hash with the bits reversed.
-    /// Bucket `b` of a 2^n table holds exactly the keys whose position's top
-    /// n bits are `b`'s low n bits reversed, so at every table size a bucket
-    /// is one contiguous range of positions (see [`Dict::snapshot_step`]).
-    #[inline]
-    pub fn snapshot_pos(&self, key: &[u8]) -> u64 {
-        self.hash(key).reverse_bits()
-    }
-
-    /// One step of a snapshot walk: visits the keys of the bucket holding
-    /// position `pos` whose position is `>= pos`, and returns where the next
-    /// step starts (`None`: the walk is over). The walk is monotone in
-    /// position, whatever resizes happen between steps (growth splits a
-    /// bucket's range, shrinking merges ranges and the `>= pos` filter drops
-    /// the half already visited), so a key present throughout is visited
-    /// exactly once, and "visited already" is `snapshot_pos(key) < pos` —
-    /// which is what the copy-on-write hook asks (keyspace/cow.rs). Redis's
-    /// SCAN cursor walks the same order but revisits after a shrink.
-    pub fn snapshot_step(&self, pos: u64, mut f: impl FnMut(&[u8], &V)) -> Option<u64> {
-        if self.table.is_empty() {
-            return None;
-        }
-        let bits = self.table.len().trailing_zeros();
-        let idx = (pos.reverse_bits() as usize) & self.mask();
-        let mut cur = self.table[idx].as_deref();
-        while let Some(n) = cur {
-            if self.hasher.hash_one(&*n.key).reverse_bits() >= pos {
-                f(&n.key, &n.val);
-            }
-            cur = n.next.as_deref();
-        }
-        snapshot_next(idx, bits)
-    }
-
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.table.iter().flat_map(|slot| {
             let mut cur = slot.as_deref();
@@ -282,13 +248,6 @@ impl<V> Drop for Dict<V> {
 #[inline]
 pub(super) fn scan_next(cursor: u64, mask: u64) -> u64 {
     (cursor | !mask).reverse_bits().wrapping_add(1).reverse_bits()
-}
-
-/// Where a snapshot walk goes after bucket `idx` of a `2^bits` table: the
-/// first position past the bucket's range (`None`: the walk is over).
-#[inline]
-pub(super) fn snapshot_next(idx: usize, bits: u32) -> Option<u64> {
-    (idx as u64).reverse_bits().checked_add(1u64 << (64 - bits))
 }
 
 #[cfg(test)]
@@ -343,37 +302,6 @@ mod tests {
         }
         for i in 0..500u32 {
             assert!(seen.contains(format!("stable{i}").as_bytes()), "missed stable{i}");
-        }
-    }
-
-    #[test]
-    fn snapshot_walk_visits_every_stable_key_exactly_once_despite_resizes() {
-        let mut d = Dict::new();
-        for i in 0..2000u32 {
-            d.insert(format!("stable{i}").as_bytes(), ());
-        }
-        let mut seen: std::collections::HashMap<Vec<u8>, u32> = Default::default();
-        let mut pos = Some(0u64);
-        let mut step = 0u32;
-        while let Some(p) = pos {
-            pos = d.snapshot_step(p, |k, _| {
-                *seen.entry(k.to_vec()).or_default() += 1;
-            });
-            step += 1;
-            // Grow a lot, then shrink back, between steps.
-            if step % 50 == 1 {
-                for j in 0..5000 {
-                    d.insert(format!("tmp{step}-{j}").as_bytes(), ());
-                }
-            } else if step % 50 == 25 {
-                let tmp: Vec<Vec<u8>> = d.iter().filter(|(k, _)| k.starts_with(b"tmp")).map(|(k, _)| k.to_vec()).collect();
-                for k in tmp {
-                    d.remove(&k);
-                }
-            }
-        }
-        for i in 0..2000u32 {
-            assert_eq!(seen.get(format!("stable{i}").as_bytes()), Some(&1), "stable{i}");
         }
     }
 

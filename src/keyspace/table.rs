@@ -696,7 +696,8 @@ impl KeyTable {
     /// `pos` whose position is `>= pos`, and where the next step starts
     /// (`None`: the walk is over). Monotone in position whatever resizes
     /// happen between steps, so a key present throughout is visited exactly
-    /// once (the chained table's `snapshot_step`, same order).
+    /// once, and "visited already" is `snapshot_pos(key) < pos`, which is
+    /// what the copy-on-write hook asks (keyspace/cow.rs).
     pub fn snapshot_step(&self, pos: u64, mut f: impl FnMut(&[u8], &Entry)) -> Option<u64> {
         if self.slots.is_empty() {
             return None;
@@ -708,7 +709,7 @@ impl KeyTable {
                 f(e.key(), e);
             }
         });
-        super::dict::snapshot_next(idx, bits)
+        snapshot_next(idx, bits)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
@@ -735,6 +736,13 @@ impl KeyTable {
             }
         }
     }
+}
+
+/// Where a snapshot walk goes after home `idx` of a `2^bits` table: the
+/// first position past the home's range (`None`: the walk is over).
+#[inline]
+fn snapshot_next(idx: usize, bits: u32) -> Option<u64> {
+    (idx as u64).reverse_bits().checked_add(1u64 << (64 - bits))
 }
 
 /// Asks for transparent huge pages under a big slot array (before its pages
