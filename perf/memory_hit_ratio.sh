@@ -44,13 +44,21 @@ run_one() { # name policy
   for _ in $(seq 200); do [ "$(info memory used_memory)" -le "$max" ] && break; sleep 0.05; done
   redis-cli -p "$PORT" config resetstat >/dev/null
   local peak=0
+  "$T/tessera-loadgen" --port "$PORT" --keys "$KEYS" -d "$DATA" --distribution "zipf:$THETA" --ratio 1:10 \
+    -n "$REQS" -c 10 -P 8 --seed 7 ${RATE:+--rate "$RATE"} --json --no-progress >/tmp/hit-load.$name.json &
+  local load=$!
+  # Sampling starts once the load's connections are up: the instant they
+  # connect, both servers hold their buffers before the first command evicts
+  # for them (Redis: ~140 KiB over for 10 new idle connections), and whether
+  # a sample lands in that instant is luck of timing, not eviction.
+  sleep 0.3
   ( while true; do u=$(info memory used_memory 2>/dev/null || echo 0); echo "$u"; sleep 0.05; done ) >/tmp/hit-samples.$name &
   local sampler=$!
-  local json
-  json=$("$T/tessera-loadgen" --port "$PORT" --keys "$KEYS" -d "$DATA" --distribution "zipf:$THETA" --ratio 1:10 \
-    -n "$REQS" -c 10 -P 8 --seed 7 ${RATE:+--rate "$RATE"} --json --no-progress)
+  wait "$load"
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
+  local json
+  json=$(cat /tmp/hit-load.$name.json)
   peak=$(sort -n /tmp/hit-samples.$name | tail -1)
   local hits misses evicted ops
   hits=$(info stats keyspace_hits)

@@ -793,13 +793,12 @@ impl Db {
         }
     }
 
-    /// Whether the key is (still) in the key table or (`volatile`) has a TTL.
-    pub(super) fn holds(&self, volatile: bool, key: &[u8]) -> bool {
-        if volatile {
-            self.expire_at(key) != 0
-        } else {
-            self.keys.contains(key)
-        }
+    /// The key's entry and expiry if it is (still) in the key table and,
+    /// when `volatile`, has a TTL.
+    pub(super) fn held(&self, volatile: bool, key: &[u8]) -> Option<(&Entry, u64)> {
+        let e = self.keys.get(key)?;
+        let at = e.expire_at();
+        (!volatile || at != 0).then_some((e, at))
     }
 
     /// One round of Redis-style active expiry: sample up to `samples` keys with

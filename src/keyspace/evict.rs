@@ -4,8 +4,8 @@
 //!
 //! **The budget is one pool for the process.** The figure compared with
 //! `maxmemory` is the counting allocator's process-wide `used_memory`
-//! (`util::alloc::used_memory_fast`: one relaxed load, within 8 KiB per
-//! thread of the exact sum) minus `mem_not_counted_for_evict`. Each shard
+//! (`util::alloc::used_memory_exceeds`: exact near the limit, a couple of
+//! loads away from it) minus `mem_not_counted_for_evict`. Each shard
 //! evicts only its own keys, before running a command on them, whenever the
 //! process is over budget (Redis's performEvictions in processCommand); the
 //! shard cron does the same every 100 ms, so idle shards give back their
@@ -20,10 +20,14 @@ use super::access;
 use super::db::Db;
 use crate::util::alloc;
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::AcqRel, Ordering::Relaxed, Ordering::Release};
 
 /// shared.oomerr, byte for byte.
 pub const OOM_ERR: &str = "OOM command not allowed when used memory > 'maxmemory'.";
+
+/// The most a shard may be over the budget and still leave the eviction to
+/// a shard with idler keys (about one pipelined batch of small writes).
+const DEFER_MAX: u64 = 4 << 10;
 
 /// Redis's EVPOOL_SIZE.
 pub const EVPOOL_SIZE: usize = 16;
@@ -112,18 +116,19 @@ pub fn reset_stats() {
     EXCEEDED_SINCE.store(0, Relaxed);
 }
 
-/// The memory eviction compares with `maxmemory` (getMaxmemoryState's `used`).
-#[inline]
+/// The memory eviction compares with `maxmemory` (getMaxmemoryState's `used`):
+/// exact, summed over the allocator's per-thread counters.
 pub fn used() -> u64 {
-    (alloc::used_memory_fast() as u64).saturating_sub(NOT_COUNTED.load(Relaxed))
+    (alloc::used_memory() as u64).saturating_sub(NOT_COUNTED.load(Relaxed))
 }
 
-/// Whether maxmemory is set and the process is over it: the command path's
-/// check (two relaxed loads while under the limit).
+/// Whether maxmemory is set and the process is over it: the check before
+/// every command (one load while maxmemory is unset; a few while the
+/// process is far from the limit; the exact sum near it).
 #[inline]
 pub fn over_limit() -> bool {
     let m = maxmemory();
-    m != 0 && used() > m
+    m != 0 && alloc::used_memory_exceeds(m.saturating_add(NOT_COUNTED.load(Relaxed)) as usize)
 }
 
 /// Shards whose last eviction attempt found nothing they may evict (bit
@@ -213,7 +218,9 @@ fn seed() -> u64 {
 
 /// evictionPoolPopulate's insertion: keep the EVPOOL_SIZE greatest idles.
 fn pool_insert(pool: &mut Vec<Candidate>, idle: u64, db: usize, key: &[u8]) {
-    let k = pool.iter().position(|c| c.idle >= idle).unwrap_or(pool.len());
+    // After candidates of the same score: the fresher sample goes first (as
+    // Redis's idle, which grows with the time of sampling).
+    let k = pool.iter().position(|c| c.idle > idle).unwrap_or(pool.len());
     if k == 0 && pool.len() >= EVPOOL_SIZE {
         // Worse than every candidate of a full pool.
         return;
@@ -260,11 +267,27 @@ enum Pick {
 /// allkeys-lru 6 points below Redis's hit ratio at 2 shards).
 static BEST: [AtomicU64; 64] = [const { AtomicU64::new(0) }; 64];
 
-/// The other shard with the idlest published candidate, if idler than `mine`.
+/// Per shard: another shard asked it to evict and the request is queued.
+static REQUESTED: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
+
+/// Marks a request to `shard` as queued; false if one already is.
+pub fn begin_request(shard: usize) -> bool {
+    !REQUESTED[shard % 64].swap(true, AcqRel)
+}
+
+/// `shard` took its queued request.
+pub fn end_request(shard: usize) {
+    REQUESTED[shard % 64].store(false, Release);
+}
+
+/// The other shard with the idlest published candidate, if idler than
+/// `mine` and not already asked: while a request waits in its inbox, this
+/// shard evicts its own best instead of running further commands over the
+/// budget (deferring every time let the process run 60-90 KiB over it).
 fn idler_shard(me: usize, nshards: usize, mine: u64) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for (j, slot) in BEST.iter().enumerate().take(nshards.min(64)) {
-        if j == me % 64 {
+        if j == me % 64 || REQUESTED[j].load(Relaxed) {
             continue;
         }
         let b = slot.load(Relaxed);
@@ -336,7 +359,14 @@ fn pick(dbs: &[Db], policy: Policy, now_ms: u64, may_delete: &dyn Fn(usize, &[u8
                     }
                 }
                 while let Some(c) = st.pool.pop() {
-                    if dbs[c.db].holds(!allkeys, &c.key) && may_delete(c.db, &c.key) {
+                    let Some((e, at)) = dbs[c.db].held(!allkeys, &c.key) else { continue };
+                    // Accessed since it was sampled: no longer the candidate it
+                    // was (Redis evicts it anyway; under a skewed load that threw
+                    // out hot keys sampled while briefly cold).
+                    if score(policy, e, at, now_ms) < c.idle {
+                        continue;
+                    }
+                    if may_delete(c.db, &c.key) {
                         found = Some((c.db, c.key));
                         break;
                     }
@@ -395,8 +425,12 @@ pub fn perform(
     let mut freed: i64 = 0;
     let mut keys_freed = 0u64;
     let mut result = Outcome::Ok;
+    // A deferral leaves this command running over the budget until the other
+    // shard evicts: fine for the few bytes one command adds, not for a burst
+    // (new connections, a big value), which is freed here and now.
+    let local = used - max > DEFER_MAX;
     while freed < tofree {
-        let (dbi, key) = match pick(dbs, policy, now_ms, may_delete, me, nshards, force) {
+        let (dbi, key) = match pick(dbs, policy, now_ms, may_delete, me, nshards, force || local) {
             Pick::Key(d, k) => (d, k),
             Pick::Defer(j) => {
                 result = Outcome::Deferred(j);
@@ -463,6 +497,16 @@ mod tests {
         // A candidate below a full pool's minimum is not taken.
         pool_insert(&mut pool, 3, 0, b"low");
         assert!(!pool.iter().any(|c| &*c.key == b"low"));
+    }
+
+    #[test]
+    fn of_equal_scores_the_fresher_sample_is_evicted_first() {
+        let mut pool = Vec::new();
+        pool_insert(&mut pool, 5, 0, b"older");
+        pool_insert(&mut pool, 5, 0, b"fresher");
+        pool_insert(&mut pool, 4, 0, b"less idle");
+        let order: Vec<&[u8]> = pool.iter().rev().map(|c| &*c.key).collect();
+        assert_eq!(order, [&b"fresher"[..], b"older", b"less idle"]);
     }
 
     #[test]

@@ -363,18 +363,15 @@ pub fn schedule_eviction(shard: usize) {
     );
 }
 
-/// Per shard: another shard asked it to evict and the job is queued.
-static EVICTION_REQUESTED: [AtomicBool; 64] = [const { AtomicBool::new(false) }; 64];
-
 /// Asks `shard` to evict its idler keys (one queued request at a time).
 fn request_eviction(shard: usize) {
-    if EVICTION_REQUESTED[shard % 64].swap(true, Ordering::AcqRel) {
+    if !crate::keyspace::evict::begin_request(shard) {
         return;
     }
     send(
         shard,
         Box::new(move || {
-            EVICTION_REQUESTED[shard % 64].store(false, Ordering::Release);
+            crate::keyspace::evict::end_request(shard);
             if crate::keyspace::evict::over_limit() {
                 with_shard(|s| s.evict_as(true));
             }

@@ -383,13 +383,16 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         return None;
     }
     // maxmemory (processCommand's performEvictions and OOM rule), before the disk check as in Redis.
-    if crate::keyspace::evict::maxmemory() != 0 && oom_refuses(c, cmd, args) {
-        let mark = pipe.sink(out).buf.len();
-        pipe.sink(out).error(crate::keyspace::evict::OOM_ERR);
-        reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
-        count_rejected(cmd, &pipe.sink(out).buf[mark..]);
-        finish_local(c, pipe, out, mark, keep);
-        return None;
+    if crate::keyspace::evict::maxmemory() != 0 {
+        evict_for_keyless(cmd);
+        if oom_refuses(c, cmd, args) {
+            let mark = pipe.sink(out).buf.len();
+            pipe.sink(out).error(crate::keyspace::evict::OOM_ERR);
+            reject_in_multi(c, cmd.meta.name == "exec", pipe.sink(out), mark);
+            count_rejected(cmd, &pipe.sink(out).buf[mark..]);
+            finish_local(c, pipe, out, mark, keep);
+            return None;
+        }
     }
     // writeCommandsDeniedByDiskError: after a failed background save, writes
     // (and PING) get MISCONF while stop-writes-on-bgsave-error says so.
@@ -458,6 +461,17 @@ fn prologue(c: &mut Client, pipe: &mut Pipeline, args: &Args<'_>, out: &mut Repl
         sh.stats.cmd_mut(cmd.id).calls += 1;
     });
     Some((cmd, keep))
+}
+
+/// performEvictions before a command without keys (INFO, CONFIG, PING...):
+/// it allocates on this shard (its reply, a new connection's buffers), so
+/// this shard evicts, as Redis does before every command. Keyed commands
+/// evict on the shards owning their keys (`exec::execute`).
+#[inline]
+fn evict_for_keyless(cmd: &'static Command) {
+    if matches!(cmd.handler, Handler::Client(_) | Handler::Async(_)) && crate::keyspace::evict::over_limit() {
+        with_shard(|sh| sh.evict());
+    }
 }
 
 /// Whether Redis would refuse `cmd` with -OOM: the process is over the

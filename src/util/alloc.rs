@@ -33,10 +33,10 @@ static OVERFLOW: AtomicIsize = AtomicIsize::new(0);
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// The process's net bytes, published by each thread once its unpublished
-/// change reaches [`PUBLISH_BYTES`]: what maxmemory checks before every
-/// command read with one relaxed load of a line that is rarely written
-/// (summing every slot would touch one remote cache line per thread). It
-/// lags the exact sum by less than `PUBLISH_BYTES` per thread.
+/// change reaches [`PUBLISH_BYTES`]: a line that is rarely written, so the
+/// maxmemory check before every command reads it instead of summing every
+/// slot (one remote cache line per thread) while the process is far from
+/// the limit. It lags the exact sum by less than `PUBLISH_BYTES` per thread.
 static APPROX: AtomicIsize = AtomicIsize::new(0);
 /// 8 KiB: a shared write every ~80 small allocations at most.
 pub const PUBLISH_BYTES: isize = 8 << 10;
@@ -181,11 +181,26 @@ pub fn used_memory() -> usize {
     sum.max(0) as usize
 }
 
-/// `used_memory` within `PUBLISH_BYTES` per thread, for one relaxed load:
-/// the figure eviction compares with `maxmemory` on the command path.
+/// Whether `used_memory` exceeds `limit`, as exactly as [`used_memory`] but
+/// usually for two loads of lines this thread owns or rarely sees written:
+/// the published figure plus this thread's own unpublished change is within
+/// `PUBLISH_BYTES` of the exact sum for every *other* thread, so only when
+/// it falls in that band are the slots summed. The command path's maxmemory
+/// check: eviction that trusted the published figure alone let the process
+/// run up to `PUBLISH_BYTES` per thread (tens of KiB) over the budget.
 #[inline]
-pub fn used_memory_fast() -> usize {
-    APPROX.load(Relaxed).max(0) as usize
+pub fn used_memory_exceeds(limit: usize) -> bool {
+    let mine = MY_SLOT.with(|s| s.get());
+    let own = if mine != 0 && mine <= SLOTS { SLOT[mine - 1].1.load(Relaxed) } else { 0 };
+    let near = APPROX.load(Relaxed).wrapping_add(own);
+    let others = NEXT_SLOT.load(Relaxed).min(SLOTS).saturating_sub(1) as isize * PUBLISH_BYTES;
+    if near > limit as isize + others {
+        return true;
+    }
+    if near < limit as isize - others {
+        return false;
+    }
+    used_memory() > limit
 }
 
 /// The exact net bytes this thread allocated minus those it freed: the
