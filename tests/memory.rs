@@ -191,6 +191,17 @@ fn each_policy_evicts_only_what_it_may() {
     assert_eq!(counts(&mut c).0, 20000);
 }
 
+/// Writes `n` keys `k:i` of 100 bytes, then sets maxmemory to the start-up
+/// memory plus half of what they added; returns that limit.
+fn fill_and_halve_the_budget(c: &mut Client, n: usize) -> u64 {
+    fill(c, "k", n, 100, None);
+    let used = field(c, "memory", "used_memory");
+    let startup = field(c, "memory", "used_memory_startup");
+    let max = startup + (used - startup) / 2;
+    assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", &max.to_string()]), b"+OK\r\n");
+    max
+}
+
 /// CONFIG SET maxmemory below the usage shrinks the dataset with no further
 /// command, at 2 and 4 shards; then writes keep it within the budget.
 #[test]
@@ -198,11 +209,7 @@ fn config_set_maxmemory_shrinks_the_dataset_and_the_budget_holds_across_shards()
     for shards in [2, 4] {
         let s = TesseraServer::start(shards, &["--maxmemory-policy", "allkeys-lru"]);
         let mut c = s.client();
-        fill(&mut c, "k", 50000, 100, None);
-        let used = field(&mut c, "memory", "used_memory");
-        let startup = field(&mut c, "memory", "used_memory_startup");
-        let max = startup + (used - startup) / 2;
-        assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", &max.to_string()]), b"+OK\r\n");
+        let max = fill_and_halve_the_budget(&mut c, 50000);
         let after = wait_under(&mut c, max, 64 << 10);
         assert!(after <= max + (64 << 10), "{shards} shards: {after} > {max}");
         let left = int(&mut c, &["DBSIZE"]) as u64;
@@ -240,11 +247,7 @@ fn the_budget_holds_within_a_few_kib_after_every_batch_and_new_connections() {
     for shards in [1, 2] {
         let s = TesseraServer::start(shards, &["--maxmemory-policy", "allkeys-lru"]);
         let mut c = s.client();
-        fill(&mut c, "k", 40000, 100, None);
-        let used = field(&mut c, "memory", "used_memory");
-        let startup = field(&mut c, "memory", "used_memory_startup");
-        let max = startup + (used - startup) / 2;
-        assert_eq!(c.cmd(&["CONFIG", "SET", "maxmemory", &max.to_string()]), b"+OK\r\n");
+        let max = fill_and_halve_the_budget(&mut c, 40000);
         wait_under(&mut c, max, 0);
         let slack = 8 << 10;
         let mut worst = 0i64;

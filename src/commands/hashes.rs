@@ -225,6 +225,7 @@ fn hset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let name = if hmset { "hmset" } else { "hset" };
         return out.error(&format!("ERR wrong number of arguments for '{name}' command"));
     }
+    let mark = ctx.db().hook.dirty;
     let r = write_hash(ctx, args.get(1), true, |s| {
         let (maxe, maxv) = limits_for(s.get());
         let h = s.get_mut();
@@ -236,6 +237,8 @@ fn hset(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         created
     });
     if let Opened::Done(_) = r {
+        // server.dirty += (argc - 2) / 2: every pair, new or not.
+        ctx.db().dirty_since(mark, (args.len() as u64 - 2) / 2);
         ctx.notify(NOTIFY_HASH, "hset", args.get(1));
     }
     match r {
@@ -268,6 +271,7 @@ fn hsetnx(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn hdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let mark = ctx.db().hook.dirty;
     let r = write_hash(ctx, args.get(1), false, |s| {
         let mut deleted = 0;
         for i in 2..args.len() {
@@ -289,6 +293,7 @@ fn hdel(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         Opened::Done(n) => {
             if n > 0 {
                 let key = args.get(1);
+                ctx.db().dirty_since(mark, n as u64);
                 note(ctx.db, NOTIFY_HASH, "hdel", key);
                 if ctx.db().entry(key).is_none() {
                     note(ctx.db, NOTIFY_GENERIC, "del", key);

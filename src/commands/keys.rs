@@ -549,7 +549,16 @@ async fn rename_plan(tx: &mut Tx<'_>, args: Args<'_>, out: &mut Reply, nx: bool)
     // Under the locks the source was found above; if active expiry removed it
     // since, the renamed key would have expired by now anyway.
     let k = src.clone();
-    let entry = tx.hop(ss, move |ctx: &mut Ctx| ctx.db().take(&k)).await?;
+    // renameGenericCommand counts one change (server.dirty++), the destination's.
+    let entry = tx
+        .hop(ss, move |ctx: &mut Ctx| {
+            let db = ctx.db();
+            let mark = db.hook.dirty;
+            let e = db.take(&k);
+            db.dirty_since(mark, 0);
+            e
+        })
+        .await?;
     if let Some((e, at)) = entry {
         tx.hop(ds, move |ctx: &mut Ctx| {
             let now = ctx.now;

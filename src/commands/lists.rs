@@ -136,6 +136,7 @@ fn pop_events(db: usize, key: &[u8], left: bool, popped: bool, emptied: bool) {
 fn pop_key_quiet(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<(Vec<Vec<u8>>, bool)> {
     let now = ctx.now;
     let db = ctx.db();
+    let mark = db.hook.dirty;
     let (vals, empty) = {
         let Some(mut e) = db.lookup_write(key, now) else { return Found::Missing };
         match &e.val {
@@ -159,6 +160,7 @@ fn pop_key_quiet(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<(
     if empty {
         db.remove(key);
     }
+    db.dirty_since(mark, vals.len() as u64);
     Found::List((vals, empty))
 }
 
@@ -168,6 +170,8 @@ fn pop_key_quiet(ctx: &mut Ctx, key: &[u8], left: bool, count: usize) -> Found<(
 fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, head: impl FnOnce(&mut Reply, usize)) -> Found<()> {
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
+    let popped;
     let empty = {
         let Some(mut e) = db.lookup_write(key, now) else { return Found::Missing };
         match &e.val {
@@ -177,6 +181,7 @@ fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, he
         }
         let Some(l) = list_of(&mut e) else { return Found::WrongType };
         let n = n.min(l.len());
+        popped = n;
         head(out, n);
         if n > 0 {
             note(dbi, NOTIFY_LIST, if left { "lpop" } else { "rpop" }, key);
@@ -198,6 +203,7 @@ fn pop_into(ctx: &mut Ctx, key: &[u8], left: bool, n: usize, out: &mut Reply, he
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, popped as u64);
     Found::List(())
 }
 
@@ -226,15 +232,24 @@ fn push_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool, xx: bool
     let key = args.get(1);
     let (now, dbi) = (ctx.now, ctx.db);
     let event = if left { "lpush" } else { "rpush" };
-    if let Some(mut e) = ctx.db().lookup_write(key, now) {
-        if !is_list(&e.val) {
-            return out.error(err::WRONGTYPE);
+    let mark = ctx.db().hook.dirty;
+    let pushed = (args.len() - 2) as u64;
+    let appended = match ctx.db().lookup_write(key, now) {
+        Some(mut e) => {
+            if !is_list(&e.val) {
+                return out.error(err::WRONGTYPE);
+            }
+            let Some(l) = list_of(&mut e) else { return out.error(err::WRONGTYPE) };
+            for j in 2..args.len() {
+                l.push(args.get(j), left);
+            }
+            out.int(l.len() as i64);
+            true
         }
-        let Some(l) = list_of(&mut e) else { return out.error(err::WRONGTYPE) };
-        for j in 2..args.len() {
-            l.push(args.get(j), left);
-        }
-        out.int(l.len() as i64);
+        None => false,
+    };
+    if appended {
+        ctx.db().dirty_since(mark, pushed);
         return note(dbi, NOTIFY_LIST, event, key);
     }
     if xx {
@@ -246,6 +261,7 @@ fn push_generic(ctx: &mut Ctx, args: Args, out: &mut Reply, left: bool, xx: bool
     }
     out.int(l.len() as i64);
     create(ctx, key, l);
+    ctx.db().dirty_since(mark, pushed);
     note(dbi, NOTIFY_LIST, event, key);
 }
 
@@ -508,6 +524,7 @@ fn lrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let (key, ele) = (args.get(1), args.get(3));
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
     let (removed, empty) = {
         let Some(mut e) = db.lookup_write(key, now) else { return out.int(0) };
         let Value::List(l) = &e.val else { return out.error(err::WRONGTYPE) };
@@ -526,6 +543,7 @@ fn lrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, removed as u64);
     out.int(removed as i64);
 }
 
@@ -536,6 +554,8 @@ fn ltrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
+    let trimmed;
     let empty = {
         let Some(mut e) = db.lookup_write(key, now) else { return out.ok() };
         let Value::List(l) = &e.val else { return out.error(err::WRONGTYPE) };
@@ -547,6 +567,7 @@ fn ltrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let Some(l) = list_of(&mut e) else { return out.error(err::WRONGTYPE) };
         l.remove_front(ltrim);
         l.remove_back(rtrim);
+        trimmed = ltrim + rtrim;
         l.is_empty()
     };
     note(dbi, NOTIFY_LIST, "ltrim", key);
@@ -554,6 +575,7 @@ fn ltrim(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, trimmed as u64);
     out.ok();
 }
 
@@ -572,6 +594,16 @@ enum Move {
 /// The whole move on one shard (source and destination both here): Redis's
 /// lmoveGenericCommand, including the rotation of a list onto itself.
 fn lmove_local(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Move {
+    let mark = ctx.db().hook.dirty;
+    let r = lmove_here(ctx, src, dst, from_left, to_left);
+    if let Move::Moved(_) = r {
+        // lmoveGenericCommand: server.dirty++ for the pop and push together.
+        ctx.db().dirty_since(mark, 1);
+    }
+    r
+}
+
+fn lmove_here(ctx: &mut Ctx, src: &[u8], dst: &[u8], from_left: bool, to_left: bool) -> Move {
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
     match db.lookup_write(src, now) {
@@ -696,7 +728,11 @@ pub async fn lmove_tx(
                     Some((v, emptied)) => {
                         let moved = tx
                             .hop(ds, move |ctx: &mut Ctx| {
+                                // The pop counted one change; lmoveGenericCommand
+                                // counts one for the pop and push together.
+                                let mark = ctx.db().hook.dirty;
                                 push_one(ctx, &dst, dst_exists, &v, to_left);
+                                ctx.db().dirty_since(mark, 0);
                                 Move::Moved(v)
                             })
                             .await?;

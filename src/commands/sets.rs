@@ -138,6 +138,7 @@ fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         let max = limit(s);
         (2..args.len()).filter(|&i| s.add(args.get(i), max)).count() as i64
     };
+    let mark = ctx.db().hook.dirty;
     let r = write_set(ctx, args.get(1), |e| {
         if (2..args.len()).all(|i| stored(e).contains(args.get(i))) {
             return 0;
@@ -147,6 +148,7 @@ fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     match r {
         Opened::Done(n) => {
             if n > 0 {
+                ctx.db().dirty_since(mark, n as u64);
                 ctx.notify(NOTIFY_SET, "sadd", args.get(1));
             }
             out.int(n)
@@ -157,6 +159,7 @@ fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             let n = add_all(&mut s);
             let now = ctx.now;
             ctx.db().set(args.get(1), Value::Set(Box::new(s)), 0, now);
+            ctx.db().dirty_since(mark, n as u64);
             ctx.notify(NOTIFY_SET, "sadd", args.get(1));
             out.int(n);
         }
@@ -164,6 +167,7 @@ fn sadd(ctx: &mut Ctx, args: Args, out: &mut Reply) {
 }
 
 fn srem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
+    let mark = ctx.db().hook.dirty;
     let r = write_set(ctx, args.get(1), |e| {
         let mut deleted = 0;
         for i in 2..args.len() {
@@ -182,6 +186,7 @@ fn srem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     match r {
         Opened::Done(n) => {
             if n > 0 {
+                ctx.db().dirty_since(mark, n as u64);
                 ctx.notify(NOTIFY_SET, "srem", args.get(1));
             }
             emptied_event(args.get(1));
@@ -238,9 +243,11 @@ fn spop(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         return out.error(err::SYNTAX);
     }
     let mut seed = ctx.shard.rand();
+    let mark = ctx.db().hook.dirty;
     let r = write_set(ctx, args.get(1), |e| stored_mut(e).pop_random(|| crate::util::rand::next(&mut seed)));
     match r {
         Opened::Done(Some(m)) => {
+            ctx.db().dirty_since(mark, 1);
             ctx.notify(NOTIFY_SET, "spop", args.get(1));
             emptied_event(args.get(1));
             out.bulk(&m)
@@ -263,6 +270,8 @@ fn spop_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let mut rnd = move || crate::util::rand::next(&mut seed);
     let max = max_intset();
     let key = args.get(1);
+    let mark = ctx.db().hook.dirty;
+    let mut popped = 0;
     let r = write_set(ctx, key, |e| {
         let mut reply = Reply::new(out.resp3());
         if count == 0 {
@@ -270,6 +279,7 @@ fn spop_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
             return reply;
         }
         let size = stored(e).len();
+        popped = count.min(size);
         if count >= size {
             // sunionDiffGenericCommand of the one set: a fresh set's order.
             let s = stored_mut(e);
@@ -311,6 +321,7 @@ fn spop_count(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     match r {
         Opened::Done(reply) => {
             if count > 0 {
+                ctx.db().dirty_since(mark, popped as u64);
                 ctx.notify(NOTIFY_SET, "spop", key);
             }
             emptied_event(key);

@@ -535,49 +535,54 @@ fn zadd_generic(ctx: &mut Ctx, args: Args, mut f: AddFlags, out: &mut Reply) {
         }
         true
     };
-    let found = db.lookup_write(key, now);
-    match found {
-        Some(mut e) => {
-            let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
-            // The config is read only while the set may still convert.
-            let lim = if z.is_skiplist() { Limits::UNBOUNDED } else { Limits::from_config() };
-            // Only a real change may fire the write hook (signalModifiedKey);
-            // without one the state never moves, so a dry run is exact.
-            if pairs().any(|(s, m)| would_change(z, s, m, f)) {
-                if let Value::ZSet(z) = e.val_mut() {
+    let mark = db.hook.dirty;
+    // Scoped: the entry's borrow ends before the count below.
+    {
+        let found = db.lookup_write(key, now);
+        match found {
+            Some(mut e) => {
+                let Ok(z) = as_zset(&e.val) else { return out.error(err::WRONGTYPE) };
+                // The config is read only while the set may still convert.
+                let lim = if z.is_skiplist() { Limits::UNBOUNDED } else { Limits::from_config() };
+                // Only a real change may fire the write hook (signalModifiedKey);
+                // without one the state never moves, so a dry run is exact.
+                if pairs().any(|(s, m)| would_change(z, s, m, f)) {
+                    if let Value::ZSet(z) = e.val_mut() {
+                        for (s, m) in pairs() {
+                            if !tally(z.add(s, m, f, lim)) {
+                                break;
+                            }
+                        }
+                    }
+                } else {
                     for (s, m) in pairs() {
-                        if !tally(z.add(s, m, f, lim)) {
+                        if !tally(dry_add(z, s, m, f)) {
                             break;
                         }
                     }
                 }
-            } else {
+            }
+            None => {
+                drop(found);
+                if f.xx {
+                    return if f.incr { out.null() } else { out.int(0) };
+                }
+                let lim = Limits::from_config();
+                let first = args.get(si + 1);
+                let mut z = ZSet::new(lim.entries == 0 || lim.value < first.len());
                 for (s, m) in pairs() {
-                    if !tally(dry_add(z, s, m, f)) {
+                    if !tally(z.add(s, m, f, lim)) {
                         break;
                     }
                 }
-            }
-        }
-        None => {
-            drop(found);
-            if f.xx {
-                return if f.incr { out.null() } else { out.int(0) };
-            }
-            let lim = Limits::from_config();
-            let first = args.get(si + 1);
-            let mut z = ZSet::new(lim.entries == 0 || lim.value < first.len());
-            for (s, m) in pairs() {
-                if !tally(z.add(s, m, f, lim)) {
-                    break;
+                if !z.is_empty() {
+                    db.set(key, Value::ZSet(z), 0, now);
                 }
-            }
-            if !z.is_empty() {
-                db.set(key, Value::ZSet(z), 0, now);
             }
         }
     }
     if added > 0 || updated > 0 {
+        db.dirty_since(mark, (added + updated) as u64);
         note(dbi, NOTIFY_ZSET, if f.incr { "zincr" } else { "zadd" }, key);
     }
     if nan {
@@ -676,6 +681,7 @@ fn zrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
     let key = args.get(1);
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
     let mut deleted = 0;
     let emptied;
     {
@@ -702,6 +708,7 @@ fn zrem(ctx: &mut Ctx, args: Args, out: &mut Reply) {
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, deleted as u64);
     out.int(deleted);
 }
 
@@ -796,6 +803,7 @@ fn zremrange(ctx: &mut Ctx, args: Args, r: RemRange, out: &mut Reply) {
     let key = args.get(1);
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
     let deleted;
     let emptied;
     {
@@ -844,6 +852,7 @@ fn zremrange(ctx: &mut Ctx, args: Args, r: RemRange, out: &mut Reply) {
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, deleted as u64);
     out.int(deleted as i64);
 }
 
@@ -886,11 +895,14 @@ enum PopShape {
 fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: usize, shape: PopShape, out: &mut Reply) {
     let (now, dbi) = (ctx.now, ctx.db);
     let db = ctx.db();
+    let mark = db.hook.dirty;
     let emptied;
+    let popped;
     {
         let Some(mut e) = db.lookup_write(key, now) else { return };
         let Value::ZSet(z) = e.val_mut() else { return };
         let n = count.min(z.len());
+        popped = n;
         if n > 0 {
             note(dbi, NOTIFY_ZSET, if max { "zpopmax" } else { "zpopmin" }, key);
         }
@@ -923,6 +935,7 @@ fn pop_from(ctx: &mut Ctx, key: &[u8], max: bool, count: usize, shape: PopShape,
         db.remove(key);
         note(dbi, NOTIFY_GENERIC, "del", key);
     }
+    db.dirty_since(mark, popped as u64);
 }
 
 /// zpopMinMaxCommand.

@@ -793,6 +793,15 @@ impl Db {
         }
     }
 
+    /// Redis's `server.dirty += n` for the command that began when
+    /// `hook.dirty` read `mark`: a command that changes several elements
+    /// counts each (RPUSH of three counts 3) and a pop that empties its key
+    /// counts its elements only, where the hook counted one per key event.
+    #[inline]
+    pub fn dirty_since(&mut self, mark: u64, n: u64) {
+        self.hook.dirty = mark + n;
+    }
+
     /// The key's entry and expiry if it is (still) in the key table and,
     /// when `volatile`, has a TTL.
     pub(super) fn held(&self, volatile: bool, key: &[u8]) -> Option<(&Entry, u64)> {
