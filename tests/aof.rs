@@ -603,8 +603,10 @@ fn aof_info(c: &mut Client) -> String {
         "aof_enabled",
         "aof_rewrite_in_progress",
         "aof_rewrite_scheduled",
+        "aof_current_rewrite_time_sec",
         "aof_last_bgrewrite_status",
         "aof_rewrites",
+        "aof_rewrites_consecutive_failures",
         "aof_last_write_status",
     ] {
         out.push(format!("{f}:{}", info_field(&info, f).unwrap_or_default()));

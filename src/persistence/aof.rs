@@ -37,6 +37,10 @@ pub static LAST_REWRITE_OK: AtomicBool = AtomicBool::new(true);
 pub static LAST_WRITE_OK: AtomicBool = AtomicBool::new(true);
 /// Seconds the last rewrite took (-1: none yet).
 pub static LAST_REWRITE_SECS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Unix seconds the running rewrite started (u64::MAX: none runs).
+pub static REWRITE_STARTED: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Rewrites failed in a row (stat_aofrw_consecutive_failures).
+pub static CONSECUTIVE_FAILURES: AtomicU64 = AtomicU64::new(0);
 pub static CURRENT_SIZE: AtomicU64 = AtomicU64::new(0);
 pub static BASE_SIZE: AtomicU64 = AtomicU64::new(0);
 static FSYNC: AtomicU8 = AtomicU8::new(1);
@@ -49,7 +53,7 @@ static PREAMBLE: AtomicBool = AtomicBool::new(true);
 /// aof-timestamp-enabled: a `#TS:<unix seconds>` line before the records of a new second.
 static TIMESTAMPS: AtomicBool = AtomicBool::new(false);
 
-fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -254,8 +258,15 @@ pub fn spawn_rewrite() {
         // glommio polls a new task at once: let the caller (CONFIG SET, under
         // the config's write lock) return before the rewrite reads the config.
         futures_lite::future::yield_now().await;
+        REWRITE_STARTED.store(unix_now(), Ordering::Relaxed);
         let ok = rewrite().await.is_ok();
+        REWRITE_STARTED.store(u64::MAX, Ordering::Relaxed);
         LAST_REWRITE_OK.store(ok, Ordering::Relaxed);
+        if ok {
+            CONSECUTIVE_FAILURES.store(0, Ordering::Relaxed);
+        } else {
+            CONSECUTIVE_FAILURES.fetch_add(1, Ordering::Relaxed);
+        }
         // AOF_WAIT_REWRITE until a rewrite succeeds: the cron tries again.
         let waiting = WRITER.get().is_some_and(|w| w.files.lock().unwrap_or_else(|e| e.into_inner()).wait_rewrite);
         if !ok && waiting && ENABLED.load(Ordering::Relaxed) {

@@ -386,13 +386,18 @@ fn render_aof(s: &mut String) {
     let ok = |b: bool| if b { "ok" } else { "err" };
     let _ = write!(
         s,
-        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_last_write_status:{}\r\n",
+        "aof_enabled:{}\r\naof_rewrite_in_progress:{}\r\naof_rewrite_scheduled:{}\r\naof_last_rewrite_time_sec:{}\r\naof_current_rewrite_time_sec:{}\r\naof_last_bgrewrite_status:{}\r\naof_rewrites:{}\r\naof_rewrites_consecutive_failures:{}\r\naof_last_write_status:{}\r\n",
         on as u8,
         REWRITING.load(Ordering::Relaxed) as u8,
         REWRITE_SCHEDULED.load(Ordering::Relaxed) as u8,
         if secs == u64::MAX { -1 } else { secs as i64 },
+        match REWRITE_STARTED.load(Ordering::Relaxed) {
+            u64::MAX => -1,
+            t => crate::persistence::aof::unix_now().saturating_sub(t) as i64,
+        },
         ok(LAST_REWRITE_OK.load(Ordering::Relaxed)),
         REWRITES.load(Ordering::Relaxed),
+        CONSECUTIVE_FAILURES.load(Ordering::Relaxed),
         ok(LAST_WRITE_OK.load(Ordering::Relaxed)),
     );
     if on {

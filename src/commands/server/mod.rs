@@ -189,6 +189,8 @@ async fn bgrewriteaof(_c: &mut Client, _args: Args<'_>, out: &mut Reply) {
     // A BGSAVE holds the one snapshot: the cron starts the rewrite after it (hasActiveChildProcess).
     if crate::persistence::save::bgsave_in_progress() {
         aof::REWRITE_SCHEDULED.store(true, Ordering::Relaxed);
+        // A rewrite asked for by hand resets the count, as bgrewriteaofCommand.
+        aof::CONSECUTIVE_FAILURES.store(0, Ordering::Relaxed);
         return out.status(b"Background append only file rewriting scheduled");
     }
     // rewriteAppendOnlyFileBackground's one early failure: the directory
