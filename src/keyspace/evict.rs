@@ -281,13 +281,15 @@ pub fn end_request(shard: usize) {
 }
 
 /// The other shard with the idlest published candidate, if idler than
-/// `mine` and not already asked: while a request waits in its inbox, this
-/// shard evicts its own best instead of running further commands over the
-/// budget (deferring every time let the process run 60-90 KiB over it).
+/// `mine`, whether or not a request to it is already queued: a shard busy
+/// with a pipeline takes requests late, and evicting our fresher keys in the
+/// meantime emptied the other shards of their newest writes while the busy
+/// one kept keys seconds older. What bounds the excess meanwhile is
+/// `DEFER_MAX`, past which every shard evicts its own.
 fn idler_shard(me: usize, nshards: usize, mine: u64) -> Option<usize> {
     let mut best: Option<(usize, u64)> = None;
     for (j, slot) in BEST.iter().enumerate().take(nshards.min(64)) {
-        if j == me % 64 || REQUESTED[j].load(Relaxed) {
+        if j == me % 64 {
             continue;
         }
         let b = slot.load(Relaxed);
