@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """BGSAVE under a SET load: Tessera (forkless) vs redis-server (fork), same run.
-Usage: perf/bgsave_vs_redis.py target/release/tessera 5000000
+Usage: perf/bgsave_vs_redis.py target/release/tessera 5000000 [--no-bgsave]
+(--no-bgsave: only SAVE and start-up load, e.g. issue 10's 10M-key figures).
 The load runs against one server at a time; figures in ARCHITECTURE.md (Persistence)."""
 import os, subprocess, sys, time, socket, shutil, re
 
 TESSERA, N = sys.argv[1], int(sys.argv[2])
+NO_BGSAVE = "--no-bgsave" in sys.argv[3:]
 BASE = "/tmp/bgm"
 
 def cli(port, *args):
@@ -100,7 +102,7 @@ print(f"load: redis {load_secs(BASE + '/r')} s, tessera {load_secs(BASE + '/t')}
 t = time.time(); cli(7802, "SAVE"); tess_save = time.time() - t
 print(f"SAVE: redis {redis_save:.2f} s, tessera {tess_save:.2f} s (tessera file {os.path.getsize(BASE + '/t/dump.rdb')>>20} MB)")
 # 3. BGSAVE under load, one server at a time (the load generator needs the CPU too)
-for kind, port, p in [("redis", 7801, r), ("tessera", 7802, tp)]:
+for kind, port, p in [] if NO_BGSAVE else [("redis", 7801, r), ("tessera", 7802, tp)]:
     print(bgsave_under_load(kind, port, p.pid))
 for p in (r, tp):
     p.terminate(); p.wait()

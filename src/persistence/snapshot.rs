@@ -390,55 +390,7 @@ async fn stream(
     out.write(&head).await.map_err(io)?;
     digest.update(functions);
     out.write(functions).await.map_err(io)?;
-    let ndbs = points.iter().map(|p| p.len()).max().unwrap_or(0);
-    if background {
-        parallel(&mut out, &mut digest, &mut outcome, points, max_keys, sleep).await?;
-    }
-    // SAVE: database by database, shard by shard (Redis's layout).
-    for db in (0..ndbs).filter(|_| !background) {
-        let keys: u64 = points.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
-        if keys == 0 {
-            continue;
-        }
-        let expires: u64 = points.iter().filter_map(|p| p.get(db)).map(|d| d.expires).sum();
-        let mut e = Encoder::new(false);
-        e.put_db_start(db, keys, expires);
-        digest.update(&e.buf);
-        out.write(&e.buf).await.map_err(io)?;
-        for (shard, p) in points.iter().enumerate() {
-            if p.get(db).is_none_or(|d| d.keys == 0) {
-                // Nothing at the point: no snapshot state was installed there.
-                continue;
-            }
-            let pull = move || pull(shard, db, max_keys);
-            let mut next = pull();
-            loop {
-                let (step, _) = (&mut next)
-                    .await
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| io(std::io::Error::other("a shard did not answer")))?;
-                if !step.done {
-                    // The next step is serialized while this one is written.
-                    next = pull();
-                }
-                digest.update(&step.bytes);
-                out.write(&step.bytes).await.map_err(io)?;
-                outcome.keys += step.keys;
-                KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
-                sample_cow();
-                if let Some(d) = sleep {
-                    glommio::timer::sleep(d * step.keys.max(1) as u32).await;
-                } else {
-                    futures_lite::future::yield_now().await;
-                }
-                if step.done {
-                    outcome.cow_bytes += step.cow_bytes;
-                    break;
-                }
-            }
-        }
-    }
+    parallel(&mut out, &mut digest, &mut outcome, points, max_keys, sleep, background).await?;
     finish(out, digest, checksum, tmp).await?;
     Ok(outcome)
 }
@@ -460,11 +412,14 @@ fn pull(shard: usize, db: usize, max_keys: u64) -> runtime::tx::Hop<Option<(crat
     })
 }
 
-/// BGSAVE's body: every shard walks its databases at once, each resting
-/// after its steps ([`BACKGROUND_REST`], or `rdb-key-save-delay`); parts
-/// are written as they come, each after a SELECTDB when the database
-/// changes (RESIZEDB, with the point's totals, the first time), which
-/// rdbLoad accepts anywhere.
+/// The walk: every shard walks its databases at once; parts are written as
+/// they come, each after a SELECTDB when the database changes (RESIZEDB,
+/// with the point's totals, the first time), which rdbLoad accepts
+/// anywhere. `background` (BGSAVE): a shard rests after each step
+/// ([`BACKGROUND_REST`]) so its clients keep most of its time; SAVE does
+/// not rest and asks for a shard's next step as soon as one arrives, so
+/// the shards serialize while the coordinator writes. `rdb-key-save-delay`
+/// paces either.
 async fn parallel(
     out: &mut Out,
     digest: &mut crc::Digest<'static, u64, crc::Table<16>>,
@@ -472,6 +427,7 @@ async fn parallel(
     points: &[Vec<PointStats>],
     max_keys: u64,
     sleep: Option<std::time::Duration>,
+    background: bool,
 ) -> Result<(), (&'static str, std::io::Error)> {
     let io = |e: std::io::Error| ("rdbSaveRio", e);
     let now = std::time::Instant::now();
@@ -507,6 +463,20 @@ async fn parallel(
         let Some(hop) = lanes[i].inflight.take() else { continue };
         let (step, took) = hop.await.ok().flatten().ok_or_else(|| io(std::io::Error::other("a shard did not answer")))?;
         let db = lanes[i].dbs[lanes[i].at];
+        if step.done {
+            outcome.cow_bytes += step.cow_bytes;
+            lanes[i].at += 1;
+        }
+        let more = lanes[i].at < lanes[i].dbs.len();
+        let rest = match sleep {
+            Some(d) => Some(d * step.keys.max(1) as u32),
+            None if background => Some(took * BACKGROUND_REST),
+            None => None,
+        };
+        if more && rest.is_none() {
+            // Unpaced: the shard serializes its next step while this is written.
+            lanes[i].inflight = Some(pull(lanes[i].shard, lanes[i].dbs[lanes[i].at], max_keys));
+        }
         if !step.bytes.is_empty() && current != Some(db) {
             let mut e = Encoder::new(false);
             if !std::mem::replace(&mut started[db], true) {
@@ -526,17 +496,9 @@ async fn parallel(
         outcome.keys += step.keys;
         KEYS_DONE.fetch_add(step.keys, Ordering::Relaxed);
         sample_cow();
-        let rest = match sleep {
-            Some(d) => d * step.keys.max(1) as u32,
-            None => took * BACKGROUND_REST,
-        };
-        lanes[i].not_before = std::time::Instant::now() + rest;
-        if step.done {
-            outcome.cow_bytes += step.cow_bytes;
-            lanes[i].at += 1;
-            if lanes[i].at == lanes[i].dbs.len() {
-                lanes.remove(i);
-            }
+        lanes[i].not_before = std::time::Instant::now() + rest.unwrap_or_default();
+        if !more {
+            lanes.remove(i);
         }
         futures_lite::future::yield_now().await;
     }
