@@ -37,6 +37,7 @@ fn describe(c: &mut Client, key: &str) -> String {
         "set" => sorted(&c.cmd_value(&["SMEMBERS", key])),
         "hash" => sorted(&c.cmd_value(&["HGETALL", key])),
         "zset" => format!("{:?}", c.cmd_value(&["ZRANGE", key, "0", "-1", "WITHSCORES"])),
+        "stream" => format!("{:?}", c.cmd_value(&["XRANGE", key, "-", "+"])),
         other => panic!("unexpected type {other}"),
     };
     format!("{t}:{body}")
@@ -888,4 +889,101 @@ fn aof_timestamp_in_an_aof_base_as_redis_writes_it() {
     copy_dir(&dir.join("appendonlydir"), &d.join("appendonlydir"));
     let r = RedisServer::start(&["--dir", &d.display().to_string(), "--appendonly", "yes", "--aof-use-rdb-preamble", "no"]);
     assert_eq!(r.client().cmd(&["GET", "k"]), b"$1\r\nv\r\n");
+}
+
+#[test]
+fn rewrite_without_rdb_preamble_writes_commands_redis_check_aof_and_redis_server_accept() {
+    // aof-use-rdb-preamble no: the rewrite's base is commands (`.base.aof`,
+    // rewriteAppendOnlyFileRio), opened by its `#TS:` annotation.
+    let args = ["--appendonly", "yes", "--aof-use-rdb-preamble", "no", "--aof-timestamp-enabled", "yes"];
+    let mut t = TesseraServer::start(2, &args);
+    let mut c = t.client();
+    populate(&mut c);
+    // Collections past AOF_REWRITE_ITEMS_PER_CMD (64) and past the compact encodings.
+    let many: Vec<String> = (0..150).map(|i| format!("e{i}")).collect();
+    let mut rpush = vec!["RPUSH", "{a}big:l"];
+    rpush.extend(many.iter().map(|s| s.as_str()));
+    ok(&mut c, &rpush);
+    let mut sadd = vec!["SADD", "{b}big:s"];
+    sadd.extend(many.iter().map(|s| s.as_str()));
+    ok(&mut c, &sadd);
+    let ints: Vec<String> = (0..100).map(|i| (i * 7).to_string()).collect();
+    let mut iadd = vec!["SADD", "{c}big:i"];
+    iadd.extend(ints.iter().map(|s| s.as_str()));
+    ok(&mut c, &iadd);
+    let pairs: Vec<String> = (0..150).flat_map(|i| [format!("{}.25", i % 40), format!("m{i}")]).collect();
+    let mut zadd = vec!["ZADD", "{a}big:z"];
+    zadd.extend(pairs.iter().map(|s| s.as_str()));
+    ok(&mut c, &zadd);
+    let mut hset = vec!["HSET", "{b}big:h"];
+    hset.extend(pairs.iter().map(|s| s.as_str()));
+    ok(&mut c, &hset);
+    ok(&mut c, &["PEXPIRE", "{b}big:h", "5000000"]);
+    // Streams: entries, a deleted one, groups with pending entries and an idle consumer; an empty stream.
+    for i in 0..5 {
+        ok(&mut c, &["XADD", "{a}s", &format!("{}-1", i + 1), "f", &i.to_string(), "n", "12"]);
+    }
+    ok(&mut c, &["XDEL", "{a}s", "2-1"]);
+    ok(&mut c, &["XGROUP", "CREATE", "{a}s", "g", "0"]);
+    ok(&mut c, &["XREADGROUP", "GROUP", "g", "alice", "COUNT", "2", "STREAMS", "{a}s", ">"]);
+    ok(&mut c, &["XREADGROUP", "GROUP", "g", "alice", "STREAMS", "{a}s", "0"]);
+    ok(&mut c, &["XGROUP", "CREATECONSUMER", "{a}s", "g", "idle"]);
+    ok(&mut c, &["XGROUP", "CREATE", "{a}s", "later", "$"]);
+    ok(&mut c, &["XADD", "{b}empty", "7-7", "x", "y"]);
+    ok(&mut c, &["XDEL", "{b}empty", "7-7"]);
+    let lib = "#!lua name=rwlib\nredis.register_function('rwf', function(keys, args) return 'rw' end)";
+    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), b"$5\r\nrwlib\r\n");
+    let streams = |c: &mut Client| (stream_state(c, "{a}s", &["g", "later"], false), stream_state(c, "{b}empty", &[], false));
+    let want_streams = streams(&mut c);
+    assert_eq!(c.cmd(&["BGREWRITEAOF"]), b"+Background append only file rewriting started\r\n");
+    wait_rewrite(&mut c);
+    ok(&mut c, &["SET", "after", "1"]);
+    let want = snapshot(&mut c, &[0, 3]);
+    drop(c);
+    let dir = t.dir.clone();
+    t.stop();
+    let manifest = std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert_eq!(
+        manifest,
+        "file appendonly.aof.2.base.aof seq 2 type b\nfile appendonly.aof.2.incr.aof seq 2 type i\n"
+    );
+    let base = std::fs::read(dir.join("appendonlydir/appendonly.aof.2.base.aof")).unwrap();
+    let text = String::from_utf8_lossy(&base);
+    assert!(text.starts_with("#TS:"), "{}", &text[..40.min(text.len())]);
+    for cmd in [
+        "FUNCTION",
+        "SELECT",
+        "RPUSH",
+        "SADD",
+        "ZADD",
+        "HMSET",
+        "PEXPIREAT",
+        "XADD",
+        "XSETID",
+        "XGROUP",
+        "XCLAIM",
+        "CREATECONSUMER",
+        "MAXLEN",
+    ] {
+        assert!(text.contains(&format!("\r\n{cmd}\r\n")), "{cmd} missing from the base");
+    }
+    assert!(!text.contains("REDIS0"), "no RDB preamble");
+    let report = check_aof(&dir);
+    assert!(report.contains("All AOF files and manifest are valid"), "{report}");
+
+    let rdir = temp_dir("aof-cmd-base-into-redis");
+    copy_dir(&dir.join("appendonlydir"), &rdir.join("appendonlydir"));
+    let redis = RedisServer::start(&["--dir", &rdir.display().to_string(), "--appendonly", "yes"]);
+    let mut r = redis.client();
+    assert_same(&snapshot(&mut r, &[0, 3]), &want, "redis-server loading Tessera's command base");
+    assert_eq!(streams(&mut r), want_streams, "redis-server: the streams and their groups");
+    assert_eq!(r.cmd(&["FCALL", "rwf", "0"]), b"$2\r\nrw\r\n");
+
+    let tdir = temp_dir("aof-cmd-base-again");
+    copy_dir(&dir.join("appendonlydir"), &tdir.join("appendonlydir"));
+    let again = TesseraServer::start(4, &["--dir", &tdir.display().to_string(), "--appendonly", "yes"]);
+    let mut a = again.client();
+    assert_same(&snapshot(&mut a, &[0, 3]), &want, "Tessera reloading its command base");
+    assert_eq!(streams(&mut a), want_streams, "Tessera: the streams and their groups");
+    assert_eq!(a.cmd(&["FCALL", "rwf", "0"]), b"$2\r\nrw\r\n");
 }

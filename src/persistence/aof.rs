@@ -777,12 +777,28 @@ pub async fn rewrite() -> Result<(), String> {
     }
     let t0 = Instant::now();
     let n = runtime::nshards();
-    let (_turn, point) = super::save::aof_point(move || {
-        if on {
-            propagate::flush_round();
-            cut(n);
-        }
-    })
+    // aof-use-rdb-preamble no: a base of commands (rewriteAppendOnlyFileRio),
+    // opened by the rewrite's forced `#TS:` annotation when enabled.
+    let preamble = PREAMBLE.load(Ordering::Relaxed);
+    let format = if preamble {
+        super::snapshot::Format::Rdb
+    } else {
+        let head = if TIMESTAMPS.load(Ordering::Relaxed) {
+            format!("#TS:{}\r\n", unix_now()).into_bytes()
+        } else {
+            Vec::new()
+        };
+        super::snapshot::Format::Commands { head }
+    };
+    let (_turn, point) = super::save::aof_point(
+        move || {
+            if on {
+                propagate::flush_round();
+                cut(n);
+            }
+        },
+        format,
+    )
     .await?;
     if let (true, Some(w)) = (on, writer) {
         // The new incr file exists once the writer has passed the cut.
@@ -804,8 +820,7 @@ pub async fn rewrite() -> Result<(), String> {
         }
         None => (OFF_MANIFEST.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default(), u64::MAX),
     };
-    // Tessera's rewrite writes an RDB base (the snapshot writer), so `.rdb`.
-    let (name, seq) = manifest.next_base_name(&settings.filename, true);
+    let (name, seq) = manifest.next_base_name(&settings.filename, preamble);
     let tmp_name = format!("temp-rewriteaof-bg-{}.aof", std::process::id());
     // Written to the temp file, then renamed into place (the snapshot writer's own steps).
     point.write(&path(&settings, &name), &path(&settings, &tmp_name), true).await?;

@@ -13,6 +13,7 @@
 pub mod aof;
 pub mod load;
 pub mod rdb;
+pub mod rewrite;
 pub mod save;
 pub mod snapshot;
 

@@ -202,8 +202,8 @@ pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, bu
 /// The AOF rewrite's point (the snapshot's turn, held until its base file
 /// is written): `at_cut` runs on each shard under its lock, right before
 /// its copy-on-write state is installed.
-pub async fn aof_point(at_cut: impl Fn() + Send + Sync + Clone + 'static) -> Result<(Turn, super::snapshot::Point), String> {
+pub async fn aof_point(at_cut: impl Fn() + Send + Sync + Clone + 'static, format: super::snapshot::Format) -> Result<(Turn, super::snapshot::Point), String> {
     let turn = take_turn().await;
-    let p = super::snapshot::take_point_with(at_cut).await?;
+    let p = super::snapshot::take_point_with(at_cut, format).await?;
     Ok((turn, p.aof_base()))
 }

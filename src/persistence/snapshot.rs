@@ -212,17 +212,28 @@ pub struct Point {
     /// An AOF rewrite's base: `aof-base 1` in the header, and the changes it
     /// holds still count as unsaved (Redis's dirty is the RDB's).
     aof_base: bool,
+    /// The file's format, chosen with the point (its sinks write it).
+    format: Format,
+}
+
+/// What a snapshot writes: an RDB file, or (an AOF rewrite's base with
+/// `aof-use-rdb-preamble no`) the commands that rebuild the data, after
+/// `head` (the rewrite's `#TS:` annotation, if any).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Format {
+    Rdb,
+    Commands { head: Vec<u8> },
 }
 
 /// Takes the point (step 1): one shared whole-shard lock on every shard.
 pub async fn take_point() -> Result<Point, String> {
-    take_point_with(|| ()).await
+    take_point_with(|| (), Format::Rdb).await
 }
 
 /// [`take_point`] with `at_cut` run on each shard under its lock, right
 /// before its copy-on-write state is installed (the AOF rewrite switches
 /// to a new incr file there).
-pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) -> Result<Point, String> {
+pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static, format: Format) -> Result<Point, String> {
     let (policy, delay) = match runtime::rt_ref().config.read() {
         Ok(c) => (c.maxmemory_policy(), c.rdb_key_save_delay()),
         Err(_) => return Err("config lock poisoned".into()),
@@ -235,6 +246,7 @@ pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) 
     };
     let compress = super::compression();
     let abort = Abort { armed: true };
+    let commands = format != Format::Rdb;
     let points: Vec<Vec<PointStats>> = on_every_shard(0, Mode::Shared, move |ctx: &mut Ctx| {
         at_cut();
         let now = ctx.now;
@@ -242,11 +254,16 @@ pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) 
             .dbs
             .iter_mut()
             .map(|db| {
-                db.snapshot_begin(Box::new(RdbSink {
-                    enc: Encoder::new(compress),
-                    hints,
-                    now,
-                }))
+                let sink: Box<dyn SnapshotSink> = if commands {
+                    Box::<super::rewrite::CommandSink>::default()
+                } else {
+                    Box::new(RdbSink {
+                        enc: Encoder::new(compress),
+                        hints,
+                        now,
+                    })
+                };
+                db.snapshot_begin(sink)
             })
             .collect()
     })
@@ -255,10 +272,15 @@ pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) 
         crate::log_warning!("Write error saving DB on disk: a shard did not answer");
         "a shard did not answer".to_string()
     })?;
+    let libraries = crate::scripting::functions::libraries(None);
     let mut libs = Encoder::new(compress);
-    for lib in crate::scripting::functions::libraries(None) {
-        libs.put_u8(opcode::FUNCTION2);
-        libs.put_string(&lib.code);
+    if commands {
+        super::rewrite::put_functions(&mut libs.buf, libraries.iter().map(|l| &l.code[..]));
+    } else {
+        for lib in &libraries {
+            libs.put_u8(opcode::FUNCTION2);
+            libs.put_string(&lib.code);
+        }
     }
     reset_progress();
     KEYS_TOTAL.store(points.iter().flatten().map(|p| p.keys).sum(), Ordering::Relaxed);
@@ -270,6 +292,7 @@ pub async fn take_point_with(at_cut: impl Fn() + Send + Sync + Clone + 'static) 
         delay,
         abort,
         aof_base: false,
+        format,
     })
 }
 
@@ -291,8 +314,9 @@ impl Point {
             delay,
             abort,
             aof_base,
+            format,
         } = self;
-        write_point(points, functions, checksum, delay, abort, aof_base, path, tmp, background).await
+        write_point(points, functions, checksum, delay, abort, aof_base, format, path, tmp, background).await
     }
 }
 
@@ -304,12 +328,13 @@ async fn write_point(
     delay: i64,
     abort: Abort,
     aof_base: bool,
+    format: Format,
     path: &str,
     tmp: &str,
     background: bool,
 ) -> Result<Outcome, String> {
     // 2. + 3. The walk, streamed to the temp file.
-    let r = stream(tmp, &functions, &points, checksum, delay, aof_base, background).await;
+    let r = stream(tmp, &functions, &points, checksum, delay, aof_base, &format, background).await;
     abort.now().await;
     reset_progress();
     let outcome = match r {
@@ -364,6 +389,7 @@ async fn write_point(
 
 /// Pulls every shard's steps in file order and writes them; Err: (rdbSave's
 /// operation name, the error).
+#[allow(clippy::too_many_arguments)]
 async fn stream(
     tmp: &str,
     functions: &[u8],
@@ -371,6 +397,7 @@ async fn stream(
     checksum: bool,
     delay: i64,
     aof_base: bool,
+    format: &Format,
     background: bool,
 ) -> Result<Outcome, (&'static str, std::io::Error)> {
     let mut out = Out::create(tmp).await.map_err(|e| ("open", e))?;
@@ -385,13 +412,17 @@ async fn stream(
         (u64::MAX, None)
     };
     let io = |e: std::io::Error| ("rdbSaveRio", e);
-    let head = file_header(runtime::now_ms() / 1000, crate::util::alloc::used_memory() as u64, aof_base);
+    let commands = *format != Format::Rdb;
+    let head = match format {
+        Format::Rdb => file_header(runtime::now_ms() / 1000, crate::util::alloc::used_memory() as u64, aof_base),
+        Format::Commands { head } => head.clone(),
+    };
     digest.update(&head);
     out.write(&head).await.map_err(io)?;
     digest.update(functions);
     out.write(functions).await.map_err(io)?;
-    parallel(&mut out, &mut digest, &mut outcome, points, max_keys, sleep, background).await?;
-    finish(out, digest, checksum, tmp).await?;
+    parallel(&mut out, &mut digest, &mut outcome, points, max_keys, sleep, background, commands).await?;
+    finish(out, digest, checksum, tmp, commands).await?;
     Ok(outcome)
 }
 
@@ -419,7 +450,9 @@ fn pull(shard: usize, db: usize, max_keys: u64) -> runtime::tx::Hop<Option<(crat
 /// ([`BACKGROUND_REST`]) so its clients keep most of its time; SAVE does
 /// not rest and asks for a shard's next step as soon as one arrives, so
 /// the shards serialize while the coordinator writes. `rdb-key-save-delay`
-/// paces either.
+/// paces either. `commands`: the steps are commands, and SELECT switches
+/// the database.
+#[allow(clippy::too_many_arguments)]
 async fn parallel(
     out: &mut Out,
     digest: &mut crc::Digest<'static, u64, crc::Table<16>>,
@@ -428,6 +461,7 @@ async fn parallel(
     max_keys: u64,
     sleep: Option<std::time::Duration>,
     background: bool,
+    commands: bool,
 ) -> Result<(), (&'static str, std::io::Error)> {
     let io = |e: std::io::Error| ("rdbSaveRio", e);
     let now = std::time::Instant::now();
@@ -479,7 +513,9 @@ async fn parallel(
         }
         if !step.bytes.is_empty() && current != Some(db) {
             let mut e = Encoder::new(false);
-            if !std::mem::replace(&mut started[db], true) {
+            if commands {
+                super::rewrite::put_select(&mut e.buf, db);
+            } else if !std::mem::replace(&mut started[db], true) {
                 let keys = points.iter().filter_map(|p| p.get(db)).map(|d| d.keys).sum();
                 let expires = points.iter().filter_map(|p| p.get(db)).map(|d| d.expires).sum();
                 e.put_db_start(db, keys, expires);
@@ -515,13 +551,21 @@ pub fn empty_file(aof_base: bool) -> Vec<u8> {
 }
 
 /// EOF, CRC64, flush and fsync of the temp file.
-async fn finish(mut out: Out, mut digest: crc::Digest<'static, u64, crc::Table<16>>, checksum: bool, tmp: &str) -> Result<(), (&'static str, std::io::Error)> {
+async fn finish(
+    mut out: Out,
+    mut digest: crc::Digest<'static, u64, crc::Table<16>>,
+    checksum: bool,
+    tmp: &str,
+    commands: bool,
+) -> Result<(), (&'static str, std::io::Error)> {
     let io = |e: std::io::Error| ("rdbSaveRio", e);
-    let mut tail = vec![opcode::EOF];
-    digest.update(&tail);
-    let crc = if checksum { digest.finalize() } else { 0 };
-    tail.extend_from_slice(&crc.to_le_bytes());
-    out.write(&tail).await.map_err(io)?;
+    if !commands {
+        let mut tail = vec![opcode::EOF];
+        digest.update(&tail);
+        let crc = if checksum { digest.finalize() } else { 0 };
+        tail.extend_from_slice(&crc.to_le_bytes());
+        out.write(&tail).await.map_err(io)?;
+    }
     out.close().await.map_err(|e| ("fsync", e))?;
     // The DMA writer truncates the padding after its fdatasync: make the
     // final size durable too before the rename publishes the file.
