@@ -1,10 +1,10 @@
 //! The shard's own socket ring: a completion-driven io_uring loop run as one
 //! glommio task (the *driver*), which glommio keeps for tasks, timers and files.
 //!
-//! - The ring is created on the shard's thread with `SINGLE_ISSUER |
-//!   DEFER_TASKRUN | TASKRUN_FLAG` (completions are only produced inside our
-//!   own `io_uring_enter`, never as interrupts), with `COOP_TASKRUN` and plain
-//!   rings as fallbacks.
+//! - The ring is created on the shard's thread with `COOP_TASKRUN |
+//!   TASKRUN_FLAG` (the kernel never interrupts the thread to run our
+//!   completion work; it flags it), a plain ring as the fallback;
+//!   `SINGLE_ISSUER | DEFER_TASKRUN` only when asked for (see `setup`).
 //! - Listeners get a multishot ACCEPT; each connection a multishot RECV into
 //!   one shared provided-buffer ring. The connection parses straight from the
 //!   buffer and gives it back once parsed ([`UringConn::consume`]).
@@ -264,9 +264,19 @@ pub fn setup() -> Result<(), String> {
         // Stands in for a kernel without what the ring needs (the fallback's test).
         return Err("TESSERA_NO_IO_URING_SOCKETS is set".into());
     }
+    // COOP_TASKRUN by default: with DEFER_TASKRUN, a shard parked in glommio
+    // (on this ring's eventfd) was woken 10-30 ms late on Linux 6.18 and a
+    // 2-shard server fell to a tenth of its throughput (ARCHITECTURE.md,
+    // "The ring's flags"); `TESSERA_RING_DEFER_TASKRUN=1` tries it first.
     let mut b = IoUring::builder();
     b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag();
-    let ring = match b.build(RING_ENTRIES) {
+    let defer = env_u64("TESSERA_RING_DEFER_TASKRUN", 0) != 0;
+    let built = if defer {
+        b.build(RING_ENTRIES)
+    } else {
+        Err(std::io::Error::other("DEFER_TASKRUN not asked for"))
+    };
+    let ring = match built {
         Ok(r) => r,
         Err(_) => match IoUring::builder().setup_coop_taskrun().setup_taskrun_flag().build(RING_ENTRIES) {
             Ok(r) => r,
