@@ -49,6 +49,8 @@ pub const IMPLEMENTED: &[&str] = &[
     "lazyfree-lazy-server-del",
     "lazyfree-lazy-user-del",
     "lazyfree-lazy-user-flush",
+    // The cron's share of a key table resize (keyspace/table.rs).
+    "activerehashing",
     "io-threads", // has its own dedicated warning
     "daemonize",  // "no" is what Tessera does; "yes" has its own warning
     "proto-max-bulk-len",

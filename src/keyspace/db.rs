@@ -408,6 +408,17 @@ impl Db {
         self.cow.is_some()
     }
 
+    /// Whether the key table is resizing (incrementally).
+    pub fn resizing(&self) -> bool {
+        self.keys.resizing()
+    }
+
+    /// Moves a resize of the key table on by about `keys` keys; whether
+    /// one is still in progress.
+    pub fn move_keys(&mut self, keys: usize) -> bool {
+        self.keys.move_homes(keys)
+    }
+
     pub fn len(&self) -> usize {
         self.keys.len()
     }

@@ -32,9 +32,21 @@
 //! only a doubling with none left reads every node to rehash, which with 12
 //! bits happens at 2^15 slots and next at 2^27. Displacement is capped at
 //! 127; a run that would exceed it grows the table (it does not happen at
-//! these loads with a keyed hash). Resizes are done at once.
+//! these loads with a keyed hash).
+//!
+//! Resizes of a table of [`INCREMENTAL_MIN`] slots or more are incremental,
+//! as Redis's rehash: the new slot array takes every insert, and the old
+//! one is moved into it one home at a time, in home order ([`MOVE_STEP`]
+//! keys per insert or removal, and up to a millisecond per cron tick under
+//! `activerehashing yes`). Taking a home's keys out of the old array is
+//! backward-shift deletion, so the old array stays a valid Robin Hood table
+//! and a key whose old home is not yet moved is found there by the same
+//! probe; a lookup tries it first, then the new array. So no operation
+//! ever rebuilds millions of slots at once (the 7.3M-key doubling of a SET
+//! load stalled its shard for 355 ms when it did).
 
 use super::value::{Item, Value};
+use crate::util::alloc::Prefault;
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::ptr::NonNull;
 
@@ -280,12 +292,35 @@ fn rehome(s: u64, home: usize, old_bits: u32, bits: u32) -> (usize, u64) {
 
 const MIN_SLOTS: usize = 8;
 
+/// Tables from this many slots resize incrementally (smaller ones at once:
+/// rebuilding 4K slots costs less than a moving step's bookkeeping over it).
+pub const INCREMENTAL_MIN: usize = 1 << 12;
+
+/// Keys moved per insert or removal during a resize (and up to 8 times as
+/// many homes visited). A doubling starts at 7/8 load and must end before
+/// the new array is 7/8 full, i.e. within 7/8 of the old size in inserts:
+/// at least 8/7 homes each, here about 4.5.
+pub const MOVE_STEP: usize = 4;
+
+/// Marks a slot index (from [`KeyTable::slot_of`]) as one of the old array.
+const OLD: usize = 1 << (usize::BITS - 1);
+
 pub struct KeyTable {
     slots: Vec<u64>,
     len: usize,
     /// How many low bits of every slot's `next` are the key's hash bits
     /// just above its home bits (the rest is unknown).
     valid: u32,
+    /// A resize in progress (Redis's `ht_table[0]` while rehashing): the
+    /// previous slot array, whose homes below `moved` are in `slots` now.
+    /// Empty when no resize is in progress.
+    old: Vec<u64>,
+    /// `valid` of the old array.
+    old_valid: u32,
+    /// Old homes already moved (Redis's `rehashidx`).
+    moved: usize,
+    /// The next doubling's array, faulted in ahead of it.
+    next: Prefault<u64>,
     /// The nodes of the keys that have a TTL (each knows its index here).
     volatile: Vec<NonNull<u8>>,
     /// Sum of the nodes' sizes minus their key bytes: the table's share of
@@ -305,6 +340,10 @@ impl Default for KeyTable {
             slots: Vec::new(),
             len: 0,
             valid: NEXT_BITS,
+            old: Vec::new(),
+            old_valid: NEXT_BITS,
+            moved: 0,
+            next: Prefault::default(),
             volatile: Vec::new(),
             node_bytes: 0,
             hasher: ahash::RandomState::new(),
@@ -323,16 +362,22 @@ impl KeyTable {
         self.len == 0
     }
 
-    /// Slots allocated.
+    /// Slots allocated (the new array's, while a resize is in progress).
     pub fn capacity(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Whether an incremental resize is in progress.
+    #[inline]
+    pub fn resizing(&self) -> bool {
+        !self.old.is_empty()
     }
 
     /// Bytes of table structure: the slot array and each node minus its key
     /// bytes and TTL bytes (the entry header and the value struct), for
     /// INFO's overhead and MEMORY STATS' `overhead.hashtable.main`.
     pub fn overhead_bytes(&self) -> usize {
-        self.slots.capacity() * 8 + self.node_bytes
+        (self.slots.capacity() + self.old.capacity()) * 8 + self.next.bytes() + self.node_bytes
     }
 
     /// What the TTLs cost: the `volatile` array and each TTL's bytes in its
@@ -368,32 +413,37 @@ impl KeyTable {
         (h as usize & self.mask(), (h >> self.bits()) & NEXT_MASK)
     }
 
-    /// The slot index holding `key`.
+    /// The slot index holding `key` (flagged [`OLD`] in the old array).
     #[inline]
     fn find(&self, key: &[u8]) -> Option<usize> {
         if self.len == 0 {
             return None;
         }
-        let (home, next) = self.split(self.hash(key));
-        let mask = self.mask();
-        let vmask = (1u64 << self.valid) - 1;
-        let tag = next & vmask;
-        let mut i = home;
-        let mut d = 0u32;
-        loop {
-            let s = self.slots[i];
-            if s == 0 || sdist(s) < d {
-                return None;
+        let h = self.hash(key);
+        if !self.old.is_empty() && h as usize & (self.old.len() - 1) >= self.moved {
+            if let Some(i) = probe(&self.old, self.old_valid, h, key) {
+                return Some(i | OLD);
             }
-            // SAFETY: occupied slots point at live nodes.
-            if sdist(s) == d && snext(s) & vmask == tag && unsafe { entry_ref(sptr(s)) }.key() == key {
-                return Some(i);
-            }
-            d += 1;
-            if d > MAX_DIST {
-                return None;
-            }
-            i = (i + 1) & mask;
+        }
+        probe(&self.slots, self.valid, h, key)
+    }
+
+    /// The slot word at index `i` (from `find`).
+    #[inline]
+    fn word(&self, i: usize) -> u64 {
+        if i & OLD != 0 {
+            self.old[i & !OLD]
+        } else {
+            self.slots[i]
+        }
+    }
+
+    #[inline]
+    fn word_mut(&mut self, i: usize) -> &mut u64 {
+        if i & OLD != 0 {
+            &mut self.old[i & !OLD]
+        } else {
+            &mut self.slots[i]
         }
     }
 
@@ -407,7 +457,7 @@ impl KeyTable {
     /// The entry in an occupied slot (from [`KeyTable::slot_of`]).
     #[inline]
     pub fn at(&self, i: usize) -> &Entry {
-        let s = self.slots[i];
+        let s = self.word(i);
         assert!(s != 0, "an empty slot");
         // SAFETY: an occupied slot points at a live node, borrowed with the table.
         unsafe { entry_ref(sptr(s)) }
@@ -415,7 +465,7 @@ impl KeyTable {
 
     #[inline]
     pub fn at_mut(&mut self, i: usize) -> &mut Entry {
-        let s = self.slots[i];
+        let s = self.word(i);
         assert!(s != 0, "an empty slot");
         // SAFETY: as `at`, borrowed mutably with the table.
         unsafe { entry_mut(sptr(s)) }
@@ -423,12 +473,12 @@ impl KeyTable {
 
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
         // SAFETY: a live node, borrowed with the table.
-        self.find(key).map(|i| unsafe { entry_ref(sptr(self.slots[i])) })
+        self.find(key).map(|i| unsafe { entry_ref(sptr(self.word(i))) })
     }
 
     pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Entry> {
         // SAFETY: a live node, borrowed mutably with the table.
-        self.find(key).map(|i| unsafe { entry_mut(sptr(self.slots[i])) })
+        self.find(key).map(|i| unsafe { entry_mut(sptr(self.word(i))) })
     }
 
     #[inline]
@@ -438,8 +488,16 @@ impl KeyTable {
 
     /// Inserts a key known to be absent, with its expiry (0 = none).
     pub fn insert_new(&mut self, key: &[u8], item: Item, expire_at: u64) {
+        if !self.old.is_empty() {
+            self.move_homes(MOVE_STEP);
+        } else if self.slots.len() >= INCREMENTAL_MIN {
+            // SAFETY: zero is a u64.
+            unsafe { self.next.step(self.len, self.slots.len() / 8 * 7, self.slots.len() * 2) };
+        }
         if (self.len + 1) * 8 > self.slots.len() * 7 {
-            self.resize((self.slots.len() * 2).max(MIN_SLOTS));
+            // A resize still in progress here (only a shrink's can be) ends first.
+            self.finish_resize();
+            self.start_resize((self.slots.len() * 2).max(MIN_SLOTS));
         }
         let ttl = (expire_at != 0).then_some((expire_at, self.volatile.len()));
         let node = new_node(key, item, ttl);
@@ -456,7 +514,7 @@ impl KeyTable {
     /// Adding or removing one reallocates the node at its size.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
         let Some(i) = self.find(key) else { return false };
-        let s = self.slots[i];
+        let s = self.word(i);
         let p = sptr(s);
         // SAFETY: a live node, borrowed with the table.
         let e = unsafe { entry_mut(p) };
@@ -480,7 +538,7 @@ impl KeyTable {
         if ttl.is_some() {
             self.volatile.push(node);
         }
-        self.slots[i] = (s & !ADDR_MASK) | (mk(node.as_ptr(), 0, 0) & ADDR_MASK);
+        *self.word_mut(i) = (s & !ADDR_MASK) | (mk(node.as_ptr(), 0, 0) & ADDR_MASK);
         true
     }
 
@@ -513,8 +571,8 @@ impl KeyTable {
         })
     }
 
-    /// Places a node (already counted in `len`), growing the table if a
-    /// probe run would exceed the displacement cap.
+    /// Places a node (already counted in `len`) in the new array, growing
+    /// the table at once if a probe run would exceed the displacement cap.
     fn place(&mut self, mut p: *mut u8, h: u64) {
         let (mut home, mut next) = self.split(h);
         loop {
@@ -531,8 +589,9 @@ impl KeyTable {
         }
     }
 
-    /// Sizes the table for `total` keys; false if the slot array cannot be
-    /// allocated (the table is then unchanged).
+    /// Sizes the table for `total` keys (at once: a pre-size for a load);
+    /// false if the slot array cannot be allocated (the table is then
+    /// unchanged).
     pub fn try_reserve(&mut self, total: usize) -> bool {
         let Some(want) = total.checked_mul(8).map(|x| x / 7 + 1).and_then(usize::checked_next_power_of_two) else {
             return false;
@@ -549,39 +608,135 @@ impl KeyTable {
         true
     }
 
-    /// Rebuilds the slots at `n` (a power of two) positions: from the
-    /// slots alone while enough next bits are known, else by rehashing
-    /// every name (and then all next bits are known again).
-    fn resize(&mut self, mut n: usize) {
-        let old_bits = self.bits();
-        let old_mask = self.mask();
-        loop {
-            let bits = n.trailing_zeros();
-            let mut new = vec![0u64; n];
-            advise_huge(&new);
-            let fast = self.slots.is_empty() || bits < old_bits || bits - old_bits <= self.valid;
-            let mut ok = true;
-            for (i, &s) in self.slots.iter().enumerate().filter(|(_, s)| **s != 0) {
+    /// Starts resizing to `n` slots (a power of two, no resize in
+    /// progress): incrementally for a table of [`INCREMENTAL_MIN`] slots or
+    /// more, the old array moving in over the next operations; else at once.
+    fn start_resize(&mut self, n: usize) {
+        debug_assert!(self.old.is_empty());
+        if self.slots.len() < INCREMENTAL_MIN || self.len == 0 {
+            self.resize(n);
+            return;
+        }
+        // A doubling's array was faulted in beforehand, 4 KiB at a time
+        // (`Prefault`), and gets huge pages once the resize ends
+        // (khugepaged collapses it in the background).
+        let new = self.next.take(n).unwrap_or_else(|| {
+            let v = crate::util::alloc::zeroed_words(n);
+            crate::util::alloc::advise_small_pages(&v);
+            v
+        });
+        self.old_valid = self.valid;
+        self.valid = next_valid(self.valid, self.bits(), n.trailing_zeros());
+        self.old = std::mem::replace(&mut self.slots, new);
+        self.moved = 0;
+        self.move_homes(MOVE_STEP);
+    }
+
+    /// Moves old homes into the new array, in home order, until `keys`
+    /// keys have moved or `8 * keys` homes have been visited (a shrink's
+    /// old array is mostly empty homes), and ends the resize when none is
+    /// left; whether one is still in progress. A home's keys leave the old
+    /// array by backward-shift deletion, so what remains there is a valid
+    /// table for `find`.
+    pub fn move_homes(&mut self, keys: usize) -> bool {
+        if self.old.is_empty() {
+            return false;
+        }
+        let old_bits = self.old.len().trailing_zeros();
+        let (bits, mask) = (self.bits(), self.mask());
+        let omask = self.old.len() - 1;
+        let fast = bits < old_bits || bits - old_bits <= self.old_valid;
+        let end = self.moved.saturating_add(keys.saturating_mul(8)).min(self.old.len());
+        let mut budget = keys;
+        while self.moved < end && budget > 0 {
+            let b = self.moved;
+            let (mut i, mut k) = (b, 0u32);
+            while k <= MAX_DIST {
+                let s = self.old[i];
+                if s == 0 || sdist(s) < k {
+                    break;
+                }
+                if sdist(s) > k {
+                    // A key of an earlier home (runs are sorted by home).
+                    i = (i + 1) & omask;
+                    k += 1;
+                    continue;
+                }
+                // A key of home `b`: the next slot shifts into `i`.
+                backshift(&mut self.old, i);
+                budget = budget.saturating_sub(1);
                 let (home, next) = if fast {
-                    rehome(s, (i.wrapping_sub(sdist(s) as usize)) & old_mask, old_bits, bits)
+                    rehome(s, b, old_bits, bits)
                 } else {
                     // SAFETY: a live node.
                     let h = self.hasher.hash_one(unsafe { entry_ref(sptr(s)) }.key());
-                    (h as usize & (n - 1), (h >> bits) & NEXT_MASK)
+                    (h as usize & mask, (h >> bits) & NEXT_MASK)
                 };
-                if place_into(&mut new, (s & ADDR_MASK) | (next << NEXT_SHIFT), home).is_err() {
-                    ok = false;
-                    break;
+                if let Err(homeless) = place_into(&mut self.slots, (s & ADDR_MASK) | (next << NEXT_SHIFT), home) {
+                    // The displacement cap in the new array: rebuild both
+                    // at twice its size at once, then place the node left out.
+                    self.resize(self.slots.len() * 2);
+                    // SAFETY: a live node.
+                    let h = self.hash(unsafe { entry_ref(homeless) }.key());
+                    self.place(homeless, h);
+                    return false;
+                }
+            }
+            self.moved += 1;
+        }
+        if self.moved == self.old.len() {
+            self.old = Vec::new();
+            self.moved = 0;
+            advise_huge(&self.slots);
+            return false;
+        }
+        true
+    }
+
+    /// Ends a resize in progress at once.
+    fn finish_resize(&mut self) {
+        self.move_homes(usize::MAX);
+    }
+
+    /// Rebuilds the slots at `n` (a power of two) positions at once, taking
+    /// in the old array of a resize in progress: from the slot words alone
+    /// while enough next bits are known, else by rehashing every name (and
+    /// then all next bits are known again).
+    fn resize(&mut self, mut n: usize) {
+        let old = std::mem::take(&mut self.old);
+        let cur = std::mem::take(&mut self.slots);
+        self.moved = 0;
+        self.next.clear();
+        let sources = [(&old, self.old_valid), (&cur, self.valid)];
+        loop {
+            let bits = n.trailing_zeros();
+            let mut new = crate::util::alloc::zeroed_words(n);
+            advise_huge(&new);
+            let mut valid = NEXT_BITS;
+            let mut ok = true;
+            'all: for &(src, src_valid) in &sources {
+                if src.is_empty() {
+                    continue;
+                }
+                let (sbits, smask) = (src.len().trailing_zeros(), src.len() - 1);
+                let fast = bits < sbits || bits - sbits <= src_valid;
+                valid = valid.min(if fast { next_valid(src_valid, sbits, bits) } else { NEXT_BITS });
+                for (i, &s) in src.iter().enumerate().filter(|(_, s)| **s != 0) {
+                    let (home, next) = if fast {
+                        rehome(s, i.wrapping_sub(sdist(s) as usize) & smask, sbits, bits)
+                    } else {
+                        // SAFETY: a live node.
+                        let h = self.hasher.hash_one(unsafe { entry_ref(sptr(s)) }.key());
+                        (h as usize & (n - 1), (h >> bits) & NEXT_MASK)
+                    };
+                    if place_into(&mut new, (s & ADDR_MASK) | (next << NEXT_SHIFT), home).is_err() {
+                        ok = false;
+                        break 'all;
+                    }
                 }
             }
             if ok {
-                self.valid = if self.slots.is_empty() || !fast {
-                    NEXT_BITS
-                } else if bits >= old_bits {
-                    self.valid - (bits - old_bits)
-                } else {
-                    (self.valid + (old_bits - bits)).min(NEXT_BITS)
-                };
+                self.valid = valid;
                 self.slots = new;
                 return;
             }
@@ -592,7 +747,7 @@ impl KeyTable {
     /// Removes the key; its entry and expiry (0 = none) back.
     pub fn remove(&mut self, key: &[u8]) -> Option<(Item, u64)> {
         let i = self.find(key)?;
-        let p = sptr(self.slots[i]);
+        let p = sptr(self.word(i));
         // SAFETY: a live node.
         let e = unsafe { entry_ref(p) };
         let at = e.expire_at();
@@ -600,46 +755,41 @@ impl KeyTable {
             let vi = e.vol_idx();
             self.unvolatile(vi);
         }
-        self.unslot(i);
+        if i & OLD != 0 {
+            backshift(&mut self.old, i & !OLD);
+        } else {
+            backshift(&mut self.slots, i);
+        }
+        self.len -= 1;
         self.node_bytes -= node_size(key.len(), false) - key.len();
+        self.move_homes(MOVE_STEP);
+        self.next.shrunk(self.len, self.slots.len() / 8 * 7);
         self.maybe_shrink();
         // SAFETY: unlinked from the table: nothing refers to it.
         Some((unsafe { take_node(p) }, at))
     }
 
-    /// Backward-shift deletion of slot `i`.
-    fn unslot(&mut self, mut i: usize) {
-        let mask = self.mask();
-        loop {
-            let n = (i + 1) & mask;
-            let s = self.slots[n];
-            if s == 0 || sdist(s) == 0 {
-                self.slots[i] = 0;
-                break;
-            }
-            self.slots[i] = s - DIST_ONE;
-            i = n;
-        }
-        self.len -= 1;
-    }
-
-    /// Shrinks when under 1/8 full, as the chained table does.
+    /// Shrinks when under 1/8 full, as the chained table does (not while
+    /// a resize is in progress).
     fn maybe_shrink(&mut self) {
         let cap = self.slots.len();
         if self.len == 0 {
             self.slots = Vec::new();
+            self.old = Vec::new();
+            self.next.clear();
+            self.moved = 0;
             self.valid = NEXT_BITS;
-        } else if cap > MIN_SLOTS && self.len * 8 < cap {
+        } else if self.old.is_empty() && cap > MIN_SLOTS && self.len * 8 < cap {
             let want = (self.len * 8 / 7 + 1).next_power_of_two().max(MIN_SLOTS);
             if want < cap {
-                self.resize(want);
+                self.start_resize(want);
             }
         }
     }
 
     /// Frees every node.
     pub fn clear(&mut self) {
-        for s in std::mem::take(&mut self.slots) {
+        for s in std::mem::take(&mut self.slots).into_iter().chain(std::mem::take(&mut self.old)) {
             if s != 0 {
                 // SAFETY: each node is freed once; the slots are gone.
                 drop(unsafe { take_node(sptr(s)) });
@@ -649,39 +799,45 @@ impl KeyTable {
         self.node_bytes = 0;
         self.volatile = Vec::new();
         self.valid = NEXT_BITS;
+        self.moved = 0;
+        self.next.clear();
     }
 
-    /// Calls `f` for every key whose home is slot `b`.
-    #[inline]
-    fn visit_home(&self, b: usize, mut f: impl FnMut(&Entry)) {
-        let mask = self.mask();
-        let mut i = b;
-        for k in 0..=MAX_DIST {
-            let s = self.slots[i];
-            if s == 0 {
-                return;
-            }
-            let d = sdist(s);
-            if d == k {
-                // SAFETY: a live node, borrowed with the table.
-                f(unsafe { entry_ref(sptr(s)) });
-            } else if d < k {
-                return;
-            }
-            i = (i + 1) & mask;
+    /// The smaller and the larger slot array of a resize in progress.
+    fn pair(&self) -> (&[u64], &[u64]) {
+        if self.old.len() < self.slots.len() {
+            (&self.old, &self.slots)
+        } else {
+            (&self.slots, &self.old)
         }
     }
 
     /// One SCAN step: the keys of one home, then the next cursor (0 = done).
     /// Reverse-binary increment, as Redis's dictScan: every key present for
-    /// the whole scan is returned at least once across resizes.
+    /// the whole scan is returned at least once across resizes. During one,
+    /// a step covers a home of the smaller array and every home of the
+    /// larger one that expands it, in both arrays, as dictScan does with
+    /// its two tables: so a key is seen wherever the moving has put it.
     pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], &Entry)) -> u64 {
         if self.slots.is_empty() {
             return 0;
         }
-        let m0 = self.mask() as u64;
-        self.visit_home((cursor & m0) as usize, |e| f(e.key(), e));
-        super::dict::scan_next(cursor, m0)
+        if self.old.is_empty() {
+            let m0 = self.mask() as u64;
+            visit_home(&self.slots, (cursor & m0) as usize, |e| f(e.key(), e));
+            return super::dict::scan_next(cursor, m0);
+        }
+        let (small, big) = self.pair();
+        let (m0, m1) = ((small.len() - 1) as u64, (big.len() - 1) as u64);
+        let mut v = cursor;
+        visit_home(small, (v & m0) as usize, |e| f(e.key(), e));
+        loop {
+            visit_home(big, (v & m1) as usize, |e| f(e.key(), e));
+            v = super::dict::scan_next(v, m1);
+            if v & (m0 ^ m1) == 0 {
+                return v;
+            }
+        }
     }
 
     /// A key's position in snapshot order: its hash with the bits reversed
@@ -697,44 +853,137 @@ impl KeyTable {
     /// (`None`: the walk is over). Monotone in position whatever resizes
     /// happen between steps, so a key present throughout is visited exactly
     /// once, and "visited already" is `snapshot_pos(key) < pos`, which is
-    /// what the copy-on-write hook asks (keyspace/cow.rs).
+    /// what the copy-on-write hook asks (keyspace/cow.rs). During a resize
+    /// the home is the smaller array's, and its range is read in both.
     pub fn snapshot_step(&self, pos: u64, mut f: impl FnMut(&[u8], &Entry)) -> Option<u64> {
         if self.slots.is_empty() {
             return None;
         }
-        let bits = self.slots.len().trailing_zeros();
-        let idx = (pos.reverse_bits() as usize) & self.mask();
-        self.visit_home(idx, |e| {
+        let mut keep = |e: &Entry| {
             if self.hasher.hash_one(e.key()).reverse_bits() >= pos {
                 f(e.key(), e);
             }
-        });
-        snapshot_next(idx, bits)
+        };
+        let (small, big) = if self.old.is_empty() { (&self.slots[..], &[][..]) } else { self.pair() };
+        let sbits = small.len().trailing_zeros();
+        let idx = (pos.reverse_bits() as usize) & (small.len() - 1);
+        visit_home(small, idx, &mut keep);
+        if !big.is_empty() {
+            for j in 0..big.len() >> sbits {
+                visit_home(big, idx | (j << sbits), &mut keep);
+            }
+        }
+        snapshot_next(idx, sbits)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Entry)> {
-        self.slots.iter().filter(|s| **s != 0).map(|&s| {
+        self.old.iter().chain(self.slots.iter()).filter(|s| **s != 0).map(|&s| {
             // SAFETY: a live node, borrowed with the table.
             let e = unsafe { entry_ref(sptr(s)) };
             (e.key(), e)
         })
     }
 
-    /// A random entry, uniform over the keys: random slots until an occupied
-    /// one. `rand` yields u64s.
+    /// A random entry, uniform over the keys: random slots (of both arrays
+    /// during a resize) until an occupied one. `rand` yields u64s.
     pub fn random(&self, mut rand: impl FnMut() -> u64) -> Option<(&[u8], &Entry)> {
         if self.len == 0 {
             return None;
         }
         let mask = self.mask() as u64;
+        let (a, total) = (self.old.len() as u64, (self.old.len() + self.slots.len()) as u64);
         loop {
-            let s = self.slots[(rand() & mask) as usize];
+            let s = if a == 0 {
+                self.slots[(rand() & mask) as usize]
+            } else {
+                let r = rand() % total;
+                if r < a {
+                    self.old[r as usize]
+                } else {
+                    self.slots[(r - a) as usize]
+                }
+            };
             if s != 0 {
                 // SAFETY: a live node, borrowed with the table.
                 let e = unsafe { entry_ref(sptr(s)) };
                 return Some((e.key(), e));
             }
         }
+    }
+}
+
+/// `valid` after moving slot words from a `2^old_bits` to a `2^bits` array:
+/// a doubling uses a known next bit, a halving gives one back; a growth
+/// with too few left rehashes every name (all known again).
+#[inline]
+fn next_valid(valid: u32, old_bits: u32, bits: u32) -> u32 {
+    if bits >= old_bits {
+        valid.checked_sub(bits - old_bits).unwrap_or(NEXT_BITS)
+    } else {
+        (valid + (old_bits - bits)).min(NEXT_BITS)
+    }
+}
+
+/// The slot index of `key` (hash `h`) in `slots`, whose words have `valid`
+/// known next bits.
+#[inline]
+fn probe(slots: &[u64], valid: u32, h: u64, key: &[u8]) -> Option<usize> {
+    let mask = slots.len() - 1;
+    let home = h as usize & mask;
+    let vmask = (1u64 << valid) - 1;
+    let tag = (h >> slots.len().trailing_zeros()) & vmask;
+    let mut i = home;
+    let mut d = 0u32;
+    loop {
+        let s = slots[i];
+        if s == 0 || sdist(s) < d {
+            return None;
+        }
+        // SAFETY: occupied slots point at live nodes.
+        if sdist(s) == d && snext(s) & vmask == tag && unsafe { entry_ref(sptr(s)) }.key() == key {
+            return Some(i);
+        }
+        d += 1;
+        if d > MAX_DIST {
+            return None;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+/// Backward-shift deletion of slot `i`: the run after it moves back one.
+fn backshift(slots: &mut [u64], mut i: usize) {
+    let mask = slots.len() - 1;
+    loop {
+        let n = (i + 1) & mask;
+        let s = slots[n];
+        if s == 0 || sdist(s) == 0 {
+            slots[i] = 0;
+            return;
+        }
+        slots[i] = s - DIST_ONE;
+        i = n;
+    }
+}
+
+/// Calls `f` for every key whose home is slot `b` of `slots`.
+#[inline]
+fn visit_home<'a>(slots: &'a [u64], b: usize, mut f: impl FnMut(&'a Entry)) {
+    let mask = slots.len() - 1;
+    let mut i = b;
+    for k in 0..=MAX_DIST {
+        let s = slots[i];
+        if s == 0 {
+            return;
+        }
+        let d = sdist(s);
+        if d == k {
+            // SAFETY: a live node, borrowed with the table.
+            f(unsafe { entry_ref(sptr(s)) });
+        } else if d < k {
+            return;
+        }
+        i = (i + 1) & mask;
     }
 }
 
@@ -941,22 +1190,215 @@ mod tests {
     }
 
     /// Each node at its home plus its displacement, each run sorted by home,
-    /// the known next bits equal to the hash's.
+    /// the known next bits equal to the hash's; in both arrays during a
+    /// resize, with no key of an already moved home left in the old one.
     fn check_runs(t: &KeyTable) {
-        let mask = t.mask();
-        for (i, &s) in t.slots.iter().enumerate() {
+        check_array(t, &t.slots, t.valid, 0);
+        if !t.old.is_empty() {
+            check_array(t, &t.old, t.old_valid, t.moved);
+        }
+        let n = t.old.iter().chain(&t.slots).filter(|s| **s != 0).count();
+        assert_eq!(n, t.len());
+    }
+
+    fn check_array(t: &KeyTable, slots: &[u64], valid: u32, moved: usize) {
+        let mask = slots.len() - 1;
+        let bits = slots.len().trailing_zeros();
+        for (i, &s) in slots.iter().enumerate() {
             if s == 0 {
                 continue;
             }
             let e = unsafe { entry_ref(sptr(s)) };
             let h = t.hash(e.key());
             let home = h as usize & mask;
+            assert!(home >= moved, "a key of moved home {home} left in the old array");
             assert_eq!((home + sdist(s) as usize) & mask, i);
-            let vmask = (1u64 << t.valid) - 1;
-            assert_eq!(snext(s) & vmask, (h >> t.bits()) & vmask, "next bits of slot {i}");
-            let prev = t.slots[(i + mask) & mask];
+            let vmask = (1u64 << valid) - 1;
+            assert_eq!(snext(s) & vmask, (h >> bits) & vmask, "next bits of slot {i}");
+            let prev = slots[(i + mask) & mask];
             if sdist(s) > 0 {
                 assert!(prev != 0 && sdist(prev) + 1 >= sdist(s), "a gap or an unsorted run before slot {i}");
+            }
+        }
+    }
+
+    /// A doubling of a big table leaves the old array to the operations
+    /// that follow (no insert rebuilds it), and they finish moving it
+    /// before the new array needs to grow.
+    #[test]
+    fn a_big_table_grows_incrementally_over_the_inserts_that_follow() {
+        let mut t = KeyTable::default();
+        let key = |i: u32| format!("key:{i}");
+        let mut i = 0;
+        while !t.resizing() {
+            t.insert_new(key(i).as_bytes(), item(i as i64), 0);
+            i += 1;
+        }
+        assert!(t.old.len() >= INCREMENTAL_MIN && t.slots.len() == t.old.len() * 2);
+        assert!(t.moved <= 8 * MOVE_STEP, "moved {} homes at once", t.moved);
+        let start = i;
+        let old_len = t.old.len();
+        while t.resizing() {
+            t.insert_new(key(i).as_bytes(), item(i as i64), 0);
+            i += 1;
+            if i % 512 == 0 {
+                check_runs(&t);
+            }
+        }
+        assert!(((i - start) as usize) <= old_len / MOVE_STEP + 1);
+        assert!((t.len() + 1) * 8 <= t.slots.len() * 7, "moved before the new array filled");
+        check_runs(&t);
+        for j in 0..i {
+            assert_eq!(t.get(key(j).as_bytes()).map(int), Some(j as i64), "key:{j}");
+        }
+    }
+
+    /// The doubling's array is allocated at 7/8 of the load that grows
+    /// the table and faulted in by the inserts up to 15/16 of it, then the
+    /// doubling starts on it; removals well below that load give it back.
+    #[test]
+    fn the_doubling_starts_on_an_array_faulted_in_beforehand() {
+        let mut t = KeyTable::default();
+        let key = |i: usize| format!("key:{i}");
+        let mut i = 0;
+        let add = |t: &mut KeyTable, i: &mut usize| {
+            t.insert_new(key(*i).as_bytes(), item(*i as i64), 0);
+            *i += 1;
+        };
+        while t.slots.len() < INCREMENTAL_MIN * 4 || t.len() * 8 < t.slots.len() / 8 * 7 * 7 {
+            assert!(t.next.array().is_empty() || t.slots.len() >= INCREMENTAL_MIN);
+            add(&mut t, &mut i);
+        }
+        add(&mut t, &mut i);
+        let cap = t.slots.len();
+        assert_eq!(t.next.array().len(), cap * 2, "allocated at 7/8 of the growth load");
+        while t.len() < cap / 8 * 7 * 15 / 16 + 1 {
+            add(&mut t, &mut i);
+        }
+        assert_eq!(t.next.touched(), (cap * 2 * 8).div_ceil(4096), "every page faulted in by 15/16");
+        let ptr = t.next.array().as_ptr();
+        assert!(t.next.array().iter().all(|w| *w == 0));
+        while !t.resizing() {
+            add(&mut t, &mut i);
+        }
+        assert_eq!(t.slots.as_ptr(), ptr, "the doubling took the prefaulted array");
+        assert!(t.next.array().is_empty());
+        check_runs(&t);
+        while t.resizing() {
+            add(&mut t, &mut i);
+        }
+        let cap = t.slots.len();
+        while t.next.array().is_empty() {
+            add(&mut t, &mut i);
+        }
+        let mut j = 0;
+        while t.len() * 8 >= cap / 8 * 7 * 5 {
+            assert!(t.remove(key(j).as_bytes()).is_some());
+            j += 1;
+        }
+        assert!(t.next.array().is_empty(), "given back under 5/8 of the growth load");
+        for k in j..i {
+            assert_eq!(t.get(key(k).as_bytes()).map(int), Some(k as i64), "key:{k}");
+        }
+    }
+
+    /// Random inserts, removals and TTL changes across many incremental
+    /// grows and shrinks: every key stays findable at every step, the
+    /// arrays stay valid, and random / iter / volatile see exactly the keys.
+    #[test]
+    fn keys_stay_findable_while_resizes_are_in_progress() {
+        let mut t = KeyTable::default();
+        let mut model: HashMap<u32, u64> = HashMap::new();
+        let mut x = 0x9E3779B97F4A7C15u64;
+        let mut during = 0u32;
+        for round in 0..6u32 {
+            // Grow to 40K keys, then shrink to a few hundred.
+            let (target, grow) = if round % 2 == 0 { (40_000usize, true) } else { (300, false) };
+            while if grow { model.len() < target } else { model.len() > target } {
+                let r = crate::util::rand::next(&mut x);
+                let k = (r % 60_000) as u32;
+                let key = format!("k{k}");
+                let insert = if grow { r & (3 << 40) != 0 } else { r & (3 << 40) == 0 };
+                if insert {
+                    if model.insert(k, 0).is_none() {
+                        t.insert_new(key.as_bytes(), item(k as i64), 0);
+                    } else {
+                        let at = (r >> 20) % 3;
+                        assert!(t.set_expire(key.as_bytes(), at));
+                        model.insert(k, at);
+                    }
+                } else if let Some((&k, &at)) = model.iter().next() {
+                    assert_eq!(t.remove(format!("k{k}").as_bytes()).map(|x| x.1), Some(at));
+                    model.remove(&k);
+                }
+                if t.resizing() {
+                    during += 1;
+                    if during.is_multiple_of(997) {
+                        check_runs(&t);
+                        for (k, at) in &model {
+                            assert_eq!(t.get(format!("k{k}").as_bytes()).map(|e| e.expire_at()), Some(*at), "k{k}");
+                        }
+                        assert_eq!(t.iter().count(), model.len());
+                        let (_, e) = t.random(|| crate::util::rand::next(&mut x)).expect("a key");
+                        assert!(model.contains_key(&(int(e) as u32)));
+                    }
+                }
+            }
+        }
+        assert!(during > 10_000, "few operations ran during a resize: {during}");
+        check_runs(&t);
+        assert_eq!(t.len(), model.len());
+        assert_eq!(t.volatile_len(), model.values().filter(|a| **a != 0).count());
+        for (i, (_, e)) in t.iter_volatile().enumerate() {
+            assert_eq!(e.vol_idx(), i);
+        }
+    }
+
+    /// SCAN and the snapshot walk keep their guarantees when the old array
+    /// is being moved between their steps.
+    #[test]
+    fn scan_and_snapshot_walk_miss_nothing_while_a_resize_moves_keys() {
+        for walk in [false, true] {
+            let mut t = KeyTable::default();
+            for i in 0..6000 {
+                t.insert_new(format!("stable{i}").as_bytes(), item(i), 0);
+            }
+            let mut seen: HashMap<Vec<u8>, u32> = Default::default();
+            let (mut cursor, mut pos) = (0u64, Some(0u64));
+            let (mut step, mut during, mut tmp, mut rm) = (0u32, 0u32, 0u32, 0u32);
+            loop {
+                if walk {
+                    let Some(p) = pos else { break };
+                    pos = t.snapshot_step(p, |k, _| *seen.entry(k.to_vec()).or_default() += 1);
+                } else {
+                    cursor = t.scan(cursor, |k, _| *seen.entry(k.to_vec()).or_default() += 1);
+                }
+                step += 1;
+                during += t.resizing() as u32;
+                // Grow through a doubling, then delete back through a shrink.
+                if (step / 3000) % 2 == 0 {
+                    t.insert_new(format!("tmp{tmp}").as_bytes(), item(0), 0);
+                    tmp += 1;
+                } else {
+                    for _ in 0..2 {
+                        if rm < tmp {
+                            assert!(t.remove(format!("tmp{rm}").as_bytes()).is_some());
+                            rm += 1;
+                        }
+                    }
+                }
+                if !walk && cursor == 0 {
+                    break;
+                }
+            }
+            assert!(during > 100, "walk={walk}: only {during} steps during a resize");
+            for i in 0..6000 {
+                let n = seen.get(format!("stable{i}").as_bytes()).copied().unwrap_or(0);
+                if walk {
+                    assert_eq!(n, 1, "stable{i}");
+                } else {
+                    assert!(n >= 1, "missed stable{i}");
+                }
             }
         }
     }

@@ -30,6 +30,10 @@ pub fn databases() -> usize {
 /// DEBUG SET-ACTIVE-EXPIRE: whether the cron samples and deletes expired keys.
 pub static ACTIVE_EXPIRE: AtomicBool = AtomicBool::new(true);
 
+/// `activerehashing`: whether the cron moves a key table's resize along
+/// (a millisecond a tick) besides the inserts and removals that do.
+pub static ACTIVE_REHASHING: AtomicBool = AtomicBool::new(true);
+
 /// Which shard owns a hash slot: contiguous slot ranges, like cluster slot ranges.
 #[inline]
 pub fn shard_of_slot(slot: u16, shards: usize) -> usize {
@@ -177,6 +181,8 @@ impl ShardStats {
 pub struct Shard {
     pub id: usize,
     pub dbs: Vec<Db>,
+    /// Where `active_rehash` looks first (Redis's static rehash_db).
+    pub rehash_db: usize,
     pub stats: ShardStats,
     pub locks: LockTable,
     /// Clients blocked on this shard's keys (registrations), kept by the
@@ -201,6 +207,7 @@ impl Shard {
         Shard {
             id,
             dbs,
+            rehash_db: 0,
             stats: ShardStats::default(),
             locks: LockTable::default(),
             waiters: 0,
@@ -311,6 +318,22 @@ impl Shard {
     /// xorshift64*: cheap randomness for sampling (RANDOMKEY, active expiry).
     pub fn rand(&mut self) -> u64 {
         crate::util::rand::next(&mut self.rng)
+    }
+
+    /// Redis's databasesCron rehash: the first database (from where the
+    /// last tick stopped) with a key table resize in progress moves it on
+    /// for up to `budget_us`, 100 keys at a time (dictRehashMilliseconds).
+    pub fn active_rehash(&mut self, budget_us: u64) {
+        let n = self.dbs.len();
+        for _ in 0..n {
+            let db = &mut self.dbs[self.rehash_db % n];
+            if db.resizing() {
+                let start = now_us();
+                while db.move_keys(100) && now_us() - start < budget_us {}
+                return;
+            }
+            self.rehash_db = (self.rehash_db + 1) % n;
+        }
     }
 
     /// Active expiry for every db: Redis's cycle in miniature — sample 20 keys,

@@ -384,6 +384,10 @@ async fn cron() {
         if crate::keyspace::evict::over_limit() {
             runtime::with_shard(|s| s.evict());
         }
+        // A key table resize in progress: 1 ms a tick, as databasesCron.
+        if runtime::ACTIVE_REHASHING.load(Ordering::Relaxed) {
+            runtime::with_shard(|s| s.active_rehash(1_000));
+        }
         // 25% of a 100 ms tick at most, as Redis's slow cycle.
         if runtime::ACTIVE_EXPIRE.load(Ordering::Relaxed) {
             runtime::with_shard(|s| s.active_expire(25_000));

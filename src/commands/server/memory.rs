@@ -22,7 +22,7 @@ pub fn register(t: &mut Table) {
     t.client("memory|help", memory_help);
 }
 
-/// Publishes maxmemory, its policy, samples and tenacity, the LFU
+/// Publishes maxmemory, its policy, samples and tenacity, activerehashing, the LFU
 /// parameters and the lazyfree directives (start-up and CONFIG SET).
 pub fn configure_memory(c: &crate::config::Config) {
     use crate::config::MaxmemoryPolicy as P;
@@ -41,6 +41,7 @@ pub fn configure_memory(c: &crate::config::Config) {
         c.lfu_log_factor(),
         c.lfu_decay_time(),
     );
+    crate::runtime::ACTIVE_REHASHING.store(c.bool_value("activerehashing"), std::sync::atomic::Ordering::Relaxed);
     let tenacity = c.num("maxmemory-eviction-tenacity").clamp(0, 100) as u32;
     evict::configure(c.maxmemory(), policy, c.maxmemory_samples(), tenacity);
     lazyfree::configure(

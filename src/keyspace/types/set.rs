@@ -21,7 +21,8 @@ pub struct Set {
 
 enum Repr {
     Ints(Ints),
-    Table(Dict<()>),
+    /// Boxed: a set of a few integers stays the size of its intset.
+    Table(Box<Dict<()>>),
 }
 
 /// A sorted intset of one width.
@@ -192,7 +193,9 @@ impl Clone for Set {
                 for (k, _) in d.iter() {
                     n.insert_new(k.into(), ());
                 }
-                Set { repr: Repr::Table(n) }
+                Set {
+                    repr: Repr::Table(Box::new(n)),
+                }
             }
         }
     }
@@ -228,7 +231,7 @@ impl Set {
             Set::new_intset()
         } else {
             Set {
-                repr: Repr::Table(Dict::new()),
+                repr: Repr::Table(Box::default()),
             }
         }
     }
@@ -236,7 +239,7 @@ impl Set {
     /// An empty hashtable set (createSetObject).
     pub fn new_table() -> Set {
         Set {
-            repr: Repr::Table(Dict::new()),
+            repr: Repr::Table(Box::default()),
         }
     }
 
@@ -278,7 +281,7 @@ impl Set {
     pub fn mem_usage(&self) -> usize {
         match &self.repr {
             Repr::Ints(v) => v.bytes(),
-            Repr::Table(d) => d.overhead_bytes() + d.iter().map(|(k, _)| k.len()).sum::<usize>(),
+            Repr::Table(d) => std::mem::size_of::<Dict<()>>() + d.overhead_bytes() + d.iter().map(|(k, _)| k.len()).sum::<usize>(),
         }
     }
 
@@ -308,7 +311,7 @@ impl Set {
                 let mut buf = [0u8; 20];
                 d.insert_new(i64_to_buf(v.get(i), &mut buf).into(), ());
             }
-            self.repr = Repr::Table(d);
+            self.repr = Repr::Table(Box::new(d));
         }
     }
 
