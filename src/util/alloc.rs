@@ -327,10 +327,11 @@ pub fn advise_small_pages<T>(v: &[T]) {
 /// follow, so within a few hundred of them every page of it is faulted in:
 /// for a 128 MiB array 365 ms in one 10K-SET batch here (the kernel zeroes
 /// fresh memory at ~3 ms/MiB on this VM). Instead the array is allocated
-/// (zero pages, not backed) once the table reaches 7/8 of the size that
-/// grows it, and each insert up to 15/16 writes zeros to its share of the
-/// pages, so the memory comes in evenly over 1/16 of the table's size in
-/// inserts; the resize then starts on it.
+/// (zero pages, not backed) once the table reaches 15/16 of the size that
+/// grows it, and each insert up to 31/32 writes zeros to its share of the
+/// pages, so the memory comes in evenly over 1/32 of that size in inserts;
+/// the resize then starts on it. The band is narrow because a table that
+/// stays in it keeps the array (counted in `used_memory`).
 pub struct Prefault<T> {
     next: Vec<T>,
     touched: usize,
@@ -354,7 +355,7 @@ impl<T> Prefault<T> {
     /// # Safety
     /// All-zero bytes must be a valid `T` (see [`zeroed_vec`]).
     pub unsafe fn step(&mut self, len: usize, grow_at: usize, n: usize) {
-        if len * 8 < grow_at * 7 {
+        if len * 16 < grow_at * 15 {
             return;
         }
         if self.next.len() != n {
@@ -370,7 +371,7 @@ impl<T> Prefault<T> {
         if self.touched >= pages {
             return;
         }
-        let span = (grow_at * 15 / 16).saturating_sub(self.from).max(1);
+        let span = (grow_at * 31 / 32).saturating_sub(self.from).max(1);
         let done = len.saturating_sub(self.from) + 1;
         let target = ((pages as u128 * done as u128 / span as u128) as usize).min(pages);
         let p = self.next.as_mut_ptr() as *mut u8;
@@ -387,9 +388,9 @@ impl<T> Prefault<T> {
         (v.len() == n && n > 0).then_some(v)
     }
 
-    /// Drops the array when the table is back under 5/8 of the size that grows it.
+    /// Drops the array when the table is back under 3/4 of the size that grows it.
     pub fn shrunk(&mut self, len: usize, grow_at: usize) {
-        if !self.next.is_empty() && len * 8 < grow_at * 5 {
+        if !self.next.is_empty() && len * 4 < grow_at * 3 {
             self.next = Vec::new();
         }
     }
@@ -431,8 +432,8 @@ mod tests {
         }
     }
 
-    /// The prefaulted array appears at 7/8 of the growth load, is all
-    /// faulted in by 15/16, stays zero, and is handed over at its size only.
+    /// The prefaulted array appears at 15/16 of the growth load, is all
+    /// faulted in by 31/32, stays zero, and is handed over at its size only.
     #[test]
     fn prefault_covers_the_array_before_the_growth_load() {
         let mut p: Prefault<u64> = Prefault::default();
@@ -440,14 +441,14 @@ mod tests {
         for len in 0..grow_at {
             // SAFETY: zero is a u64.
             unsafe { p.step(len, grow_at, n) };
-            if len * 8 < grow_at * 7 {
+            if len * 16 < grow_at * 15 {
                 assert!(p.array().is_empty());
             }
         }
         assert_eq!(p.touched(), n * 8 / 4096);
         assert!(p.array().iter().all(|w| *w == 0));
         assert!(p.take(n / 2).is_none(), "the wrong size is dropped");
-        for len in grow_at * 7 / 8..grow_at {
+        for len in grow_at * 15 / 16..grow_at {
             // SAFETY: zero is a u64.
             unsafe { p.step(len, grow_at, n) };
         }
