@@ -229,7 +229,7 @@ impl<V> Dict<V> {
         // A doubling's buckets were faulted in beforehand (`Prefault`).
         let new = self.next.take(buckets).unwrap_or_else(|| {
             let v = empty_buckets(buckets);
-            crate::util::alloc::advise_small_pages(&v);
+            crate::util::alloc::advise_pages(&v, false);
             v
         });
         self.old = std::mem::replace(&mut self.table, new);

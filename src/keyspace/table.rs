@@ -622,7 +622,7 @@ impl KeyTable {
         // (khugepaged collapses it in the background).
         let new = self.next.take(n).unwrap_or_else(|| {
             let v = crate::util::alloc::zeroed_words(n);
-            crate::util::alloc::advise_small_pages(&v);
+            crate::util::alloc::advise_pages(&v, false);
             v
         });
         self.old_valid = self.valid;
@@ -994,19 +994,11 @@ fn snapshot_next(idx: usize, bits: u32) -> Option<u64> {
     (idx as u64).reverse_bits().checked_add(1u64 << (64 - bits))
 }
 
-/// Asks for transparent huge pages under a big slot array (before its pages
-/// are first touched): a lookup is a random access into it, and 4 KiB pages
-/// would cost a TLB miss on most of them and a page fault per 512 slots as
-/// a resize fills a new array. Advisory: without THP nothing changes.
+/// Asks for transparent huge pages under a big slot array: a lookup is a
+/// random access into it, and 4 KiB pages would cost a TLB miss on most of
+/// them. Advisory: without THP nothing changes.
 fn advise_huge(slots: &[u64]) {
-    const HUGE: usize = 2 << 20;
-    let start = slots.as_ptr() as usize;
-    let end = start + std::mem::size_of_val(slots);
-    let (a, b) = ((start + HUGE - 1) & !(HUGE - 1), end & !(HUGE - 1));
-    if b > a {
-        // SAFETY: madvise only advises on pages of this live allocation.
-        unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_HUGEPAGE) };
-    }
+    crate::util::alloc::advise_pages(slots, true);
 }
 
 /// Robin Hood insertion of slot word `cur` (displacement 0) at its `home`

@@ -310,15 +310,21 @@ pub unsafe fn zeroed_vec<T>(n: usize) -> Vec<T> {
     v
 }
 
-/// Asks for 4 KiB pages under a block that will be faulted in at random
-/// places (a range reused from a block advised for huge pages keeps the
-/// advice, and each 2 MiB fault then zeroes 2 MiB).
-pub fn advise_small_pages<T>(v: &[T]) {
-    let start = (v.as_ptr() as usize + 4095) & !4095;
-    let end = (v.as_ptr() as usize + std::mem::size_of_val(v)) & !4095;
+/// Asks for transparent huge pages (`huge`) under the whole 2 MiB pages of
+/// a block, or for 4 KiB pages under it: a block that will be faulted in at
+/// random places wants small ones (a range reused from a block advised for
+/// huge pages keeps the advice, and each 2 MiB fault then zeroes 2 MiB).
+pub fn advise_pages<T>(v: &[T], huge: bool) {
+    let (align, advice) = if huge {
+        (2 << 20, libc::MADV_HUGEPAGE)
+    } else {
+        (4096, libc::MADV_NOHUGEPAGE)
+    };
+    let start = (v.as_ptr() as usize + align - 1) & !(align - 1);
+    let end = (v.as_ptr() as usize + std::mem::size_of_val(v)) & !(align - 1);
     if end > start {
         // SAFETY: madvise only advises on pages of this live allocation.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_NOHUGEPAGE) };
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
     }
 }
 
@@ -361,7 +367,7 @@ impl<T> Prefault<T> {
         if self.next.len() != n {
             // SAFETY: the caller's contract.
             self.next = unsafe { zeroed_vec(n) };
-            advise_small_pages(&self.next);
+            advise_pages(&self.next, false);
             self.touched = 0;
             self.from = len;
             return;
